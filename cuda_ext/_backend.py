@@ -1,0 +1,73 @@
+"""Lazy, loud loading of the compiled splatting extension.
+
+Order: 1 a prebuilt module `cuda_ext._C` (from `python -m cuda_ext.build`), 2 a JIT build with
+torch.utils.cpp_extension, cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/audioavatar/torch_extensions)
+so it is paid once (about 1.5 min cold on 2 cores). If both fail, one RuntimeError names both failures.
+CUDA sources join the build when torch has CUDA and nvcc is found; otherwise the CPU kernels alone build.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+EXT_NAME = "audioavatar_splat"
+
+
+def sources(with_cuda: bool) -> list[str]:
+    """C++ (and, with CUDA, .cu) source files of the extension."""
+    srcs = [CSRC / "bindings.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+    if with_cuda:
+        srcs += [CSRC / "cuda_ops.cpp", *sorted((CSRC / "cuda").glob("*.cu"))]
+    return [str(s) for s in srcs]
+
+
+def build_flags(with_cuda: bool) -> dict:
+    # -march=native: the kernels are built on the machine that runs them (JIT), so use all its SIMD.
+    cflags = ["-O3", "-march=native", "-fopenmp"] + (["-DWITH_CUDA"] if with_cuda else [])
+    flags = dict(extra_cflags=cflags, extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)])
+    if with_cuda:
+        flags["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-DWITH_CUDA"]
+    return flags
+
+
+def _cuda_available() -> bool:
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return torch.version.cuda is not None and torch.cuda.is_available() and CUDA_HOME is not None
+
+
+def jit_build(verbose: bool = False):
+    """Build (or reuse the cached build of) the extension and return the module."""
+    from torch.utils.cpp_extension import load as _load
+
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "audioavatar" / "torch_extensions"))
+    with_cuda = _cuda_available()
+    name = EXT_NAME + ("_cuda" if with_cuda else "_cpu")
+    if not verbose:
+        print(f"[cuda_ext] loading the splatting extension '{name}' (first build takes ~1.5 min)...",
+              file=sys.stderr, flush=True)
+    return _load(name=name, sources=sources(with_cuda), verbose=verbose, **build_flags(with_cuda))
+
+
+@functools.lru_cache(maxsize=None)
+def load():
+    """The compiled module; raises one RuntimeError naming both failures if nothing loads."""
+    try:
+        from . import _C  # type: ignore[attr-defined]
+
+        return _C
+    except ImportError as e:
+        prebuilt_error = f"{type(e).__name__}: {e}"
+    try:
+        return jit_build()
+    except Exception as e:  # noqa: BLE001 - reported below with the prebuilt failure
+        raise RuntimeError(
+            "cuda_ext: no splatting backend could be loaded.\n"
+            f"  1. prebuilt module cuda_ext._C: {prebuilt_error}\n"
+            f"  2. JIT build from {CSRC}: {type(e).__name__}: {e}\n"
+            "Use backend='reference' for the pure-torch path, or fix the compiler setup (g++, ninja)."
+        ) from e

@@ -1,0 +1,87 @@
+"""`rasterization()`: the gsplat-compatible entry point, written once over whichever backend renders.
+
+Steps: 1 check inputs, 2 project, 3 colours (SH or given) and the depth channel, 4 bin and sort,
+5 composite, 6 expected depth. Every step calls `cuda_ext.ops`, which routes each op to the pure-torch
+reference or to the compiled kernel (C++ on CPU tensors, CUDA on GPU tensors).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _checks, ops
+
+
+def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
+                  viewmats: Tensor, Ks: Tensor, width: int, height: int, near_plane: float = 0.01,
+                  far_plane: float = 1e10, eps2d: float = 0.3, sh_degree: int | None = None,
+                  backgrounds: Tensor | None = None, render_mode: str = "RGB", tile_size: int = 16,
+                  backend: str | None = None):
+    """Render N Gaussians from C cameras; same meaning as gsplat.rasterization for these arguments.
+
+    means [N, 3], quats [N, 4] (wxyz), scales [N, 3] (> 0), opacities [N] (in [0, 1]),
+    colors [N, D] | [C, N, D] (or SH coefficients [N, K, 3] | [C, N, K, 3] when sh_degree is set),
+    viewmats [C, 4, 4] world->camera, Ks [C, 3, 3], backgrounds [C, D'] for the output channels D'.
+    Returns render_colors [C, H, W, D'], render_alphas [C, H, W, 1], meta (projection and binning).
+    D' is D for "RGB", 1 for "D"/"ED", D+1 for "RGB+D"/"RGB+ED"; "ED" divides the depth by the alpha.
+    Gradients flow to means, quats, scales, opacities, colors (and backgrounds); not to the cameras.
+    """
+    # 1. inputs
+    N = _checks.check_gaussians(means, quats, scales, opacities)
+    C = _checks.check_cameras(viewmats, Ks, width, height)
+    _checks.check_colors(colors, C, N, sh_degree)
+    _checks.check_render_mode(render_mode)
+    _checks.check_planes(near_plane, far_plane, eps2d)
+    _checks.positive_int("tile_size", tile_size)
+    _checks.same_device(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
+                        viewmats=viewmats, Ks=Ks, backgrounds=backgrounds)
+
+    # 2. projection
+    radii, means2d, depths, conics = ops.fully_fused_projection(
+        means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane, far_plane, backend=backend)
+    opacities_c = opacities[None].expand(C, N).contiguous()
+
+    # 3. colours per camera [C, N, D], plus depth as an extra channel where asked
+    if sh_degree is not None:
+        campos = torch.linalg.inv(viewmats)[:, :3, 3]                        # [C, 3]
+        dirs = means[None] - campos[:, None]                                 # [C, N, 3]
+        coeffs = colors if colors.dim() == 4 else colors[None].expand(C, *colors.shape)
+        colors = torch.clamp_min(ops.spherical_harmonics(sh_degree, dirs, coeffs, backend=backend) + 0.5, 0.0)
+    elif colors.dim() == 2:
+        colors = colors[None].expand(C, *colors.shape)
+    if render_mode in ("RGB+D", "RGB+ED"):
+        colors = torch.cat([colors, depths[..., None]], -1)
+    elif render_mode in ("D", "ED"):
+        colors = depths[..., None]
+    D = colors.shape[-1]
+    if backgrounds is not None:
+        _checks.tensor("backgrounds", backgrounds, (C, None))
+        if render_mode in ("D", "ED"):
+            backgrounds = torch.zeros(C, 1, dtype=colors.dtype, device=colors.device)
+        elif render_mode in ("RGB+D", "RGB+ED"):
+            backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(C, 1)], -1)
+        if backgrounds.shape[1] != D:
+            raise ValueError(f"backgrounds: expected shape [{C}, {D - (render_mode in ('RGB+D', 'RGB+ED'))}] "
+                             f"for render_mode={render_mode!r}, got [{C}, {backgrounds.shape[1]}]")
+
+    # 4. binning
+    tile_width, tile_height = -(-width // tile_size), -(-height // tile_size)
+    tiles_per_gauss, isect_ids, flatten_ids = ops.isect_tiles(
+        means2d, radii, depths, tile_size, tile_width, tile_height, backend=backend)
+    isect_offsets = ops.isect_offset_encode(isect_ids, C, tile_width, tile_height, backend=backend)
+
+    # 5. compositing
+    render_colors, render_alphas = ops.rasterize_to_pixels(
+        means2d, conics, colors.contiguous(), opacities_c, width, height, tile_size, isect_offsets,
+        flatten_ids, backgrounds, backend=backend)
+
+    # 6. expected depth
+    if render_mode in ("ED", "RGB+ED"):
+        render_colors = torch.cat(
+            [render_colors[..., :-1], render_colors[..., -1:] / render_alphas.clamp(min=1e-10)], -1)
+
+    meta = dict(radii=radii, means2d=means2d, depths=depths, conics=conics, opacities=opacities_c,
+                tile_width=tile_width, tile_height=tile_height, tiles_per_gauss=tiles_per_gauss,
+                isect_ids=isect_ids, flatten_ids=flatten_ids, isect_offsets=isect_offsets, width=width,
+                height=height, tile_size=tile_size, n_cameras=C)
+    return render_colors, render_alphas, meta
