@@ -21,9 +21,12 @@ def tensor(name: str, t, shape: tuple, *, finite: bool = True) -> Tensor:
         raise ValueError(f"{name}: expected shape {want}, got {_shape(t)}")
     if t.dtype != torch.float32:
         raise ValueError(f"{name}: expected dtype float32, got {t.dtype}")
-    if finite and t.numel() and not bool(torch.isfinite(t).all()):
+    # One reduction first (NaN or inf anywhere makes the sum non-finite); count only when it fails, since
+    # huge finite values can also overflow the sum.
+    if finite and t.numel() and not bool(torch.isfinite(t.sum())):
         bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(f"{name}: must be finite, found {bad} NaN/inf value(s) in a tensor of shape {_shape(t)}")
+        if bad:
+            raise ValueError(f"{name}: must be finite, found {bad} NaN/inf value(s) in a tensor of shape {_shape(t)}")
     return t
 
 

@@ -43,6 +43,12 @@ void check_count(int64_t C, int64_t N) {
               "indices: C = ", C, ", N = ", N);
 }
 
+// isect_id = camera << (tile_bits + 32) | tile << 32 | depth bits must fit in a (non-negative) int64.
+void check_id_bits(int64_t n_cameras, int64_t tile_width, int64_t tile_height) {
+  TORCH_CHECK(bit_length(n_cameras) + bit_length(tile_width * tile_height) + 32 <= 64, "isect ids: ", n_cameras,
+              " cameras x ", tile_width, " x ", tile_height, " tiles do not fit in 64-bit ids");
+}
+
 // Common checks of the two rasterisation ops; returns the tile grid (tile_width, tile_height).
 std::pair<int, int> check_raster(const at::Tensor& means2d, const at::Tensor& colors, const at::Tensor& opacities,
                                  const std::optional<at::Tensor>& backgrounds, int64_t width, int64_t height,
@@ -51,8 +57,8 @@ std::pair<int, int> check_raster(const at::Tensor& means2d, const at::Tensor& co
   check_count(C, N);
   TORCH_CHECK(tile_size > 0 && tile_size * tile_size <= 1024, "tile_size: expected 1..32 (one thread per pixel, ",
               "at most 1024 a block), got ", tile_size);
-  TORCH_CHECK(colors.size(0) == C && colors.size(1) == N, "colors: expected [", C, ", ", N, ", D], got ",
-              colors.sizes());
+  TORCH_CHECK(colors.size(0) == C && colors.size(1) == N && colors.size(2) > 0, "colors: expected [", C, ", ", N,
+              ", D > 0], got ", colors.sizes());
   TORCH_CHECK(opacities.size(0) == C && opacities.size(1) == N, "opacities: expected [", C, ", ", N, "], got ",
               opacities.sizes());
   TORCH_CHECK(isect_offsets.size(0) == C, "isect_offsets: expected ", C, " cameras, got ", isect_offsets.sizes());
@@ -143,6 +149,7 @@ std::vector<at::Tensor> isect_tiles(const at::Tensor& means2d, const at::Tensor&
   check_devices(means2d, {{"radii", radii}, {"depths", depths}});
   const int64_t C = depths.size(0), N = depths.size(1);
   check_count(C, N);
+  check_id_bits(C, tile_width, tile_height);
   const auto opts = means2d.options();
   // 1. tiles touched per splat [C, N]
   at::Tensor tiles_per_gauss = at::empty({C, N}, opts.dtype(at::kInt));
@@ -152,6 +159,8 @@ std::vector<at::Tensor> isect_tiles(const at::Tensor& means2d, const at::Tensor&
   // 2. inclusive prefix sum (int64) -> each splat's write position; its last element is M (one host sync)
   const at::Tensor cum_counts = at::cumsum(tiles_per_gauss.view({-1}), 0, at::kLong);
   const int64_t M = C * N > 0 ? cum_counts[-1].item<int64_t>() : 0;
+  TORCH_CHECK(M <= std::numeric_limits<int32_t>::max(), "isect_tiles: ", M, " tile intersections overflow the ",
+              "int32 tile offsets");
   at::Tensor isect_ids = at::empty({M}, opts.dtype(at::kLong));
   at::Tensor flatten_ids = at::empty({M}, opts.dtype(at::kInt));
   if (M == 0) return {tiles_per_gauss, isect_ids, flatten_ids};
@@ -168,6 +177,7 @@ std::vector<at::Tensor> isect_tiles(const at::Tensor& means2d, const at::Tensor&
 at::Tensor isect_offset_encode(const at::Tensor& isect_ids, int64_t n_cameras, int64_t tile_width,
                                int64_t tile_height) {
   const c10::cuda::CUDAGuard guard(isect_ids.device());
+  check_id_bits(n_cameras, tile_width, tile_height);
   at::Tensor offsets = at::empty({n_cameras, tile_height, tile_width}, isect_ids.options().dtype(at::kInt));
   launch_isect_offset_encode(isect_ids.data_ptr<int64_t>(), isect_ids.numel(), n_cameras, tile_width,
                              tile_height, offsets.data_ptr<int32_t>(), stream());
@@ -190,24 +200,25 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
   at::Tensor render_colors = at::empty({C, height, width, D}, opts);  // every pixel is written
   at::Tensor render_alphas = at::empty({C, height, width, 1}, opts);
   at::Tensor last_ids = at::empty({C, height, width}, opts.dtype(at::kInt));
+  at::Tensor final_Ts = at::empty({C, height, width, 1}, opts);
   launch_rasterize_fwd(fptr(means2d), fptr(conics), fptr(colors), fptr(opacities),
                        backgrounds ? fptr(*backgrounds) : nullptr, C, N, D, width, height, tile_size, tw, th,
                        iptr(isect_offsets), iptr(flatten_ids), flatten_ids.numel(), fptr_mut(render_colors),
-                       fptr_mut(render_alphas), last_ids.data_ptr<int32_t>(), stream());
+                       fptr_mut(render_alphas), last_ids.data_ptr<int32_t>(), fptr_mut(final_Ts), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {render_colors, render_alphas, last_ids};
+  return {render_colors, render_alphas, last_ids, final_Ts};
 }
 
 std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
                                       const at::Tensor& opacities, const std::optional<at::Tensor>& backgrounds,
                                       int64_t width, int64_t height, int64_t tile_size,
                                       const at::Tensor& isect_offsets, const at::Tensor& flatten_ids,
-                                      const at::Tensor& render_alphas, const at::Tensor& last_ids,
+                                      const at::Tensor& final_Ts, const at::Tensor& last_ids,
                                       const at::Tensor& v_render_colors, const at::Tensor& v_render_alphas) {
   const c10::cuda::CUDAGuard guard(means2d.device());
   check_devices(means2d, {{"conics", conics}, {"colors", colors}, {"opacities", opacities},
                           {"isect_offsets", isect_offsets}, {"flatten_ids", flatten_ids},
-                          {"render_alphas", render_alphas}, {"last_ids", last_ids},
+                          {"final_Ts", final_Ts}, {"last_ids", last_ids},
                           {"v_render_colors", v_render_colors}, {"v_render_alphas", v_render_alphas}});
   const auto [tw, th] = check_raster(means2d, colors, opacities, backgrounds, width, height, tile_size,
                                      isect_offsets);
@@ -218,7 +229,7 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
   at::Tensor v_opacities = at::zeros_like(opacities);
   launch_rasterize_bwd(fptr(means2d), fptr(conics), fptr(colors), fptr(opacities),
                        backgrounds ? fptr(*backgrounds) : nullptr, C, N, D, width, height, tile_size, tw, th,
-                       iptr(isect_offsets), iptr(flatten_ids), flatten_ids.numel(), fptr(render_alphas),
+                       iptr(isect_offsets), iptr(flatten_ids), flatten_ids.numel(), fptr(final_Ts),
                        iptr(last_ids), fptr(v_render_colors), fptr(v_render_alphas), fptr_mut(v_means2d),
                        fptr_mut(v_conics), fptr_mut(v_colors), fptr_mut(v_opacities), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();

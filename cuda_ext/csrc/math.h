@@ -22,6 +22,7 @@ struct Camera {
   float R[9], t[3];
   float fx, fy, cx, cy;
   int width, height;
+  float lo_x, hi_x, lo_y, hi_y;  // x/z and y/z limits of the Jacobian: 1.3x the frustum (3DGS, gsplat)
 };
 
 AA_HD Camera make_camera(const float* viewmat /*[4,4]*/, const float* K /*[3,3]*/, int width, int height) {
@@ -32,6 +33,9 @@ AA_HD Camera make_camera(const float* viewmat /*[4,4]*/, const float* K /*[3,3]*
   }
   c.fx = K[0]; c.fy = K[4]; c.cx = K[2]; c.cy = K[5];
   c.width = width; c.height = height;
+  const float tan_fovx = 0.5f * width / c.fx, tan_fovy = 0.5f * height / c.fy;
+  c.lo_x = -(c.cx / c.fx + 0.3f * tan_fovx); c.hi_x = (width - c.cx) / c.fx + 0.3f * tan_fovx;
+  c.lo_y = -(c.cy / c.fy + 0.3f * tan_fovy); c.hi_y = (height - c.cy) / c.fy + 0.3f * tan_fovy;
   return c;
 }
 
@@ -87,16 +91,13 @@ AA_HD bool project_forward(const float* mean, const float* quat, const float* sc
     for (int j = 0; j < 3; ++j) s.Sc[3 * i + j] = RS[3 * i] * R[3 * j] + RS[3 * i + 1] * R[3 * j + 1] + RS[3 * i + 2] * R[3 * j + 2];
 
   // Jacobian with the view direction clamped to 1.3x the frustum (3DGS, gsplat).
-  float tan_fovx = 0.5f * cam.width / cam.fx, tan_fovy = 0.5f * cam.height / cam.fy;
-  float lo_x = -(cam.cx / cam.fx + 0.3f * tan_fovx), hi_x = (cam.width - cam.cx) / cam.fx + 0.3f * tan_fovx;
-  float lo_y = -(cam.cy / cam.fy + 0.3f * tan_fovy), hi_y = (cam.height - cam.cy) / cam.fy + 0.3f * tan_fovy;
-  float rx = tx / tz, ry = ty / tz;
-  s.clamp_x = rx < lo_x || rx > hi_x;
-  s.clamp_y = ry < lo_y || ry > hi_y;
-  float txc = tz * fminf(fmaxf(rx, lo_x), hi_x), tyc = tz * fminf(fmaxf(ry, lo_y), hi_y);
-  float tz2 = tz * tz;
-  s.J[0] = cam.fx / tz; s.J[1] = 0.f; s.J[2] = -cam.fx * txc / tz2;
-  s.J[3] = 0.f; s.J[4] = cam.fy / tz; s.J[5] = -cam.fy * tyc / tz2;
+  const float iz = 1.f / tz, iz2 = iz * iz;
+  float rx = tx * iz, ry = ty * iz;
+  s.clamp_x = rx < cam.lo_x || rx > cam.hi_x;
+  s.clamp_y = ry < cam.lo_y || ry > cam.hi_y;
+  float txc = tz * fminf(fmaxf(rx, cam.lo_x), cam.hi_x), tyc = tz * fminf(fmaxf(ry, cam.lo_y), cam.hi_y);
+  s.J[0] = cam.fx * iz; s.J[1] = 0.f; s.J[2] = -cam.fx * txc * iz2;
+  s.J[3] = 0.f; s.J[4] = cam.fy * iz; s.J[5] = -cam.fy * tyc * iz2;
 
   float JS[6];  // J * Sc
   for (int i = 0; i < 2; ++i)
@@ -109,9 +110,10 @@ AA_HD bool project_forward(const float* mean, const float* quat, const float* sc
   float det = s.a * s.c - s.b * s.b;
   if (!(det > 0.f)) return false;
   s.det = fmaxf(det, 1e-10f);
-  conic[0] = s.c / s.det; conic[1] = -s.b / s.det; conic[2] = s.a / s.det;
-  mean2d[0] = cam.fx * tx / tz + cam.cx;
-  mean2d[1] = cam.fy * ty / tz + cam.cy;
+  const float idet = 1.f / s.det;
+  conic[0] = s.c * idet; conic[1] = -s.b * idet; conic[2] = s.a * idet;
+  mean2d[0] = cam.fx * rx + cam.cx;
+  mean2d[1] = cam.fy * ry + cam.cy;
   *depth = tz;
   radius[0] = (int)ceilf(RADIUS_SIGMAS * sqrtf(s.a));
   radius[1] = (int)ceilf(RADIUS_SIGMAS * sqrtf(s.c));
@@ -195,13 +197,16 @@ AA_HD void project_backward(const float* quat, const float* scale, const Camera&
 // ------------------------------------------------------------------------------ spherical harmonics
 constexpr float SH_C0 = 0.28209479177387814f;
 constexpr float SH_C1 = 0.4886025119029199f;
-constexpr float SH_C2[5] = {1.0925484305920792f, -1.0925484305920792f, 0.31539156525252005f,
-                            -1.0925484305920792f, 0.5462742152960396f};
-constexpr float SH_C3[7] = {-0.5900435899266435f, 2.890611442640554f, -0.4570457994644658f, 0.3731763325901154f,
-                            -0.4570457994644658f, 1.445305721320277f, -0.5900435899266435f};
 
 // Basis values b[(degree+1)^2] and, if db != nullptr, their gradients db[k*3 + {x,y,z}] at unit dir n.
 AA_HD void sh_basis(int degree, const float* n, float* bs, float* db) {
+  // Local, not namespace-scope: a namespace-scope constexpr array is host-only data to nvcc ("identifier
+  // is undefined in device code"); scalars like SH_C0 are fine there.
+  constexpr float SH_C2[5] = {1.0925484305920792f, -1.0925484305920792f, 0.31539156525252005f,
+                              -1.0925484305920792f, 0.5462742152960396f};
+  constexpr float SH_C3[7] = {-0.5900435899266435f, 2.890611442640554f, -0.4570457994644658f,
+                              0.3731763325901154f, -0.4570457994644658f, 1.445305721320277f,
+                              -0.5900435899266435f};
   float x = n[0], y = n[1], z = n[2];
   bs[0] = SH_C0;
   if (db) db[0] = db[1] = db[2] = 0.f;

@@ -1,9 +1,10 @@
 // Tile binning on the CPU without a comparison sort: a stable radix sort of each camera's Gaussians by depth,
-// then a counting sort into tiles. Within a tile the lists come out in depth order, ties by Gaussian index,
+// then a parallel counting sort into tiles. Within a tile the lists come out in depth order, ties by Gaussian index,
 // the same order as the reference's stable sort on (camera, tile, depth bits).
 #include "../ops.h"
 #include "common.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace aa::cpu {
@@ -13,16 +14,16 @@ int bit_length(int64_t x) { int b = 0; while (x > 0) { ++b; x >>= 1; } return b;
 
 uint32_t float_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 
-// Stable LSD radix sort of `idx` by the 32-bit keys key[idx[i]], two 16-bit passes.
+// Stable LSD radix sort of `idx` by the 32-bit keys key[idx[i]]: three passes of 11 bits (bins fit in L1).
 void radix_sort_by_key(std::vector<int32_t>& idx, const std::vector<uint32_t>& key) {
   std::vector<int32_t> tmp(idx.size());
-  std::vector<int64_t> count(1 << 16);
-  for (int shift = 0; shift < 32; shift += 16) {
-    std::fill(count.begin(), count.end(), 0);
-    for (int32_t i : idx) ++count[(key[i] >> shift) & 0xFFFF];
+  int64_t count[1 << 11];
+  for (int shift = 0; shift < 32; shift += 11) {
+    std::fill(count, count + (1 << 11), 0);
+    for (int32_t i : idx) ++count[(key[i] >> shift) & 0x7FF];
     int64_t run = 0;
     for (auto& c : count) { int64_t n = c; c = run; run += n; }
-    for (int32_t i : idx) tmp[count[(key[i] >> shift) & 0xFFFF]++] = i;
+    for (int32_t i : idx) tmp[count[(key[i] >> shift) & 0x7FF]++] = i;
     idx.swap(tmp);
   }
 }
@@ -56,44 +57,62 @@ std::vector<at::Tensor> isect_tiles(const at::Tensor& means2d, const at::Tensor&
     }
   });
 
-  // 2. per-tile counts -> where each tile's list starts (cameras one after another)
-  std::vector<int64_t> start(C * n_tiles + 1, 0);
-  for (int64_t i = 0; i < C * N; ++i) {
-    if (tpg[i] == 0) continue;
-    const int32_t* bx = &box[4 * i];
-    const int64_t base = (i / N) * n_tiles;
-    for (int32_t y = bx[2]; y < bx[3]; ++y)
-      for (int32_t x = bx[0]; x < bx[1]; ++x) ++start[base + y * tile_width + x + 1];
-  }
-  for (int64_t t = 0; t < C * n_tiles; ++t) start[t + 1] += start[t];
-  const int64_t M = start[C * n_tiles];
+  // 2. each camera's splats in depth order (stable radix sort: ties keep the Gaussian order)
+  std::vector<std::vector<int32_t>> order(C);
+  at::parallel_for(0, C, 1, [&](int64_t cb, int64_t ce) {
+    std::vector<uint32_t> key(N);
+    for (int64_t c = cb; c < ce; ++c) {
+      for (int64_t n = 0; n < N; ++n) {
+        key[n] = float_bits(dep[c * N + n]);
+        if (tpg[c * N + n] > 0) order[c].push_back((int32_t)n);
+      }
+      radix_sort_by_key(order[c], key);
+    }
+  });
 
-  // 3. visit each camera's splats in depth order and append them to their tiles' lists
+  // 3. counting sort into tiles, in parallel without breaking depth order: chunk j takes a contiguous run of
+  // the depth order and gets its own slice of every tile, placed after the slices of chunks < j.
+  const int nchunks = num_workers(C * N / 4096 + 1);
+  std::vector<int64_t> begin_of(C + 1, 0);  // the depth orders of all cameras, one after another
+  for (int64_t c = 0; c < C; ++c) begin_of[c + 1] = begin_of[c] + (int64_t)order[c].size();
+  const int64_t total = begin_of[C];
+  auto chunk_range = [&](int j) { return std::make_pair(total * j / nchunks, total * (j + 1) / nchunks); };
+  auto visit = [&](int j, auto&& fn) {  // fn(c, n, flat tile index) for chunk j's splats, in order
+    auto [lo, hi] = chunk_range(j);
+    int64_t c = std::upper_bound(begin_of.begin(), begin_of.end(), lo) - begin_of.begin() - 1;
+    for (int64_t q = lo; q < hi; ++q) {
+      while (q >= begin_of[c + 1]) ++c;
+      const int32_t n = order[c][q - begin_of[c]];
+      const int32_t* bx = &box[4 * (c * N + n)];
+      for (int32_t y = bx[2]; y < bx[3]; ++y)
+        for (int32_t x = bx[0]; x < bx[1]; ++x) fn(c, n, c * n_tiles + y * tile_width + x);
+    }
+  };
+  std::vector<std::vector<int64_t>> count(nchunks, std::vector<int64_t>(C * n_tiles, 0));
+  at::parallel_for(0, nchunks, 1, [&](int64_t jb, int64_t je) {
+    for (int64_t j = jb; j < je; ++j) visit((int)j, [&](int64_t, int32_t, int64_t f) { ++count[j][f]; });
+  });
+  int64_t M = 0;  // exclusive scan over (tile, chunk): count[j][f] becomes chunk j's write position in tile f
+  std::vector<int64_t> tile_start(C * n_tiles + 1);
+  for (int64_t f = 0; f < C * n_tiles; ++f) {
+    tile_start[f] = M;
+    for (int j = 0; j < nchunks; ++j) { const int64_t n = count[j][f]; count[j][f] = M; M += n; }
+  }
+  tile_start[C * n_tiles] = M;
+
   at::Tensor isect_ids = at::empty({M}, depths.options().dtype(at::kLong));
   at::Tensor flatten_ids = at::empty({M}, depths.options().dtype(at::kInt));
   int64_t* iid = isect_ids.data_ptr<int64_t>();
   int32_t* fid = flatten_ids.data_ptr<int32_t>();
-  at::parallel_for(0, C, 1, [&](int64_t cb, int64_t ce) {
-    std::vector<uint32_t> key(N);
-    std::vector<int32_t> order;
-    for (int64_t c = cb; c < ce; ++c) {
-      order.clear();
-      for (int64_t n = 0; n < N; ++n) {
-        key[n] = float_bits(dep[c * N + n]);
-        if (tpg[c * N + n] > 0) order.push_back((int32_t)n);
-      }
-      radix_sort_by_key(order, key);
-      std::vector<int64_t> pos(start.begin() + c * n_tiles, start.begin() + (c + 1) * n_tiles);
-      for (int32_t n : order) {
-        const int64_t i = c * N + n;
-        const int32_t* bx = &box[4 * i];
-        for (int32_t y = bx[2]; y < bx[3]; ++y)
-          for (int32_t x = bx[0]; x < bx[1]; ++x) {
-            const int64_t tile = y * tile_width + x, at = pos[tile]++;
-            iid[at] = (c << (tile_bits + 32)) | (tile << 32) | (int64_t)key[n];
-            fid[at] = (int32_t)i;
-          }
-      }
+  // Scatter only the 4-byte ids (the scattered writes are what costs), then fill the keys tile by tile.
+  at::parallel_for(0, nchunks, 1, [&](int64_t jb, int64_t je) {
+    for (int64_t j = jb; j < je; ++j)
+      visit((int)j, [&](int64_t c, int32_t n, int64_t f) { fid[count[j][f]++] = (int32_t)(c * N + n); });
+  });
+  at::parallel_for(0, C * n_tiles, 64, [&](int64_t fb, int64_t fe) {
+    for (int64_t f = fb; f < fe; ++f) {
+      const int64_t c = f / n_tiles, head = (c << (tile_bits + 32)) | ((f - c * n_tiles) << 32);
+      for (int64_t at = tile_start[f]; at < tile_start[f + 1]; ++at) iid[at] = head | (int64_t)float_bits(dep[fid[at]]);
     }
   });
   return {tiles_per_gauss, isect_ids, flatten_ids};

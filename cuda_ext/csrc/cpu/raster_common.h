@@ -10,16 +10,32 @@ namespace aa::cpu {
 
 constexpr int LANES = 8;
 
-// One splat as the compositor reads it (gathered once so a tile touches one cache line per splat).
+// One splat as the compositor reads it (gathered once, 32 bytes, so a tile touches one cache line per splat).
+// ex, ey: half-extent in pixels of the region where alpha can reach 1/255 (ex < 0: reaches nothing;
+// ex = +inf: no bound, for a conic that is not positive definite); lim: that region is power <= lim.
 struct Splat {
-  float mx, my, ca, cb, cc, op;  // mean, conic (upper triangle), opacity
+  float mx, my, ca, cb, cc, op, ex, ey, lim;
 };
+
+inline Splat make_splat(float mx, float my, float ca, float cb, float cc, float op) {
+  Splat s{mx, my, ca, cb, cc, op, INFINITY, INFINITY, INFINITY};
+  const float det = ca * cc - cb * cb;
+  if (!(op >= ALPHA_MIN)) {
+    s.ex = s.ey = -1.f;  // opacity below 1/255: alpha can never reach it
+  } else if (ca > 0.f && cc > 0.f && det > 0.f) {
+    // alpha >= 1/255  <=>  power <= ln(255 * opacity); the ellipse's extent along x and y, padded.
+    s.lim = std::log(255.f * op) + 1e-3f;
+    s.ex = std::sqrt(2.f * s.lim * cc / det) + 1e-3f;
+    s.ey = std::sqrt(2.f * s.lim * ca / det) + 1e-3f;
+  }
+  return s;
+}
 
 inline std::vector<Splat> gather_splats(const float* means2d, const float* conics, const float* opac, int64_t n) {
   std::vector<Splat> s(n);
   at::parallel_for(0, n, 8192, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
-      s[i] = {means2d[2 * i], means2d[2 * i + 1], conics[3 * i], conics[3 * i + 1], conics[3 * i + 2], opac[i]};
+      s[i] = make_splat(means2d[2 * i], means2d[2 * i + 1], conics[3 * i], conics[3 * i + 1], conics[3 * i + 2], opac[i]);
   });
   return s;
 }
@@ -50,39 +66,44 @@ inline Tile tile_at(int64_t f, int64_t tw, int64_t th, int ts, int64_t width, in
 struct Window { int r0, r1, h0, h1; };
 
 inline bool splat_window(const Splat& s, const Tile& t, int ts, Window& win) {
-  int64_t xl = t.x0, xh = t.x0 + ts - 1, yl = t.y0, yh = t.y0 + ts - 1;
-  const float det = s.ca * s.cc - s.cb * s.cb;
-  if (s.ca > 0.f && s.cc > 0.f && det > 0.f) {
-    // alpha >= 1/255  <=>  power <= ln(255 * opacity); the ellipse's extent along x and y, padded.
-    const float lim = 2.f * (std::log(255.f * s.op) + 1e-3f);
-    const float ex = std::sqrt(lim * s.cc / det) + 1e-3f, ey = std::sqrt(lim * s.ca / det) + 1e-3f;
-    xl = std::max<int64_t>(xl, (int64_t)std::floor(s.mx - ex - 0.5f));
-    xh = std::min<int64_t>(xh, (int64_t)std::ceil(s.mx + ex - 0.5f));
-    yl = std::max<int64_t>(yl, (int64_t)std::floor(s.my - ey - 0.5f));
-    yh = std::min<int64_t>(yh, (int64_t)std::ceil(s.my + ey - 0.5f));
+  if (s.ex < 0.f) return false;
+  int64_t xl = t.x0, xh = t.x0 + t.w - 1, yl = t.y0, yh = t.y0 + t.h - 1;
+  if (s.ex < INFINITY) {
+    xl = std::max<int64_t>(xl, (int64_t)std::floor(s.mx - s.ex - 0.5f));
+    xh = std::min<int64_t>(xh, (int64_t)std::ceil(s.mx + s.ex - 0.5f));
+    yl = std::max<int64_t>(yl, (int64_t)std::floor(s.my - s.ey - 0.5f));
+    yh = std::min<int64_t>(yh, (int64_t)std::ceil(s.my + s.ey - 0.5f));
   }
-  yh = std::min<int64_t>(yh, t.y0 + t.h - 1);
-  xh = std::min<int64_t>(xh, t.x0 + t.w - 1);
   if (xl > xh || yl > yh) return false;
   win = {(int)(yl - t.y0), (int)(yh - t.y0), (int)((xl - t.x0) / LANES), (int)((xh - t.x0) / LANES)};
   return true;
 }
 
-// power = 0.5 (a dx^2 + c dy^2) + b dx dy and alpha = min(0.99, op * exp(-power)) for 8 pixels of a row;
-// `ok` marks the lanes where the splat counts (power >= 0, alpha >= 1/255).
+// The splat along one pixel row: power(dx) = (A dx + B) dx + Cr with dx = mx - px, A = a/2, B = b dy,
+// Cr = c dy^2 / 2 (the same quadratic form as the reference, regrouped per row).
+struct RowForm { F8 A, B, Cr, dy; };
+
+inline RowForm row_form(const Splat& s, float py) {
+  const float dy = s.my - py;
+  return {F8::set1(0.5f * s.ca), F8::set1(s.cb * dy), F8::set1(0.5f * s.cc * dy * dy), F8::set1(dy)};
+}
+
+// For 8 pixels of a row: dx, power, and `near`, the lanes where the splat can reach alpha 1/255 at all
+// (power in [0, lim]); the exp is only worth computing when some lane is near.
 struct Eval { F8 dx, dy, power, vis, alpha; M8 ok; };
 
-inline Eval eval_splat(const Splat& s, F8 px, float py) {
-  Eval e;
+inline M8 eval_power(const Splat& s, const RowForm& rf, F8 px, Eval& e) {
   e.dx = F8::set1(s.mx) - px;
-  e.dy = F8::set1(s.my - py);
-  const F8 half = F8::set1(0.5f);
-  e.power = fma(half * F8::set1(s.ca) * e.dx, e.dx, half * F8::set1(s.cc) * e.dy * e.dy) +
-            F8::set1(s.cb) * e.dx * e.dy;
+  e.dy = rf.dy;
+  e.power = fma(fma(rf.A, e.dx, rf.B), e.dx, rf.Cr);
+  return (e.power >= F8::set1(0.f)) & (F8::set1(s.lim) >= e.power);
+}
+
+// alpha = min(0.99, op * exp(-power)); ok: lanes with power >= 0 and alpha >= 1/255.
+inline void eval_alpha(const Splat& s, Eval& e) {
   e.vis = exp_neg(e.power);
   e.alpha = min(F8::set1(s.op) * e.vis, F8::set1(ALPHA_MAX));
   e.ok = (e.power >= F8::set1(0.f)) & (e.alpha >= F8::set1(ALPHA_MIN));
-  return e;
 }
 
 }  // namespace aa::cpu

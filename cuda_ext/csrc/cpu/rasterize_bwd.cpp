@@ -68,7 +68,7 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
       const int64_t g = ids[k];
       const Splat& s = splats[g];
       Window win;
-      const bool live = k <= kmax && s.op >= ALPHA_MIN && splat_window(s, t, ts, win);
+      const bool live = k <= kmax && splat_window(s, t, ts, win);
       if (!live) {
         for (int64_t ch = 0; ch < NCH; ++ch) grads[ch * M + k] = 0.f;
         continue;
@@ -79,10 +79,13 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
       const F8 kr = F8::set1((float)(k - t.begin)), ca = F8::set1(s.ca), cb = F8::set1(s.cb), cc = F8::set1(s.cc);
       const F8 op = F8::set1(s.op);
       for (int r = win.r0; r <= win.r1; ++r) {
-        const float py = (float)(t.y0 + r) + 0.5f;
+        const RowForm rf = row_form(s, (float)(t.y0 + r) + 0.5f);
         for (int h = win.h0; h <= win.h1; ++h) {
           const int p = r * stride + h * LANES;
-          const Eval e = eval_splat(s, F8::set1((float)(t.x0 + h * LANES)) + lane, py);
+          Eval e;
+          const M8 near = eval_power(s, rf, F8::set1((float)(t.x0 + h * LANES)) + lane, e);
+          if (!bits(near & (F8::load(sc.last.data() + p) >= kr))) continue;
+          eval_alpha(s, e);
           const M8 ok = e.ok & (F8::load(sc.last.data() + p) >= kr);
           if (!bits(ok)) continue;
           const F8 ra = one / (one - e.alpha);

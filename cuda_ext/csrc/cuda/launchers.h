@@ -78,7 +78,7 @@ void launch_rasterize_fwd(const float* means2d /*[C,N,2]*/, const float* conics 
                           int height, int tile_size, int tile_width, int tile_height,
                           const int32_t* isect_offsets /*[C,th,tw]*/, const int32_t* flatten_ids /*[M]*/,
                           int64_t M, float* render_colors /*[C,H,W,D]*/, float* render_alphas /*[C,H,W,1]*/,
-                          int32_t* last_ids /*[C,H,W]*/, cudaStream_t stream);
+                          int32_t* last_ids /*[C,H,W]*/, float* final_Ts /*[C,H,W,1]*/, cudaStream_t stream);
 
 // Back to front over each tile: gradients into v_means2d [C,N,2], v_conics [C,N,3], v_colors [C,N,D],
 // v_opacities [C,N] (all zero-initialised).
@@ -87,7 +87,7 @@ void launch_rasterize_bwd(const float* means2d /*[C,N,2]*/, const float* conics 
                           const float* backgrounds /*[C,D] or nullptr*/, int C, int N, int D, int width,
                           int height, int tile_size, int tile_width, int tile_height,
                           const int32_t* isect_offsets /*[C,th,tw]*/, const int32_t* flatten_ids /*[M]*/,
-                          int64_t M, const float* render_alphas /*[C,H,W,1]*/, const int32_t* last_ids /*[C,H,W]*/,
+                          int64_t M, const float* final_Ts /*[C,H,W,1]*/, const int32_t* last_ids /*[C,H,W]*/,
                           const float* v_render_colors /*[C,H,W,D]*/, const float* v_render_alphas /*[C,H,W,1]*/,
                           float* v_means2d /*[C,N,2]*/, float* v_conics /*[C,N,3]*/, float* v_colors /*[C,N,D]*/,
                           float* v_opacities /*[C,N]*/, cudaStream_t stream);

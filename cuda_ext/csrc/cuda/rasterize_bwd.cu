@@ -17,7 +17,7 @@ namespace aa {
 namespace {
 
 // Gradients for channels [d0, d0 + CDIM) (see gpu::kChannelChunks); every gradient is linear in the
-// per-channel terms, so chunks add up. The render_alphas term joins the chunk with d0 == 0 only.
+// per-channel terms, so chunks add up. The v_render_alphas term joins the chunk with d0 == 0 only.
 //   grid: C * th * tw blocks; block: tile_size^2 threads rounded up to a multiple of 32;
 //   dynamic shared memory: blockDim.x * gpu::kSplatSlotBytes.
 //   -> (+=) v_means2d [C,N,2], v_conics [C,N,3], v_colors [C,N,D], v_opacities [C,N]
@@ -28,7 +28,7 @@ __global__ void rasterize_bwd_kernel(const float* __restrict__ means2d, const fl
                                      int height, int tile_size, int tile_width, int tile_height,
                                      const int32_t* __restrict__ isect_offsets,
                                      const int32_t* __restrict__ flatten_ids, int64_t M,
-                                     const float* __restrict__ render_alphas, const int32_t* __restrict__ last_ids,
+                                     const float* __restrict__ final_Ts, const int32_t* __restrict__ last_ids,
                                      const float* __restrict__ v_render_colors,
                                      const float* __restrict__ v_render_alphas, float* __restrict__ v_means2d,
                                      float* __restrict__ v_conics, float* __restrict__ v_colors,
@@ -42,7 +42,7 @@ __global__ void rasterize_bwd_kernel(const float* __restrict__ means2d, const fl
   const float px = b.x + 0.5f, py = b.y + 0.5f;
 
   // Per-pixel state; threads without a pixel keep neutral values and never contribute.
-  const float T_final = b.inside ? 1.f - render_alphas[b.pix] : 1.f;
+  const float T_final = b.inside ? final_Ts[b.pix] : 1.f;
   float T = T_final;                 // transmittance behind the current splat, then in front of it
   const int last = b.inside ? last_ids[b.pix] : b.range_start - 1;
   float v_rgb[CDIM], S[CDIM];        // d loss / d colour of the pixel, colour behind the current splat
@@ -134,12 +134,12 @@ template <int CDIM>
 void launch_chunk(dim3 grid, int threads, size_t smem, cudaStream_t stream, const float* means2d,
                   const float* conics, const float* colors, const float* opacities, const float* backgrounds,
                   int C, int D, int d0, int width, int height, int tile_size, int tile_width, int tile_height,
-                  const int32_t* isect_offsets, const int32_t* flatten_ids, int64_t M, const float* render_alphas,
+                  const int32_t* isect_offsets, const int32_t* flatten_ids, int64_t M, const float* final_Ts,
                   const int32_t* last_ids, const float* v_render_colors, const float* v_render_alphas,
                   float* v_means2d, float* v_conics, float* v_colors, float* v_opacities) {
   rasterize_bwd_kernel<CDIM><<<grid, threads, smem, stream>>>(
       means2d, conics, colors, opacities, backgrounds, C, D, d0, width, height, tile_size, tile_width,
-      tile_height, isect_offsets, flatten_ids, M, render_alphas, last_ids, v_render_colors, v_render_alphas,
+      tile_height, isect_offsets, flatten_ids, M, final_Ts, last_ids, v_render_colors, v_render_alphas,
       v_means2d, v_conics, v_colors, v_opacities);
 }
 
@@ -148,7 +148,7 @@ void launch_chunk(dim3 grid, int threads, size_t smem, cudaStream_t stream, cons
 void launch_rasterize_bwd(const float* means2d, const float* conics, const float* colors, const float* opacities,
                           const float* backgrounds, int C, int N, int D, int width, int height, int tile_size,
                           int tile_width, int tile_height, const int32_t* isect_offsets,
-                          const int32_t* flatten_ids, int64_t M, const float* render_alphas,
+                          const int32_t* flatten_ids, int64_t M, const float* final_Ts,
                           const int32_t* last_ids, const float* v_render_colors, const float* v_render_alphas,
                           float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
                           cudaStream_t stream) {
@@ -165,7 +165,7 @@ void launch_rasterize_bwd(const float* means2d, const float* conics, const float
   case N_:                                                                                                   \
     launch_chunk<N_>(grid, threads, smem, stream, means2d, conics, colors, opacities, backgrounds, C, D, d0,   \
                      width, height, tile_size, tile_width, tile_height, isect_offsets, flatten_ids, M,        \
-                     render_alphas, last_ids, v_render_colors, v_render_alphas, v_means2d, v_conics, v_colors, \
+                     final_Ts, last_ids, v_render_colors, v_render_alphas, v_means2d, v_conics, v_colors, \
                      v_opacities);                                                                           \
     break;
     switch (chunk) {

@@ -10,10 +10,10 @@ namespace aa {
 namespace {
 
 // Composites channels [d0, d0 + CDIM) of colors [C,N,D] (see gpu::kChannelChunks for why a launch may cover
-// only some channels); the chunk with d0 == 0 also writes render_alphas and last_ids.
+// only some channels); the chunk with d0 == 0 also writes render_alphas, last_ids and final_Ts.
 //   grid: C * th * tw blocks; block: tile_size^2 threads rounded up to a multiple of 32;
 //   dynamic shared memory: blockDim.x * gpu::kSplatSlotBytes.
-//   -> render_colors [C,H,W,D], render_alphas [C,H,W,1], last_ids [C,H,W]
+//   -> render_colors [C,H,W,D], render_alphas [C,H,W,1], last_ids [C,H,W], final_Ts [C,H,W,1]
 template <int CDIM>
 __global__ void rasterize_fwd_kernel(const float* __restrict__ means2d, const float* __restrict__ conics,
                                      const float* __restrict__ colors, const float* __restrict__ opacities,
@@ -22,7 +22,7 @@ __global__ void rasterize_fwd_kernel(const float* __restrict__ means2d, const fl
                                      const int32_t* __restrict__ isect_offsets,
                                      const int32_t* __restrict__ flatten_ids, int64_t M,
                                      float* __restrict__ render_colors, float* __restrict__ render_alphas,
-                                     int32_t* __restrict__ last_ids) {
+                                     int32_t* __restrict__ last_ids, float* __restrict__ final_Ts) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int n_threads = blockDim.x, rank = threadIdx.x;
   const gpu::SplatBatch batch = gpu::splat_batch(smem, n_threads);
@@ -72,6 +72,7 @@ __global__ void rasterize_fwd_kernel(const float* __restrict__ means2d, const fl
   if (d0 == 0) {
     render_alphas[b.pix] = 1.f - T;
     last_ids[b.pix] = last;
+    final_Ts[b.pix] = T;  // exact; 1 - render_alphas loses digits when T is small
   }
 }
 
@@ -80,10 +81,10 @@ void launch_chunk(dim3 grid, int threads, size_t smem, cudaStream_t stream, cons
                   const float* conics, const float* colors, const float* opacities, const float* backgrounds,
                   int C, int D, int d0, int width, int height, int tile_size, int tile_width, int tile_height,
                   const int32_t* isect_offsets, const int32_t* flatten_ids, int64_t M, float* render_colors,
-                  float* render_alphas, int32_t* last_ids) {
+                  float* render_alphas, int32_t* last_ids, float* final_Ts) {
   rasterize_fwd_kernel<CDIM><<<grid, threads, smem, stream>>>(
       means2d, conics, colors, opacities, backgrounds, C, D, d0, width, height, tile_size, tile_width,
-      tile_height, isect_offsets, flatten_ids, M, render_colors, render_alphas, last_ids);
+      tile_height, isect_offsets, flatten_ids, M, render_colors, render_alphas, last_ids, final_Ts);
 }
 
 }  // namespace
@@ -92,7 +93,7 @@ void launch_rasterize_fwd(const float* means2d, const float* conics, const float
                           const float* backgrounds, int C, int N, int D, int width, int height, int tile_size,
                           int tile_width, int tile_height, const int32_t* isect_offsets,
                           const int32_t* flatten_ids, int64_t M, float* render_colors, float* render_alphas,
-                          int32_t* last_ids, cudaStream_t stream) {
+                          int32_t* last_ids, float* final_Ts, cudaStream_t stream) {
   (void)N;  // splats are addressed through flatten_ids (c * N + n), so N itself is not needed
   const int64_t n_blocks = static_cast<int64_t>(C) * tile_width * tile_height;
   if (n_blocks == 0 || width == 0 || height == 0 || D == 0) return;
@@ -107,7 +108,7 @@ void launch_rasterize_fwd(const float* means2d, const float* conics, const float
   case N_:                                                                                                 \
     launch_chunk<N_>(grid, threads, smem, stream, means2d, conics, colors, opacities, backgrounds, C, D, d0, \
                      width, height, tile_size, tile_width, tile_height, isect_offsets, flatten_ids, M,      \
-                     render_colors, render_alphas, last_ids);                                              \
+                     render_colors, render_alphas, last_ids, final_Ts);                                    \
     break;
     switch (chunk) {
       AA_FWD_CHUNK(16) AA_FWD_CHUNK(8) AA_FWD_CHUNK(4) AA_FWD_CHUNK(3) AA_FWD_CHUNK(2) AA_FWD_CHUNK(1)

@@ -1,0 +1,76 @@
+"""Rendering speed of the C++ CPU kernel vs the pure-torch reference, one JSON line per case.
+
+Usage: python bench/render.py [--cases 256x256/10k,512x512/50k,512x512/200k] [--repeats 7] [--ref-repeats 2]
+Each case renders the avatar-like demo scene (engine.demo_scene) filling the frame, SH degree 3, one camera.
+forward_ms: rasterization() end to end (projection, SH, binning, compositing); backward_ms: loss.backward()
+for a weighted sum of the image. Medians after a warm-up, kernel and reference measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+import cuda_ext
+from engine.camera import intrinsics, orbit
+from engine.demo_scene import avatar_like_scene
+
+
+def parse_case(s: str) -> tuple[int, int, int]:
+    res, n = s.split("/")
+    w, h = (int(v) for v in res.lower().split("x"))
+    n = int(float(n.lower().replace("k", "e3")))
+    return w, h, n
+
+
+def time_backend(scene, viewmat, K, w, h, backend: str, repeats: int) -> dict:
+    params = [t.clone().requires_grad_(True) for t in (scene.means, scene.quats, scene.scales, scene.opacities, scene.sh)]
+    weights = torch.rand(1, h, w, 3, generator=torch.Generator().manual_seed(0))
+    fwd, bwd = [], []
+    for i in range(repeats + 1):                                          # first iteration is the warm-up
+        for p in params:
+            p.grad = None
+        t0 = time.perf_counter()
+        img, _, _ = cuda_ext.rasterization(*params, viewmat, K, w, h, sh_degree=3, backend=backend)
+        t1 = time.perf_counter()
+        (img * weights).sum().backward()
+        t2 = time.perf_counter()
+        if i:
+            fwd.append(1e3 * (t1 - t0))
+            bwd.append(1e3 * (t2 - t1))
+    return {"forward_ms": statistics.median(fwd), "backward_ms": statistics.median(bwd), "image": img.detach()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="256x256/10k,512x512/50k,512x512/200k")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--ref-repeats", type=int, default=2)
+    ap.add_argument("--skip-reference", action="store_true")
+    args = ap.parse_args()
+    for case in args.cases.split(","):
+        w, h, n = parse_case(case)
+        scene = avatar_like_scene(n, seed=0)
+        viewmat = orbit(torch.tensor([0.0, -0.1, 0.0]), 2.6, 15.0)[None]
+        K = intrinsics(w, h, 40.0)[None]
+        k = time_backend(scene, viewmat, K, w, h, "kernel", args.repeats)
+        row = {"case": case, "width": w, "height": h, "gaussians": n, "threads": torch.get_num_threads(),
+               "cpu_forward_ms": round(k["forward_ms"], 2), "cpu_backward_ms": round(k["backward_ms"], 2),
+               "cpu_fps": round(1e3 / k["forward_ms"], 1),
+               "backward_over_forward": round(k["backward_ms"] / k["forward_ms"], 2)}
+        if not args.skip_reference:
+            r = time_backend(scene, viewmat, K, w, h, "reference", args.ref_repeats)
+            row.update({"reference_forward_ms": round(r["forward_ms"], 1),
+                        "reference_backward_ms": round(r["backward_ms"], 1),
+                        "reference_fps": round(1e3 / r["forward_ms"], 3),
+                        "speedup_vs_reference": round(r["forward_ms"] / k["forward_ms"], 1),
+                        "backward_speedup_vs_reference": round(r["backward_ms"] / k["backward_ms"], 1),
+                        "max_abs_diff_vs_reference": float((k["image"] - r["image"]).abs().max())})
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Shared test setup. GPU tests are skipped here and only here: mark them `@pytest.mark.cuda` (or use the
+`device` fixture) and they run wherever torch sees a CUDA GPU."""
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU (none visible to torch)")
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("cuda") and not HAS_CUDA:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (none visible to torch)"))
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
