@@ -53,13 +53,21 @@ def jit_build(verbose: bool = False):
     return _load(name=name, sources=sources(with_cuda), verbose=verbose, **build_flags(with_cuda))
 
 
+def _prebuilt():
+    """The ahead-of-time module, refused when any source is newer than it (a stale build)."""
+    from . import _C  # type: ignore[attr-defined]
+
+    newest = max(Path(p).stat().st_mtime for p in sources(False) + [str(p) for p in CSRC.rglob("*.h")])
+    if Path(_C.__file__).stat().st_mtime < newest:
+        raise ImportError(f"{_C.__file__} is older than the sources in {CSRC}; rebuild: python -m cuda_ext.build")
+    return _C
+
+
 @functools.lru_cache(maxsize=None)
 def load():
     """The compiled module; raises one RuntimeError naming both failures if nothing loads."""
     try:
-        from . import _C  # type: ignore[attr-defined]
-
-        return _C
+        return _prebuilt()
     except ImportError as e:
         prebuilt_error = f"{type(e).__name__}: {e}"
     try:

@@ -109,3 +109,23 @@ def scene_stats(alphas: Tensor) -> dict:
             "mean_alpha_covered": round(float(alphas[covered].mean()) if covered.any() else 0.0, 4),
             "saturated_fraction_covered": round(float((alphas[covered] > 1 - 1e-4).float().mean())
                                                 if covered.any() else 0.0, 3)}
+
+
+def main() -> None:
+    """Writes the bundled demo scene: python -m engine.demo_scene --write assets/demo_scene.ply"""
+    import argparse
+
+    from engine.ply import GaussianPly, write_ply
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--write", required=True)
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    s = avatar_like_scene(args.n, args.seed)
+    write_ply(args.write, GaussianPly.from_activated(s.means, s.quats, s.scales, s.opacities, s.sh[:, :1]))
+    print(args.write)
+
+
+if __name__ == "__main__":
+    main()

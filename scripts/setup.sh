@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.11) and installs the project into it; safe to re-run. Usage: scripts/setup.sh [extras]
+# torch is pinned to 2.13.0 in pyproject.toml: on these machines that resolves to a local CPU wheel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+extras=${1:-}
+.venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
