@@ -46,7 +46,9 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         campos = torch.linalg.inv(viewmats)[:, :3, 3]                        # [C, 3]
         dirs = means[None] - campos[:, None]                                 # [C, N, 3]
         coeffs = colors if colors.dim() == 4 else colors[None].expand(C, *colors.shape)
-        colors = torch.clamp_min(ops.spherical_harmonics(sh_degree, dirs, coeffs, backend=backend) + 0.5, 0.0)
+        colors = ops.spherical_harmonics(sh_degree, dirs, coeffs, backend=backend)
+        _checks.check_sh_colors(colors, sh_degree)
+        colors = torch.clamp_min(colors + 0.5, 0.0)
     elif colors.dim() == 2:
         colors = colors[None].expand(C, *colors.shape)
     if render_mode in ("RGB+D", "RGB+ED"):

@@ -35,6 +35,7 @@ BAD = {
     "NaN intrinsics": (dict(Ks=lambda s: nan_at(s["Ks"])), r"Ks: must be finite"),
     "negative focal": (dict(Ks=lambda s: s["Ks"] * torch.tensor([-1.0, 1, 1])), r"Ks: focal lengths"),
     "colors count": (dict(colors=lambda s: s["colors"][:3]), r"colors: expected shape"),
+    "NaN SH": (dict(colors=lambda s: nan_at(torch.rand(40, 16, 3), 7)), r"colors: SH coefficients must be finite"),
     "float64 means": (dict(means=lambda s: s["means"].double()), r"means: expected dtype float32"),
 }
 
@@ -42,11 +43,12 @@ BAD = {
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_input_names_the_argument(scene, name):
     changes, pattern = BAD[name]
+    sh_degree = 3 if name == "NaN SH" else None
     kwargs = dict(scene)
     for key, f in changes.items():
         kwargs[key] = f(scene)
     with pytest.raises(ValueError, match=pattern):
-        cuda_ext.rasterization(**kwargs)
+        cuda_ext.rasterization(**kwargs, sh_degree=sh_degree)
 
 
 def test_bad_sh_and_mode_and_background(scene):

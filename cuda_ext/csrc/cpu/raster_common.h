@@ -4,11 +4,23 @@
 #include "../math.h"
 #include "vec8.h"
 
+#include <memory>
+#include <new>
 #include <vector>
 
 namespace aa::cpu {
 
-constexpr int LANES = 8;
+// A float buffer aligned to 64 bytes, so 8-float vector loads of pixel runs never straddle a cache line.
+class AlignedBuf {
+ public:
+  void resize(size_t n) { data_.reset(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64)))); }
+  float* data() { return data_.get(); }
+  float& operator[](size_t i) { return data_.get()[i]; }
+
+ private:
+  struct Free { void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); } };
+  std::unique_ptr<float, Free> data_;
+};
 
 // One splat as the compositor reads it (gathered once, 32 bytes, so a tile touches one cache line per splat).
 // ex, ey: half-extent in pixels of the region where alpha can reach 1/255 (ex < 0: reaches nothing;

@@ -32,7 +32,7 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
   const int64_t n_tiles = C * th * tw;
   const int nw = num_workers(n_tiles);
   struct Scratch {
-    std::vector<float> T, Tf, vA, last, S, vC;
+    AlignedBuf T, Tf, vA, last, S, vC;
     std::vector<F8> vcol;
   };
   std::vector<Scratch> scratch(nw);

@@ -22,7 +22,7 @@ struct FwdArgs {
 // Per-worker tile state: transmittance, active flag (1/0), last blended index (tile-relative, exact in
 // float), colour accumulators (channel-major), and active-pixel counts per half-row.
 struct TileState {
-  std::vector<float> T, act, last, acc;
+  AlignedBuf T, act, last, acc;
   std::vector<int> half_active;
 };
 
@@ -48,7 +48,12 @@ void composite_tile(const FwdArgs& a, int64_t fi, TileState& st) {
     }
   const F8 lane = F8::iota() + F8::set1(0.5f), one = F8::set1(1.f), zero = F8::set1(0.f);
 
+  constexpr int64_t AHEAD = 8;  // prefetch distance in list entries: splats and colours are random reads
   for (int64_t k = t.begin; k < t.end && tile_active > 0; ++k) {
+    if (k + AHEAD < t.end) {
+      __builtin_prefetch(a.splats + a.ids[k + AHEAD]);
+      __builtin_prefetch(a.colors + a.ids[k + AHEAD] * D);
+    }
     const int64_t g = a.ids[k];
     const Splat& s = a.splats[g];
     Window win;

@@ -6,6 +6,8 @@
 
 namespace aa::cpu {
 
+constexpr int LANES = 8;  // floats per vector
+
 #ifdef AA_AVX2
 struct F8 {
   __m256 v;
@@ -25,7 +27,12 @@ inline F8 exp_neg(F8 x) { return {fast_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x
 inline M8 operator<(F8 a, F8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
 inline M8 operator>=(F8 a, F8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ)}; }
 inline M8 operator>(F8 a, F8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)}; }
+inline F8 max(F8 a, F8 b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline F8 sqrt(F8 a) { return {_mm256_sqrt_ps(a.v)}; }
+inline F8 ceil(F8 a) { return {_mm256_ceil_ps(a.v)}; }
+inline M8 operator<=(F8 a, F8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
 inline M8 operator&(M8 a, M8 b) { return {_mm256_and_ps(a.v, b.v)}; }
+inline M8 operator|(M8 a, M8 b) { return {_mm256_or_ps(a.v, b.v)}; }
 inline M8 andnot(M8 a, M8 b) { return {_mm256_andnot_ps(b.v, a.v)}; }  // a & ~b
 inline int bits(M8 m) { return _mm256_movemask_ps(m.v); }
 inline F8 select(M8 m, F8 a, F8 b) { return {_mm256_blendv_ps(b.v, a.v, m.v)}; }  // m ? a : b
@@ -50,12 +57,16 @@ AA_F8_BINOP(+) AA_F8_BINOP(-) AA_F8_BINOP(*) AA_F8_BINOP(/)
 #undef AA_F8_BINOP
 #define AA_F8_CMP(OP)                                                                \
   inline M8 operator OP(F8 a, F8 b) { M8 r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] OP b.v[i]; return r; }
-AA_F8_CMP(<) AA_F8_CMP(>=) AA_F8_CMP(>)
+AA_F8_CMP(<) AA_F8_CMP(>=) AA_F8_CMP(>) AA_F8_CMP(<=)
 #undef AA_F8_CMP
 inline F8 fma(F8 a, F8 b, F8 c) { F8 r; for (int i = 0; i < 8; ++i) r.v[i] = std::fma(a.v[i], b.v[i], c.v[i]); return r; }
 inline F8 min(F8 a, F8 b) { F8 r; for (int i = 0; i < 8; ++i) r.v[i] = std::min(a.v[i], b.v[i]); return r; }
 inline F8 exp_neg(F8 x) { F8 r; for (int i = 0; i < 8; ++i) r.v[i] = fast_exp(-x.v[i]); return r; }
+inline F8 max(F8 a, F8 b) { F8 r; for (int i = 0; i < 8; ++i) r.v[i] = std::max(a.v[i], b.v[i]); return r; }
+inline F8 sqrt(F8 a) { F8 r; for (int i = 0; i < 8; ++i) r.v[i] = std::sqrt(a.v[i]); return r; }
+inline F8 ceil(F8 a) { F8 r; for (int i = 0; i < 8; ++i) r.v[i] = std::ceil(a.v[i]); return r; }
 inline M8 operator&(M8 a, M8 b) { M8 r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] && b.v[i]; return r; }
+inline M8 operator|(M8 a, M8 b) { M8 r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] || b.v[i]; return r; }
 inline M8 andnot(M8 a, M8 b) { M8 r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] && !b.v[i]; return r; }
 inline int bits(M8 m) { int b = 0; for (int i = 0; i < 8; ++i) b |= (int)m.v[i] << i; return b; }
 inline F8 select(M8 m, F8 a, F8 b) { F8 r; for (int i = 0; i < 8; ++i) r.v[i] = m.v[i] ? a.v[i] : b.v[i]; return r; }
