@@ -23,8 +23,8 @@ def tensor(name: str, t, shape: tuple, *, finite: bool = True) -> Tensor:
         raise ValueError(f"{name}: expected dtype float32, got {t.dtype}")
     # One reduction first (NaN or inf anywhere makes the sum non-finite); count only when it fails, since
     # huge finite values can also overflow the sum.
-    if finite and t.numel() and not bool(torch.isfinite(t.sum())):
-        bad = int((~torch.isfinite(t)).sum())
+    if finite and t.numel() and not bool(torch.isfinite(t.detach().sum())):
+        bad = int((~torch.isfinite(t.detach())).sum())
         if bad:
             raise ValueError(f"{name}: must be finite, found {bad} NaN/inf value(s) in a tensor of shape {_shape(t)}")
     return t
@@ -49,14 +49,15 @@ def check_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     tensor("quats", quats, (N, 4))
     tensor("scales", scales, (N, 3))
     tensor("opacities", opacities, (N,))
-    if N and bool((scales <= 0).any()):
+    scales, quats, opacities = scales.detach(), quats.detach(), opacities.detach()  # checks need no graph
+    if N and float(scales.min()) <= 0:
         raise ValueError(f"scales: must be > 0 (they are not log-scales), found {int((scales <= 0).sum())} "
                          f"value(s) <= 0, min {float(scales.min()):.4g}")
     if N and bool((quats == 0).all(-1).any()):
         raise ValueError("quats: every quaternion needs a non-zero norm, found a zero quaternion")
-    if N and bool(((opacities < 0) | (opacities > 1)).any()):
-        raise ValueError(f"opacities: must lie in [0, 1] (they are not logits), got range "
-                         f"[{float(opacities.min()):.4g}, {float(opacities.max()):.4g}]")
+    lo, hi = (float(v) for v in opacities.aminmax()) if N else (0.0, 0.0)
+    if lo < 0 or hi > 1:
+        raise ValueError(f"opacities: must lie in [0, 1] (they are not logits), got range [{lo:.4g}, {hi:.4g}]")
     return N
 
 
@@ -67,6 +68,7 @@ def check_cameras(viewmats: Tensor, Ks: Tensor, width, height) -> int:
     if C == 0:
         raise ValueError("viewmats: need at least one camera, got shape [0, 4, 4]")
     tensor("Ks", Ks, (C, 3, 3))
+    Ks = Ks.detach()
     if bool((Ks[:, 0, 0] <= 0).any() | (Ks[:, 1, 1] <= 0).any()):
         raise ValueError(f"Ks: focal lengths fx, fy must be > 0, got fx={Ks[:, 0, 0].tolist()} fy={Ks[:, 1, 1].tolist()}")
     positive_int("width", width)

@@ -1,6 +1,7 @@
-// Tile binning on the CPU without a comparison sort: a stable radix sort of each camera's Gaussians by depth,
-// then a parallel counting sort into tiles. Within a tile the lists come out in depth order, ties by Gaussian index,
-// the same order as the reference's stable sort on (camera, tile, depth bits).
+// Tile binning on the CPU without a comparison sort. All visible (camera, splat) pairs are radix-sorted by depth
+// (stable, so ties keep the Gaussian order), then a parallel counting sort deals them into tiles. Within a tile
+// the list comes out in depth order, ties by Gaussian index: the same order as the reference's stable sort on
+// (camera, tile, depth bits). Every pass reads its input sequentially; only the final 4-byte ids are scattered.
 #include "../ops.h"
 #include "common.h"
 
@@ -14,17 +15,30 @@ int bit_length(int64_t x) { int b = 0; while (x > 0) { ++b; x >>= 1; } return b;
 
 uint32_t float_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 
-// Stable LSD radix sort of `idx` by the 32-bit keys key[idx[i]]: three passes of 11 bits (bins fit in L1).
-void radix_sort_by_key(std::vector<int32_t>& idx, const std::vector<uint32_t>& key) {
-  std::vector<int32_t> tmp(idx.size());
-  int64_t count[1 << 11];
-  for (int shift = 0; shift < 32; shift += 11) {
-    std::fill(count, count + (1 << 11), 0);
-    for (int32_t i : idx) ++count[(key[i] >> shift) & 0x7FF];
+// Stable LSD radix sort of (key << 32 | payload) values by key: three 11-bit passes. Each pass splits the
+// array into one contiguous run per thread; for every digit, thread t's elements land after those of threads
+// < t, so the order of equal keys is kept.
+void radix_sort_pairs(std::vector<uint64_t>& v) {
+  const int64_t n = (int64_t)v.size();
+  const int nt = num_workers(n / 16384 + 1);
+  constexpr int BITS = 11, BINS = 1 << BITS;
+  std::vector<uint64_t> tmp(n);
+  std::vector<int64_t> pos((size_t)nt * BINS);
+  for (int shift = 32; shift < 64; shift += BITS) {
+    std::fill(pos.begin(), pos.end(), 0);
+    auto digit = [shift](uint64_t x) { return (int)((x >> shift) & (BINS - 1)); };
+    at::parallel_for(0, nt, 1, [&](int64_t tb, int64_t te) {
+      for (int64_t t = tb; t < te; ++t)
+        for (int64_t i = n * t / nt; i < n * (t + 1) / nt; ++i) ++pos[t * BINS + digit(v[i])];
+    });
     int64_t run = 0;
-    for (auto& c : count) { int64_t n = c; c = run; run += n; }
-    for (int32_t i : idx) tmp[count[(key[i] >> shift) & 0x7FF]++] = i;
-    idx.swap(tmp);
+    for (int d = 0; d < BINS; ++d)
+      for (int t = 0; t < nt; ++t) { const int64_t c = pos[t * BINS + d]; pos[t * BINS + d] = run; run += c; }
+    at::parallel_for(0, nt, 1, [&](int64_t tb, int64_t te) {
+      for (int64_t t = tb; t < te; ++t)
+        for (int64_t i = n * t / nt; i < n * (t + 1) / nt; ++i) tmp[pos[t * BINS + digit(v[i])]++] = v[i];
+    });
+    v.swap(tmp);
   }
 }
 
@@ -38,6 +52,7 @@ std::vector<at::Tensor> isect_tiles(const at::Tensor& means2d, const at::Tensor&
   const float* dep = depths.data_ptr<float>();
   const int tile_bits = bit_length(n_tiles);
   TORCH_CHECK(bit_length(C) + tile_bits + 32 <= 64, "isect_tiles: too many cameras x tiles for 64-bit ids");
+  TORCH_CHECK(C * N < (int64_t(1) << 31), "isect_tiles: more than 2^31 camera-splat pairs");
 
   // 1. each splat's tile box [x0, x1) x [y0, y1), as the reference computes it
   at::Tensor tiles_per_gauss = at::zeros({C, N}, depths.options().dtype(at::kInt));
@@ -57,40 +72,35 @@ std::vector<at::Tensor> isect_tiles(const at::Tensor& means2d, const at::Tensor&
     }
   });
 
-  // 2. each camera's splats in depth order (stable radix sort: ties keep the Gaussian order)
-  std::vector<std::vector<int32_t>> order(C);
-  at::parallel_for(0, C, 1, [&](int64_t cb, int64_t ce) {
-    std::vector<uint32_t> key(N);
-    for (int64_t c = cb; c < ce; ++c) {
-      for (int64_t n = 0; n < N; ++n) {
-        key[n] = float_bits(dep[c * N + n]);
-        if (tpg[c * N + n] > 0) order[c].push_back((int32_t)n);
-      }
-      radix_sort_by_key(order[c], key);
-    }
+  // 2. visible pairs as (depth bits << 32 | c * N + n), sorted by depth; cameras interleave, which is harmless
+  // because every tile belongs to one camera
+  std::vector<uint64_t> order;
+  order.reserve(C * N);
+  for (int64_t i = 0; i < C * N; ++i)
+    if (tpg[i] > 0) order.push_back((uint64_t)float_bits(dep[i]) << 32 | (uint64_t)i);
+  radix_sort_pairs(order);
+  const int64_t V = (int64_t)order.size();
+
+  // 3. boxes in that order, so the two walks below read memory sequentially
+  std::vector<int32_t> sbox(4 * V);
+  at::parallel_for(0, V, 8192, [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q) std::memcpy(&sbox[4 * q], &box[4 * (order[q] & 0xFFFFFFFFu)], 16);
   });
 
-  // 3. counting sort into tiles, in parallel without breaking depth order: chunk j takes a contiguous run of
-  // the depth order and gets its own slice of every tile, placed after the slices of chunks < j.
-  const int nchunks = num_workers(C * N / 4096 + 1);
-  std::vector<int64_t> begin_of(C + 1, 0);  // the depth orders of all cameras, one after another
-  for (int64_t c = 0; c < C; ++c) begin_of[c + 1] = begin_of[c] + (int64_t)order[c].size();
-  const int64_t total = begin_of[C];
-  auto chunk_range = [&](int j) { return std::make_pair(total * j / nchunks, total * (j + 1) / nchunks); };
-  auto visit = [&](int j, auto&& fn) {  // fn(c, n, flat tile index) for chunk j's splats, in order
-    auto [lo, hi] = chunk_range(j);
-    int64_t c = std::upper_bound(begin_of.begin(), begin_of.end(), lo) - begin_of.begin() - 1;
-    for (int64_t q = lo; q < hi; ++q) {
-      while (q >= begin_of[c + 1]) ++c;
-      const int32_t n = order[c][q - begin_of[c]];
-      const int32_t* bx = &box[4 * (c * N + n)];
+  // 4. counting sort into tiles, in parallel without breaking depth order: chunk j takes a contiguous run of the
+  // sorted pairs and gets its own slice of every tile, placed after the slices of chunks < j
+  const int nchunks = num_workers(V / 4096 + 1);
+  auto visit = [&](int j, auto&& fn) {  // fn(flat splat index, flat tile index) for chunk j, in depth order
+    for (int64_t q = V * j / nchunks; q < V * (j + 1) / nchunks; ++q) {
+      const int64_t i = (int64_t)(order[q] & 0xFFFFFFFFu), base = (i / N) * n_tiles;
+      const int32_t* bx = &sbox[4 * q];
       for (int32_t y = bx[2]; y < bx[3]; ++y)
-        for (int32_t x = bx[0]; x < bx[1]; ++x) fn(c, n, c * n_tiles + y * tile_width + x);
+        for (int32_t x = bx[0]; x < bx[1]; ++x) fn(i, base + y * tile_width + x);
     }
   };
   std::vector<std::vector<int64_t>> count(nchunks, std::vector<int64_t>(C * n_tiles, 0));
   at::parallel_for(0, nchunks, 1, [&](int64_t jb, int64_t je) {
-    for (int64_t j = jb; j < je; ++j) visit((int)j, [&](int64_t, int32_t, int64_t f) { ++count[j][f]; });
+    for (int64_t j = jb; j < je; ++j) visit((int)j, [&](int64_t, int64_t f) { ++count[j][f]; });
   });
   int64_t M = 0;  // exclusive scan over (tile, chunk): count[j][f] becomes chunk j's write position in tile f
   std::vector<int64_t> tile_start(C * n_tiles + 1);
@@ -100,14 +110,13 @@ std::vector<at::Tensor> isect_tiles(const at::Tensor& means2d, const at::Tensor&
   }
   tile_start[C * n_tiles] = M;
 
+  // 5. scatter the 4-byte ids, then fill the 8-byte keys tile by tile
   at::Tensor isect_ids = at::empty({M}, depths.options().dtype(at::kLong));
   at::Tensor flatten_ids = at::empty({M}, depths.options().dtype(at::kInt));
   int64_t* iid = isect_ids.data_ptr<int64_t>();
   int32_t* fid = flatten_ids.data_ptr<int32_t>();
-  // Scatter only the 4-byte ids (the scattered writes are what costs), then fill the keys tile by tile.
   at::parallel_for(0, nchunks, 1, [&](int64_t jb, int64_t je) {
-    for (int64_t j = jb; j < je; ++j)
-      visit((int)j, [&](int64_t c, int32_t n, int64_t f) { fid[count[j][f]++] = (int32_t)(c * N + n); });
+    for (int64_t j = jb; j < je; ++j) visit((int)j, [&](int64_t i, int64_t f) { fid[count[j][f]++] = (int32_t)i; });
   });
   at::parallel_for(0, C * n_tiles, 64, [&](int64_t fb, int64_t fe) {
     for (int64_t f = fb; f < fe; ++f) {
@@ -125,14 +134,14 @@ at::Tensor isect_offset_encode(const at::Tensor& isect_ids, int64_t n_cameras, i
   at::Tensor offsets = at::empty({n_cameras, tile_height, tile_width}, isect_ids.options().dtype(at::kInt));
   int* off = offsets.data_ptr<int>();
   const int64_t* iid = isect_ids.data_ptr<int64_t>();
-  // Sorted ids: walk them once, giving every tile up to the current entry's the current position.
-  int64_t next_tile = 0;
-  for (int64_t i = 0; i < M; ++i) {
-    const int64_t key = iid[i] >> 32;
-    const int64_t flat = (key >> tile_bits) * n_tiles + (key & ((int64_t(1) << tile_bits) - 1));
-    for (; next_tile <= flat; ++next_tile) off[next_tile] = (int)i;
-  }
-  for (; next_tile < n_cameras * n_tiles; ++next_tile) off[next_tile] = (int)M;
+  // Sorted ids: each tile's list starts at the first id whose (camera, tile) key is not below its own.
+  const int64_t mask = (int64_t(1) << tile_bits) - 1;
+  at::parallel_for(0, n_cameras * n_tiles, 256, [&](int64_t fb, int64_t fe) {
+    for (int64_t f = fb; f < fe; ++f) {
+      const int64_t key = ((f / n_tiles) << tile_bits) | ((f % n_tiles) & mask);
+      off[f] = (int)(std::lower_bound(iid, iid + M, key << 32) - iid);
+    }
+  });
   return offsets;
 }
 

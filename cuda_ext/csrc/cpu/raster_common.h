@@ -22,23 +22,27 @@ class AlignedBuf {
   std::unique_ptr<float, Free> data_;
 };
 
-// One splat as the compositor reads it (gathered once, 32 bytes, so a tile touches one cache line per splat).
-// ex, ey: half-extent in pixels of the region where alpha can reach 1/255 (ex < 0: reaches nothing;
-// ex = +inf: no bound, for a conic that is not positive definite); lim: that region is power <= lim.
+// One splat as the compositor reads it (gathered once, 48 bytes, so a tile touches one cache line per splat).
+// [x0, x1] x [y0, y1]: the pixels where alpha can reach 1/255, power <= lim there (empty when x0 > x1;
+// unbounded for a conic that is not positive definite). Padded so the window never decides the cut-off.
 struct Splat {
-  float mx, my, ca, cb, cc, op, ex, ey, lim;
+  float mx, my, ca, cb, cc, op, lim;
+  int32_t x0, x1, y0, y1;
 };
 
 inline Splat make_splat(float mx, float my, float ca, float cb, float cc, float op) {
-  Splat s{mx, my, ca, cb, cc, op, INFINITY, INFINITY, INFINITY};
+  constexpr int32_t FAR = 1 << 30;
+  Splat s{mx, my, ca, cb, cc, op, INFINITY, -FAR, FAR, -FAR, FAR};
   const float det = ca * cc - cb * cb;
   if (!(op >= ALPHA_MIN)) {
-    s.ex = s.ey = -1.f;  // opacity below 1/255: alpha can never reach it
+    s.x0 = 1; s.x1 = 0;  // opacity below 1/255: alpha can never reach it
   } else if (ca > 0.f && cc > 0.f && det > 0.f) {
     // alpha >= 1/255  <=>  power <= ln(255 * opacity); the ellipse's extent along x and y, padded.
     s.lim = std::log(255.f * op) + 1e-3f;
-    s.ex = std::sqrt(2.f * s.lim * cc / det) + 1e-3f;
-    s.ey = std::sqrt(2.f * s.lim * ca / det) + 1e-3f;
+    const float ex = std::sqrt(2.f * s.lim * cc / det) + 1e-3f, ey = std::sqrt(2.f * s.lim * ca / det) + 1e-3f;
+    auto to_int = [](float v) { return (int32_t)std::min(std::max(v, -1e9f), 1e9f); };
+    s.x0 = to_int(std::floor(mx - ex - 0.5f)); s.x1 = to_int(std::ceil(mx + ex - 0.5f));
+    s.y0 = to_int(std::floor(my - ey - 0.5f)); s.y1 = to_int(std::ceil(my + ey - 0.5f));
   }
   return s;
 }
@@ -77,15 +81,9 @@ inline Tile tile_at(int64_t f, int64_t tw, int64_t th, int ts, int64_t width, in
 // Returns false when it reaches no pixel of the tile at all.
 struct Window { int r0, r1, h0, h1; };
 
-inline bool splat_window(const Splat& s, const Tile& t, int ts, Window& win) {
-  if (s.ex < 0.f) return false;
-  int64_t xl = t.x0, xh = t.x0 + t.w - 1, yl = t.y0, yh = t.y0 + t.h - 1;
-  if (s.ex < INFINITY) {
-    xl = std::max<int64_t>(xl, (int64_t)std::floor(s.mx - s.ex - 0.5f));
-    xh = std::min<int64_t>(xh, (int64_t)std::ceil(s.mx + s.ex - 0.5f));
-    yl = std::max<int64_t>(yl, (int64_t)std::floor(s.my - s.ey - 0.5f));
-    yh = std::min<int64_t>(yh, (int64_t)std::ceil(s.my + s.ey - 0.5f));
-  }
+inline bool splat_window(const Splat& s, const Tile& t, Window& win) {
+  const int64_t xl = std::max<int64_t>(t.x0, s.x0), xh = std::min<int64_t>(t.x0 + t.w - 1, s.x1);
+  const int64_t yl = std::max<int64_t>(t.y0, s.y0), yh = std::min<int64_t>(t.y0 + t.h - 1, s.y1);
   if (xl > xh || yl > yh) return false;
   win = {(int)(yl - t.y0), (int)(yh - t.y0), (int)((xl - t.x0) / LANES), (int)((xh - t.x0) / LANES)};
   return true;

@@ -68,7 +68,7 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
       const int64_t g = ids[k];
       const Splat& s = splats[g];
       Window win;
-      const bool live = k <= kmax && splat_window(s, t, ts, win);
+      const bool live = k <= kmax && splat_window(s, t, win);
       if (!live) {
         for (int64_t ch = 0; ch < NCH; ++ch) grads[ch * M + k] = 0.f;
         continue;

@@ -57,7 +57,7 @@ void composite_tile(const FwdArgs& a, int64_t fi, TileState& st) {
     const int64_t g = a.ids[k];
     const Splat& s = a.splats[g];
     Window win;
-    if (!splat_window(s, t, ts, win)) continue;
+    if (!splat_window(s, t, win)) continue;
     const float* cg = a.colors + g * D;
     const F8 kr = F8::set1((float)(k - t.begin));
     for (int r = win.r0; r <= win.r1; ++r) {
