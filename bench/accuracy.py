@@ -51,7 +51,10 @@ def projection_vs_gsplat(case: Case) -> dict:
     row = {"case": str(case), "vs": "gsplat._torch_impl", "kept": int(valid.sum()),
            "radii_mismatches": int((ours[0] != theirs[0]).any(-1).sum())}
     for i, name in ((1, "means2d"), (2, "depths"), (3, "conics")):
-        row[f"{name}_max_abs_diff"] = float((ours[i][valid] - theirs[i][valid]).abs().max())
+        a, b = ours[i][valid], theirs[i][valid]
+        row[f"{name}_max_abs_diff"] = float((a - b).abs().max())
+        # relative to the value's own size (at least 1): splats near the near plane project to ~1e5 px
+        row[f"{name}_max_rel_diff"] = float(((a - b).abs() / b.abs().clamp(min=1.0)).max())
     return row
 
 

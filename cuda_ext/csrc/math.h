@@ -195,18 +195,18 @@ AA_HD void project_backward(const float* quat, const float* scale, const Camera&
 }
 
 // ------------------------------------------------------------------------------ spherical harmonics
+// Real SH constants up to degree 3 (3DGS / gsplat convention, Sloan 2013). Scalars, not arrays: nvcc treats
+// a namespace-scope constexpr array as host-only data.
 constexpr float SH_C0 = 0.28209479177387814f;
 constexpr float SH_C1 = 0.4886025119029199f;
+constexpr float SH_C2_0 = 1.0925484305920792f, SH_C2_1 = -1.0925484305920792f, SH_C2_2 = 0.31539156525252005f,
+                SH_C2_3 = -1.0925484305920792f, SH_C2_4 = 0.5462742152960396f;
+constexpr float SH_C3_0 = -0.5900435899266435f, SH_C3_1 = 2.890611442640554f, SH_C3_2 = -0.4570457994644658f,
+                SH_C3_3 = 0.3731763325901154f, SH_C3_4 = -0.4570457994644658f, SH_C3_5 = 1.445305721320277f,
+                SH_C3_6 = -0.5900435899266435f;
 
 // Basis values b[(degree+1)^2] and, if db != nullptr, their gradients db[k*3 + {x,y,z}] at unit dir n.
 AA_HD void sh_basis(int degree, const float* n, float* bs, float* db) {
-  // Local, not namespace-scope: a namespace-scope constexpr array is host-only data to nvcc ("identifier
-  // is undefined in device code"); scalars like SH_C0 are fine there.
-  constexpr float SH_C2[5] = {1.0925484305920792f, -1.0925484305920792f, 0.31539156525252005f,
-                              -1.0925484305920792f, 0.5462742152960396f};
-  constexpr float SH_C3[7] = {-0.5900435899266435f, 2.890611442640554f, -0.4570457994644658f,
-                              0.3731763325901154f, -0.4570457994644658f, 1.445305721320277f,
-                              -0.5900435899266435f};
   float x = n[0], y = n[1], z = n[2];
   bs[0] = SH_C0;
   if (db) db[0] = db[1] = db[2] = 0.f;
@@ -218,28 +218,28 @@ AA_HD void sh_basis(int degree, const float* n, float* bs, float* db) {
   }
   if (degree < 2) return;
   float xx = x * x, yy = y * y, zz = z * z;
-  bs[4] = SH_C2[0] * x * y; bs[5] = SH_C2[1] * y * z; bs[6] = SH_C2[2] * (2 * zz - xx - yy);
-  bs[7] = SH_C2[3] * x * z; bs[8] = SH_C2[4] * (xx - yy);
+  bs[4] = SH_C2_0 * x * y; bs[5] = SH_C2_1 * y * z; bs[6] = SH_C2_2 * (2 * zz - xx - yy);
+  bs[7] = SH_C2_3 * x * z; bs[8] = SH_C2_4 * (xx - yy);
   if (db) {
-    float d[15] = {SH_C2[0] * y, SH_C2[0] * x, 0,
-                   0, SH_C2[1] * z, SH_C2[1] * y,
-                   -2 * SH_C2[2] * x, -2 * SH_C2[2] * y, 4 * SH_C2[2] * z,
-                   SH_C2[3] * z, 0, SH_C2[3] * x,
-                   2 * SH_C2[4] * x, -2 * SH_C2[4] * y, 0};
+    float d[15] = {SH_C2_0 * y, SH_C2_0 * x, 0,
+                   0, SH_C2_1 * z, SH_C2_1 * y,
+                   -2 * SH_C2_2 * x, -2 * SH_C2_2 * y, 4 * SH_C2_2 * z,
+                   SH_C2_3 * z, 0, SH_C2_3 * x,
+                   2 * SH_C2_4 * x, -2 * SH_C2_4 * y, 0};
     for (int i = 0; i < 15; ++i) db[12 + i] = d[i];
   }
   if (degree < 3) return;
-  bs[9] = SH_C3[0] * y * (3 * xx - yy); bs[10] = SH_C3[1] * x * y * z; bs[11] = SH_C3[2] * y * (4 * zz - xx - yy);
-  bs[12] = SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy); bs[13] = SH_C3[4] * x * (4 * zz - xx - yy);
-  bs[14] = SH_C3[5] * z * (xx - yy); bs[15] = SH_C3[6] * x * (xx - 3 * yy);
+  bs[9] = SH_C3_0 * y * (3 * xx - yy); bs[10] = SH_C3_1 * x * y * z; bs[11] = SH_C3_2 * y * (4 * zz - xx - yy);
+  bs[12] = SH_C3_3 * z * (2 * zz - 3 * xx - 3 * yy); bs[13] = SH_C3_4 * x * (4 * zz - xx - yy);
+  bs[14] = SH_C3_5 * z * (xx - yy); bs[15] = SH_C3_6 * x * (xx - 3 * yy);
   if (db) {
-    float d[21] = {6 * SH_C3[0] * x * y, SH_C3[0] * (3 * xx - 3 * yy), 0,
-                   SH_C3[1] * y * z, SH_C3[1] * x * z, SH_C3[1] * x * y,
-                   -2 * SH_C3[2] * x * y, SH_C3[2] * (4 * zz - xx - 3 * yy), 8 * SH_C3[2] * y * z,
-                   -6 * SH_C3[3] * x * z, -6 * SH_C3[3] * y * z, SH_C3[3] * (6 * zz - 3 * xx - 3 * yy),
-                   SH_C3[4] * (4 * zz - 3 * xx - yy), -2 * SH_C3[4] * x * y, 8 * SH_C3[4] * x * z,
-                   2 * SH_C3[5] * x * z, -2 * SH_C3[5] * y * z, SH_C3[5] * (xx - yy),
-                   SH_C3[6] * (3 * xx - 3 * yy), -6 * SH_C3[6] * x * y, 0};
+    float d[21] = {6 * SH_C3_0 * x * y, SH_C3_0 * (3 * xx - 3 * yy), 0,
+                   SH_C3_1 * y * z, SH_C3_1 * x * z, SH_C3_1 * x * y,
+                   -2 * SH_C3_2 * x * y, SH_C3_2 * (4 * zz - xx - 3 * yy), 8 * SH_C3_2 * y * z,
+                   -6 * SH_C3_3 * x * z, -6 * SH_C3_3 * y * z, SH_C3_3 * (6 * zz - 3 * xx - 3 * yy),
+                   SH_C3_4 * (4 * zz - 3 * xx - yy), -2 * SH_C3_4 * x * y, 8 * SH_C3_4 * x * z,
+                   2 * SH_C3_5 * x * z, -2 * SH_C3_5 * y * z, SH_C3_5 * (xx - yy),
+                   SH_C3_6 * (3 * xx - 3 * yy), -6 * SH_C3_6 * x * y, 0};
     for (int i = 0; i < 21; ++i) db[27 + i] = d[i];
   }
 }
