@@ -48,7 +48,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         coeffs = colors if colors.dim() == 4 else colors[None].expand(C, *colors.shape)
         colors = ops.spherical_harmonics(sh_degree, dirs, coeffs, backend=backend)
         _checks.check_sh_colors(colors, sh_degree)
-        colors = torch.clamp_min(colors + 0.5, 0.0)
+        colors = colors.add_(0.5).clamp_min_(0.0)                         # in place: the SH backward keeps no output
     elif colors.dim() == 2:
         colors = colors[None].expand(C, *colors.shape)
     if render_mode in ("RGB+D", "RGB+ED"):

@@ -41,7 +41,9 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
     sc.S.resize(D * P); sc.vC.resize(D * P); sc.vcol.resize(D);
   }
 
-  parallel_dynamic(n_tiles, [&](int64_t fi, int w) {
+  const std::vector<int64_t> order = tiles_longest_first(offsets, M, n_tiles);
+  parallel_dynamic(n_tiles, [&](int64_t i, int w) {
+    const int64_t fi = order[i];
     const Tile t = tile_at(fi, tw, th, ts, width, height, offsets, M, n_tiles);
     Scratch& sc = scratch[w];
     // Per-pixel state from the forward's outputs; pixels outside the image get last = -1 (never count).

@@ -135,7 +135,10 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
   for (auto& st : states) {
     st.T.resize(P); st.act.resize(P); st.last.resize(P); st.acc.resize(D * P); st.half_active.resize(a.ts * a.halves);
   }
-  auto run = [&](auto tile_fn) { parallel_dynamic(a.n_tiles, [&](int64_t fi, int w) { tile_fn(a, fi, states[w]); }); };
+  const std::vector<int64_t> order = tiles_longest_first(a.offsets, a.M, a.n_tiles);
+  auto run = [&](auto tile_fn) {
+    parallel_dynamic(a.n_tiles, [&](int64_t i, int w) { tile_fn(a, order[i], states[w]); });
+  };
   switch (D) {
     case 1: run(composite_tile<1>); break;
     case 3: run(composite_tile<3>); break;
