@@ -38,7 +38,7 @@ def _render_config(args):
 
 def _load_scene(path: Path):
     from engine.ply import read_ply
-    from engine.render import Gaussians
+    from engine.gaussians import Gaussians
 
     if path.is_dir():
         plys = sorted(path.glob("*.ply"))

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 import cuda_ext
 from engine.camera import intrinsics, orbit
-from engine.ply import GaussianPly
+from engine.gaussians import Gaussians
 from engine.video import Mp4Writer, write_png
 
 
@@ -27,24 +27,6 @@ class RenderConfig:
     orbit_degrees: float = 360.0   # total sweep of the turntable
     background: float = 1.0        # grey level behind the avatar
     margin: float = 1.15           # framing: distance factor beyond a tight fit
-
-
-@dataclass
-class Gaussians:
-    """Activated Gaussians: means [N, 3], quats [N, 4] wxyz, scales [N, 3], opacities [N], sh [N, K, 3]."""
-    means: Tensor
-    quats: Tensor
-    scales: Tensor
-    opacities: Tensor
-    sh: Tensor
-
-    @property
-    def sh_degree(self) -> int:
-        return int(math.isqrt(self.sh.shape[1])) - 1
-
-    @classmethod
-    def from_ply(cls, ply: GaussianPly) -> "Gaussians":
-        return cls(ply.means, ply.quats, ply.scales(), ply.opacities(), ply.sh)
 
 
 def frame_target(means: Tensor, opacities: Tensor) -> tuple[Tensor, float]:

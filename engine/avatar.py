@@ -1,0 +1,149 @@
+"""The avatar bundle: what personalize produces and every later stage reads.
+
+An `Avatar` is canonical Gaussians [N, ...] with a region label per Gaussian [N], K control particles [K, 3]
+anchored to named landmarks, skinning from every Gaussian to its nearest particles ([N, J] indices and
+weights), and the camera of the source photo. On disk (`save_pretrained(dir)`):
+
+    gaussians.ply        the canonical Gaussians, standard 3DGS layout (opens in any 3DGS viewer)
+    avatar.json          format version, region names, particle names, the photo's camera, metadata
+    avatar.safetensors   regions [N], particles [K, 3], particle_regions [K], skin_index [N, J], skin_weight [N, J]
+
+Writing goes to a temporary folder beside the target, renamed into place only when complete, so a failure
+never leaves a half-written bundle and never damages one already there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from engine.gaussians import Gaussians
+from engine.ply import read_ply, write_ply
+
+FORMAT_VERSION = 1
+REGIONS = ("body", "face", "lips", "eyes", "hands", "hair")   # region id = index; "hair" also holds "other"
+FILES = ("gaussians.ply", "avatar.json", "avatar.safetensors")
+
+
+@dataclass
+class PhotoCamera:
+    """The camera the photo was taken with: K [3, 3], viewmat [4, 4] world->camera, image size."""
+    K: Tensor
+    viewmat: Tensor
+    width: int
+    height: int
+
+
+@dataclass
+class Avatar:
+    gaussians: Gaussians
+    regions: Tensor            # [N] int64, index into REGIONS
+    particles: Tensor          # [K, 3] control particles in the canonical pose
+    particle_regions: Tensor   # [K] int64
+    particle_names: list[str]  # [K] semantic anchors, e.g. "face:13", "hand_left:4", "pose:11"
+    skin_index: Tensor         # [N, J] int64, particles each Gaussian follows
+    skin_weight: Tensor        # [N, J] float, rows sum to 1
+    camera: PhotoCamera
+    meta: dict = field(default_factory=dict)
+
+    def validate(self) -> "Avatar":
+        """Checks that every part agrees on N, K and J; raises ValueError naming the part."""
+        N, K = len(self.gaussians), self.particles.shape[0]
+        want = {"regions": (self.regions, (N,)), "particles": (self.particles, (K, 3)),
+                "particle_regions": (self.particle_regions, (K,)),
+                "skin_index": (self.skin_index, (N, self.skin_index.shape[-1])),
+                "skin_weight": (self.skin_weight, (N, self.skin_index.shape[-1]))}
+        for name, (t, shape) in want.items():
+            if tuple(t.shape) != shape:
+                raise ValueError(f"avatar {name}: expected shape {list(shape)}, got {list(t.shape)}")
+        if len(self.particle_names) != K:
+            raise ValueError(f"avatar particle_names: expected {K} names, got {len(self.particle_names)}")
+        if N and (int(self.regions.min()) < 0 or int(self.regions.max()) >= len(REGIONS)):
+            raise ValueError(f"avatar regions: ids must lie in 0..{len(REGIONS) - 1}")
+        if N and (int(self.skin_index.min()) < 0 or int(self.skin_index.max()) >= K):
+            raise ValueError(f"avatar skin_index: indices must lie in 0..{K - 1}")
+        if N and not torch.allclose(self.skin_weight.sum(-1), torch.ones(N, dtype=self.skin_weight.dtype), atol=1e-4):
+            raise ValueError("avatar skin_weight: every row must sum to 1")
+        return self
+
+    # ------------------------------------------------------------------------------------------ disk
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Writes the bundle atomically (temporary folder + rename); returns the folder."""
+        self.validate()
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            write_ply(tmp / "gaussians.ply", self.gaussians.to_ply())
+            config = {"format_version": FORMAT_VERSION, "regions": list(REGIONS), "n_gaussians": len(self.gaussians),
+                      "n_particles": int(self.particles.shape[0]), "skin_neighbours": int(self.skin_index.shape[1]),
+                      "particle_names": self.particle_names,
+                      "camera": {"K": self.camera.K.tolist(), "viewmat": self.camera.viewmat.tolist(),
+                                 "width": self.camera.width, "height": self.camera.height},
+                      "meta": self.meta}
+            (tmp / "avatar.json").write_text(json.dumps(config, indent=1))
+            save_file({"regions": self.regions.contiguous(), "particles": self.particles.contiguous(),
+                       "particle_regions": self.particle_regions.contiguous(),
+                       "skin_index": self.skin_index.contiguous(), "skin_weight": self.skin_weight.contiguous()},
+                      str(tmp / "avatar.safetensors"))
+            _swap_into_place(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "Avatar":
+        """Reads a bundle written by save_pretrained; a missing or inconsistent part is a ValueError."""
+        d = Path(directory)
+        missing = [f for f in FILES if not (d / f).is_file()]
+        if missing:
+            raise ValueError(f"{d}: not an avatar bundle, missing {missing}")
+        try:
+            config = json.loads((d / "avatar.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{d / 'avatar.json'}: not valid JSON: {e}") from e
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{d / 'avatar.json'}: format_version {config.get('format_version')!r}, "
+                             f"this code reads {FORMAT_VERSION}")
+        if tuple(config.get("regions", ())) != REGIONS:
+            raise ValueError(f"{d / 'avatar.json'}: regions {config.get('regions')} differ from {list(REGIONS)}")
+        try:
+            arrays = load_file(str(d / "avatar.safetensors"))
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+            raise ValueError(f"{d / 'avatar.safetensors'}: unreadable: {e}") from e
+        absent = {"regions", "particles", "particle_regions", "skin_index", "skin_weight"} - set(arrays)
+        if absent:
+            raise ValueError(f"{d / 'avatar.safetensors'}: missing {sorted(absent)}")
+        cam = config["camera"]
+        avatar = cls(Gaussians.from_ply(read_ply(d / "gaussians.ply")), arrays["regions"], arrays["particles"],
+                     arrays["particle_regions"], list(config["particle_names"]), arrays["skin_index"],
+                     arrays["skin_weight"], PhotoCamera(torch.tensor(cam["K"]), torch.tensor(cam["viewmat"]),
+                                                        int(cam["width"]), int(cam["height"])),
+                     dict(config.get("meta", {})))
+        return avatar.validate()
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Renames tmp to target; an existing target is moved aside first and removed only after the swap."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    if not target.is_dir():
+        raise ValueError(f"{target}: exists and is not a folder; not overwriting it")
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""Photo loading: formats, EXIF rotation, transparency, and every bad input named clearly."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.photo import load_photo
+
+
+def save(tmp_path, name, image: Image.Image, **kw):
+    p = tmp_path / name
+    image.save(p, **kw)
+    return p
+
+
+def gradient(w, h):
+    x = np.linspace(0, 255, w, dtype=np.uint8)[None, :, None].repeat(h, 0).repeat(3, 2)
+    return Image.fromarray(x)
+
+
+def test_png_loads_as_rgb_float(tmp_path):
+    img, info = load_photo(save(tmp_path, "a.png", gradient(200, 150)))
+    assert img.shape == (150, 200, 3) and img.dtype.is_floating_point
+    assert float(img[0, 0, 0]) == 0.0 and float(img[0, -1, 0]) == 1.0
+    assert info == {"size": (200, 150), "original_size": (200, 150), "downscaled": False}
+
+
+def test_huge_photo_is_downscaled_and_says_so(tmp_path):
+    img, info = load_photo(save(tmp_path, "big.jpg", gradient(3000, 1500)), max_side=1024)
+    assert img.shape == (512, 1024, 3) and info["downscaled"] and info["original_size"] == (3000, 1500)
+
+
+def test_exif_rotation_and_transparency(tmp_path):
+    im = gradient(300, 200)
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                     # rotate 90 degrees on display
+    img, _ = load_photo(save(tmp_path, "r.jpg", im, exif=exif))
+    assert img.shape == (300, 200, 3)
+    rgba = Image.new("RGBA", (160, 160), (255, 0, 0, 0))                 # fully transparent red
+    img, _ = load_photo(save(tmp_path, "t.png", rgba))
+    assert np.allclose(img.numpy(), 1.0)                                 # flattened onto white
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("this is not an image"), "not an image"),
+    (lambda p: p.write_bytes(_jpeg_bytes()[:400]), "truncated or corrupt"),
+    (lambda p: gradient(100, 300).save(p, format="PNG"), "image is 100x300 px; need at least 128 px"),
+])
+def test_bad_photos_are_named(tmp_path, make, message):
+    p = tmp_path / "photo.jpg"
+    make(p)
+    with pytest.raises(ValueError, match=message) as err:
+        load_photo(p)
+    assert str(p) in str(err.value)
+    with pytest.raises(ValueError, match="no such file"):
+        load_photo(tmp_path / "missing.png")
+
+
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    gradient(256, 256).save(buf, format="JPEG")
+    return buf.getvalue()
