@@ -10,20 +10,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from engine.gaussians import Gaussians
+
 
 @dataclass
-class Scene:
-    """Activated Gaussians: means [N, 3], quats [N, 4] wxyz, scales [N, 3] > 0, opacities [N], colors [N, 3]
-    (and sh [N, 16, 3], degree-3 SH whose DC term reproduces `colors`)."""
-    means: Tensor
-    quats: Tensor
-    scales: Tensor
-    opacities: Tensor
+class Scene(Gaussians):
+    """Gaussians (sh [N, 16, 3]: degree-3 SH whose DC term reproduces `colors`) plus the plain colours [N, 3]
+    for renders without SH."""
     colors: Tensor
-    sh: Tensor
-
-    def __len__(self) -> int:
-        return self.means.shape[0]
 
 
 def rotmat_to_quat(R: Tensor) -> Tensor:
@@ -98,7 +92,7 @@ def avatar_like_scene(n: int, seed: int = 0, coverage: float = 4.0) -> Scene:
     sh = torch.zeros(n, 16, 3)
     sh[:, 0] = (colors - 0.5) / 0.28209479177387814                      # DC term: colour = 0.5 + C0 * f_dc
     sh[:, 1:] = 0.04 * torch.randn(n, 15, 3, generator=g)
-    return Scene(means.float(), quats.float(), scales.float(), opacities.float(), colors.float(), sh.float())
+    return Scene(means.float(), quats.float(), scales.float(), opacities.float(), sh.float(), colors.float())
 
 
 def scene_stats(alphas: Tensor) -> dict:
