@@ -10,3 +10,6 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 extras=${1:-}
 .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
+# mediapipe 0.10.21 ships its face/hand/pose/segmentation models (later releases do not); --no-deps skips its
+# declared jax/jaxlib, which the vision solutions never import. Its real imports are in pyproject.toml.
+.venv/bin/python -m pip install --quiet --no-deps mediapipe==0.10.21

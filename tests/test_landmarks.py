@@ -1,0 +1,84 @@
+"""Landmarks on the bundled astronaut portrait, against points annotated by hand on the photo (pixels of the
+512x512 original): pupils (203, 101) and (246, 104), mouth centre (224, 145), nose tip (222, 127)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
+from engine.landmarks import _assign_hands, detect  # noqa: E402
+from engine.photo import load_photo  # noqa: E402
+
+ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
+PUPILS = torch.tensor([[203.0, 101.0], [246.0, 104.0]])
+MOUTH, NOSE = torch.tensor([224.0, 145.0]), torch.tensor([222.0, 127.0])
+PERSON = [(224, 128), (225, 40), (150, 350)]          # face, hair, suit (x, y)
+BACKGROUND = [(30, 100), (340, 100), (420, 150), (320, 20)]  # flag, wall, shuttle, top
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    image, _ = load_photo(ASTRONAUT)
+    return image, detect(image)
+
+
+def test_face_landmarks_match_hand_annotation(astronaut):
+    _, lm = astronaut
+    assert lm.face is not None and lm.face.shape == (478, 3) and lm.notes == []
+    irises = lm.face[[468, 473], :2]
+    err = min((irises - PUPILS).norm(dim=-1).max(), (irises.flip(0) - PUPILS).norm(dim=-1).max())
+    assert float(err) < 5.0, f"iris centres {irises.tolist()} vs annotated pupils {PUPILS.tolist()}"
+    assert float((lm.face[[13, 14], :2].mean(0) - MOUTH).norm()) < 5.0
+    assert float((lm.face[1, :2] - NOSE).norm()) < 8.0
+
+
+def test_mask_and_pose(astronaut):
+    image, lm = astronaut
+    assert lm.mask.shape == image.shape[:2]
+    for x, y in PERSON:
+        assert float(lm.mask[y, x]) > 0.5, f"person point {(x, y)}"
+    for x, y in BACKGROUND:
+        assert float(lm.mask[y, x]) < 0.5, f"background point {(x, y)}"
+    assert lm.pose is not None and lm.pose.shape == (33, 4)
+    assert float((lm.pose[0, :2] - NOSE).norm()) < 15.0                   # pose nose
+
+
+def test_two_people_take_the_largest(astronaut):
+    image, _ = astronaut
+    canvas = torch.ones(512, 832, 3)
+    canvas[:, :512] = image
+    small = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=(320, 320), mode="area")[0]
+    canvas[96:416, 512:] = small.permute(1, 2, 0)
+    lm = detect(canvas)
+    assert lm.notes == ["2 faces found; using the largest"]
+    assert float(lm.face[:, 0].max()) < 512                               # the large face, on the left
+    assert float((lm.face[[13, 14], :2].mean(0) - MOUTH).norm()) < 5.0
+
+
+def test_no_person_is_a_clear_error():
+    ramp = torch.linspace(0, 1, 256)[None, :, None].expand(256, 256, 3).contiguous()
+    with pytest.raises(ValueError, match="no person found"):
+        detect(ramp)
+
+
+def test_hands_follow_the_pose_wrists():
+    pose = torch.zeros(33, 4)
+    pose[15, :2] = torch.tensor([100.0, 300.0])                          # left wrist
+    pose[16, :2] = torch.tensor([400.0, 300.0])                          # right wrist
+    near_right = torch.zeros(21, 3); near_right[0, :2] = torch.tensor([390.0, 310.0])
+    near_left = torch.zeros(21, 3); near_left[0, :2] = torch.tensor([110.0, 290.0])
+    left, right = _assign_hands([near_right, near_left], pose)
+    assert left is near_left and right is near_right
+    assert _assign_hands([near_right], pose) == (None, near_right)
+    assert _assign_hands([], pose) == (None, None)
+
+
+def test_small_face_in_a_large_frame_is_found(astronaut):
+    image, _ = astronaut
+    canvas = torch.ones(1024, 1024, 3)
+    small = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=(384, 384), mode="area")[0]
+    canvas[600:984, 320:704] = small.permute(1, 2, 0)                    # a far-away person, face ~35 px wide
+    lm = detect(canvas)
+    assert lm.face is not None
+    mouth = MOUTH * 0.75 + torch.tensor([320.0, 600.0])                   # the annotation, scaled and moved
+    assert float((lm.face[[13, 14], :2].mean(0) - mouth).norm()) < 5.0
