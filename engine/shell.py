@@ -1,0 +1,82 @@
+"""Initial Gaussians for a photographed person: a front and a back shell over the silhouette.
+
+Each kept pixel (every pixel where `fine` is set, every `stride`-th elsewhere: dense face and hands, sparse
+body) becomes one Gaussian on the front shell and one on the back shell. They are placed through the photo
+camera (world = camera frame: viewmat identity, +z forward) at depth z0 -/+ thickness * relief, where the
+relief is the inflated silhouette (engine.inflate) in pixels, converted to world units at z0. Front colours
+come from the photo; the back takes a heavily blurred copy (a plausible fill for the unseen side). The
+photometric fit in personalize refines all of it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine.gaussians import Gaussians
+
+SH_C0 = 0.28209479177387814
+
+
+@dataclass
+class ShellConfig:
+    z0: float = 2.5            # distance of the person from the camera (world units)
+    thickness: float = 0.6     # relief scale: 1 makes a disc silhouette a sphere
+    stride: int = 2            # body sampling step in pixels (face and hands: every pixel)
+    footprint: float = 0.6     # Gaussian sigma as a fraction of the sample spacing
+    opacity: float = 0.95
+    back_blur: float = 12.0    # blur (pixels) of the photo colours used for the back shell
+
+
+def _blur(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    """Normalised Gaussian blur of image [H, W, 3] restricted to mask [H, W] (colours do not bleed in)."""
+    r = int(3 * sigma)
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    def sep(t):  # t [C, H, W]
+        t = F.conv2d(F.pad(t[:, None], (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(t, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))[:, 0]
+    m = mask.float()[None]
+    num = sep(image.permute(2, 0, 1) * m)
+    den = sep(m).clamp(min=1e-6)
+    return (num / den).permute(1, 2, 0)
+
+
+def build_shells(image: Tensor, mask: Tensor, relief: Tensor, K: Tensor, fine: Tensor | None = None,
+                 cfg: ShellConfig = ShellConfig()) -> tuple[Gaussians, Tensor, Tensor]:
+    """image [H, W, 3] in [0, 1], mask [H, W] bool, relief [H, W] (pixels), K [3, 3] the photo's intrinsics,
+    fine [H, W] bool (pixels sampled densely). -> (Gaussians [N], pixel [N, 2] (x, y) each came from,
+    is_front [N] bool)."""
+    H, W = mask.shape
+    if image.shape != (H, W, 3) or relief.shape != (H, W):
+        raise ValueError(f"image/relief: expected [{H}, {W}, 3] and [{H}, {W}], got {list(image.shape)}, "
+                         f"{list(relief.shape)}")
+    fine = torch.zeros_like(mask) if fine is None else fine
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    coarse = (yy % cfg.stride == 0) & (xx % cfg.stride == 0)
+    keep = mask & (fine | coarse)
+    ys, xs = yy[keep], xx[keep]
+    if ys.numel() == 0:
+        raise ValueError("mask: no pixel to place Gaussians on")
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    world_per_px = cfg.z0 / fx
+    dz = cfg.thickness * relief[ys, xs] * world_per_px
+    spacing = torch.where(fine[ys, xs], 1.0, float(cfg.stride))
+    shells = []
+    for sign, colors in ((-1.0, image[ys, xs]), (1.0, _blur(image, mask, cfg.back_blur)[ys, xs])):
+        z = cfg.z0 + sign * dz
+        means = torch.stack([(xs + 0.5 - cx) / fx * z, (ys + 0.5 - cy) / fy * z, z], -1)
+        sigma = cfg.footprint * spacing * z / fx
+        scales = torch.stack([sigma, sigma, 0.3 * sigma], -1)
+        shells.append((means, scales, colors))
+    means, scales, colors = (torch.cat(parts) for parts in zip(*shells))
+    n = means.shape[0]
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(n, 4).contiguous()
+    sh = ((colors - 0.5) / SH_C0)[:, None, :].contiguous()
+    g = Gaussians(means.float(), quats, scales.float(), torch.full((n,), cfg.opacity), sh.float())
+    pixel = torch.stack([xs, ys], -1).repeat(2, 1)
+    is_front = torch.arange(n) < ys.numel()
+    return g, pixel, is_front
