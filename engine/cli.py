@@ -2,7 +2,8 @@
 and exit code 2, and nothing half-written is left on disk.
 
   audioavatar demo [-o out/demo]          render the bundled demo scene: a PNG and a turntable mp4
-  audioavatar render SCENE.ply [--orbit]  render any standard 3DGS .ply (a front PNG, or a turntable mp4)
+  audioavatar personalize PHOTO -o DIR    one photo -> an avatar bundle (engine.avatar)
+  audioavatar render SCENE [--orbit]      render a 3DGS .ply or an avatar bundle (front PNG, or turntable mp4)
 """
 from __future__ import annotations
 
@@ -71,6 +72,22 @@ def cmd_demo(args) -> dict:
     return cmd_render(args)
 
 
+def cmd_personalize(args) -> dict:
+    from engine.personalize import PersonalizeConfig, personalize
+
+    cfg = PersonalizeConfig()
+    if args.fit_steps is not None:
+        cfg.fit_steps = args.fit_steps
+    if not Path(args.photo).is_file():
+        raise UserError(f"{args.photo}: no such file")
+    avatar = personalize(args.photo, cfg)
+    for note in avatar.meta.get("notes", []):
+        print(f"audioavatar personalize: note: {note}", file=sys.stderr)
+    out = avatar.save_pretrained(args.output)
+    return {"avatar": str(out), "gaussians": len(avatar.gaussians), "particles": int(avatar.particles.shape[0]),
+            "fit_steps": avatar.meta["fit"]["steps"]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="audioavatar", description="AudioAvatar: speech-driven 3D Gaussian avatars")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -85,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="render the bundled demo scene to a PNG and a turntable mp4")
     view_opts(p)
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("render", help="render a standard 3DGS .ply (or a folder holding one)")
+    p = sub.add_parser("personalize", help="build an avatar bundle from one photo")
+    p.add_argument("photo")
+    p.add_argument("-o", "--output", required=True, help="avatar folder to write (replaced atomically)")
+    p.add_argument("--fit-steps", type=int, help="photometric fit steps (default 300, stops early)")
+    p.set_defaults(func=cmd_personalize)
+    p = sub.add_parser("render", help="render a standard 3DGS .ply, or an avatar bundle (a folder holding one)")
     p.add_argument("scene")
     p.add_argument("--orbit", action="store_true", help="write a turntable mp4 instead of one front view")
     view_opts(p)

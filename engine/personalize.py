@@ -1,0 +1,151 @@
+"""One photo -> a canonical, animatable 3D Gaussian avatar (engine.avatar.Avatar).
+
+Steps: 1 load and check the photo, 2 person mask and landmarks, 3 region labels per pixel, 4 inflate the
+silhouette into a rounded relief, 5 front/back shells of Gaussians (dense on face and hands), 6 photometric fit
+of the front view with the differentiable rasterizer, 7 control particles on the landmarks, lifted to 3D,
+8 skinning from every Gaussian to its nearest particles of compatible regions. The photo camera is the world
+frame: viewmat identity, +z forward, the person at distance z0.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+import cuda_ext
+from engine.avatar import REGIONS, Avatar, PhotoCamera
+from engine.camera import intrinsics
+from engine.gaussians import Gaussians
+from engine.inflate import inflate
+from engine.landmarks import Landmarks, detect
+from engine.photo import load_photo
+from engine.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, face_index_sets, region_map
+from engine.shell import ShellConfig, build_shells
+from engine.skinning import skin_weights
+
+
+@dataclass
+class PersonalizeConfig:
+    max_side: int = 512            # the photo is downscaled to this
+    fov_y_deg: float = 20.0        # assumed vertical field of view of the photo
+    shell: ShellConfig = field(default_factory=ShellConfig)
+    fit_steps: int = 300           # photometric fit, at most
+    fit_patience: int = 25         # stop when the loss has not improved by 0.1% for this many steps
+    skin_neighbours: int = 4
+
+
+# Which particle regions a Gaussian of each region may follow.
+ALLOWED = {BODY: {BODY, HANDS}, FACE: {FACE, LIPS, EYES}, LIPS: {LIPS, FACE}, EYES: {EYES, FACE},
+           HANDS: {HANDS, BODY}, HAIR: {FACE, BODY}}
+
+
+def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: PersonalizeConfig,
+                   progress: bool = True) -> dict:
+    """Adam on colours, opacities, scales and positions so the front render matches the photo inside the
+    silhouette and is transparent outside it. Modifies g in place; returns the loss history summary."""
+    H, W = person.shape
+    sh = g.sh.clone().requires_grad_(True)
+    logit = torch.logit(g.opacities.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
+    log_s = g.scales.log().requires_grad_(True)
+    means = g.means.clone().requires_grad_(True)
+    opt = torch.optim.Adam([{"params": [sh], "lr": 0.02}, {"params": [logit], "lr": 0.05},
+                            {"params": [log_s], "lr": 0.01}, {"params": [means], "lr": 2e-4}])
+    target, inside = image, person.float()[..., None]
+    view, Ks, bg = torch.eye(4)[None], K[None], torch.ones(1, 3)
+    best, since, history = float("inf"), 0, []
+    bar = tqdm(range(cfg.fit_steps), desc="fitting to the photo", unit="step", disable=not progress)
+    for _ in bar:
+        img, alpha, _ = cuda_ext.rasterization(means, g.quats, log_s.exp(), torch.sigmoid(logit), sh, view, Ks, W, H,
+                                               sh_degree=0, backgrounds=bg)
+        loss = ((img[0] - target).abs() * inside).sum() / inside.sum() + (alpha[0] * (1 - inside)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+        history.append(value)
+        bar.set_postfix(loss=f"{value:.4f}")
+        if value < best * (1 - 1e-3):
+            best, since = value, 0
+        else:
+            since += 1
+            if since >= cfg.fit_patience:
+                break
+    with torch.no_grad():
+        g.sh, g.opacities, g.scales, g.means = sh.detach(), torch.sigmoid(logit).detach(), log_s.exp().detach(), means.detach()
+    return {"steps": len(history), "loss_first": history[0], "loss_last": history[-1]}
+
+
+def control_particles(lm: Landmarks, regions: Tensor, relief: Tensor, K: Tensor, shell: ShellConfig):
+    """Anchors on the landmarks: every lip and eye point of the face mesh, every 6th other face point, the
+    visible pose joints and both hands; lifted onto the front shell. -> ([K, 3], [K] regions, names)."""
+    H, W = regions.shape
+    anchors: list[tuple[str, float, float, int]] = []
+    if lm.face is not None:
+        sets = face_index_sets()
+        lips, eyes = set(sets["lips"]), set(sets["left_eye"]) | set(sets["right_eye"])
+        for i in range(lm.face.shape[0]):
+            if i in lips or i in eyes or i % 6 == 0:
+                region = LIPS if i in lips else EYES if i in eyes else FACE
+                anchors.append((f"face:{i}", float(lm.face[i, 0]), float(lm.face[i, 1]), region))
+    if lm.pose is not None:
+        for i in range(33):
+            x, y, _, vis = lm.pose[i].tolist()
+            if vis > 0.5 and 0 <= x < W and 0 <= y < H and (i > 10 or lm.face is None):
+                anchors.append((f"pose:{i}", x, y, HANDS if 15 <= i <= 22 else FACE if i <= 10 else BODY))
+    for side, hand in (("hand_left", lm.left_hand), ("hand_right", lm.right_hand)):
+        if hand is not None:
+            anchors += [(f"{side}:{i}", float(hand[i, 0]), float(hand[i, 1]), HANDS) for i in range(21)]
+    if not anchors:
+        raise ValueError("no landmarks to anchor control particles on")
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    pts = []
+    for _, x, y, _ in anchors:
+        xi, yi = min(max(int(x), 0), W - 1), min(max(int(y), 0), H - 1)
+        z = shell.z0 - shell.thickness * float(relief[yi, xi]) * shell.z0 / fx
+        pts.append([(x - cx) / fx * z, (y - cy) / fy * z, z])
+    return torch.tensor(pts), torch.tensor([a[3] for a in anchors]), [a[0] for a in anchors]
+
+
+def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True) -> Avatar:
+    """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use."""
+    # 1-2. photo, mask, landmarks
+    image, info = load_photo(photo, max_side=cfg.max_side)
+    lm = detect(image)
+    H, W = image.shape[:2]
+    person = lm.mask > 0.5
+    if float(person.float().mean()) < 0.01:
+        raise ValueError(f"{photo}: the person covers under 1% of the photo")
+    # 3-5. regions, relief, shells
+    regions = region_map(lm, person)
+    fine = (regions == FACE) | (regions == LIPS) | (regions == EYES) | (regions == HANDS)
+    relief = inflate(person, progress=progress)
+    K = intrinsics(W, H, cfg.fov_y_deg)
+    g, pixel, _ = build_shells(image, person, relief, K, fine, cfg.shell)
+    # 6. photometric fit
+    fit = fit_front_view(g, image, person, K, cfg, progress)
+    # 7-8. particles and skinning
+    particles, particle_regions, names = control_particles(lm, regions, relief, K, cfg.shell)
+    g_regions = regions[pixel[:, 1], pixel[:, 0]]
+    present = {int(r) for r in particle_regions}
+    allowed = {r: (ALLOWED[r] & present) or present for r in range(len(REGIONS))}
+    skin_index, skin_weight = skin_weights(g.means, particles, cfg.skin_neighbours, point_regions=g_regions,
+                                           particle_regions=particle_regions, allowed=allowed)
+    meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": info["downscaled"],
+            "notes": lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
+    return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
+                  PhotoCamera(K, torch.eye(4), W, H), meta).validate()
+
+
+def front_view_metrics(avatar: Avatar, image: Tensor, person: Tensor) -> dict:
+    """PSNR (dB) inside the person mask of the front re-render against the photo."""
+    g, cam = avatar.gaussians, avatar.camera
+    with torch.no_grad():
+        img, alpha, _ = cuda_ext.rasterization(g.means, g.quats, g.scales, g.opacities, g.sh, cam.viewmat[None],
+                                               cam.K[None], cam.width, cam.height, sh_degree=g.sh_degree,
+                                               backgrounds=torch.ones(1, 3))
+    mse = float(((img[0] - image) ** 2)[person].mean())
+    return {"psnr_in_mask": 10 * math.log10(1.0 / max(mse, 1e-12)), "render": img[0], "alpha": alpha[0, ..., 0]}

@@ -1,0 +1,65 @@
+"""personalize end to end on a downscaled astronaut (fast settings), and the CLI's handling of bad photos."""
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
+from engine import cli  # noqa: E402
+from engine.avatar import REGIONS, Avatar  # noqa: E402
+from engine.landmarks import detect  # noqa: E402
+from engine.metrics import psnr  # noqa: E402
+from engine.personalize import PersonalizeConfig, front_view_metrics, personalize  # noqa: E402
+from engine.photo import load_photo  # noqa: E402
+
+ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def small_avatar():
+    cfg = PersonalizeConfig(max_side=192, fit_steps=60)
+    return personalize(ASTRONAUT, cfg, progress=False), cfg
+
+
+def test_avatar_has_regions_particles_and_skinning(small_avatar, tmp_path):
+    avatar, cfg = small_avatar
+    present = {REGIONS[int(r)] for r in avatar.regions.unique()}
+    assert {"body", "face", "lips", "eyes", "hair"} <= present
+    assert any(n.startswith("face:") for n in avatar.particle_names)
+    assert any(n.startswith("pose:") for n in avatar.particle_names)
+    assert torch.allclose(avatar.skin_weight.sum(-1), torch.ones(len(avatar.gaussians)), atol=1e-5)
+    # a lip Gaussian only follows lip or face particles
+    lips = avatar.regions == REGIONS.index("lips")
+    followed = avatar.particle_regions[avatar.skin_index[lips]]
+    assert set(followed.unique().tolist()) <= {REGIONS.index("lips"), REGIONS.index("face")}
+    back = Avatar.from_pretrained(avatar.save_pretrained(tmp_path / "me"))
+    assert torch.equal(back.skin_index, avatar.skin_index)
+
+
+def test_front_view_matches_the_photo(small_avatar):
+    avatar, cfg = small_avatar
+    image, _ = load_photo(ASTRONAUT, max_side=cfg.max_side)
+    person = detect(image).mask > 0.5
+    fitted = psnr(front_view_metrics(avatar, image, person)["render"], image, person)
+    unfitted = personalize(ASTRONAUT, PersonalizeConfig(max_side=192, fit_steps=1), progress=False)
+    before = psnr(front_view_metrics(unfitted, image, person)["render"], image, person)
+    assert fitted > 28.0, fitted                                         # 30.2 dB measured at 60 steps, 192 px
+    assert fitted > before + 5.0, (before, fitted)                       # the photometric fit does the work
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("not an image"), "not an image"),
+    (lambda p: p.write_bytes(ASTRONAUT.read_bytes()[:5000]), "truncated or corrupt"),
+    (lambda p: __import__("PIL.Image", fromlist=["Image"]).new("RGB", (100, 100)).save(p, format="PNG"),
+     "need at least 128 px"),
+    (lambda p: __import__("PIL.Image", fromlist=["Image"]).new("RGB", (256, 256), (90, 160, 220)).save(p, format="PNG"),
+     "no person found"),
+])
+def test_bad_photos_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, make, message):
+    photo = tmp_path / "photo.png"
+    make(photo)
+    out = tmp_path / "avatar"
+    assert cli.main(["personalize", str(photo), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
