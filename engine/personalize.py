@@ -110,6 +110,17 @@ def control_particles(lm: Landmarks, regions: Tensor, relief: Tensor, K: Tensor,
     return torch.tensor(pts), torch.tensor([a[3] for a in anchors]), [a[0] for a in anchors]
 
 
+def _hair_behind_the_face(g: Gaussians, g_regions: Tensor, is_front: Tensor, image: Tensor, regions: Tensor) -> None:
+    """The back of a head is hair, not a blurred copy of the face: back-shell Gaussians of the face, lips and
+    eyes take the mean colour of the photo's hair region (when there is one)."""
+    hair = regions == HAIR
+    if int(hair.sum()) == 0:
+        return
+    behind_face = ~is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS, EYES]))
+    mean_hair = image[hair].mean(0)
+    g.sh[behind_face, 0] = (mean_hair - 0.5) / 0.28209479177387814
+
+
 def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True) -> Avatar:
     """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use."""
     # 1-2. photo, mask, landmarks
@@ -124,12 +135,13 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     fine = (regions == FACE) | (regions == LIPS) | (regions == EYES) | (regions == HANDS)
     relief = inflate(person, progress=progress)
     K = intrinsics(W, H, cfg.fov_y_deg)
-    g, pixel, _ = build_shells(image, person, relief, K, fine, cfg.shell)
+    g, pixel, is_front = build_shells(image, person, relief, K, fine, cfg.shell)
+    g_regions = regions[pixel[:, 1], pixel[:, 0]]
+    _hair_behind_the_face(g, g_regions, is_front, image, regions)
     # 6. photometric fit
     fit = fit_front_view(g, image, person, K, cfg, progress)
     # 7-8. particles and skinning
     particles, particle_regions, names = control_particles(lm, regions, relief, K, cfg.shell)
-    g_regions = regions[pixel[:, 1], pixel[:, 0]]
     present = {int(r) for r in particle_regions}
     allowed = {r: (ALLOWED[r] & present) or present for r in range(len(REGIONS))}
     skin_index, skin_weight = skin_weights(g.means, particles, cfg.skin_neighbours, point_regions=g_regions,

@@ -63,3 +63,20 @@ def test_bad_photos_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, mak
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_the_back_of_the_head_is_hair_coloured(small_avatar):
+    from engine.regions import region_map
+
+    avatar, cfg = small_avatar
+    image, _ = load_photo(ASTRONAUT, max_side=cfg.max_side)
+    lm = detect(image)
+    regions = region_map(lm, lm.mask > 0.5)
+    hair = image[regions == REGIONS.index("hair")].mean(0)
+    skin = image[regions == REGIONS.index("face")].mean(0)
+    g = avatar.gaussians
+    face = avatar.regions == REGIONS.index("face")
+    n_front = len(g) // 2                                                # build_shells: front shell first
+    back_face = face & (torch.arange(len(g)) >= n_front)
+    colour = (0.5 + 0.28209479177387814 * g.sh[back_face, 0]).mean(0)
+    assert float((colour - hair).norm()) < float((colour - skin).norm()), (colour, hair, skin)
