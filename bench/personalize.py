@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-import cuda_ext
 from engine.camera import look_at
 from engine.landmarks import detect
 from engine.metrics import psnr, ssim
 from engine.personalize import front_view_metrics, personalize
 from engine.photo import load_photo
 from engine.regions import BODY, EYES, FACE, HANDS, LIPS, region_map
+from engine.render import render_gaussians
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,16 +33,14 @@ def orbit_coverage(avatar, angle_deg: float) -> float:
     target = torch.tensor([0.0, 0.0, float(g.means[solid, 2].median())])
     a = math.radians(angle_deg)
     vm = look_at(target + float(target[2]) * torch.tensor([math.sin(a), 0.0, -math.cos(a)]), target)
-    with torch.no_grad():
-        _, alpha, _ = cuda_ext.rasterization(g.means, g.quats, g.scales, g.opacities, g.sh, vm[None], cam.K[None],
-                                             cam.width, cam.height, sh_degree=g.sh_degree)
+    _, alpha = render_gaussians(g, vm, cam.K, cam.width, cam.height)
     c = (vm[:3, :3] @ g.means[solid].T).T + vm[:3, 3]
     uv = (cam.K @ (c / c[:, 2:]).T).T[:, :2].floor().long()
     ok = (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
     sil = torch.zeros(cam.height, cam.width)
     sil[uv[ok, 1], uv[ok, 0]] = 1
     sil = torch.nn.functional.max_pool2d(sil[None, None], 3, 1, 1)[0, 0] > 0
-    return float((alpha[0, ..., 0][sil] > 0.5).float().mean())
+    return float((alpha[..., 0][sil] > 0.5).float().mean())
 
 
 def main() -> None:

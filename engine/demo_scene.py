@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from engine.gaussians import Gaussians
+from engine.gaussians import Gaussians, rgb_to_sh_dc
 
 
 @dataclass
@@ -90,7 +90,7 @@ def avatar_like_scene(n: int, seed: int = 0, coverage: float = 4.0) -> Scene:
     base = torch.tensor([[0.93, 0.76, 0.65]] * n_head + [[0.2, 0.35, 0.65]] * n_body + [[0.35, 0.22, 0.12]] * n_big)
     colors = (base + 0.12 * torch.sin(9 * means[:, [1, 0, 2]]) + 0.03 * torch.randn(n, 3, generator=g)).clamp(0, 1)
     sh = torch.zeros(n, 16, 3)
-    sh[:, 0] = (colors - 0.5) / 0.28209479177387814                      # DC term: colour = 0.5 + C0 * f_dc
+    sh[:, 0] = rgb_to_sh_dc(colors)
     sh[:, 1:] = 0.04 * torch.randn(n, 15, 3, generator=g)
     return Scene(means.float(), quats.float(), scales.float(), opacities.float(), sh.float(), colors.float())
 

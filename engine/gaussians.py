@@ -7,13 +7,24 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from cuda_ext.reference import SH_C0
 from engine.ply import GaussianPly
+
+
+def rgb_to_sh_dc(rgb: Tensor) -> Tensor:
+    """Colours [..., 3] in [0, 1] -> the degree-0 SH coefficient that renders them (colour = 0.5 + C0 * dc)."""
+    return (rgb - 0.5) / SH_C0
+
+
+def sh_dc_to_rgb(dc: Tensor) -> Tensor:
+    """Degree-0 SH coefficients [..., 3] -> the colours they render."""
+    return 0.5 + SH_C0 * dc
 
 
 @dataclass
 class Gaussians:
     """means [N, 3], quats [N, 4] wxyz, scales [N, 3] > 0, opacities [N] in [0, 1], sh [N, K, 3] with
-    K = (degree + 1)^2 (sh[:, 0] is the DC term: colour = 0.5 + 0.2820948 * sh[:, 0])."""
+    K = (degree + 1)^2 (sh[:, 0] is the DC term, see rgb_to_sh_dc)."""
     means: Tensor
     quats: Tensor
     scales: Tensor

@@ -8,7 +8,6 @@ frame: viewmat identity, +z forward, the person at distance z0.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +18,12 @@ from tqdm import tqdm
 import cuda_ext
 from engine.avatar import REGIONS, Avatar, PhotoCamera
 from engine.camera import intrinsics
-from engine.gaussians import Gaussians
+from engine.gaussians import Gaussians, rgb_to_sh_dc
 from engine.inflate import inflate
 from engine.landmarks import Landmarks, detect
+from engine.metrics import psnr
 from engine.photo import load_photo
+from engine.render import render_gaussians
 from engine.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, face_index_sets, region_map
 from engine.shell import ShellConfig, build_shells
 from engine.skinning import skin_weights
@@ -118,7 +119,7 @@ def _hair_behind_the_face(g: Gaussians, g_regions: Tensor, is_front: Tensor, ima
         return
     behind_face = ~is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS, EYES]))
     mean_hair = image[hair].mean(0)
-    g.sh[behind_face, 0] = (mean_hair - 0.5) / 0.28209479177387814
+    g.sh[behind_face, 0] = rgb_to_sh_dc(mean_hair)
 
 
 def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True) -> Avatar:
@@ -153,11 +154,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
 
 
 def front_view_metrics(avatar: Avatar, image: Tensor, person: Tensor) -> dict:
-    """PSNR (dB) inside the person mask of the front re-render against the photo."""
-    g, cam = avatar.gaussians, avatar.camera
-    with torch.no_grad():
-        img, alpha, _ = cuda_ext.rasterization(g.means, g.quats, g.scales, g.opacities, g.sh, cam.viewmat[None],
-                                               cam.K[None], cam.width, cam.height, sh_degree=g.sh_degree,
-                                               backgrounds=torch.ones(1, 3))
-    mse = float(((img[0] - image) ** 2)[person].mean())
-    return {"psnr_in_mask": 10 * math.log10(1.0 / max(mse, 1e-12)), "render": img[0], "alpha": alpha[0, ..., 0]}
+    """The front re-render through the photo camera, and its PSNR (dB) inside the person mask."""
+    cam = avatar.camera
+    img, alpha = render_gaussians(avatar.gaussians, cam.viewmat, cam.K, cam.width, cam.height)
+    return {"psnr_in_mask": psnr(img, image, person), "render": img, "alpha": alpha[..., 0]}

@@ -37,15 +37,21 @@ def frame_target(means: Tensor, opacities: Tensor) -> tuple[Tensor, float]:
     return target, max(radius, 1e-3)
 
 
-def render_view(g: Gaussians, viewmat: Tensor, cfg: RenderConfig) -> tuple[Tensor, Tensor]:
-    """One image [H, W, 3] and alpha [H, W, 1] from viewmat [4, 4]."""
-    K = intrinsics(cfg.width, cfg.height, cfg.fov_y_deg)
-    bg = torch.full((1, 3), float(cfg.background))
+def render_gaussians(g: Gaussians, viewmat: Tensor, K: Tensor, width: int, height: int,
+                     background: float = 1.0) -> tuple[Tensor, Tensor]:
+    """One image [H, W, 3] (unclamped) and alpha [H, W, 1] from viewmat [4, 4] and K [3, 3]."""
     with torch.no_grad():
         img, alpha, _ = cuda_ext.rasterization(g.means, g.quats, g.scales, g.opacities, g.sh, viewmat[None],
-                                               K[None], cfg.width, cfg.height, sh_degree=g.sh_degree,
-                                               backgrounds=bg)
-    return img[0].clamp(0, 1), alpha[0]
+                                               K[None], width, height, sh_degree=g.sh_degree,
+                                               backgrounds=torch.full((1, 3), float(background)))
+    return img[0], alpha[0]
+
+
+def render_view(g: Gaussians, viewmat: Tensor, cfg: RenderConfig) -> tuple[Tensor, Tensor]:
+    """One image [H, W, 3] and alpha [H, W, 1] from viewmat [4, 4], with the config's camera."""
+    K = intrinsics(cfg.width, cfg.height, cfg.fov_y_deg)
+    img, alpha = render_gaussians(g, viewmat, K, cfg.width, cfg.height, cfg.background)
+    return img.clamp(0, 1), alpha
 
 
 def orbit_viewmats(g: Gaussians, cfg: RenderConfig, start_deg: float = 0.0) -> list[Tensor]:

@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.gaussians import Gaussians
-
-SH_C0 = 0.28209479177387814
+from engine.gaussians import Gaussians, rgb_to_sh_dc
 
 
 @dataclass
@@ -75,7 +73,7 @@ def build_shells(image: Tensor, mask: Tensor, relief: Tensor, K: Tensor, fine: T
     means, scales, colors = (torch.cat(parts) for parts in zip(*shells))
     n = means.shape[0]
     quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(n, 4).contiguous()
-    sh = ((colors - 0.5) / SH_C0)[:, None, :].contiguous()
+    sh = rgb_to_sh_dc(colors)[:, None, :].contiguous()
     g = Gaussians(means.float(), quats, scales.float(), torch.full((n,), cfg.opacity), sh.float())
     pixel = torch.stack([xs, ys], -1).repeat(2, 1)
     is_front = torch.arange(n) < ys.numel()

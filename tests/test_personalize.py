@@ -7,6 +7,7 @@ import torch
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
 from engine import cli  # noqa: E402
 from engine.avatar import REGIONS, Avatar  # noqa: E402
+from engine.gaussians import sh_dc_to_rgb  # noqa: E402
 from engine.landmarks import detect  # noqa: E402
 from engine.metrics import psnr  # noqa: E402
 from engine.personalize import PersonalizeConfig, front_view_metrics, personalize  # noqa: E402
@@ -78,5 +79,5 @@ def test_the_back_of_the_head_is_hair_coloured(small_avatar):
     face = avatar.regions == REGIONS.index("face")
     n_front = len(g) // 2                                                # build_shells: front shell first
     back_face = face & (torch.arange(len(g)) >= n_front)
-    colour = (0.5 + 0.28209479177387814 * g.sh[back_face, 0]).mean(0)
+    colour = sh_dc_to_rgb(g.sh[back_face, 0]).mean(0)
     assert float((colour - hair).norm()) < float((colour - skin).norm()), (colour, hair, skin)
