@@ -1,7 +1,7 @@
 """One photo -> a canonical, animatable 3D Gaussian avatar (engine.avatar.Avatar).
 
-Steps: 1 load and check the photo, 2 person mask and landmarks, 3 region labels per pixel, 4 inflate the
-silhouette into a rounded relief, 5 front/back shells of Gaussians (dense on face and hands), 6 photometric fit
+Steps: 1 load and check the photo, 2 person mask and landmarks, 3 region labels per pixel, 4 front and back
+surface depth (inflated body, rounder head, face-mesh relief on the face; engine.depth), 5 front/back shells of Gaussians (dense on face and hands), 6 photometric fit
 of the front view with the differentiable rasterizer, 7 control particles on the landmarks, lifted to 3D,
 8 skinning from every Gaussian to its nearest particles of compatible regions. The photo camera is the world
 frame: viewmat identity, +z forward, the person at distance z0.
@@ -19,7 +19,7 @@ import cuda_ext
 from engine.avatar import REGIONS, Avatar, PhotoCamera
 from engine.camera import intrinsics
 from engine.gaussians import Gaussians, rgb_to_sh_dc
-from engine.inflate import inflate
+from engine.depth import surface_depth
 from engine.landmarks import Landmarks, detect
 from engine.metrics import psnr
 from engine.photo import load_photo
@@ -45,14 +45,19 @@ ALLOWED = {BODY: {BODY, HANDS}, FACE: {FACE, LIPS, EYES}, LIPS: {LIPS, FACE}, EY
 
 
 def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: PersonalizeConfig,
-                   progress: bool = True) -> dict:
-    """Adam on colours, opacities, scales and positions so the front render matches the photo inside the
-    silhouette and is transparent outside it. Modifies g in place; returns the loss history summary."""
+                   trainable: Tensor, progress: bool = True) -> dict:
+    """Adam on colours, opacities, scales and positions of the `trainable` [N] Gaussians (the front shell) so
+    the front render matches the photo inside the silhouette and is transparent outside it. The hidden back
+    shell stays as built: it gets only the faint gradient that leaks through the front shell, and Adam, which
+    normalises step sizes, would turn that noise into speckle. Modifies g in place; returns a loss summary."""
     H, W = person.shape
-    sh = g.sh.clone().requires_grad_(True)
-    logit = torch.logit(g.opacities.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
-    log_s = g.scales.log().requires_grad_(True)
-    means = g.means.clone().requires_grad_(True)
+    keep = trainable.float()
+    def leaf(t: Tensor) -> Tensor:
+        t = t.clone().requires_grad_(True)
+        t.register_hook(lambda grad: grad * keep.view(-1, *([1] * (grad.dim() - 1))))
+        return t
+    sh, log_s, means = leaf(g.sh), leaf(g.scales.log()), leaf(g.means)
+    logit = leaf(torch.logit(g.opacities.clamp(1e-4, 1 - 1e-4)))
     opt = torch.optim.Adam([{"params": [sh], "lr": 0.02}, {"params": [logit], "lr": 0.05},
                             {"params": [log_s], "lr": 0.01}, {"params": [means], "lr": 2e-4}])
     target, inside = image, person.float()[..., None]
@@ -75,14 +80,17 @@ def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: 
             since += 1
             if since >= cfg.fit_patience:
                 break
-    with torch.no_grad():
-        g.sh, g.opacities, g.scales, g.means = sh.detach(), torch.sigmoid(logit).detach(), log_s.exp().detach(), means.detach()
+    with torch.no_grad():                  # only trainable rows change (log/exp and logit/sigmoid do not round-trip)
+        pick = lambda new, old: torch.where(trainable.view(-1, *([1] * (old.dim() - 1))), new, old)  # noqa: E731
+        g.sh, g.opacities = pick(sh, g.sh), pick(torch.sigmoid(logit), g.opacities)
+        g.scales, g.means = pick(log_s.exp(), g.scales), pick(means, g.means)
     return {"steps": len(history), "loss_first": history[0], "loss_last": history[-1]}
 
 
-def control_particles(lm: Landmarks, regions: Tensor, relief: Tensor, K: Tensor, shell: ShellConfig):
+def control_particles(lm: Landmarks, regions: Tensor, front: Tensor, K: Tensor, shell: ShellConfig):
     """Anchors on the landmarks: every lip and eye point of the face mesh, every 6th other face point, the
-    visible pose joints and both hands; lifted onto the front shell. -> ([K, 3], [K] regions, names)."""
+    visible pose joints and both hands; lifted onto the front surface (front [H, W], depth in pixels).
+    -> ([K, 3], [K] regions, names)."""
     H, W = regions.shape
     anchors: list[tuple[str, float, float, int]] = []
     if lm.face is not None:
@@ -106,18 +114,19 @@ def control_particles(lm: Landmarks, regions: Tensor, relief: Tensor, K: Tensor,
     pts = []
     for _, x, y, _ in anchors:
         xi, yi = min(max(int(x), 0), W - 1), min(max(int(y), 0), H - 1)
-        z = shell.z0 - shell.thickness * float(relief[yi, xi]) * shell.z0 / fx
+        z = shell.z0 - float(front[yi, xi]) * shell.z0 / fx
         pts.append([(x - cx) / fx * z, (y - cy) / fy * z, z])
     return torch.tensor(pts), torch.tensor([a[3] for a in anchors]), [a[0] for a in anchors]
 
 
 def _hair_behind_the_face(g: Gaussians, g_regions: Tensor, is_front: Tensor, image: Tensor, regions: Tensor) -> None:
-    """The back of a head is hair, not a blurred copy of the face: back-shell Gaussians of the face, lips and
-    eyes take the mean colour of the photo's hair region (when there is one)."""
+    """The back of a head is hair, not a blurred copy of the face: back-shell Gaussians of the head (face,
+    lips, eyes and hair) take the mean colour of the photo's hair region (when there is one), so the back
+    of the head is one even colour with no face-shaped patch."""
     hair = regions == HAIR
     if int(hair.sum()) == 0:
         return
-    behind_face = ~is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS, EYES]))
+    behind_face = ~is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS, EYES, HAIR]))
     mean_hair = image[hair].mean(0)
     g.sh[behind_face, 0] = rgb_to_sh_dc(mean_hair)
 
@@ -134,15 +143,15 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     # 3-5. regions, relief, shells
     regions = region_map(lm, person)
     fine = (regions == FACE) | (regions == LIPS) | (regions == EYES) | (regions == HANDS)
-    relief = inflate(person, progress=progress)
+    depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress)
     K = intrinsics(W, H, cfg.fov_y_deg)
-    g, pixel, is_front = build_shells(image, person, relief, K, fine, cfg.shell)
+    g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
     _hair_behind_the_face(g, g_regions, is_front, image, regions)
     # 6. photometric fit
-    fit = fit_front_view(g, image, person, K, cfg, progress)
+    fit = fit_front_view(g, image, person, K, cfg, is_front, progress)
     # 7-8. particles and skinning
-    particles, particle_regions, names = control_particles(lm, regions, relief, K, cfg.shell)
+    particles, particle_regions, names = control_particles(lm, regions, depth[0], K, cfg.shell)
     present = {int(r) for r in particle_regions}
     allowed = {r: (ALLOWED[r] & present) or present for r in range(len(REGIONS))}
     skin_index, skin_weight = skin_weights(g.means, particles, cfg.skin_neighbours, point_regions=g_regions,

@@ -2,8 +2,8 @@
 
 Each kept pixel (every pixel where `fine` is set, every `stride`-th elsewhere: dense face and hands, sparse
 body) becomes one Gaussian on the front shell and one on the back shell. They are placed through the photo
-camera (world = camera frame: viewmat identity, +z forward) at depth z0 -/+ thickness * relief, where the
-relief is the inflated silhouette (engine.inflate) in pixels, converted to world units at z0. Front colours
+camera (world = camera frame: viewmat identity, +z forward) at depth z0 - front and z0 + back, where front
+and back are surface depths in pixels (engine.depth), converted to world units at z0. Front colours
 come from the photo; the back takes a heavily blurred copy (a plausible fill for the unseen side). The
 photometric fit in personalize refines all of it.
 """
@@ -21,7 +21,8 @@ from engine.gaussians import Gaussians, rgb_to_sh_dc
 @dataclass
 class ShellConfig:
     z0: float = 2.5            # distance of the person from the camera (world units)
-    thickness: float = 0.6     # relief scale: 1 makes a disc silhouette a sphere
+    thickness: float = 0.6     # body relief scale: 1 makes a disc silhouette a sphere (engine.depth)
+    head_roundness: float = 0.9  # head depth as a share of a ball of the head's width (engine.depth)
     stride: int = 2            # body sampling step in pixels (face and hands: every pixel)
     footprint: float = 0.6     # Gaussian sigma as a fraction of the sample spacing
     opacity: float = 0.95
@@ -43,15 +44,16 @@ def _blur(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
     return (num / den).permute(1, 2, 0)
 
 
-def build_shells(image: Tensor, mask: Tensor, relief: Tensor, K: Tensor, fine: Tensor | None = None,
-                 cfg: ShellConfig = ShellConfig()) -> tuple[Gaussians, Tensor, Tensor]:
-    """image [H, W, 3] in [0, 1], mask [H, W] bool, relief [H, W] (pixels), K [3, 3] the photo's intrinsics,
-    fine [H, W] bool (pixels sampled densely). -> (Gaussians [N], pixel [N, 2] (x, y) each came from,
-    is_front [N] bool)."""
+def build_shells(image: Tensor, mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor,
+                 fine: Tensor | None = None, cfg: ShellConfig = ShellConfig()) -> tuple[Gaussians, Tensor, Tensor]:
+    """image [H, W, 3] in [0, 1], mask [H, W] bool, depth = (front [H, W], back [H, W]) in pixels,
+    K [3, 3] the photo's intrinsics, fine [H, W] bool (pixels sampled densely).
+    -> (Gaussians [N], pixel [N, 2] (x, y) each came from, is_front [N] bool; the front shell comes first)."""
     H, W = mask.shape
-    if image.shape != (H, W, 3) or relief.shape != (H, W):
-        raise ValueError(f"image/relief: expected [{H}, {W}, 3] and [{H}, {W}], got {list(image.shape)}, "
-                         f"{list(relief.shape)}")
+    front, back = depth
+    if image.shape != (H, W, 3) or front.shape != (H, W) or back.shape != (H, W):
+        raise ValueError(f"image/depth: expected [{H}, {W}, 3] and two [{H}, {W}], got {list(image.shape)}, "
+                         f"{list(front.shape)}, {list(back.shape)}")
     fine = torch.zeros_like(mask) if fine is None else fine
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     coarse = (yy % cfg.stride == 0) & (xx % cfg.stride == 0)
@@ -61,11 +63,10 @@ def build_shells(image: Tensor, mask: Tensor, relief: Tensor, K: Tensor, fine: T
         raise ValueError("mask: no pixel to place Gaussians on")
     fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
     world_per_px = cfg.z0 / fx
-    dz = cfg.thickness * relief[ys, xs] * world_per_px
     spacing = torch.where(fine[ys, xs], 1.0, float(cfg.stride))
     shells = []
-    for sign, colors in ((-1.0, image[ys, xs]), (1.0, _blur(image, mask, cfg.back_blur)[ys, xs])):
-        z = cfg.z0 + sign * dz
+    for dz, colors in ((-front[ys, xs], image[ys, xs]), (back[ys, xs], _blur(image, mask, cfg.back_blur)[ys, xs])):
+        z = cfg.z0 + dz * world_per_px
         means = torch.stack([(xs + 0.5 - cx) / fx * z, (ys + 0.5 - cy) / fy * z, z], -1)
         sigma = cfg.footprint * spacing * z / fx
         scales = torch.stack([sigma, sigma, 0.3 * sigma], -1)

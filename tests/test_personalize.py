@@ -48,6 +48,26 @@ def test_front_view_matches_the_photo(small_avatar):
     assert fitted > before + 5.0, (before, fitted)                       # the photometric fit does the work
 
 
+def test_the_fit_leaves_the_hidden_back_shell_alone():
+    from engine.camera import intrinsics
+    from engine.personalize import fit_front_view
+    from engine.shell import ShellConfig, build_shells
+
+    yy, xx = torch.meshgrid(torch.arange(48) + 0.5, torch.arange(48) + 0.5, indexing="ij")
+    mask = (xx - 24) ** 2 + (yy - 24) ** 2 <= 15 ** 2
+    image = torch.ones(48, 48, 3)
+    image[mask] = torch.tensor([0.8, 0.3, 0.2])
+    K = intrinsics(48, 48, 30.0)
+    relief = torch.where(mask, torch.full((48, 48), 5.0), torch.zeros(48, 48))
+    g, _, is_front = build_shells(image, mask, (relief, relief), K, None, ShellConfig(stride=2))
+    before = g.sh.clone(), g.means.clone(), g.scales.clone(), g.opacities.clone()
+    fit_front_view(g, image, mask, K, PersonalizeConfig(fit_steps=5), is_front, progress=False)
+    after = g.sh, g.means, g.scales, g.opacities
+    for b, a in zip(before, after):
+        assert torch.equal(b[~is_front], a[~is_front])
+    assert not torch.equal(before[0][is_front], after[0][is_front])
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_text("not an image"), "not an image"),
     (lambda p: p.write_bytes(ASTRONAUT.read_bytes()[:5000]), "truncated or corrupt"),

@@ -37,7 +37,7 @@ def test_front_view_reproduces_the_photo_inside_the_silhouette():
     K = intrinsics(96, 96, 30.0)
     fine = torch.zeros_like(mask)
     fine[30:60, 30:60] = True
-    g, pixel, is_front = build_shells(image, mask, inflate(mask), K, fine, ShellConfig(stride=2))
+    g, pixel, is_front = build_shells(image, mask, (0.6 * inflate(mask),) * 2, K, fine, ShellConfig(stride=2))
     assert int(is_front.sum()) * 2 == len(g)
     img, alpha = render(g, torch.eye(4), K, 96, 96)
     assert float(alpha[mask].mean()) > 0.97
@@ -50,8 +50,8 @@ def test_front_view_reproduces_the_photo_inside_the_silhouette():
 def test_orbit_to_30_degrees_has_no_holes():
     image, mask = photo_of_a_ball()
     K = intrinsics(96, 96, 30.0)
-    cfg = ShellConfig(stride=2, thickness=1.0)
-    g, _, _ = build_shells(image, mask, inflate(mask), K, None, cfg)
+    cfg = ShellConfig(stride=2)
+    g, _, _ = build_shells(image, mask, (inflate(mask),) * 2, K, None, cfg)
     target = torch.tensor([0.0, 0.0, cfg.z0])
     for angle in (-30.0, 30.0):
         a = math.radians(angle)
