@@ -24,7 +24,8 @@ from engine.landmarks import Landmarks, detect
 from engine.metrics import psnr
 from engine.photo import load_photo
 from engine.render import render_gaussians
-from engine.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, face_index_sets, region_map
+from engine.particles import canonical_slots
+from engine.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
 from engine.shell import ShellConfig, build_shells
 from engine.skinning import skin_weights
 
@@ -88,26 +89,21 @@ def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: 
 
 
 def control_particles(lm: Landmarks, regions: Tensor, front: Tensor, K: Tensor, shell: ShellConfig):
-    """Anchors on the landmarks: every lip and eye point of the face mesh, every 6th other face point, the
-    visible pose joints and both hands; lifted onto the front surface (front [H, W], depth in pixels).
-    -> ([K, 3], [K] regions, names)."""
+    """Anchors on the landmarks the photo shows, in the canonical slot order (engine.particles): face-mesh
+    lip, eye and every 6th point, the visible pose joints from the shoulders down, and both hands; lifted onto
+    the front surface (front [H, W], depth in pixels). -> ([K, 3], [K] regions, names)."""
     H, W = regions.shape
+    source = {"face": lm.face, "pose": lm.pose, "hand_left": lm.left_hand, "hand_right": lm.right_hand}
     anchors: list[tuple[str, float, float, int]] = []
-    if lm.face is not None:
-        sets = face_index_sets()
-        lips, eyes = set(sets["lips"]), set(sets["left_eye"]) | set(sets["right_eye"])
-        for i in range(lm.face.shape[0]):
-            if i in lips or i in eyes or i % 6 == 0:
-                region = LIPS if i in lips else EYES if i in eyes else FACE
-                anchors.append((f"face:{i}", float(lm.face[i, 0]), float(lm.face[i, 1]), region))
-    if lm.pose is not None:
-        for i in range(33):
-            x, y, _, vis = lm.pose[i].tolist()
-            if vis > 0.5 and 0 <= x < W and 0 <= y < H and (i > 10 or lm.face is None):
-                anchors.append((f"pose:{i}", x, y, HANDS if 15 <= i <= 22 else FACE if i <= 10 else BODY))
-    for side, hand in (("hand_left", lm.left_hand), ("hand_right", lm.right_hand)):
-        if hand is not None:
-            anchors += [(f"{side}:{i}", float(hand[i, 0]), float(hand[i, 1]), HANDS) for i in range(21)]
+    for name, region in canonical_slots():
+        kind, i = name.split(":")
+        points = source[kind]
+        if points is None:
+            continue
+        x, y = float(points[int(i), 0]), float(points[int(i), 1])
+        if kind == "pose" and not (points[int(i), 3] > 0.5 and 0 <= x < W and 0 <= y < H):
+            continue                                                       # a joint the photo does not show
+        anchors.append((name, x, y, region))
     if not anchors:
         raise ValueError("no landmarks to anchor control particles on")
     fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
