@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from cuda_ext.reference import SH_C0
@@ -33,6 +34,12 @@ class Gaussians:
 
     def __len__(self) -> int:
         return self.means.shape[0]
+
+    @staticmethod
+    def cat(parts: list["Gaussians"]) -> "Gaussians":
+        """One set [sum N] from several (same SH degree), in order."""
+        return Gaussians(*(torch.cat([getattr(p, f) for p in parts]) for f in
+                           ("means", "quats", "scales", "opacities", "sh")))
 
     @property
     def sh_degree(self) -> int:

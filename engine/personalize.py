@@ -1,10 +1,12 @@
 """One photo -> a canonical, animatable 3D Gaussian avatar (engine.avatar.Avatar).
 
 Steps: 1 load and check the photo, 2 person mask and landmarks, 3 region labels per pixel, 4 front and back
-surface depth (inflated body, rounder head, face-mesh relief on the face; engine.depth), 5 front/back shells of Gaussians (dense on face and hands), 6 photometric fit
-of the front view with the differentiable rasterizer, 7 control particles on the landmarks, lifted to 3D,
-8 skinning from every Gaussian to its nearest particles of compatible regions. The photo camera is the world
-frame: viewmat identity, +z forward, the person at distance z0.
+surface depth (inflated body, rounder head, face-mesh relief on the face; engine.depth), 5 front/back shells
+of Gaussians (dense on face and hands), 6 an under-layer behind the face: the mouth interior and a soft second
+skin (engine.mouth), 7 photometric fit of the front shell with the differentiable rasterizer, 8 control
+particles on the landmarks, lifted to 3D, 9 skinning from every Gaussian to its nearest particles of compatible
+regions, split at the mouth line so the jaw opens the mouth instead of stretching it. The photo camera is the
+world frame: viewmat identity, +z forward, the person at distance z0.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from engine.gaussians import Gaussians, rgb_to_sh_dc
 from engine.depth import surface_depth
 from engine.landmarks import Landmarks, detect
 from engine.metrics import psnr
+from engine.mouth import mouth_sides, particle_sides, under_layer
 from engine.photo import load_photo
 from engine.render import render_gaussians
 from engine.particles import canonical_slots
@@ -127,6 +130,24 @@ def _hair_behind_the_face(g: Gaussians, g_regions: Tensor, is_front: Tensor, ima
     g.sh[behind_face, 0] = rgb_to_sh_dc(mean_hair)
 
 
+def _skinning(means: Tensor, regions: Tensor, sides: Tensor, particles: Tensor, p_regions: Tensor,
+              p_sides: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Skinning (engine.skinning) over groups = region + 8 * mouth side (engine.mouth: 0 not split, 1 upper,
+    2 lower). A Gaussian follows particles of the regions ALLOWED for its own and, when split, of its side only.
+    Where the photo lacks every allowed particle, the nearest present ones stand in."""
+    present = {(int(r), int(s)) for r, s in zip(p_regions, p_sides)}
+    present_regions = {r for r, _ in present}
+    allowed = {}
+    groups = regions + 8 * sides
+    for group in groups.unique().tolist():
+        r, s = group % 8, group // 8
+        ok_regions = (ALLOWED[r] & present_regions) or present_regions
+        same_side = {pr + 8 * ps for pr, ps in present if pr in ok_regions and (s == 0 or ps == s)}
+        allowed[group] = same_side or {pr + 8 * ps for pr, ps in present if pr in ok_regions}
+    return skin_weights(means, particles, k, point_regions=groups, particle_regions=p_regions + 8 * p_sides,
+                        allowed=allowed)
+
+
 def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True) -> Avatar:
     """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use."""
     # 1-2. photo, mask, landmarks
@@ -144,14 +165,28 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
     _hair_behind_the_face(g, g_regions, is_front, image, regions)
-    # 6. photometric fit
+    # 6. the under-layer: mouth interior and a soft second skin behind the face
+    sides = torch.zeros(len(g), dtype=torch.long)
+    if lm.face is not None:
+        facial = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
+        sides = mouth_sides(lm.face, pixel + 0.5, is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS])))
+        world_per_face_unit = float((lm.face[33, :2] - lm.face[263, :2]).norm()) * cfg.shell.z0 / float(K[0, 0])
+        under, under_px, in_mouth = under_layer(lm.face, image, facial, depth[0], K, cfg.shell.z0,
+                                                0.08 * world_per_face_unit)
+        g = Gaussians.cat([g, under])
+        g_regions = torch.cat([g_regions, torch.where(in_mouth, LIPS, regions[under_px[:, 1], under_px[:, 0]])])
+        under_sides = torch.where(in_mouth, 1, mouth_sides(lm.face, under_px + 0.5))   # the interior stays with the head
+        sides = torch.cat([sides, under_sides])
+        is_front = torch.cat([is_front, torch.zeros(len(under), dtype=torch.bool)])
+    # 7. photometric fit of the front shell, with everything behind it in place
     fit = fit_front_view(g, image, person, K, cfg, is_front, progress)
-    # 7-8. particles and skinning
+    # 8-9. particles and skinning
     particles, particle_regions, names = control_particles(lm, regions, depth[0], K, cfg.shell)
-    present = {int(r) for r in particle_regions}
-    allowed = {r: (ALLOWED[r] & present) or present for r in range(len(REGIONS))}
-    skin_index, skin_weight = skin_weights(g.means, particles, cfg.skin_neighbours, point_regions=g_regions,
-                                           particle_regions=particle_regions, allowed=allowed)
+    p_sides = torch.ones(len(names), dtype=torch.long)
+    if lm.face is not None:
+        p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2])
+    skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
+                                        cfg.skin_neighbours)
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": info["downscaled"],
             "notes": lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
     return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,

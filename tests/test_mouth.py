@@ -1,0 +1,71 @@
+"""The mouth split and under-layer (engine.mouth) on the astronaut: the split line runs between the inner lips,
+and in a personalized avatar opening the jaw moves the lower lip and leaves the upper lip where it was."""
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
+from engine.landmarks import detect  # noqa: E402
+from engine.gaussians import rgb_to_sh_dc  # noqa: E402
+from engine.mouth import INTERIOR_RGB, LOWER_INNER, UPPER_INNER, mouth_sides, particle_sides, split_line_y, under_layer  # noqa: E402
+from engine.personalize import PersonalizeConfig, personalize  # noqa: E402
+from engine.photo import load_photo  # noqa: E402
+from engine.regions import FACE, LIPS, region_map  # noqa: E402
+
+ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def face192():
+    image, _ = load_photo(ASTRONAUT, max_side=192)
+    lm = detect(image)
+    return image, lm
+
+
+def test_split_line_runs_between_the_inner_lips(face192):
+    _, lm = face192
+    face = lm.face
+    x = face[13:14, 0]
+    y = float(split_line_y(face, x))
+    assert float(face[13, 1]) <= y <= float(face[14, 1])                # 13 upper inner, 14 lower inner lip
+    px = torch.stack([face[[13, 14, 0, 17], 0], face[[13, 14, 0, 17], 1] + torch.tensor([-0.5, 0.5, 0.0, 0.0])], 1)
+    assert mouth_sides(face, px).tolist() == [1, 2, 1, 2]               # 0: upper outer lip, 17: lower outer lip
+    far = torch.tensor([[0.0, float(face[14, 1])]])                     # the photo's left edge: not in the column
+    assert mouth_sides(face, far).tolist() == [0]
+    assert particle_sides(face, far).tolist() == [2]                    # particles are always on a side
+    assert set(UPPER_INNER) & set(LOWER_INNER) == {78, 308}             # the two contours meet at the corners
+
+
+def test_under_layer_is_dark_inside_the_lips_and_skin_elsewhere(face192):
+    image, lm = face192
+    regions = region_map(lm, lm.mask > 0.5)
+    facial = torch.isin(regions, torch.tensor([FACE, LIPS]))
+    front = torch.zeros(regions.shape)
+    K = torch.tensor([[500.0, 0, 96], [0, 500.0, 96], [0, 0, 1]])
+    g, px, inside = under_layer(lm.face, image, facial, front, K, 2.5, 0.01)
+    assert bool(inside.any()) and bool((~inside).any())
+    rgb = 0.5 + 0.28209479177387814 * g.sh[:, 0]                          # SH C0
+    assert float(rgb[inside].mean()) < 0.2 < float(rgb[~inside].mean())
+    assert torch.allclose(g.means[:, 2], torch.full((len(g),), 2.51))     # depth_behind behind a flat front
+
+
+def test_opening_the_jaw_moves_only_the_lower_lip(face192):
+    image, lm = face192
+    avatar = personalize(ASTRONAUT, PersonalizeConfig(max_side=192, fit_steps=1), progress=False)
+    K = avatar.camera.K
+    p_px = (K @ (avatar.particles / avatar.particles[:, 2:]).T).T[:, :2]
+    lower = particle_sides(lm.face, p_px) == 2
+    move = torch.where(lower[:, None], torch.tensor([0.0, 0.05, 0.0]), torch.zeros(3))
+    moved = (avatar.skin_weight[..., None] * move[avatar.skin_index]).sum(1)[:, 1]
+    g_px = (K @ (avatar.gaussians.means / avatar.gaussians.means[:, 2:]).T).T[:, :2]
+    lips = (avatar.regions == LIPS) & (avatar.gaussians.means[:, 2] < 2.5)   # not the back of the head (z > z0)
+    sides = mouth_sides(lm.face, g_px)
+    clear = (g_px[:, 1] - split_line_y(lm.face, g_px[:, 0])).abs() > 0.5  # not on the line (the fit moved means a bit)
+    sides = torch.where(clear, sides, torch.zeros_like(sides))
+    upper_lip, lower_lip = lips & (sides == 1), lips & (sides == 2)
+    assert int(upper_lip.sum()) > 10 and int(lower_lip.sum()) > 10
+    interior = (avatar.gaussians.sh[:, 0] - rgb_to_sh_dc(torch.tensor(INTERIOR_RGB))).abs().amax(-1) < 1e-4
+    assert float(moved[interior].abs().max()) == 0.0                     # the mouth interior stays with the head
+    assert float(moved[upper_lip].abs().max()) == 0.0                    # so does the upper lip ...
+    assert float(moved[lower_lip & ~interior].min()) == pytest.approx(0.05)   # ... and the lower lip drops
