@@ -1,0 +1,95 @@
+"""Procedural motion (engine.procedural) on the astronaut's own landmarks: chunked == offline, the jaw follows
+loudness with at most one frame of lag, silence is idle motion (no jaw, but blinks and breathing), barge-in
+closes the mouth on the next frame."""
+from pathlib import Path
+
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
+from engine.landmarks import detect  # noqa: E402
+from engine.particles import canonical_names  # noqa: E402
+from engine.photo import load_photo  # noqa: E402
+from engine.procedural import ProceduralConfig, ProceduralMotion  # noqa: E402
+
+ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def rest():
+    image, _ = load_photo(ASTRONAUT, max_side=256)
+    lm = detect(image)
+    unit = float((lm.face[33, :2] - lm.face[263, :2]).norm())
+    names = canonical_names()
+    rest = torch.zeros(len(names), 3)
+    present = torch.zeros(len(names), dtype=torch.bool)
+    for i, name in enumerate(names):
+        kind, j = name.split(":")
+        if kind == "face":
+            rest[i] = lm.face[int(j)] / unit
+            present[i] = True
+    return rest, present, {n: i for i, n in enumerate(names)}
+
+
+def speech(T=200, seed=0):
+    """Syllable-like loudness bursts (4 per second) with a random mel spectrum."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(T, dtype=torch.float32)
+    rms = 0.08 * torch.sin(math.pi * t / 6.25).clamp(min=0) ** 2 + 1e-4
+    return torch.randn(T, 80, generator=g), rms
+
+
+def test_chunked_equals_offline(rest):
+    mel, rms = speech()
+    offline = ProceduralMotion(rest[0], rest[1], seed=3)(mel, rms)
+    live = ProceduralMotion(rest[0], rest[1], seed=3)
+    parts, i = [], 0
+    for n in (1, 2, 7, 0, 25, 165):
+        parts.append(live.push(mel[i:i + n], rms[i:i + n]))
+        i += n
+    assert torch.equal(torch.cat(parts), offline)
+    assert offline.shape == (200, len(canonical_names()), 3)
+    assert float(offline[:, ~rest[1]].abs().max()) == 0.0                # absent slots never move
+
+
+def test_jaw_follows_loudness_within_a_frame(rest):
+    mel, rms = speech()
+    motion = ProceduralMotion(rest[0], rest[1], ProceduralConfig(sway_deg=0.0, nod_deg=0.0), seed=1)(mel, rms)
+    where = rest[2]
+    opening = motion[:, where["face:14"], 1] - motion[:, where["face:13"], 1]   # lower lip down minus upper lip
+    loud = (20 * torch.log10(rms)).clamp(-50, -18)
+    def corr(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / (a.norm() * b.norm()))
+    by_lag = {lag: corr(opening[lag:], loud[:len(loud) - lag]) for lag in range(0, 4)}
+    best = max(by_lag, key=by_lag.get)
+    assert best <= 1 and by_lag[best] > 0.9, by_lag
+    assert float(opening.max()) > 0.15                                    # face units: a visibly open mouth
+
+
+def test_silence_is_idle_and_interrupt_closes_the_mouth(rest):
+    T = 25 * 20
+    pm = ProceduralMotion(rest[0], rest[1], seed=0)
+    quiet = pm(torch.zeros(T, 80), torch.zeros(T))
+    where = rest[2]
+    assert float((quiet[:, where["face:14"], 1] - quiet[:, where["face:13"], 1]).abs().max()) < 0.02
+    lid = quiet[:, where["face:159"], 1] - quiet[:, where["face:145"], 1]   # upper lid drop minus lower lid
+    blinks = int(((lid[1:] > 0.05) & (lid[:-1] <= 0.05)).sum())
+    assert 2 <= blinks <= 12, blinks                                      # ~ one per 4 s over 20 s
+    assert float(quiet.abs().max()) > 0.005                               # sway and breathing: never frozen
+    mel, rms = speech(T=40)
+    pm = ProceduralMotion(rest[0], rest[1], seed=0)
+    loud = pm.push(mel[:4], rms[:4])                                      # the first syllable peaks at frame 3
+    assert float(loud[-1, where["face:14"], 1]) > 0.1
+    pm.interrupt()
+    after = pm.push(torch.zeros(1, 80), torch.zeros(1))
+    assert float(after[0, where["face:14"], 1] - after[0, where["face:13"], 1]) < 0.01
+
+
+def test_bad_shapes_are_named(rest):
+    with pytest.raises(ValueError, match="rest/present"):
+        ProceduralMotion(rest[0][:10], rest[1][:10])
+    with pytest.raises(ValueError, match="mel/rms"):
+        ProceduralMotion(rest[0], rest[1]).push(torch.zeros(3, 80), torch.zeros(2))
