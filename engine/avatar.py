@@ -6,7 +6,8 @@ weights), and the camera of the source photo. On disk (`save_pretrained(dir)`):
 
     gaussians.ply        the canonical Gaussians, standard 3DGS layout (opens in any 3DGS viewer)
     avatar.json          format version, region names, particle names, the photo's camera, metadata
-    avatar.safetensors   regions [N], particles [K, 3], particle_regions [K], skin_index [N, J], skin_weight [N, J]
+    avatar.safetensors   regions [N], particles [K, 3], particle_regions [K], skin_index [N, J], skin_weight [N, J],
+                         normals [N, 3] (optional: which way each Gaussian faces, for back-face culling)
 
 Writing goes to a temporary folder beside the target, renamed into place only when complete, so a failure
 never leaves a half-written bundle and never damages one already there.
@@ -52,6 +53,7 @@ class Avatar:
     skin_weight: Tensor        # [N, J] float, rows sum to 1
     camera: PhotoCamera
     meta: dict = field(default_factory=dict)
+    normals: Tensor | None = None  # [N, 3] outward facing of each Gaussian (unit, or 0 = unknown): back-face culling
 
     def validate(self) -> "Avatar":
         """Checks that every part agrees on N, K and J; raises ValueError naming the part."""
@@ -63,6 +65,8 @@ class Avatar:
         for name, (t, shape) in want.items():
             if tuple(t.shape) != shape:
                 raise ValueError(f"avatar {name}: expected shape {list(shape)}, got {list(t.shape)}")
+        if self.normals is not None and tuple(self.normals.shape) != (N, 3):
+            raise ValueError(f"avatar normals: expected shape {[N, 3]}, got {list(self.normals.shape)}")
         if len(self.particle_names) != K:
             raise ValueError(f"avatar particle_names: expected {K} names, got {len(self.particle_names)}")
         if N and (int(self.regions.min()) < 0 or int(self.regions.max()) >= len(REGIONS)):
@@ -90,10 +94,12 @@ class Avatar:
                                  "width": self.camera.width, "height": self.camera.height},
                       "meta": self.meta}
             (tmp / "avatar.json").write_text(json.dumps(config, indent=1))
-            save_file({"regions": self.regions.contiguous(), "particles": self.particles.contiguous(),
-                       "particle_regions": self.particle_regions.contiguous(),
-                       "skin_index": self.skin_index.contiguous(), "skin_weight": self.skin_weight.contiguous()},
-                      str(tmp / "avatar.safetensors"))
+            arrays = {"regions": self.regions.contiguous(), "particles": self.particles.contiguous(),
+                      "particle_regions": self.particle_regions.contiguous(),
+                      "skin_index": self.skin_index.contiguous(), "skin_weight": self.skin_weight.contiguous()}
+            if self.normals is not None:
+                arrays["normals"] = self.normals.float().contiguous()
+            save_file(arrays, str(tmp / "avatar.safetensors"))
             _swap_into_place(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -128,7 +134,7 @@ class Avatar:
                      arrays["particle_regions"], list(config["particle_names"]), arrays["skin_index"],
                      arrays["skin_weight"], PhotoCamera(torch.tensor(cam["K"]), torch.tensor(cam["viewmat"]),
                                                         int(cam["width"]), int(cam["height"])),
-                     dict(config.get("meta", {})))
+                     dict(config.get("meta", {})), arrays.get("normals"))
         return avatar.validate()
 
 

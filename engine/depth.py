@@ -60,3 +60,20 @@ def surface_depth(person: Tensor, regions: Tensor, face: Tensor | None, thicknes
     shift = float(front[oy, ox].mean() + oval[:, 2].mean())            # the oval's -z lands on the ball
     front[ys, xs] = (mesh + shift).clamp(min=0)
     return front, back
+
+
+def surface_normals(depth: Tensor, K: Tensor, z0: float, side: float) -> Tensor:
+    """Outward unit normals [H, W, 3] of the surface z = z0 + side * depth * z0 / fx through the photo camera
+    (side -1: the front surface, facing the camera; +1: the back). depth [H, W] in pixels (surface_depth).
+    Normals come from the cross product of the surface's pixel derivatives (central differences), so near the
+    rim of the silhouette, where the inflated relief is steep, they turn sideways. engine.render culls by them."""
+    H, W = depth.shape
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    z = z0 + side * depth.double() * z0 / fx
+    yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5, torch.arange(W, dtype=torch.float64) + 0.5,
+                            indexing="ij")
+    P = torch.stack([(xx - cx) / fx * z, (yy - cy) / fy * z, z], -1)          # [H, W, 3]
+    dv, du = torch.gradient(P, dim=(0, 1))
+    n = torch.linalg.cross(du, dv)
+    n = torch.where((n[..., 2:3] * side) < 0, -n, n)                        # outward: the front faces -z, the back +z
+    return (n / n.norm(dim=-1, keepdim=True).clamp(min=1e-12)).float()

@@ -21,12 +21,12 @@ import cuda_ext
 from engine.avatar import REGIONS, Avatar, PhotoCamera
 from engine.camera import intrinsics
 from engine.gaussians import Gaussians, rgb_to_sh_dc
-from engine.depth import surface_depth
+from engine.depth import surface_depth, surface_normals
 from engine.landmarks import Landmarks, detect
 from engine.metrics import psnr
 from engine.mouth import mouth_sides, particle_sides, under_layer
 from engine.photo import load_photo
-from engine.render import render_gaussians
+from engine.render import facing, render_gaussians
 from engine.particles import canonical_slots
 from engine.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
 from engine.shell import ShellConfig, build_shells
@@ -49,7 +49,7 @@ ALLOWED = {BODY: {BODY, HANDS}, FACE: {FACE, LIPS, EYES}, LIPS: {LIPS, FACE}, EY
 
 
 def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: PersonalizeConfig,
-                   trainable: Tensor, progress: bool = True) -> dict:
+                   trainable: Tensor, progress: bool = True, visible: Tensor | None = None) -> dict:
     """Adam on colours, opacities, scales and positions of the `trainable` [N] Gaussians (the front shell) so
     the front render matches the photo inside the silhouette and is transparent outside it. The hidden back
     shell stays as built: it gets only the faint gradient that leaks through the front shell, and Adam, which
@@ -69,8 +69,9 @@ def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: 
     best, since, history = float("inf"), 0, []
     bar = tqdm(range(cfg.fit_steps), desc="fitting to the photo", unit="step", disable=not progress)
     for _ in bar:
-        img, alpha, _ = cuda_ext.rasterization(means, g.quats, log_s.exp(), torch.sigmoid(logit), sh, view, Ks, W, H,
-                                               sh_degree=0, backgrounds=bg)
+        v = slice(None) if visible is None else visible       # render what the photo camera renders (culling)
+        img, alpha, _ = cuda_ext.rasterization(means[v], g.quats[v], log_s.exp()[v], torch.sigmoid(logit)[v], sh[v],
+                                               view, Ks, W, H, sh_degree=0, backgrounds=bg)
         loss = ((img[0] - target).abs() * inside).sum() / inside.sum() + (alpha[0] * (1 - inside)).mean()
         opt.zero_grad()
         loss.backward()
@@ -164,6 +165,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     K = intrinsics(W, H, cfg.fov_y_deg)
     g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
+    is_back = ~is_front
     _hair_behind_the_face(g, g_regions, is_front, image, regions)
     # 6. the under-layer: mouth interior and a soft second skin behind the face
     sides = torch.zeros(len(g), dtype=torch.long)
@@ -178,8 +180,14 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         under_sides = torch.where(in_mouth, 1, mouth_sides(lm.face, under_px + 0.5))   # the interior stays with the head
         sides = torch.cat([sides, under_sides])
         is_front = torch.cat([is_front, torch.zeros(len(under), dtype=torch.bool)])
-    # 7. photometric fit of the front shell, with everything behind it in place
-    fit = fit_front_view(g, image, person, K, cfg, is_front, progress)
+        is_back = torch.cat([is_back, torch.zeros(len(under), dtype=torch.bool)])
+    # outward normals of the surface each Gaussian sits on (the under-layer: the front's), for back-face culling
+    front_n, back_n = (surface_normals(d, K, cfg.shell.z0, side) for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
+    all_px = pixel if lm.face is None else torch.cat([pixel, under_px])
+    normals = torch.where(is_back[:, None], back_n[all_px[:, 1], all_px[:, 0]], front_n[all_px[:, 1], all_px[:, 0]])
+    # 7. photometric fit of the front shell, with everything the photo camera renders in place
+    visible = facing(normals, g.means, torch.eye(4))
+    fit = fit_front_view(g, image, person, K, cfg, is_front, progress, visible)
     # 8-9. particles and skinning
     particles, particle_regions, names = control_particles(lm, regions, depth[0], K, cfg.shell)
     p_sides = torch.ones(len(names), dtype=torch.long)
@@ -190,11 +198,11 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": info["downscaled"],
             "notes": lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
     return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
-                  PhotoCamera(K, torch.eye(4), W, H), meta).validate()
+                  PhotoCamera(K, torch.eye(4), W, H), meta, normals).validate()
 
 
 def front_view_metrics(avatar: Avatar, image: Tensor, person: Tensor) -> dict:
     """The front re-render through the photo camera, and its PSNR (dB) inside the person mask."""
     cam = avatar.camera
-    img, alpha = render_gaussians(avatar.gaussians, cam.viewmat, cam.K, cam.width, cam.height)
+    img, alpha = render_gaussians(avatar.gaussians, cam.viewmat, cam.K, cam.width, cam.height, normals=avatar.normals)
     return {"psnr_in_mask": psnr(img, image, person), "render": img, "alpha": alpha[..., 0]}

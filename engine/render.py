@@ -37,9 +37,24 @@ def frame_target(means: Tensor, opacities: Tensor) -> tuple[Tensor, float]:
     return target, max(radius, 1e-3)
 
 
+def facing(normals: Tensor, means: Tensor, viewmat: Tensor, cos_min: float = -0.2) -> Tensor:
+    """Which Gaussians [N] bool face the camera of viewmat [4, 4]: the cosine between the outward normal
+    [N, 3] and the direction to the camera is above cos_min. A zero normal (unknown) always counts as facing.
+    The shells of an avatar are thin surfaces: the back of a body seen from the front is hidden by its front,
+    so culling it changes nothing visible and saves its projection, binning and compositing."""
+    R, t = viewmat[:3, :3], viewmat[:3, 3]
+    eye = -(R.T @ t)
+    to_eye = eye - means
+    return (normals * to_eye).sum(-1) >= cos_min * to_eye.norm(dim=-1) * normals.norm(dim=-1)
+
+
 def render_gaussians(g: Gaussians, viewmat: Tensor, K: Tensor, width: int, height: int,
-                     background: float = 1.0) -> tuple[Tensor, Tensor]:
-    """One image [H, W, 3] (unclamped) and alpha [H, W, 1] from viewmat [4, 4] and K [3, 3]."""
+                     background: float = 1.0, normals: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One image [H, W, 3] (unclamped) and alpha [H, W, 1] from viewmat [4, 4] and K [3, 3]. With normals
+    [N, 3], Gaussians facing away from the camera are culled first (`facing`)."""
+    if normals is not None:
+        keep = facing(normals, g.means, viewmat)
+        g = Gaussians(g.means[keep], g.quats[keep], g.scales[keep], g.opacities[keep], g.sh[keep])
     with torch.no_grad():
         img, alpha, _ = cuda_ext.rasterization(g.means, g.quats, g.scales, g.opacities, g.sh, viewmat[None],
                                                K[None], width, height, sh_degree=g.sh_degree,
@@ -47,10 +62,11 @@ def render_gaussians(g: Gaussians, viewmat: Tensor, K: Tensor, width: int, heigh
     return img[0], alpha[0]
 
 
-def render_view(g: Gaussians, viewmat: Tensor, cfg: RenderConfig) -> tuple[Tensor, Tensor]:
+def render_view(g: Gaussians, viewmat: Tensor, cfg: RenderConfig,
+                normals: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One image [H, W, 3] and alpha [H, W, 1] from viewmat [4, 4], with the config's camera."""
     K = intrinsics(cfg.width, cfg.height, cfg.fov_y_deg)
-    img, alpha = render_gaussians(g, viewmat, K, cfg.width, cfg.height, cfg.background)
+    img, alpha = render_gaussians(g, viewmat, K, cfg.width, cfg.height, cfg.background, normals)
     return img.clamp(0, 1), alpha
 
 
@@ -63,7 +79,7 @@ def orbit_viewmats(g: Gaussians, cfg: RenderConfig, start_deg: float = 0.0) -> l
 
 
 def render_turntable(g: Gaussians, out_mp4: str | Path, cfg: RenderConfig, still_png: str | Path | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, normals: Tensor | None = None) -> dict:
     """Writes the orbit as mp4 (and the first frame as PNG); returns paths and the measured render speed."""
     import time
 
@@ -72,7 +88,7 @@ def render_turntable(g: Gaussians, out_mp4: str | Path, cfg: RenderConfig, still
     with Mp4Writer(out_mp4, cfg.width, cfg.height, cfg.fps) as video:
         for i, vm in enumerate(tqdm(views, desc="rendering turntable", unit="frame", disable=not progress)):
             t0 = time.perf_counter()
-            img, _ = render_view(g, vm, cfg)
+            img, _ = render_view(g, vm, cfg, normals)
             times.append(time.perf_counter() - t0)
             if i == 0 and still_png is not None:
                 write_png(still_png, img)

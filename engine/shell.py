@@ -26,7 +26,7 @@ class ShellConfig:
     head_roundness: float = 0.9  # head depth as a share of a ball of the head's width (engine.depth)
     stride: int = 2            # front body sampling step in pixels (face and hands: every pixel)
     back_stride: int = 4       # the hidden back shell is a blur: sparser (body) ...
-    back_fine_stride: int = 2  # ... and (face, hands)
+    back_fine_stride: int = 4  # ... and (face, hands): as sparse, so the back of the head is even
     footprint: float = 0.6     # Gaussian sigma as a fraction of the sample spacing
     opacity: float = 0.95
     back_blur: float = 12.0    # blur (pixels) of the photo colours used for the back shell
