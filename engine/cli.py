@@ -1,19 +1,23 @@
 """`audioavatar` command line. Each subcommand checks its inputs first; a bad input is one line on stderr
 and exit code 2, and nothing half-written is left on disk.
 
-  audioavatar demo [-o out/demo]          render the bundled demo scene: a PNG and a turntable mp4
+  audioavatar demo [-o out/demo]          the bundled photo -> avatar -> talking mp4 (bundled speech) + turntable
   audioavatar personalize PHOTO -o DIR    one photo -> an avatar bundle (engine.avatar)
+  audioavatar animate AVATAR AUDIO -o MP4 speech -> a talking video with the audio muxed in (engine.runtime)
   audioavatar render SCENE [--orbit]      render a 3DGS .ply or an avatar bundle (front PNG, or turntable mp4)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SCENE = REPO / "assets" / "demo_scene.ply"
+DEMO_PHOTO = REPO / "assets" / "astronaut.png"
+DEMO_SPEECH = REPO / "assets" / "speech.wav"
 
 
 class UserError(Exception):
@@ -41,6 +45,10 @@ def _load_scene(path: Path):
     from engine.ply import read_ply
     from engine.gaussians import Gaussians
 
+    if path.is_dir() and (path / "avatar.json").is_file():
+        from engine.avatar import Avatar
+        avatar = Avatar.from_pretrained(path)
+        return avatar.gaussians, path / "gaussians.ply", avatar.normals
     if path.is_dir():
         plys = sorted(path.glob("*.ply"))
         if len(plys) != 1:
@@ -48,7 +56,7 @@ def _load_scene(path: Path):
         path = plys[0]
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    return Gaussians.from_ply(read_ply(path)), path
+    return Gaussians.from_ply(read_ply(path)), path, None
 
 
 def cmd_render(args) -> dict:
@@ -56,20 +64,71 @@ def cmd_render(args) -> dict:
     from engine.video import write_png
 
     cfg = _render_config(args)
-    g, path = _load_scene(Path(args.scene))
+    g, path, normals = _load_scene(Path(args.scene))
     out = Path(args.output) if args.output else Path("out") / path.stem
     if args.orbit:
-        return render_turntable(g, out / "turntable.mp4", cfg, still_png=out / "front.png")
+        return render_turntable(g, out / "turntable.mp4", cfg, still_png=out / "front.png", normals=normals)
     cfg.frames = 1
-    img, _ = render_view(g, orbit_viewmats(g, cfg)[0], cfg)
+    img, _ = render_view(g, orbit_viewmats(g, cfg)[0], cfg, normals)
     return {"png": str(write_png(out / "front.png", img))}
 
 
 def cmd_demo(args) -> dict:
-    args.scene, args.orbit = str(DEMO_SCENE), True
-    if args.output is None:
-        args.output = "out/demo"
-    return cmd_render(args)
+    """The main job on bundled inputs: personalize the astronaut, make her say the bundled sentence, and orbit."""
+    _render_config(args)                                  # check the options before any work
+    out = Path(args.output or "out/demo")
+    avatar_dir = out / "avatar"
+    made = cmd_personalize(argparse.Namespace(photo=str(DEMO_PHOTO), output=str(avatar_dir), fit_steps=None))
+    talk = cmd_animate(argparse.Namespace(avatar=str(avatar_dir), audio=str(DEMO_SPEECH), output=str(out / "talking.mp4"),
+                                          config=None, size=args.size, motion=None, model_dir=None, orbit=15.0))
+    args.scene, args.orbit, args.output = str(avatar_dir), True, str(out)
+    turn = cmd_render(args)
+    return {"avatar": made["avatar"], "talking_mp4": talk["mp4"], "turntable_mp4": turn["mp4"],
+            "png": turn["png"], "realtime_factor": talk["realtime_factor"]}
+
+
+def cmd_animate(args) -> dict:
+    import time
+
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from engine.audio import SAMPLE_RATE, load_audio
+    from engine.config import load_config
+    from engine.runtime import AvatarEngine, EngineConfig
+    from engine.video import Mp4Writer
+
+    cfg = load_config(EngineConfig, args.config) if args.config else EngineConfig()
+    if args.size is not None:
+        cfg.width = cfg.height = args.size
+    if args.motion is not None:
+        cfg.motion = args.motion
+    if args.model_dir is not None:
+        cfg.model_dir = args.model_dir
+    cfg.__post_init__()
+    if not Path(args.avatar).is_dir():
+        raise UserError(f"{args.avatar}: not an avatar folder (make one with `audioavatar personalize`)")
+    wave = load_audio(args.audio)
+    out = Path(args.output)
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"-o: expected a .mp4 path, got {out}")
+    engine = AvatarEngine(args.avatar, cfg)
+    n_frames = engine.push_audio(wave, SAMPLE_RATE) + engine.end_audio()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wav = out.with_name(f".{out.stem}.audio.wav")
+    sf.write(str(wav), wave.numpy(), SAMPLE_RATE)
+    t0 = time.perf_counter()
+    try:
+        with Mp4Writer(out, cfg.width, cfg.height, 25, audio=wav) as video:
+            for frame in tqdm(engine.frames(), total=n_frames, desc="animating", unit="frame"):
+                if args.orbit:
+                    engine.set_orbit(args.orbit * math.sin(2 * math.pi * frame.index / (25 * 8)))  # 8 s sweep
+                video.write(frame.image)
+    finally:
+        wav.unlink(missing_ok=True)
+    wall = time.perf_counter() - t0
+    return {"mp4": str(out), "frames": n_frames, "seconds": round(wave.shape[0] / SAMPLE_RATE, 2),
+            "realtime_factor": round(wave.shape[0] / SAMPLE_RATE / wall, 2), "motion": cfg.motion}
 
 
 def cmd_personalize(args) -> dict:
@@ -99,9 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--frames", type=int, help="turntable frames")
         p.add_argument("--fps", type=float, help="turntable frame rate")
 
-    p = sub.add_parser("demo", help="render the bundled demo scene to a PNG and a turntable mp4")
+    p = sub.add_parser("demo", help="bundled photo -> avatar -> talking mp4 with the bundled speech, + turntable")
     view_opts(p)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("animate", help="drive an avatar with speech: a talking mp4 with the audio muxed in")
+    p.add_argument("avatar", help="avatar folder (from `audioavatar personalize`)")
+    p.add_argument("audio", help="speech: wav, flac, ogg or mp3, any rate, mono or stereo")
+    p.add_argument("-o", "--output", required=True, help="mp4 to write (appears only when complete)")
+    p.add_argument("--config", help="EngineConfig YAML (default: built-in, same as configs/engine.yaml)")
+    p.add_argument("--size", type=int, help="square frame size in pixels (default 512)")
+    p.add_argument("--motion", choices=["procedural", "learned"], help="motion source (default: procedural)")
+    p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/")
+    p.add_argument("--orbit", type=float, default=0.0, help="sway the camera +-DEG around the avatar while it talks")
+    p.set_defaults(func=cmd_animate)
     p = sub.add_parser("personalize", help="build an avatar bundle from one photo")
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="avatar folder to write (replaced atomically)")
@@ -123,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audioavatar {args.command}: error: {e}", file=sys.stderr)
         return 2
     for key, value in result.items():
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and Path(value).exists():
             print(f"{key}: {Path(value).resolve()}")
     print(json.dumps(result))
     return 0

@@ -1,0 +1,290 @@
+"""AvatarEngine: live audio in, rendered 25 fps frames out, for one avatar and one listener.
+
+Data path, one step per call:
+    push_audio(pcm, rate)  -> engine.audio.AudioStream: log-mel [t, n_mels] + RMS [t], one row per 40 ms frame
+                           -> queued; when frames are taken, the motion source runs on everything queued:
+                                procedural  engine.procedural.ProceduralMotion
+                                learned     engine.audio_encoder.AudioEncoder -> engine.motion.MotionStream (DiT,
+                                            DDIM, windowed) -> engine.refiner.FaceHandRefiner (time index t)
+                              motion [t, K_c, 3] in face units, queued with the frame's 16 kHz audio
+    frames() / aframes()   -> canonical slots -> this avatar's particles (x face unit) -> engine.decoder
+                              (GaussianDecoder.deform) -> engine.render -> Frame(uint8 image, pts, audio)
+
+A frame exists as soon as its 40 ms of audio has arrived (no look-ahead), so latency is one frame period plus
+compute. `interrupt()` (barge-in) drops queued speech and closes the mouth on the next frame; `push_silence()`
+keeps an idle avatar breathing and blinking between utterances. The camera can change at any time
+(`set_orbit`, `set_camera`); it applies to frames rendered after the call.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.audio import HOP, SAMPLE_RATE, AudioStream, Resampler, to_mono
+from engine.avatar import Avatar
+from engine.camera import look_at
+from engine.decoder import DecoderConfig, GaussianDecoder
+from engine.particles import motion_scale, slot_index
+from engine.procedural import ProceduralConfig, ProceduralMotion
+from engine.render import render_gaussians
+
+FPS = SAMPLE_RATE // HOP
+MOTION_SOURCES = ("procedural", "learned")
+MAX_BATCH = 24        # feature frames moved per motion-source call (one DiT window's new part by default)
+
+
+@dataclass
+class EngineConfig:
+    """configs/engine.yaml"""
+    width: int = 512
+    height: int = 512
+    motion: str = "procedural"   # "procedural" or "learned"
+    model_dir: str = ""          # learned: folder with audio_encoder/, motion/, refiner/ (save_pretrained each)
+    steps: int = 4               # learned: DDIM steps
+    guidance: float = 1.0        # learned: classifier-free guidance scale
+    seed: int = 0
+    background: float = 1.0      # grey level behind the avatar
+    threads: int = 0             # torch threads for this process; 0 leaves torch's default
+
+    def __post_init__(self):
+        if self.motion not in MOTION_SOURCES:
+            raise ValueError(f"motion: expected one of {MOTION_SOURCES}, got {self.motion!r}")
+        if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
+            raise ValueError(f"width/height: expected even sizes >= 16, got {self.width}x{self.height}")
+        if self.steps < 1:
+            raise ValueError(f"steps: expected >= 1, got {self.steps}")
+
+
+@dataclass
+class Frame:
+    index: int          # frame number since the engine started (25 fps)
+    pts: float          # presentation time in seconds = index / 25, on the clock of the audio pushed
+    image: np.ndarray   # [H, W, 3] uint8
+    audio: np.ndarray   # [640] float32, the 16 kHz audio this frame shows
+    speaking: bool      # False for silence pushed by push_silence() or after interrupt()
+
+
+class _LearnedSource:
+    """Audio encoder -> motion DiT stream -> face/hand refiner, all causal."""
+
+    def __init__(self, model_dir: str, steps: int, guidance: float, seed: int):
+        from engine.audio_encoder import AudioEncoder
+        from engine.motion import MotionDiT, MotionStream
+        from engine.refiner import FaceHandRefiner
+
+        if model_dir:
+            root = Path(model_dir)
+            if not root.is_dir():
+                raise ValueError(f"model_dir: not a folder: {root}")
+            self.encoder = AudioEncoder.from_pretrained(root / "audio_encoder")
+            self.dit = MotionDiT.from_pretrained(root / "motion")
+            self.refiner = FaceHandRefiner.from_pretrained(root / "refiner")
+        else:
+            warnings.warn("motion='learned' without model_dir: untrained models, which hold the rest pose",
+                          stacklevel=3)
+            self.encoder, self.dit, self.refiner = AudioEncoder().eval(), MotionDiT().eval(), FaceHandRefiner().eval()
+        if self.encoder.config.dim != self.dit.config.audio_dim:
+            raise ValueError(f"model_dir: audio encoder dim {self.encoder.config.dim} != motion audio_dim "
+                             f"{self.dit.config.audio_dim}")
+        self.steps, self.guidance, self.seed = steps, guidance, seed
+        self.reset()
+
+    def reset(self) -> None:
+        from engine.motion import MotionStream
+        self.enc_stream = self.encoder.stream()
+        self.motion = MotionStream(self.dit, steps=self.steps, seed=self.seed, guidance=self.guidance)
+        self.frame = 0
+
+    def push(self, mel: Tensor, rms: Tensor) -> Tensor:
+        with torch.no_grad():
+            feats = self.enc_stream.push(mel)
+            x = self.motion.push(feats)
+            t = torch.arange(self.frame, self.frame + x.shape[0])
+            self.frame += x.shape[0]
+            return self.refiner(x[None], feats[None], t[None])[0] if x.shape[0] else x
+
+    def interrupt(self) -> None:
+        pass   # silence follows; the DiT's prefix keeps the motion continuous
+
+
+class AvatarEngine:
+    def __init__(self, avatar: Avatar | str | Path, cfg: EngineConfig = EngineConfig()):
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        """avatar: an Avatar, or its folder (a trained decoder is read from its decoder/ subfolder if there)."""
+        self.avatar = avatar if isinstance(avatar, Avatar) else Avatar.from_pretrained(avatar)
+        self.cfg = cfg
+        a = self.avatar
+        self.slots = slot_index(a.particle_names)
+        self.unit = motion_scale(a.particles, a.particle_names)
+        decoder_dir = None if isinstance(avatar, Avatar) else Path(avatar) / "decoder"
+        self.decoder = (GaussianDecoder.from_pretrained(decoder_dir) if decoder_dir is not None and decoder_dir.is_dir()
+                        else GaussianDecoder(DecoderConfig(n_particles=a.particles.shape[0])).eval())
+        if self.decoder.config.n_particles != a.particles.shape[0]:
+            raise ValueError(f"{decoder_dir}: decoder for {self.decoder.config.n_particles} particles, avatar has "
+                             f"{a.particles.shape[0]}")
+        # camera: the photo's, rescaled to the output size
+        cam = a.camera
+        self.K = cam.K.clone().float()
+        self.K[0] *= cfg.width / cam.width
+        self.K[1] *= cfg.height / cam.height
+        self.viewmat = cam.viewmat.clone().float()
+        solid = a.gaussians.opacities > 0.5
+        self.pivot = torch.tensor([0.0, 0.0, float(a.gaussians.means[solid, 2].median())])
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.procedural_cfg = ProceduralConfig()
+        self.reset()
+
+    # -- input -----------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all audio and motion; the next frame is frame 0."""
+        with self._lock:
+            self._audio = None
+            self._rate = None
+            self._features: deque = deque()     # (mel [n_mels], rms [], audio [640], speaking) not yet moved
+            self._queue: deque = deque()        # (motion [K_c, 3], audio [640], speaking) not yet rendered
+            self._pending16k = np.zeros(0, np.float32)
+            self.index = 0
+            self.source = (ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
+                           if self.cfg.motion == "procedural"
+                           else _LearnedSource(self.cfg.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed))
+
+    def push_audio(self, pcm, sample_rate: int = SAMPLE_RATE, speaking: bool = True) -> int:
+        """Queue speech: pcm [s] or [s, channels] (float in [-1, 1] or int16) at sample_rate. Any chunk size; a
+        new sample rate starts a new stream. Returns how many new frames became available."""
+        if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384000:
+            raise ValueError(f"sample_rate: expected an int in 1000..384000, got {sample_rate!r}")
+        mono = to_mono(pcm)
+        with self._lock:
+            if self._rate != sample_rate:
+                self._flush_locked()
+                self._audio, self._echo, self._rate = AudioStream(sample_rate), Resampler(sample_rate), sample_rate
+            mel, rms = self._audio.push(mono)
+            echo = self._echo.push(mono)
+            return self._enqueue_locked(mel, rms, echo, speaking)
+
+    def push_silence(self, seconds: float) -> int:
+        """Idle time with no speech: the avatar breathes, blinks and sways."""
+        n = int(round(seconds * SAMPLE_RATE))
+        return self.push_audio(np.zeros(n, np.float32), SAMPLE_RATE, speaking=False)
+
+    def end_audio(self) -> int:
+        """The stream is over: emit the frames still held back by the resampler."""
+        with self._lock:
+            return self._flush_locked()
+
+    def interrupt(self) -> int:
+        """Barge-in: drop every queued frame not yet rendered and close the mouth now. Returns frames dropped."""
+        with self._lock:
+            dropped = len(self._queue) + len(self._features)
+            self._queue.clear()
+            self._features.clear()
+            self._pending16k = np.zeros(0, np.float32)
+            if self._audio is not None:
+                self._audio, self._echo = AudioStream(self._rate), Resampler(self._rate)
+            self.source.interrupt()
+            return dropped
+
+    def _flush_locked(self) -> int:
+        if self._audio is None:
+            return 0
+        mel, rms = self._audio.flush()
+        echo = self._echo.flush()
+        n = self._enqueue_locked(mel, rms, echo, True)
+        self._audio = self._echo = self._rate = None
+        return n
+
+    def _enqueue_locked(self, mel: Tensor, rms: Tensor, echo: Tensor, speaking: bool) -> int:
+        """Queue the new feature frames with their 16 kHz audio; motion is generated when frames are taken,
+        in one batch for everything queued, so a slow consumer gets bigger (cheaper per frame) batches."""
+        self._pending16k = np.concatenate([self._pending16k, np.asarray(echo, np.float32)])
+        for i in range(mel.shape[0]):
+            chunk = self._pending16k[:HOP]
+            self._pending16k = self._pending16k[HOP:]
+            if chunk.shape[0] < HOP:
+                chunk = np.pad(chunk, (0, HOP - chunk.shape[0]))
+            self._features.append((mel[i], rms[i], chunk, speaking))
+        if mel.shape[0]:
+            self._wake.set()
+        return int(mel.shape[0])
+
+    def _generate_locked(self) -> None:
+        """Run the motion source over up to MAX_BATCH queued feature frames."""
+        batch = [self._features.popleft() for _ in range(min(len(self._features), MAX_BATCH))]
+        if not batch:
+            return
+        motion = self.source.push(torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]))
+        for m, (_, _, audio, speaking) in zip(motion, batch):
+            self._queue.append((m, audio, speaking))
+
+    # -- camera ----------------------------------------------------------------------------------------
+    def set_camera(self, viewmat: Tensor, K: Tensor | None = None) -> None:
+        """viewmat [4, 4] world -> camera (OpenCV axes); K [3, 3] for the output size (default: unchanged)."""
+        if viewmat.shape != (4, 4) or (K is not None and K.shape != (3, 3)):
+            raise ValueError(f"viewmat/K: expected [4, 4] and [3, 3], got {list(viewmat.shape)}"
+                             f"{'' if K is None else ' and ' + str(list(K.shape))}")
+        self.viewmat = viewmat.float().clone()
+        if K is not None:
+            self.K = K.float().clone()
+
+    def set_orbit(self, yaw_deg: float, pitch_deg: float = 0.0, zoom: float = 1.0) -> None:
+        """Orbit the photo camera around the avatar: yaw left/right, pitch up/down (degrees), zoom > 1 closer."""
+        if not (math.isfinite(yaw_deg) and math.isfinite(pitch_deg) and math.isfinite(zoom) and zoom > 0):
+            raise ValueError(f"yaw/pitch/zoom: expected finite numbers and zoom > 0, got {yaw_deg}, {pitch_deg}, {zoom}")
+        pitch = max(min(pitch_deg, 80.0), -80.0)
+        d = float(self.pivot[2]) / zoom
+        a, p = math.radians(yaw_deg), math.radians(pitch)
+        eye = self.pivot + d * torch.tensor([math.sin(a) * math.cos(p), -math.sin(p), -math.cos(a) * math.cos(p)])
+        self.viewmat = look_at(eye, self.pivot)
+
+    # -- output ----------------------------------------------------------------------------------------
+    def pending(self) -> int:
+        """Frames whose audio has arrived but that are not rendered yet."""
+        return len(self._queue) + len(self._features)
+
+    def render_motion(self, motion: Tensor) -> np.ndarray:
+        """Canonical motion [K_c, 3] (face units) -> uint8 image [H, W, 3] from the current camera."""
+        with torch.no_grad():
+            g = self.decoder.deform(self.avatar.gaussians, self.avatar.skin_index, self.avatar.skin_weight,
+                                    motion[self.slots] * self.unit)
+            img, _ = render_gaussians(g, self.viewmat, self.K, self.cfg.width, self.cfg.height, self.cfg.background,
+                                      normals=self.avatar.normals)
+        return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+    def next_frame(self) -> Frame | None:
+        """Render the oldest queued frame, or None when nothing is queued."""
+        with self._lock:
+            if not self._queue:
+                self._generate_locked()
+            if not self._queue:
+                self._wake.clear()
+                return None
+            motion, audio, speaking = self._queue.popleft()
+            index = self.index
+            self.index += 1
+        return Frame(index, index / FPS, self.render_motion(motion), audio, speaking)
+
+    def frames(self):
+        """Every frame available now (sync generator)."""
+        while (frame := self.next_frame()) is not None:
+            yield frame
+
+    async def aframes(self, stop: asyncio.Event | None = None):
+        """Frames as their audio arrives (async generator); rendering runs in a worker thread. Ends when `stop`
+        is set (if given)."""
+        while stop is None or not stop.is_set():
+            frame = await asyncio.to_thread(self.next_frame)
+            if frame is not None:
+                yield frame
+                continue
+            await asyncio.to_thread(self._wake.wait, 0.05)

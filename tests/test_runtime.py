@@ -1,0 +1,167 @@
+"""AvatarEngine (engine.runtime) on a small astronaut avatar at 64x64: frame count and timing, chunked pushes
+give the same frames as one push, untrained learned models render the rest pose exactly, barge-in, the
+camera, bad audio, the async path and `audioavatar animate`."""
+import asyncio
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
+from engine import cli  # noqa: E402
+from engine.audio import HOP, load_audio  # noqa: E402
+from engine.personalize import PersonalizeConfig, personalize  # noqa: E402
+from engine.render import render_gaussians  # noqa: E402
+from engine.runtime import AvatarEngine, EngineConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = EngineConfig(width=64, height=64)
+
+
+@pytest.fixture(scope="module")
+def avatar_dir(tmp_path_factory):
+    avatar = personalize(ROOT / "assets" / "astronaut.png", PersonalizeConfig(max_side=160, fit_steps=5),
+                         progress=False)
+    return avatar.save_pretrained(tmp_path_factory.mktemp("av") / "astronaut")
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return load_audio(ROOT / "assets" / "speech.wav")[: 16000 * 2]          # 2 s at 16 kHz
+
+
+def test_one_frame_per_40ms_with_the_audio_it_shows(avatar_dir, speech):
+    engine = AvatarEngine(avatar_dir, SMALL)
+    n = engine.push_audio(speech.numpy(), 16000) + engine.end_audio()
+    frames = list(engine.frames())
+    assert n == len(frames) == speech.shape[0] // HOP == 50
+    assert [f.index for f in frames] == list(range(50)) and frames[10].pts == pytest.approx(0.4)
+    assert frames[0].image.shape == (64, 64, 3) and frames[0].image.dtype == np.uint8
+    echo = np.concatenate([f.audio for f in frames])
+    assert np.abs(echo - speech.numpy()).max() < 1e-6                  # 16 kHz in: the echo is the input
+    assert engine.pending() == 0 and engine.next_frame() is None
+
+
+def test_chunked_push_equals_one_push_and_resamples(avatar_dir, speech):
+    whole = AvatarEngine(avatar_dir, SMALL)
+    whole.push_audio(speech.numpy(), 16000)
+    ref = [f.image for f in whole.frames()]
+    live = AvatarEngine(avatar_dir, SMALL)
+    got, i = [], 0
+    for size in [160, 640, 1000, 37, 5000, 16000] * 10:                 # 10 ms .. 1 s chunks
+        live.push_audio(speech[i:i + size].numpy(), 16000)
+        got += [f.image for f in live.frames()]
+        i += size
+        if i >= speech.shape[0]:
+            break
+    assert len(got) == len(ref) and all(np.array_equal(a, b) for a, b in zip(got, ref))
+    # 48 kHz stereo int16 works and gives about as many frames
+    stereo = (np.repeat(np.interp(np.arange(96000) / 3, np.arange(32000), speech.numpy()), 1)[:, None]
+              * np.ones((1, 2)) * 20000).astype(np.int16)
+    e48 = AvatarEngine(avatar_dir, SMALL)
+    assert abs(e48.push_audio(stereo, 48000) + e48.end_audio() - 50) <= 1
+
+
+def test_mouth_moves_with_speech_and_rests_in_silence(avatar_dir, speech):
+    engine = AvatarEngine(avatar_dir, SMALL)
+    engine.push_silence(0.4)
+    engine.push_audio(speech.numpy(), 16000)
+    frames = list(engine.frames())
+    quiet = [f for f in frames if not f.speaking]
+    loud = [f for f in frames if f.speaking]
+    assert len(quiet) == 10 and len(loud) == 50
+    rest = engine.render_motion(torch.zeros(len(engine.source.rest), 3))
+    change = lambda f: float(np.abs(f.image.astype(float) - rest.astype(float)).mean())  # noqa: E731
+    assert max(change(f) for f in loud) > 3 * max(change(f) for f in quiet) > 0.0     # idle motion, not frozen
+
+
+def test_untrained_learned_models_render_the_rest_pose(avatar_dir, speech):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        engine = AvatarEngine(avatar_dir, EngineConfig(width=64, height=64, motion="learned"))
+    engine.push_audio(speech[:16000].numpy(), 16000)
+    a = engine.avatar
+    rest, _ = render_gaussians(a.gaussians, engine.viewmat, engine.K, 64, 64, normals=a.normals)
+    rest = (rest.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+    frames = list(engine.frames())
+    assert len(frames) == 25 and all(np.array_equal(f.image, rest) for f in frames)
+
+
+def test_interrupt_drops_queued_speech_and_closes_the_mouth(avatar_dir, speech):
+    engine = AvatarEngine(avatar_dir, SMALL)
+    engine.push_audio(speech.numpy(), 16000)
+    first = engine.next_frame()
+    assert first is not None and engine.pending() == 49
+    assert engine.interrupt() == 49 and engine.pending() == 0 and engine.next_frame() is None
+    assert engine.source.level == 0.0                                       # the jaw closes on the next frame
+    engine.push_silence(0.04)
+    assert engine.next_frame().index == 1
+
+
+def test_camera_orbit_changes_the_view_and_checks_input(avatar_dir, speech):
+    engine = AvatarEngine(avatar_dir, SMALL)
+    m = torch.zeros(len(engine.source.rest), 3)
+    front = engine.render_motion(m)
+    engine.set_orbit(30.0)
+    side = engine.render_motion(m)
+    assert np.abs(front.astype(int) - side.astype(int)).mean() > 2.0
+    engine.set_orbit(0.0)                                               # back in front, at the orbit's distance
+    assert np.abs(engine.render_motion(m).astype(int) - front.astype(int)).mean() < 1.0
+    with pytest.raises(ValueError, match="zoom"):
+        engine.set_orbit(10.0, zoom=0.0)
+
+
+@pytest.mark.parametrize("pcm, rate, message", [
+    (np.array([0.1, np.nan, 0.2], np.float32), 16000, "NaN or inf"),
+    (np.zeros(100, np.float32), 7, "sample_rate"),
+    ("not audio", 16000, "expected a numpy array or torch.Tensor"),
+])
+def test_bad_audio_is_a_clear_error(avatar_dir, pcm, rate, message):
+    engine = AvatarEngine(avatar_dir, SMALL)
+    with pytest.raises(ValueError, match=message):
+        engine.push_audio(pcm, rate)
+    assert engine.push_audio(np.zeros(0, np.float32), 16000) == 0           # an empty chunk is fine
+    assert engine.push_audio(np.full(640, 5.0, np.float32), 16000) == 1     # clipping is clipped
+
+
+def test_async_frames(avatar_dir, speech):
+    engine = AvatarEngine(avatar_dir, SMALL)
+
+    async def run():
+        stop = asyncio.Event()
+        got = []
+
+        async def feed():
+            for i in range(0, 16000, 640):
+                engine.push_audio(speech[i:i + 640].numpy(), 16000)
+                await asyncio.sleep(0.001)
+
+        feeder = asyncio.create_task(feed())
+        async for frame in engine.aframes(stop):
+            got.append(frame.index)
+            if len(got) == 25:
+                stop.set()
+        await feeder
+        return got
+
+    assert asyncio.run(asyncio.wait_for(run(), 30)) == list(range(25))
+
+
+def test_animate_writes_an_mp4_with_audio(avatar_dir, tmp_path, capsys):
+    import soundfile as sf
+
+    wav = tmp_path / "say.wav"
+    sf.write(str(wav), np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3, 16000)
+    out = tmp_path / "talk.mp4"
+    assert cli.main(["animate", str(avatar_dir), str(wav), "-o", str(out), "--size", "64"]) == 0
+    assert out.is_file() and out.stat().st_size > 1000
+    import subprocess
+    from engine.video import ffmpeg_exe
+    probe = subprocess.run([ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True).stderr
+    assert "Audio:" in probe and "Video:" in probe and "64x64" in probe
+    bad = tmp_path / "bad.wav"
+    bad.write_text("nope")
+    assert cli.main(["animate", str(avatar_dir), str(bad), "-o", str(tmp_path / "x.mp4")]) == 2
+    assert not (tmp_path / "x.mp4").exists()
