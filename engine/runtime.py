@@ -29,13 +29,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from engine._alloc import keep_freed_memory
 from engine.audio import HOP, SAMPLE_RATE, AudioStream, Resampler, to_mono
 from engine.avatar import Avatar
 from engine.camera import look_at
 from engine.decoder import DecoderConfig, GaussianDecoder
 from engine.particles import motion_scale, slot_index
 from engine.procedural import ProceduralConfig, ProceduralMotion
-from engine.render import render_gaussians
+from engine.gaussians import Gaussians
+from engine.render import facing, render_gaussians
 
 FPS = SAMPLE_RATE // HOP
 MOTION_SOURCES = ("procedural", "learned")
@@ -120,6 +122,7 @@ class AvatarEngine:
     def __init__(self, avatar: Avatar | str | Path, cfg: EngineConfig = EngineConfig()):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        keep_freed_memory()                  # per-frame buffers stay in the heap (engine._alloc)
         """avatar: an Avatar, or its folder (a trained decoder is read from its decoder/ subfolder if there)."""
         self.avatar = avatar if isinstance(avatar, Avatar) else Avatar.from_pretrained(avatar)
         self.cfg = cfg
@@ -140,6 +143,7 @@ class AvatarEngine:
         self.viewmat = cam.viewmat.clone().float()
         solid = a.gaussians.opacities > 0.5
         self.pivot = torch.tensor([0.0, 0.0, float(a.gaussians.means[solid, 2].median())])
+        self._view_cache = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.procedural_cfg = ProceduralConfig()
@@ -252,14 +256,31 @@ class AvatarEngine:
         """Frames whose audio has arrived but that are not rendered yet."""
         return len(self._queue) + len(self._features)
 
+    def _visible(self) -> tuple[Gaussians, Tensor, Tensor]:
+        """The canonical Gaussians facing the current camera, with their skinning (engine.render.facing on the
+        rest pose; the motions are small). Cached until the camera moves: culling first means the decoder and
+        the rasterizer only see what can show."""
+        c = self._view_cache
+        if c is not None and torch.equal(c[0], self.viewmat):
+            return c[1]
+        a = self.avatar
+        g = a.gaussians
+        if a.normals is None:
+            visible = (g, a.skin_index, a.skin_weight)
+        else:
+            idx = facing(a.normals, g.means, self.viewmat).nonzero().squeeze(1)
+            visible = (Gaussians(g.means[idx], g.quats[idx], g.scales[idx], g.opacities[idx], g.sh[idx]),
+                       a.skin_index[idx], a.skin_weight[idx])
+        self._view_cache = (self.viewmat.clone(), visible)
+        return visible
+
     def render_motion(self, motion: Tensor) -> np.ndarray:
         """Canonical motion [K_c, 3] (face units) -> uint8 image [H, W, 3] from the current camera."""
         with torch.no_grad():
-            g = self.decoder.deform(self.avatar.gaussians, self.avatar.skin_index, self.avatar.skin_weight,
-                                    motion[self.slots] * self.unit)
-            img, _ = render_gaussians(g, self.viewmat, self.K, self.cfg.width, self.cfg.height, self.cfg.background,
-                                      normals=self.avatar.normals)
-        return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+            g0, skin_index, skin_weight = self._visible()
+            g = self.decoder.deform(g0, skin_index, skin_weight, motion[self.slots] * self.unit)
+            img, _ = render_gaussians(g, self.viewmat, self.K, self.cfg.width, self.cfg.height, self.cfg.background)
+        return img.clamp_(0, 1).mul_(255).add_(0.5).to(torch.uint8).numpy()
 
     def next_frame(self) -> Frame | None:
         """Render the oldest queued frame, or None when nothing is queued."""

@@ -1,0 +1,145 @@
+"""The live AvatarEngine against issue 4's bars, one JSON line per motion source (and one for lip-sync):
+
+- realtime_factor: audio seconds per wall second for a whole stream pushed at once, 512x512 frames rendered;
+- latency: the stream pushed in 40 ms chunks at real-time pace by one thread while another takes frames; the
+  latency of frame i is when it was rendered minus when the chunk completing its audio was pushed (p50, p95,
+  max, and the first frame's);
+- peak RSS of a process running one such session (each source runs in a fresh subprocess);
+- lip-sync (procedural): mediapipe's mouth opening on the rendered frames vs the audio RMS envelope
+  (engine.lipsync): peak correlation and its lag.
+
+Usage: python bench/engine.py [--avatar DIR] [--seconds 30] [--sources procedural,learned] [--no-lipsync]
+Without --avatar the bundled photo is personalized first (about 30 s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def speech(seconds: float) -> np.ndarray:
+    """The bundled speech at 16 kHz, repeated to `seconds`."""
+    from engine.audio import load_audio
+    one = load_audio(ROOT / "assets" / "speech.wav").numpy()
+    return np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]
+
+
+def make_engine(avatar: str, source: str):
+    from engine.runtime import AvatarEngine, EngineConfig
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # learned without weights: untrained, same compute
+        return AvatarEngine(avatar, EngineConfig(width=512, height=512, motion=source, steps=4))
+
+
+def realtime_factor(avatar: str, source: str, wave: np.ndarray) -> dict:
+    engine = make_engine(avatar, source)
+    engine.push_silence(0.2)
+    list(engine.frames())                      # warm-up: extension load, first allocations
+    t0 = time.perf_counter()
+    engine.push_audio(wave, 16000)
+    engine.end_audio()
+    times, last = [], time.perf_counter()
+    for _ in engine.frames():
+        now = time.perf_counter()
+        times.append(now - last)
+        last = now
+    wall = time.perf_counter() - t0
+    return {"realtime_factor": round(wave.shape[0] / 16000 / wall, 3), "frames": len(times),
+            "median_frame_ms": round(1e3 * statistics.median(times), 2)}
+
+
+def latency(avatar: str, source: str, wave: np.ndarray) -> dict:
+    engine = make_engine(avatar, source)
+    engine.push_silence(0.2)
+    list(engine.frames())
+    base = engine.index
+    pushed: list[float] = []
+    done = threading.Event()
+
+    def produce():
+        start = time.perf_counter()
+        for i in range(0, wave.shape[0] - 639, 640):
+            target = start + (i // 640) * 0.04
+            time.sleep(max(0.0, target - time.perf_counter()))
+            engine.push_audio(wave[i:i + 640], 16000)
+            pushed.append(time.perf_counter())
+        done.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    lat = []
+    while not (done.is_set() and engine.pending() == 0):
+        frame = engine.next_frame()
+        if frame is None:
+            engine._wake.wait(0.005)
+            continue
+        lat.append(time.perf_counter() - pushed[frame.index - base])
+    producer.join()
+    lat_ms = np.asarray(lat) * 1e3
+    return {"latency_first_ms": round(float(lat_ms[0]), 1), "latency_p50_ms": round(float(np.median(lat_ms)), 1),
+            "latency_p95_ms": round(float(np.percentile(lat_ms, 95)), 1), "latency_max_ms": round(float(lat_ms.max()), 1),
+            "latency_frames": int(lat_ms.shape[0])}
+
+
+def worker(avatar: str, source: str, seconds: float) -> None:
+    import torch
+    wave = speech(seconds)
+    out = {"source": source, "size": [512, 512], "audio_s": seconds, "threads": torch.get_num_threads()}
+    out.update(realtime_factor(avatar, source, wave))
+    out.update(latency(avatar, source, wave))
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(out))
+
+
+def lipsync(avatar: str) -> dict:
+    from engine.audio import frame_rms
+    from engine.lipsync import mouth_opening, sync_score
+    import torch
+    wave = speech(10.0)
+    engine = make_engine(avatar, "procedural")
+    engine.push_audio(wave, 16000)
+    frames = [f.image for f in engine.frames()]
+    opening = mouth_opening(frames)
+    envelope = frame_rms(torch.from_numpy(wave)).numpy()[: len(frames)]
+    return {"source": "procedural", "metric": "mouth opening (mediapipe face mesh) vs audio RMS",
+            **{k: round(v, 3) if isinstance(v, float) else v for k, v in sync_score(opening, envelope, 5).items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--avatar")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--sources", default="procedural,learned")
+    ap.add_argument("--no-lipsync", action="store_true")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args.avatar, args.worker, args.seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        avatar = args.avatar
+        if avatar is None:
+            from engine.personalize import personalize
+            avatar = str(personalize(ROOT / "assets" / "astronaut.png", progress=False).save_pretrained(Path(tmp) / "a"))
+        for source in args.sources.split(","):
+            subprocess.run([sys.executable, __file__, "--worker", source, "--avatar", avatar,
+                            "--seconds", str(args.seconds)], check=True)
+        if not args.no_lipsync:
+            print(json.dumps(lipsync(avatar)))
+
+
+if __name__ == "__main__":
+    main()
