@@ -1,0 +1,37 @@
+"""Every configs/*.yaml loads into its dataclass with strict keys and equals the code's defaults, so the
+files document what the code does; an unknown key names the valid ones."""
+from pathlib import Path
+
+import pytest
+
+from engine.audio import MelConfig
+from engine.audio_encoder import AudioEncoderConfig
+from engine.config import load_config
+from engine.embedding import EmbeddingConfig
+from engine.motion import MotionDiTConfig
+from engine.procedural import ProceduralConfig
+from engine.refiner import RefinerConfig
+from engine.render import RenderConfig
+from engine.runtime import EngineConfig
+from engine.shell import ShellConfig
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PAIRS = {"mel": MelConfig, "audio_encoder": AudioEncoderConfig, "motion": MotionDiTConfig, "refiner": RefinerConfig,
+         "embedding": EmbeddingConfig, "procedural": ProceduralConfig, "shell": ShellConfig, "engine": EngineConfig,
+         "render": RenderConfig}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_yaml_equals_the_defaults(name):
+    assert load_config(PAIRS[name], CONFIGS / f"{name}.yaml") == PAIRS[name]()
+
+
+def test_every_yaml_is_covered():
+    assert {p.stem for p in CONFIGS.glob("*.yaml")} == set(PAIRS)
+
+
+def test_unknown_key_lists_the_valid_ones(tmp_path):
+    bad = tmp_path / "m.yaml"
+    bad.write_text((CONFIGS / "motion.yaml").read_text() + "dimm: 3\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['dimm'\].*valid keys"):
+        load_config(MotionDiTConfig, bad)
