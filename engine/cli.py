@@ -5,6 +5,7 @@ and exit code 2, and nothing half-written is left on disk.
   audioavatar personalize PHOTO -o DIR    one photo -> an avatar bundle (engine.avatar)
   audioavatar animate AVATAR AUDIO -o MP4 speech -> a talking video with the audio muxed in (engine.runtime)
   audioavatar render SCENE [--orbit]      render a 3DGS .ply or an avatar bundle (front PNG, or turntable mp4)
+  audioavatar serve AVATAR [--port P]     live websocket server + browser viewer (viewer/server.py)
 """
 from __future__ import annotations
 
@@ -147,6 +148,30 @@ def cmd_personalize(args) -> dict:
             "fit_steps": avatar.meta["fit"]["steps"]}
 
 
+def cmd_serve(args) -> dict:
+    import asyncio
+
+    from viewer.server import AvatarServer, ServerConfig
+
+    if not Path(args.avatar).is_dir():
+        raise UserError(f"{args.avatar}: not an avatar folder (make one with `audioavatar personalize`)")
+    cfg = ServerConfig(host=args.host, port=args.port, size=args.size, token=args.token or "",
+                       allow_origins=list(args.allow_origin or []), max_sessions=args.max_sessions,
+                       motion=args.motion, model_dir=args.model_dir or "")
+    if cfg.size < 16 or cfg.size % 2:
+        raise UserError(f"--size: need an even size of at least 16 pixels, got {cfg.size}")
+    server = AvatarServer(args.avatar, cfg)
+    shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+
+    def ready(port: int) -> None:
+        print(f"serving http://{shown}:{port}/", flush=True)
+    try:
+        asyncio.run(server.run(ready))
+    except KeyboardInterrupt:
+        pass
+    return {}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="audioavatar", description="AudioAvatar: speech-driven 3D Gaussian avatars")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -171,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/")
     p.add_argument("--orbit", type=float, default=0.0, help="sway the camera +-DEG around the avatar while it talks")
     p.set_defaults(func=cmd_animate)
+    p = sub.add_parser("serve", help="live: websocket server + browser viewer for an avatar (docs/protocol.md)")
+    p.add_argument("avatar", help="avatar folder (from `audioavatar personalize`)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; the URL is printed)")
+    p.add_argument("--size", type=int, default=512, help="square frame size in pixels")
+    p.add_argument("--token", help="shared secret the client sends in hello (required off loopback)")
+    p.add_argument("--allow-origin", action="append", help="extra allowed browser Origin (repeatable)")
+    p.add_argument("--max-sessions", type=int, default=4)
+    p.add_argument("--motion", choices=["procedural", "learned"], default="procedural")
+    p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/")
+    p.set_defaults(func=cmd_serve)
     p = sub.add_parser("personalize", help="build an avatar bundle from one photo")
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="avatar folder to write (replaced atomically)")
