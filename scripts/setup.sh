@@ -13,3 +13,16 @@ extras=${1:-}
 # mediapipe 0.10.21 ships its face/hand/pose/segmentation models (later releases do not); --no-deps skips its
 # declared jax/jaxlib, which the vision solutions never import. Its real imports are in pyproject.toml.
 .venv/bin/python -m pip install --quiet --no-deps mediapipe==0.10.21
+# Test-only system tools from Debian, when this machine can install them (root + apt): headless Chromium and
+# chromedriver for the browser-viewer test, espeak-ng for the TTS example. Without them those tests skip.
+if [ "$extras" = "test" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  missing=""
+  command -v chromium >/dev/null || missing="$missing chromium"
+  command -v chromedriver >/dev/null || missing="$missing chromium-driver"
+  command -v espeak-ng >/dev/null || missing="$missing espeak-ng"
+  if [ -n "$missing" ]; then
+    echo "setup: installing$missing (apt)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } \
+      >/dev/null 2>&1 || echo "setup: could not install$missing; the tests that need them will skip"
+  fi
+fi

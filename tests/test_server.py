@@ -328,3 +328,50 @@ def test_fuzz_10000_malformed_messages_while_another_session_streams(server):
     assert all(code in (1009, 1002, 1008, 1000, None) for code in stats["closes"]), stats["closes"]
     assert fps > 15, f"the other session dropped to {fps:.1f} fps during the fuzz"
     assert left == 0                                                       # every session was cleaned up
+
+
+def test_avatar_client_speaks_and_interrupts(server):
+    from viewer.client import AvatarClient
+
+    async def run():
+        got = []
+
+        async def on_frame(frame):
+            got.append(frame)
+
+        async def tts():                                     # a TTS that produces 22.05 kHz audio in bursts
+            t = np.arange(22050) / 22050
+            wave = (np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) * 12000).astype(np.int16)
+            for i in range(0, wave.size, 2205):
+                await asyncio.sleep(0.01)
+                yield wave[i:i + 2205]
+
+        async with AvatarClient(server.url, on_frame=on_frame) as avatar:
+            assert avatar.welcome["fps"] == 25
+            sent = await avatar.speak(tts(), sample_rate=22050)
+            await asyncio.sleep(1.5)
+            speaking = [f for f in got if f["speaking"]]
+            assert sent == 22050 and 23 <= len(speaking) <= 26      # 1 s of speech: 25 frames
+            stats = await avatar.stats()
+            assert stats["latency_ms_p95"] is not None
+            await avatar.speak(tts(), sample_rate=22050)
+            nxt = await avatar.interrupt()
+            await asyncio.sleep(0.5)
+            assert not any(f["speaking"] for f in got if f["index"] >= nxt)
+            assert avatar.errors == []
+    asyncio.run(run())
+
+
+def test_tts_agent_example_with_espeak(server):
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh test installs it where apt is available)")
+    out = subprocess.run([sys.executable, str(ROOT / "viewer" / "examples" / "tts_agent.py"), "--url", server.url,
+                          "Hello there.", "Second sentence."], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [x["sentence"] for x in lines] == ["Hello there.", "Second sentence."]
+    assert all(x["frames"] > 10 and x["samples"] > 5000 and x["errors"] == [] for x in lines)

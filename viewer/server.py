@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import mimetypes
+import threading
 import time
 import uuid
 from collections import deque
@@ -190,7 +191,8 @@ class Session:
             pass
 
     def _render_next(self):
-        frame = self.engine.next_frame()
+        with self.server.render_lock:      # one render at a time (each uses every core); encoding overlaps
+            frame = self.engine.next_frame()
         if frame is None:
             return None
         if self.clock0 is None:
@@ -248,6 +250,7 @@ class AvatarServer:
         self.avatar = avatar if isinstance(avatar, Avatar) else Avatar.from_pretrained(avatar)
         self.sessions: dict[str, Session] = {}
         self.port: int | None = None
+        self.render_lock = threading.Lock()
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path != "/ws":
