@@ -170,17 +170,19 @@ class AvatarEngine:
             raise ValueError(f"sample_rate: expected an int in 1000..384000, got {sample_rate!r}")
         mono = to_mono(pcm)
         with self._lock:
+            flushed = 0
             if self._rate != sample_rate:
-                self._flush_locked()
+                flushed = self._flush_locked()
                 self._audio, self._echo, self._rate = AudioStream(sample_rate), Resampler(sample_rate), sample_rate
             mel, rms = self._audio.push(mono)
             echo = self._echo.push(mono)
-            return self._enqueue_locked(mel, rms, echo, speaking)
+            return flushed + self._enqueue_locked(mel, rms, echo, speaking)
 
     def push_silence(self, seconds: float) -> int:
-        """Idle time with no speech: the avatar breathes, blinks and sways."""
-        n = int(round(seconds * SAMPLE_RATE))
-        return self.push_audio(np.zeros(n, np.float32), SAMPLE_RATE, speaking=False)
+        """Idle time with no speech: the avatar breathes, blinks and sways. The silence continues the open
+        stream at its own rate (no flush, so no partial frame is cut off); 16 kHz when none is open."""
+        rate = self._rate or SAMPLE_RATE
+        return self.push_audio(np.zeros(int(round(seconds * rate)), np.float32), rate, speaking=False)
 
     def end_audio(self) -> int:
         """The stream is over: emit the frames still held back by the resampler."""

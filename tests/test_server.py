@@ -375,3 +375,31 @@ def test_tts_agent_example_with_espeak(server):
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [x["sentence"] for x in lines] == ["Hello there.", "Second sentence."]
     assert all(x["frames"] > 10 and x["samples"] > 5000 and x["errors"] == [] for x in lines)
+
+
+def test_live_48khz_speech_has_no_idle_gaps_and_real_latencies(server):
+    """A microphone at 48 kHz in 40 ms chunks, paced in real time: idle frames never cut into the speech,
+    and every speech frame reports the latency from its audio's arrival."""
+    async def run():
+        ws, _ = await hello(server.url)
+        frames = []
+
+        async def receive():
+            async for msg in ws:
+                if isinstance(msg, bytes):
+                    frames.append(unpack_frame(msg))
+        reader = asyncio.create_task(receive())
+        t = np.arange(48000) / 48000
+        wave = (np.sin(2 * np.pi * 200 * t) * 10000).astype(np.int16)
+        start = time.perf_counter()
+        for k, i in enumerate(range(0, 48000, 1920)):
+            await asyncio.sleep(max(0.0, start + k * 0.04 - time.perf_counter()))
+            await ws.send(pack_audio(wave[i:i + 1920], 48000, k))
+        await asyncio.sleep(0.5)
+        await ws.close()
+        reader.cancel()
+        speaking = [f["index"] for f in frames if f["speaking"]]
+        assert len(speaking) >= 23
+        assert speaking == list(range(speaking[0], speaking[-1] + 1))        # no idle frame in between
+        assert sum(f["latency_us"] > 0 for f in frames if f["speaking"]) >= len(speaking) - 1
+    asyncio.run(run())

@@ -113,6 +113,7 @@ class Session:
         self.sent_times: deque = deque(maxlen=100)
         self.latencies: deque = deque(maxlen=200)
         self.last_seq = 0
+        self.last_audio_at = -1.0                 # when the last speech chunk arrived
         self.closed = False
 
     # -- receive -----------------------------------------------------------------------------------------
@@ -131,6 +132,7 @@ class Session:
     def _audio(self, data: bytes) -> None:
         rate, seq, samples = unpack_audio(data)
         self.last_seq = seq
+        self.last_audio_at = time.perf_counter()
         n = self.engine.push_audio(samples, rate)
         now = time.perf_counter()
         for i in range(self.enqueued, self.enqueued + n):
@@ -181,12 +183,13 @@ class Session:
         if self.clock0 is None:
             self.clock0 = now
         ahead = self.engine.index / FPS - (now - self.clock0)
-        if ahead <= 0.0 and self.engine.pending() == 0:
+        streaming = now - self.last_audio_at < 3.0 / FPS       # speech in flight: its next chunk is coming
+        if ahead <= 0.0 and self.engine.pending() == 0 and not streaming:
             self.enqueued += self.engine.push_silence(1.0 / FPS)
             return
         self.audio_ready.clear()
         try:
-            await asyncio.wait_for(self.audio_ready.wait(), timeout=max(0.002, min(ahead, 1.0 / FPS)))
+            await asyncio.wait_for(self.audio_ready.wait(), timeout=max(0.005, min(ahead, 1.0 / FPS)))
         except asyncio.TimeoutError:
             pass
 
