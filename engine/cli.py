@@ -79,7 +79,8 @@ def cmd_demo(args) -> dict:
     _render_config(args)                                  # check the options before any work
     out = Path(args.output or "out/demo")
     avatar_dir = out / "avatar"
-    made = cmd_personalize(argparse.Namespace(photo=str(DEMO_PHOTO), output=str(avatar_dir), fit_steps=None))
+    made = cmd_personalize(argparse.Namespace(photo=str(DEMO_PHOTO), output=str(avatar_dir), fit_steps=None,
+                                              body_stride=None))
     talk = cmd_animate(argparse.Namespace(avatar=str(avatar_dir), audio=str(DEMO_SPEECH), output=str(out / "talking.mp4"),
                                           config=None, size=args.size, motion=None, model_dir=None, orbit=15.0))
     args.scene, args.orbit, args.output = str(avatar_dir), True, str(out)
@@ -138,6 +139,11 @@ def cmd_personalize(args) -> dict:
     cfg = PersonalizeConfig()
     if args.fit_steps is not None:
         cfg.fit_steps = args.fit_steps
+    if getattr(args, "body_stride", None) is not None:
+        if not 1 <= args.body_stride <= 8:
+            raise UserError(f"--body-stride: expected 1..8 pixels, got {args.body_stride}")
+        cfg.shell.stride = args.body_stride
+        cfg.shell.back_stride = cfg.shell.back_fine_stride = max(cfg.shell.back_stride, 2 * args.body_stride)
     if not Path(args.photo).is_file():
         raise UserError(f"{args.photo}: no such file")
     avatar = personalize(args.photo, cfg)
@@ -211,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="avatar folder to write (replaced atomically)")
     p.add_argument("--fit-steps", type=int, help="photometric fit steps (default 300, stops early)")
+    p.add_argument("--body-stride", type=int, help="body sampling step in pixels (default 2; 3 renders ~20%% faster "
+                                                   "for serving several sessions, at lower fidelity)")
     p.set_defaults(func=cmd_personalize)
     p = sub.add_parser("render", help="render a standard 3DGS .ply, or an avatar bundle (a folder holding one)")
     p.add_argument("scene")
