@@ -5,7 +5,7 @@ For each rendered frame [H, W, 3] uint8: mouth opening = distance between the in
 zoom. The faces are found by the full-range face detector and meshed on a crop (engine.landmarks).
 Against the audio: the RMS envelope per 25 fps frame (engine.audio.frame_rms), and the Pearson correlation of
 the two at every lag in -max_lag..max_lag frames. A positive lag means the mouth follows the audio.
-bench/engine.py uses this for issue 4's lip-sync bar; the evaluation suite reuses it.
+bench/avatar_engine.py uses this for issue 4's lip-sync bar; the evaluation suite reuses it.
 """
 from __future__ import annotations
 

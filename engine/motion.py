@@ -36,7 +36,7 @@ class MotionDiTConfig:
     n_slots: int = 204            # K: canonical control-particle slots (len(engine.particles.canonical_slots()))
     channels: int = 3             # C: motion channels per particle (xyz offset in face units)
     audio_dim: int = 128          # D_a: audio feature size per frame
-    dim: int = 192                # sized for the live CPU budget (bench/engine.py: RTF >= 2 at 512x512)
+    dim: int = 192                # sized for the live CPU budget (bench/avatar_engine.py: RTF >= 2 at 512x512)
     depth: int = 4
     heads: int = 4
     max_len: int = 64             # longest window in frames (learned positional embedding over window positions)

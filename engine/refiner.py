@@ -30,7 +30,7 @@ class RefinerConfig:
     n_slots: int = 204            # K: must equal len(engine.particles.canonical_slots())
     channels: int = 3             # C
     audio_dim: int = 128          # D_a
-    dim: int = 64                 # sized for the live CPU budget: 190 tokens a frame (bench/engine.py)
+    dim: int = 64                 # sized for the live CPU budget: 190 tokens a frame (bench/avatar_engine.py)
     depth: int = 1
     heads: int = 4
     time_period: int = 10000      # longest period (frames) of the frame-index sinusoids

@@ -8,7 +8,7 @@
 - lip-sync (procedural): mediapipe's mouth opening on the rendered frames vs the audio RMS envelope
   (engine.lipsync): peak correlation and its lag.
 
-Usage: python bench/engine.py [--avatar DIR] [--seconds 30] [--sources procedural,learned] [--no-lipsync]
+Usage: python bench/avatar_engine.py [--avatar DIR] [--seconds 30] [--sources procedural,learned] [--no-lipsync]
 Without --avatar the bundled photo is personalized first (about 30 s).
 """
 from __future__ import annotations
