@@ -115,15 +115,18 @@ class _LearnedSource:
             return self.refiner(x[None], feats[None], t[None])[0] if x.shape[0] else x
 
     def interrupt(self) -> None:
-        pass   # silence follows; the DiT's prefix keeps the motion continuous
+        """Barge-in: forget the speech context (encoder history and the DiT's prefix), keep the time index."""
+        frame = self.frame
+        self.reset()
+        self.frame = frame
 
 
 class AvatarEngine:
     def __init__(self, avatar: Avatar | str | Path, cfg: EngineConfig = EngineConfig()):
+        """avatar: an Avatar, or its folder (a trained decoder is read from its decoder/ subfolder if there)."""
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         keep_freed_memory()                  # per-frame buffers stay in the heap (engine._alloc)
-        """avatar: an Avatar, or its folder (a trained decoder is read from its decoder/ subfolder if there)."""
         self.avatar = avatar if isinstance(avatar, Avatar) else Avatar.from_pretrained(avatar)
         self.cfg = cfg
         a = self.avatar
