@@ -6,6 +6,7 @@ and exit code 2, and nothing half-written is left on disk.
   audioavatar animate AVATAR AUDIO -o MP4 speech -> a talking video with the audio muxed in (engine.runtime)
   audioavatar render SCENE [--orbit]      render a 3DGS .ply or an avatar bundle (front PNG, or turntable mp4)
   audioavatar serve AVATAR [--port P]     live websocket server + browser viewer (viewer/server.py)
+  audioavatar teach PHOTO AUDIO -o MP4    a teacher's talking video of the photo (distill/teachers)
 """
 from __future__ import annotations
 
@@ -178,6 +179,53 @@ def cmd_serve(args) -> dict:
     return {}
 
 
+def cmd_teach(args) -> dict:
+    import time
+
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    from distill.teachers import make_teacher
+    from engine.audio import SAMPLE_RATE, load_audio
+    from engine.config import load_config
+    from engine.video import Mp4Writer
+
+    for path, what in ((args.photo, "photo"), (args.audio, "audio")):
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such {what} file")
+    out = Path(args.output)
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"-o: expected a .mp4 path, got {out}")
+    options = {}
+    if args.config:
+        import yaml
+        try:
+            options = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise UserError(f"--config {args.config}: {e}") from e
+    teacher = make_teacher(args.teacher, **options)
+    try:
+        image = np.asarray(Image.open(args.photo).convert("RGB"))
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
+        raise UserError(f"{args.photo}: not an image ({e})") from e
+    wave = load_audio(args.audio)
+    t0 = time.perf_counter()
+    frames = teacher.generate(image, wave, seed=args.seed)
+    wall = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wav = out.with_name(f".{out.stem}.audio.wav")
+    sf.write(str(wav), wave.numpy(), SAMPLE_RATE)
+    h, w = frames.shape[1:3]
+    try:
+        with Mp4Writer(out, w - w % 2, h - h % 2, 25, audio=wav) as video:
+            for frame in frames:
+                video.write(frame[: h - h % 2, : w - w % 2])
+    finally:
+        wav.unlink(missing_ok=True)
+    return {"mp4": str(out), "teacher": args.teacher, "frames": int(frames.shape[0]), "generate_s": round(wall, 1)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="audioavatar", description="AudioAvatar: speech-driven 3D Gaussian avatars")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -213,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--motion", choices=["procedural", "learned"], default="procedural")
     p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("teach", help="a teacher's talking video of a photo (the distillation's training data)")
+    p.add_argument("photo")
+    p.add_argument("audio")
+    p.add_argument("-o", "--output", required=True, help="mp4 to write (appears only when complete)")
+    p.add_argument("--teacher", default="procedural", help="teacher name (procedural, echomimic_v2)")
+    p.add_argument("--config", help="teacher options YAML (configs/teachers/<name>.yaml)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_teach)
     p = sub.add_parser("personalize", help="build an avatar bundle from one photo")
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="avatar folder to write (replaced atomically)")

@@ -34,8 +34,8 @@ FPS = 25
 
 @dataclass
 class ProceduralConfig:
-    floor_db: float = -50.0      # loudness 0 at this RMS level (dBFS) ...
-    full_db: float = -18.0       # ... and 1 at this one
+    floor_db: float = -45.0      # loudness 0 at this RMS level (dBFS) ...
+    full_db: float = -10.0       # ... and 1 at this one (speech peaking near 0 dBFS has loud syllables near -10)
     attack: float = 0.85         # per-frame smoothing toward a louder value (1 = instant)
     release: float = 0.5         # per-frame smoothing toward a quieter value
     jaw_open: float = 0.30       # chin drop at full loudness, face units (1 = outer eye corner distance)

@@ -1,0 +1,88 @@
+"""The Teacher interface: what the distillation (distill/) asks of an audio-driven talking-video model.
+
+Every teacher makes videos:
+    generate(reference_image [H, W, 3] uint8 or float, audio [S] at 16 kHz, hand_poses=None, seed=0)
+        -> frames [T, H', W', 3] uint8 at 25 fps, T = S // 640 (one frame per 40 ms of audio)
+A diffusion teacher also exposes its denoiser, for score distillation (VSD, distill/losses):
+    encode(images [B, 3, H, W] in [-1, 1]) -> latents;  decode(latents) -> images
+    score(noisy_latents, timestep, conditions) -> eps (the predicted noise)
+Teachers register by name (`register`); `make_teacher(name, **config)` builds one, and its YAML config lives in
+configs/teachers/<name>.yaml. diffusers/transformers are imported only by modules under distill/teachers/.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FPS, SAMPLE_RATE = 25, 16000
+_REGISTRY: dict[str, Callable[..., "Teacher"]] = {}
+
+
+class Teacher(ABC):
+    name: str = ""
+    is_diffusion: bool = False
+
+    @abstractmethod
+    def generate(self, reference_image, audio: Tensor, hand_poses: Tensor | None = None, seed: int = 0) -> np.ndarray:
+        """-> frames [T, H, W, 3] uint8 at 25 fps for audio [S] (16 kHz mono float)."""
+
+    def encode(self, images: Tensor) -> Tensor:
+        raise NotImplementedError(f"teacher {self.name!r} is not a latent diffusion model: no encode()")
+
+    def decode(self, latents: Tensor) -> Tensor:
+        raise NotImplementedError(f"teacher {self.name!r} is not a latent diffusion model: no decode()")
+
+    def score(self, noisy_latents: Tensor, timestep: Tensor, conditions: dict) -> Tensor:
+        raise NotImplementedError(f"teacher {self.name!r} has no score function (it is not a diffusion model)")
+
+
+def register(name: str):
+    """Class decorator: make a Teacher constructible by name."""
+    def wrap(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"teacher {name!r} is registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+    return wrap
+
+
+def teacher_names() -> list[str]:
+    _import_builtin()
+    return sorted(_REGISTRY)
+
+
+def make_teacher(name: str, **config) -> Teacher:
+    """Build a registered teacher; ValueError naming the known ones for an unknown name."""
+    _import_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"teacher: unknown name {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**config)
+
+
+def check_inputs(reference_image, audio) -> tuple[np.ndarray, Tensor]:
+    """reference_image [H, W, 3] (uint8, or float in [0, 1]) and audio [S] float -> (uint8 array, float tensor)."""
+    img = reference_image.detach().cpu().numpy() if isinstance(reference_image, Tensor) else np.asarray(reference_image)
+    if img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 32:
+        raise ValueError(f"reference_image: expected [H, W, 3] with H, W >= 32, got {list(img.shape)}")
+    if img.dtype != np.uint8:
+        img = (np.clip(img.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
+    a = torch.as_tensor(audio, dtype=torch.float32)
+    if a.dim() != 1 or a.numel() < 640:
+        raise ValueError(f"audio: expected [S] mono at 16 kHz with at least one 40 ms frame, got {list(a.shape)}")
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("audio: contains NaN or inf")
+    return img, a
+
+
+def _import_builtin() -> None:
+    """Importing the built-in teachers registers them (diffusion ones import diffusers only when built)."""
+    import distill.teachers.procedural  # noqa: F401
+    try:
+        import distill.teachers.echomimic_v2  # noqa: F401
+    except ImportError:
+        pass
