@@ -30,6 +30,16 @@ def test_every_yaml_is_covered():
     assert {p.stem for p in CONFIGS.glob("*.yaml")} == set(PAIRS)
 
 
+def test_teacher_yamls_equal_their_defaults():
+    import dataclasses
+
+    from distill.teachers.echomimic_v2.config import EchoMimicV2Config
+    from distill.teachers.procedural import ProceduralTeacherConfig
+    as_lists = lambda c: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(c).items()}  # noqa: E731
+    for name, cls in (("procedural", ProceduralTeacherConfig), ("echomimic_v2", EchoMimicV2Config)):
+        assert as_lists(load_config(cls, CONFIGS / "teachers" / f"{name}.yaml")) == as_lists(cls()), name
+
+
 def test_unknown_key_lists_the_valid_ones(tmp_path):
     bad = tmp_path / "m.yaml"
     bad.write_text((CONFIGS / "motion.yaml").read_text() + "dimm: 3\n")
