@@ -194,8 +194,11 @@ class Session:
             pass
 
     def _render_next(self):
-        with self.server.render_lock:      # one render at a time (each uses every core); encoding overlaps
-            frame = self.engine.next_frame()
+        with self.server.render_lock:      # one frame at a time: a render already uses every core, and
+            return self._render_and_encode()   # anything overlapping it only slows it down (measured)
+
+    def _render_and_encode(self):
+        frame = self.engine.next_frame()
         if frame is None:
             return None
         if self.clock0 is None:

@@ -95,14 +95,17 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "AudioAvatar splatting kernels (C++ CPU, and CUDA when built with it)";
-  m.def("projection_fwd", &aa::projection_fwd);
-  m.def("projection_bwd", &aa::projection_bwd);
-  m.def("sh_fwd", &aa::sh_fwd);
-  m.def("sh_bwd", &aa::sh_bwd);
-  m.def("isect_tiles", &aa::isect_tiles);
-  m.def("isect_offset_encode", &aa::isect_offset_encode);
-  m.def("rasterize_fwd", &aa::rasterize_fwd);
-  m.def("rasterize_bwd", &aa::rasterize_bwd);
+  // The kernels touch only tensors, never Python objects: they run without the GIL, so other Python threads
+  // (a server's event loop, another session's JPEG encoding) keep going while a frame renders.
+  using nogil = py::call_guard<py::gil_scoped_release>;
+  m.def("projection_fwd", &aa::projection_fwd, nogil());
+  m.def("projection_bwd", &aa::projection_bwd, nogil());
+  m.def("sh_fwd", &aa::sh_fwd, nogil());
+  m.def("sh_bwd", &aa::sh_bwd, nogil());
+  m.def("isect_tiles", &aa::isect_tiles, nogil());
+  m.def("isect_offset_encode", &aa::isect_offset_encode, nogil());
+  m.def("rasterize_fwd", &aa::rasterize_fwd, nogil());
+  m.def("rasterize_bwd", &aa::rasterize_bwd, nogil());
 #ifdef WITH_CUDA
   m.attr("with_cuda") = true;
 #else
