@@ -30,12 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def speech(seconds: float) -> np.ndarray:
-    """The bundled speech at 16 kHz, repeated to `seconds`."""
-    from engine.audio import load_audio
-    one = load_audio(ROOT / "assets" / "speech.wav").numpy()
-    return np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]
+from _speech import speech  # noqa: E402
 
 
 def make_engine(avatar: str, source: str):

@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _speech import speech  # noqa: E402
 from viewer.protocol import pack_audio, unpack_frame  # noqa: E402
 
 
@@ -54,24 +55,17 @@ async def stream_session(url: str, wave: np.ndarray) -> dict:
     end = time.perf_counter()
     await ws.close()
     reader.cancel()
-    speech = [(t, f) for t, f in frames if f["speaking"]]
-    client_ms = np.asarray([(t - sent_at[k]) * 1e3 for k, (t, _) in enumerate(speech[: len(sent_at)])])
-    server_ms = np.asarray([f["latency_us"] / 1e3 for _, f in speech])
+    spoken = [(t, f) for t, f in frames if f["speaking"]]
+    client_ms = np.asarray([(t - sent_at[k]) * 1e3 for k, (t, _) in enumerate(spoken[: len(sent_at)])])
+    server_ms = np.asarray([f["latency_us"] / 1e3 for _, f in spoken])
     steady = [t for t, _ in frames if start + 1.0 <= t <= end - 1.5]
     pct = lambda a, q: round(float(np.percentile(a, q)), 1)  # noqa: E731
-    return {"speech_frames": len(speech), "chunks": len(sent_at),
+    return {"speech_frames": len(spoken), "chunks": len(sent_at),
             "fps_steady": round(len(steady) / max(end - 2.5 - start, 1e-9), 2),
             "server_latency_ms_p50": pct(server_ms, 50), "server_latency_ms_p95": pct(server_ms, 95),
             "server_latency_ms_max": round(float(server_ms.max()), 1), "server_latency_first_ms": round(float(server_ms[0]), 1),
             "client_latency_ms_p50": pct(client_ms, 50), "client_latency_ms_p95": pct(client_ms, 95),
             "client_latency_first_ms": round(float(client_ms[0]), 1)}
-
-
-def speech(seconds: float) -> np.ndarray:
-    from engine.audio import load_audio
-    one = load_audio(ROOT / "assets" / "speech.wav").numpy()
-    wave = np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]
-    return (wave * 32767).astype(np.int16)
 
 
 def main() -> None:
@@ -90,7 +84,7 @@ def main() -> None:
         try:
             line = proc.stdout.readline()
             url = line.strip().split()[-1].replace("http://", "ws://") + "ws"
-            wave = speech(args.seconds)
+            wave = (speech(args.seconds) * 32767).astype(np.int16)
             one = asyncio.run(stream_session(url, wave))
             print(json.dumps({"case": "one session", "size": args.size, "audio_s": args.seconds, **one}))
 

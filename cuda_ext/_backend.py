@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from pathlib import Path
 
 CSRC = Path(__file__).resolve().parent / "csrc"
@@ -47,10 +48,26 @@ def jit_build(verbose: bool = False):
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "audioavatar" / "torch_extensions"))
     with_cuda = _cuda_available()
     name = EXT_NAME + ("_cuda" if with_cuda else "_cpu")
+    _clear_stale_lock(Path(os.environ["TORCH_EXTENSIONS_DIR"]) / name / "lock")
     if not verbose:
         print(f"[cuda_ext] loading the splatting extension '{name}' (first build takes ~1.5 min)...",
               file=sys.stderr, flush=True)
     return _load(name=name, sources=sources(with_cuda), verbose=verbose, **build_flags(with_cuda))
+
+
+STALE_LOCK_S = 600   # a build takes ~1.5 min on 2 cores; a lock this old was left by a process that was killed
+
+
+def _clear_stale_lock(lock: Path) -> None:
+    """torch's build lock has no owner: a build killed midway leaves it behind, and every later load then waits on
+    it forever. Remove one older than STALE_LOCK_S, saying so."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_S:
+        print(f"[cuda_ext] removing a stale build lock ({age / 60:.0f} min old): {lock}", file=sys.stderr, flush=True)
+        lock.unlink(missing_ok=True)
 
 
 def _prebuilt():

@@ -93,7 +93,6 @@ def cmd_demo(args) -> dict:
 def cmd_animate(args) -> dict:
     import time
 
-    import soundfile as sf
     from tqdm import tqdm
 
     from engine.audio import SAMPLE_RATE, load_audio
@@ -117,18 +116,12 @@ def cmd_animate(args) -> dict:
         raise UserError(f"-o: expected a .mp4 path, got {out}")
     engine = AvatarEngine(args.avatar, cfg)
     n_frames = engine.push_audio(wave, SAMPLE_RATE) + engine.end_audio()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    wav = out.with_name(f".{out.stem}.audio.wav")
-    sf.write(str(wav), wave.numpy(), SAMPLE_RATE)
     t0 = time.perf_counter()
-    try:
-        with Mp4Writer(out, cfg.width, cfg.height, 25, audio=wav) as video:
-            for frame in tqdm(engine.frames(), total=n_frames, desc="animating", unit="frame"):
-                if args.orbit:
-                    engine.set_orbit(args.orbit * math.sin(2 * math.pi * frame.index / (25 * 8)))  # 8 s sweep
-                video.write(frame.image)
-    finally:
-        wav.unlink(missing_ok=True)
+    with Mp4Writer(out, cfg.width, cfg.height, 25, audio=(wave.numpy(), SAMPLE_RATE)) as video:
+        for frame in tqdm(engine.frames(), total=n_frames, desc="animating", unit="frame"):
+            if args.orbit:
+                engine.set_orbit(args.orbit * math.sin(2 * math.pi * frame.index / (25 * 8)))  # 8 s sweep
+            video.write(frame.image)
     wall = time.perf_counter() - t0
     return {"mp4": str(out), "frames": n_frames, "seconds": round(wave.shape[0] / SAMPLE_RATE, 2),
             "realtime_factor": round(wave.shape[0] / SAMPLE_RATE / wall, 2), "motion": cfg.motion}
@@ -183,7 +176,6 @@ def cmd_teach(args) -> dict:
     import time
 
     import numpy as np
-    import soundfile as sf
     from PIL import Image
 
     from distill.teachers import make_teacher
@@ -213,16 +205,10 @@ def cmd_teach(args) -> dict:
     t0 = time.perf_counter()
     frames = teacher.generate(image, wave, seed=args.seed)
     wall = time.perf_counter() - t0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    wav = out.with_name(f".{out.stem}.audio.wav")
-    sf.write(str(wav), wave.numpy(), SAMPLE_RATE)
-    h, w = frames.shape[1:3]
-    try:
-        with Mp4Writer(out, w - w % 2, h - h % 2, 25, audio=wav) as video:
-            for frame in frames:
-                video.write(frame[: h - h % 2, : w - w % 2])
-    finally:
-        wav.unlink(missing_ok=True)
+    h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
+    with Mp4Writer(out, w, h, 25, audio=(wave.numpy(), SAMPLE_RATE)) as video:
+        for frame in frames:
+            video.write(frame[:h, :w])
     return {"mp4": str(out), "teacher": args.teacher, "frames": int(frames.shape[0]), "generate_s": round(wall, 1)}
 
 

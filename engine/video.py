@@ -32,15 +32,22 @@ def ffmpeg_exe() -> str:
 
 
 class Mp4Writer:
-    """Streams uint8 frames [H, W, 3] into an H.264 mp4 at `fps`; `audio` (a wav path) is muxed in if given.
+    """Streams uint8 frames [H, W, 3] into an H.264 mp4 at `fps`. `audio` is muxed in if given: a sound file's
+    path, or (samples [S] float in [-1, 1], sample rate), written to a temporary wav that is removed on close.
     Use as a context manager; the file appears under its final name only when closing succeeds."""
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float = 25.0, audio: str | Path | None = None):
+    def __init__(self, path: str | Path, width: int, height: int, fps: float = 25.0, audio=None):
         if width % 2 or height % 2:
             raise ValueError(f"mp4 needs even frame sizes for yuv420p, got {width}x{height}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp.mp4")
+        self.tmp_wav = None
+        if isinstance(audio, tuple):
+            import soundfile as sf
+            samples, rate = audio
+            self.tmp_wav = audio = self.path.with_name(f".{self.path.name}.tmp.wav")
+            sf.write(str(audio), np.asarray(samples, dtype=np.float32), int(rate))
         self.size = (width, height)
         cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
@@ -60,6 +67,8 @@ class Mp4Writer:
         self.proc.stdin.close()
         err = self.proc.stderr.read().decode(errors="replace")
         code = self.proc.wait()
+        if self.tmp_wav is not None:
+            self.tmp_wav.unlink(missing_ok=True)
         if ok and code == 0:
             os.replace(self.tmp, self.path)
             return

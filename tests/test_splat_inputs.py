@@ -72,3 +72,19 @@ def test_backend_failure_names_both_attempts(monkeypatch):
         assert "prebuilt module cuda_ext._C" in text and "no compiler here" in text and "JIT build" in text
     finally:
         _backend.load.cache_clear()
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path, capsys):
+    import os
+    import time
+
+    from cuda_ext._backend import STALE_LOCK_S, _clear_stale_lock
+    lock = tmp_path / "lock"
+    lock.touch()
+    _clear_stale_lock(lock)
+    assert lock.exists()                                              # a build may be running: wait for it
+    old = time.time() - STALE_LOCK_S - 5
+    os.utime(lock, (old, old))
+    _clear_stale_lock(lock)
+    assert not lock.exists() and "stale build lock" in capsys.readouterr().err
+    _clear_stale_lock(lock)                                           # no lock: nothing to do
