@@ -18,3 +18,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(params=DEVICES)
 def device(request):
     return request.param
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny models gain nothing from threads, and on a busy 2-core machine two
+    OpenMP threads can stall a small op tenfold. Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

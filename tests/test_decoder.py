@@ -17,13 +17,7 @@ N, K, J = 300, 7, 3
 FIELDS = ("means", "quats", "scales", "opacities", "sh")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors gain nothing from threads, and on a busy 2-core machine OpenMP waits can cost 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def scene(sh_coeffs: int = 4, seed: int = 0):

@@ -13,13 +13,7 @@ TINY = dict(n_slots=6, channels=3, audio_dim=8, dim=16, hidden=32, kernel=3, lay
             temperature=0.1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops gain nothing from threads, and on a busy 2-core machine OpenMP waits can cost 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def tiny(**kw) -> AudioMotionEmbedding:

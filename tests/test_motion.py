@@ -14,13 +14,7 @@ from engine.motion import (MotionDiT, MotionDiTConfig, MotionStream, alpha_bar_s
 K, C, D = 5, 3, 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and two OpenMP threads stall badly on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def tiny(**kw) -> MotionDiTConfig:

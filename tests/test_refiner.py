@@ -11,13 +11,7 @@ from engine.regions import BODY, EYES, FACE, HANDS, LIPS
 KC, D = len(canonical_slots()), 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and two OpenMP threads stall badly on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def tiny(**kw) -> RefinerConfig:
