@@ -8,6 +8,7 @@ dlib's cosines are compressed: different people score about 0.80-0.89 and the sa
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -24,8 +25,8 @@ def available() -> bool:
 @lru_cache(maxsize=1)
 def _models():
     import dlib
-    with __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore")          # face_recognition_models imports pkg_resources
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                        # face_recognition_models imports pkg_resources
         import face_recognition_models as frm
     return (dlib.get_frontal_face_detector(), dlib.shape_predictor(frm.pose_predictor_model_location()),
             dlib.face_recognition_model_v1(frm.face_recognition_model_location()))

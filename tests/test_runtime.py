@@ -58,7 +58,7 @@ def test_chunked_push_equals_one_push_and_resamples(avatar_dir, speech):
             break
     assert len(got) == len(ref) and all(np.array_equal(a, b) for a, b in zip(got, ref))
     # 48 kHz stereo int16 works and gives about as many frames
-    stereo = (np.repeat(np.interp(np.arange(96000) / 3, np.arange(32000), speech.numpy()), 1)[:, None]
+    stereo = (np.interp(np.arange(96000) / 3, np.arange(32000), speech.numpy())[:, None]
               * np.ones((1, 2)) * 20000).astype(np.int16)
     e48 = AvatarEngine(avatar_dir, SMALL)
     assert abs(e48.push_audio(stereo, 48000) + e48.end_audio() - 50) <= 1

@@ -8,6 +8,7 @@ import random
 import struct
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from engine.personalize import PersonalizeConfig, personalize  # noqa: E402
 from viewer.protocol import AUDIO_HEADER, MAGIC, pack_audio, unpack_frame  # noqa: E402
 from viewer.server import AvatarServer, ServerConfig, Session  # noqa: E402
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,14 @@ async def next_frame(ws, timeout=10):
             return unpack_frame(msg)
 
 
+async def next_json(ws, timeout=10):
+    """The next control message, skipping the frames streamed before it."""
+    while True:
+        msg = await asyncio.wait_for(ws.recv(), timeout)
+        if isinstance(msg, str):
+            return json.loads(msg)
+
+
 def test_session_streams_idle_then_speech_with_echo(server):
     async def run():
         ws, welcome = await hello(server.url)
@@ -90,11 +99,7 @@ def test_session_streams_idle_then_speech_with_echo(server):
         assert np.abs(echo.astype(int) - tone.astype(int)).max() <= 1    # the audio comes back with its frames
         assert all(f["pts"] == pytest.approx(f["index"] / 25) for f in speech)
         await ws.send(json.dumps({"type": "stats"}))
-        while True:
-            msg = await ws.recv()
-            if isinstance(msg, str):
-                stats = json.loads(msg)
-                break
+        stats = await next_json(ws)
         assert stats["type"] == "stats" and stats["last_seq"] == 7 and stats["frames_sent"] >= 50
         await ws.close()
     asyncio.run(run())
@@ -107,11 +112,7 @@ def test_interrupt_and_camera(server):
         loud = (np.random.default_rng(0).standard_normal(24000) * 8000).astype(np.int16)   # 1.5 s, 48 KB
         await ws.send(pack_audio(loud, 16000))
         await ws.send(json.dumps({"type": "interrupt"}))
-        while True:
-            msg = await ws.recv()
-            if isinstance(msg, str):
-                reply = json.loads(msg)
-                break
+        reply = await next_json(ws)
         assert reply["type"] == "interrupted"
         after = await next_frame(ws)
         while after["index"] < reply["next_index"]:
@@ -123,11 +124,7 @@ def test_interrupt_and_camera(server):
             side = (await next_frame(ws))["image"]
         assert side != front
         await ws.send(json.dumps({"type": "gesture", "text": "wave"}))
-        while True:
-            msg = await ws.recv()
-            if isinstance(msg, str):
-                assert "reserved" in json.loads(msg)["message"]
-                break
+        assert "reserved" in (await next_json(ws))["message"]
         await ws.close()
     asyncio.run(run())
 
@@ -256,11 +253,7 @@ def test_each_bad_message_gets_a_clear_error(server):
             if isinstance(bad, str) and len(bad) > 1000:
                 continue
             await ws.send(bad)
-            while True:
-                msg = await asyncio.wait_for(ws.recv(), 5)
-                if isinstance(msg, str):
-                    reply = json.loads(msg)
-                    break
+            reply = await next_json(ws, timeout=5)
             if bad.startswith('{"type":"stats"') if isinstance(bad, str) else False:
                 assert reply["type"] == "stats"                          # extra fields are ignored: a valid request
                 continue

@@ -133,7 +133,10 @@ class Session:
         rate, seq, samples = unpack_audio(data)
         self.last_seq = seq
         self.last_audio_at = time.perf_counter()
-        n = self.engine.push_audio(samples, rate)
+        self._speech_queued(self.engine.push_audio(samples, rate))
+
+    def _speech_queued(self, n: int) -> None:
+        """n new speech frames are in the engine: note when their audio arrived, and wake the producer."""
         now = time.perf_counter()
         for i in range(self.enqueued, self.enqueued + n):
             self.arrivals[i] = now
@@ -146,11 +149,7 @@ class Session:
         if kind == "camera":
             self.engine.set_orbit(float(msg["yaw"]), float(msg.get("pitch", 0.0)), float(msg.get("zoom", 1.0)))
         elif kind == "end":
-            n = self.engine.end_audio()
-            now = time.perf_counter()
-            for i in range(self.enqueued, self.enqueued + n):
-                self.arrivals[i] = now
-            self.enqueued += n
+            self._speech_queued(self.engine.end_audio())
         elif kind == "interrupt":
             self.engine.interrupt()
             self.outbox.clear()
