@@ -7,6 +7,8 @@ and exit code 2, and nothing half-written is left on disk.
   audioavatar render SCENE [--orbit]      render a 3DGS .ply or an avatar bundle (front PNG, or turntable mp4)
   audioavatar serve AVATAR [--port P]     live websocket server + browser viewer (viewer/server.py)
   audioavatar teach PHOTO AUDIO -o MP4    a teacher's talking video of the photo (distill/teachers)
+  audioavatar distill CONFIG -o RUN       teacher videos -> tracks -> fit4d -> embedding -> motion -> finetune
+                                          (distill/pipeline.py; --resume continues a killed run exactly)
 """
 from __future__ import annotations
 
@@ -212,6 +214,19 @@ def cmd_teach(args) -> dict:
     return {"mp4": str(out), "teacher": args.teacher, "frames": int(frames.shape[0]), "generate_s": round(wall, 1)}
 
 
+def cmd_distill(args) -> dict:
+    from distill.config import load_distill_config
+    from distill.pipeline import distill
+
+    cfg = load_distill_config(args.config, args.set or [])
+    model_dir = distill(cfg, args.output, resume=args.resume)
+    run = Path(args.output)
+    result = {"model_dir": str(model_dir), "run": str(run)}
+    if (run / "eval.json").is_file():
+        result["eval"] = str(run / "eval.json")
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="audioavatar", description="AudioAvatar: speech-driven 3D Gaussian avatars")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -255,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="teacher options YAML (configs/teachers/<name>.yaml)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_teach)
+    p = sub.add_parser("distill", help="distil the motion models from a teacher (configs/distill/*.yaml)")
+    p.add_argument("config", help="distillation config YAML (configs/distill/default.yaml, tiny.yaml)")
+    p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs, samples, model/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config key (repeatable)")
+    p.set_defaults(func=cmd_distill)
     p = sub.add_parser("personalize", help="build an avatar bundle from one photo")
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="avatar folder to write (replaced atomically)")

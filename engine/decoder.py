@@ -131,7 +131,7 @@ class GaussianDecoder(Pretrained, nn.Module):
         motion = self._check_motion(motion, batched=False)
         skin = self._skin_matrix(g, skin_index, skin_weight)
         deltas = self._deltas(motion.unsqueeze(0))[0]                                      # [K, 13]
-        return self._apply(g, skin, motion.to(deltas.dtype), deltas)
+        return self._deform_with(g, skin, motion.to(deltas.dtype), deltas)
 
     def deform_batch(self, g: Gaussians, skin_index: Tensor, skin_weight: Tensor, motion: Tensor) -> list[Gaussians]:
         """T frames at once: motion [T, K, 3] -> a list of T deformed Gaussians (one decoder pass for all frames)."""
@@ -139,9 +139,9 @@ class GaussianDecoder(Pretrained, nn.Module):
         skin = self._skin_matrix(g, skin_index, skin_weight)
         deltas = self._deltas(motion)                                                      # [T, K, 13]
         motion = motion.to(deltas.dtype)
-        return [self._apply(g, skin, motion[t], deltas[t]) for t in range(motion.shape[0])]
+        return [self._deform_with(g, skin, motion[t], deltas[t]) for t in range(motion.shape[0])]
 
-    def _apply(self, g: Gaussians, skin: Tensor | tuple, motion: Tensor, deltas: Tensor) -> Gaussians:
+    def _deform_with(self, g: Gaussians, skin: Tensor | tuple, motion: Tensor, deltas: Tensor) -> Gaussians:
         """Blend per-particle motion [K, 3] and deltas [K, 13] onto the Gaussians through the skinning."""
         skip = self.skip_zero_work and not (torch.is_grad_enabled() and deltas.requires_grad)
         # The translation [K, 3] is blended on its own, in both paths, so skipping all-zero deltas can never

@@ -307,7 +307,14 @@ def predict_x0(model, x: Tensor, t: int, audio: Tensor, guidance: float) -> Tens
 @torch.no_grad()
 def ddim_sample(model, audio: Tensor, steps: int = 4, prefix: Tensor | None = None, seed: int = 0,
                 frame_offset: int = 0, guidance: float = 1.0) -> Tensor:
+    """ddim_loop without gradients: what the engine runs."""
+    return ddim_loop(model, audio, steps, prefix, seed, frame_offset, guidance)
+
+
+def ddim_loop(model, audio: Tensor, steps: int = 4, prefix: Tensor | None = None, seed: int = 0,
+              frame_offset: int = 0, guidance: float = 1.0) -> Tensor:
     """Deterministic DDIM (eta = 0, x0-parameterisation): audio [B, T, audio_dim] -> x0 [B, T, K, C].
+    Differentiable in the model and the audio (distill/finetune.py trains through it).
 
     `model` is any module with `.config` (a MotionDiTConfig) and model(x_t, t, audio, audio_mask) -> x0_hat.
     prefix [B, P, K, C]: the known first P frames. Before every model call the first P frames of x_t are

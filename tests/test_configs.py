@@ -14,11 +14,12 @@ from engine.refiner import RefinerConfig
 from engine.render import RenderConfig
 from engine.runtime import EngineConfig
 from engine.shell import ShellConfig
+from distill.tracks import TrackConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 PAIRS = {"mel": MelConfig, "audio_encoder": AudioEncoderConfig, "motion": MotionDiTConfig, "refiner": RefinerConfig,
          "embedding": EmbeddingConfig, "procedural": ProceduralConfig, "shell": ShellConfig, "engine": EngineConfig,
-         "render": RenderConfig}
+         "render": RenderConfig, "tracks": TrackConfig}
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
@@ -45,3 +46,25 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
     bad.write_text((CONFIGS / "motion.yaml").read_text() + "dimm: 3\n")
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['dimm'\].*valid keys"):
         load_config(MotionDiTConfig, bad)
+
+
+def test_distill_yamls_load_and_the_default_equals_the_code():
+    from distill.config import DistillConfig, load_distill_config
+    assert load_distill_config(CONFIGS / "distill" / "default.yaml") == DistillConfig()
+    tiny = load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["finetune.w_traj=0"])
+    assert tiny.finetune.w_traj == 0 and tiny.motion_model.dim == 32
+
+
+def test_distill_config_errors_name_the_key(tmp_path):
+    from distill.config import load_distill_config
+    bad = tmp_path / "d.yaml"
+    bad.write_text("finetune:\n  w_trajj: 1.0\n")
+    with pytest.raises(ValueError, match=r"w_trajj.*valid keys"):
+        load_distill_config(bad)
+    bad.write_text("finetun:\n  w_traj: 1.0\n")
+    with pytest.raises(ValueError, match=r"unknown section.*finetun"):
+        load_distill_config(bad)
+    with pytest.raises(ValueError, match="audio feature size must agree"):
+        load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["audio_encoder.dim=64"])
+    with pytest.raises(ValueError, match="--set"):
+        load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["finetune"])

@@ -295,3 +295,9 @@ def test_inconsistent_gaussians_raise_value_errors():
     bad = Gaussians(g.means, g.quats, g.scales, g.opacities, g.sh[:, :, :2])
     with pytest.raises(ValueError, match="g.sh"):
         model.deform(bad, index, weight, torch.zeros(K, 3))
+
+
+def test_the_decoder_moves_between_dtypes_and_devices_like_any_module():
+    """nn.Module.to / .double go through Module._apply: the decoder must not shadow it."""
+    dec = GaussianDecoder(DecoderConfig(n_particles=4)).to("cpu").double()
+    assert dec.head.weight.dtype == torch.float64
