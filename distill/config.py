@@ -72,6 +72,8 @@ class MotionStageConfig:
     batch: int = 16
     lr: float = 5e-4
     refiner_lr: float = 1e-3
+    refiner_batch: int = 4          # windows of each batch the refiner trains on (it attends over every slot of
+                                    # every frame: the costliest part of a step)
     sample_steps: int = 4           # DDIM steps of the motion the refiner learns to correct (as the engine runs)
     freeze_encoder: bool = True     # keep the contrastively trained audio encoder fixed (ignored without embedding)
 
@@ -87,7 +89,7 @@ class FinetuneConfig:
     w_l1: float = 1.0
     w_ssim: float = 0.2
     w_traj: float = 1.0             # trajectory loss, in units of (frame_size / 64) pixels
-    w_arap: float = 100.0
+    w_arap: float = 10.0
     w_sync: float = 0.05            # audio-motion embedding sync (needs the embedding stage)
     w_simple: float = 1.0           # the motion stage's L_simple, kept so the DiT stays a denoiser
     w_vsd: float = 0.0              # VSD through the teacher's score (diffusion teachers only)
@@ -173,8 +175,8 @@ def check(cfg: DistillConfig, source: str) -> None:
     positive = {"run.checkpoint_every": cfg.run.checkpoint_every, "run.log_every": cfg.run.log_every,
                 "data.frame_size": cfg.data.frame_size, "embedding.batch": cfg.embedding.batch,
                 "embedding.window": cfg.embedding.window, "motion.batch": cfg.motion.batch,
-                "motion.sample_steps": cfg.motion.sample_steps, "finetune.batch": cfg.finetune.batch,
-"finetune.arap_points": cfg.finetune.arap_points,
+                "motion.sample_steps": cfg.motion.sample_steps, "motion.refiner_batch": cfg.motion.refiner_batch,
+                "finetune.batch": cfg.finetune.batch, "finetune.arap_points": cfg.finetune.arap_points,
                 "finetune.arap_k": cfg.finetune.arap_k}
     for key, value in positive.items():
         if value < 1:

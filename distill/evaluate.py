@@ -58,7 +58,7 @@ def fidelity(frames: np.ndarray, teacher: np.ndarray, mask: Tensor) -> tuple[flo
     """Mean PSNR, SSIM over frames [T, H, W, 3] uint8 vs teacher [T, H, W, 3] inside mask [H, W]."""
     p, s = [], []
     for a, b in zip(frames, teacher):
-        A, B = torch.from_numpy(a).float() / 255, torch.from_numpy(np.asarray(b)).float() / 255
+        A, B = torch.from_numpy(a).float() / 255, torch.from_numpy(np.array(b)).float() / 255
         p.append(psnr(A, B, mask))
         s.append(ssim(A, B, mask))
     return float(np.mean(p)), float(np.mean(s))

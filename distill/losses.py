@@ -9,7 +9,9 @@
                   loss scale) and by px_scale^2 (so it reads in units of px_scale pixels)
     arap          the as-rigid-as-possible prior: the distance between every point and each of its k nearest
                   neighbours (rest pose, `knn_graph`) stays what it was one timestep earlier:
-                  mean over t, i, j of (|x_i(t+1) - x_j(t+1)| - |x_i(t) - x_j(t)|)^2, points [B, T, M, 3]
+                  mean over t, i, j of ((|x_i(t+1) - x_j(t+1)| - |x_i(t) - x_j(t)|) / |r_i - r_j|)^2, points
+                  [B, T, M, 3], rest pose r [M, 3]: a relative strain, so the weight does not depend on the
+                  avatar's world scale (without r, the plain squared change of distance)
 
 The trainer (distill/finetune.py) weights and sums them with the weights from its config.
 """
@@ -42,13 +44,13 @@ def ssim_map(a: Tensor, b: Tensor) -> Tensor:
     x = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=a.dtype, device=a.device)
     g = torch.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
     g = g / g.sum()
-    win = (g[:, None] * g[None, :])[None, None]                                   # [1, 1, 11, 11]
+    col, row = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)                          # separable 11 x 11 window
     B, H, W, C = a.shape
     A = a.permute(0, 3, 1, 2).reshape(B * C, 1, H, W)
     Bm = b.permute(0, 3, 1, 2).reshape(B * C, 1, H, W)
 
     def blur(t: Tensor) -> Tensor:
-        return F.pad(F.conv2d(t, win), (SSIM_RADIUS,) * 4, mode="replicate")
+        return F.pad(F.conv2d(F.conv2d(t, col), row), (SSIM_RADIUS,) * 4, mode="replicate")
     mu_a, mu_b = blur(A), blur(Bm)
     var_a = blur(A * A) - mu_a ** 2
     var_b = blur(Bm * Bm) - mu_b ** 2
@@ -93,8 +95,8 @@ def knn_graph(points: Tensor, k: int) -> Tensor:
     return knn(points, points, k, exclude_self=True)[1]
 
 
-def arap_loss(points: Tensor, neighbours: Tensor) -> dict[str, Tensor]:
-    """{"loss_arap"}: points [B, T, M, 3] (T >= 2), neighbours [M, k] from knn_graph on the rest pose."""
+def arap_loss(points: Tensor, neighbours: Tensor, rest: Tensor | None = None) -> dict[str, Tensor]:
+    """{"loss_arap"}: points [B, T, M, 3] (T >= 2), neighbours [M, k] from knn_graph on the rest pose [M, 3]."""
     if points.dim() != 4 or points.shape[-1] != 3 or points.shape[1] < 2:
         raise ValueError(f"points: expected [B, T >= 2, M, 3], got {list(points.shape)}")
     M = points.shape[2]
@@ -102,4 +104,9 @@ def arap_loss(points: Tensor, neighbours: Tensor) -> dict[str, Tensor]:
         raise ValueError(f"neighbours: expected int64 [M={M}, k], got {neighbours.dtype} {list(neighbours.shape)}")
     diff = points[:, :, :, None, :] - points[:, :, neighbours, :]                     # [B, T, M, k, 3]
     d = (diff.pow(2).sum(-1) + 1e-12).sqrt()          # the epsilon keeps the gradient finite for coincident points
-    return {"loss_arap": ((d[:, 1:] - d[:, :-1]) ** 2).mean()}
+    change = d[:, 1:] - d[:, :-1]                                                       # [B, T-1, M, k]
+    if rest is not None:
+        if rest.shape != (M, 3):
+            raise ValueError(f"rest: expected [M={M}, 3], got {list(rest.shape)}")
+        change = change / (rest[:, None, :] - rest[neighbours]).norm(dim=-1).clamp_min(1e-9)
+    return {"loss_arap": (change ** 2).mean()}

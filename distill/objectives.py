@@ -45,10 +45,10 @@ class EmbeddingObjective(nn.Module):
 
 class MotionObjective(nn.Module):
     def __init__(self, encoder: nn.Module, dit: nn.Module, refiner: nn.Module, windows: Windows,
-                 train_encoder: bool, sample_steps: int):
+                 train_encoder: bool, sample_steps: int, refiner_batch: int):
         super().__init__()
         self.encoder, self.dit, self.refiner, self.windows = encoder, dit, refiner, windows
-        self.train_encoder, self.sample_steps = train_encoder, sample_steps
+        self.train_encoder, self.sample_steps, self.refiner_batch = train_encoder, sample_steps, refiner_batch
         encoder.requires_grad_(train_encoder)
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
@@ -57,10 +57,11 @@ class MotionObjective(nn.Module):
             feats = encode_windows(self.encoder, self.windows, index)                  # [B, L, D]
         x0, mask = self.windows.motion(index)                                          # [B, L, K_c, 3], [B, K_c]
         out = self.dit.loss(x0, feats, mask, generator=g)
+        n = min(self.refiner_batch, len(index))
         with torch.no_grad():
-            sample = ddim_loop(self.dit, feats.detach(), self.sample_steps, seed=_seed(g))
-        t = self.windows.starts(index)[:, None] + torch.arange(self.windows.length)[None]
-        ref = self.refiner.loss(sample, x0, feats.detach(), t, mask)
+            sample = ddim_loop(self.dit, feats[:n].detach(), self.sample_steps, seed=_seed(g))
+        t = self.windows.starts(index[:n])[:, None] + torch.arange(self.windows.length)[None]
+        ref = self.refiner.loss(sample, x0[:n], feats[:n].detach(), t, mask[:n])
         return {"loss": out["loss"] + ref["loss"], "loss_simple": out["loss_simple"],
                 "loss_refine": ref["loss_refine"]}
 
@@ -85,6 +86,9 @@ class FinetuneObjective(nn.Module):
         self.arap_index = pick
         self.arap_neighbours = knn_graph(g0[pick].float(), min(cfg.arap_k, pick.numel() - 1))
         self.track_px = max(view.H, view.W) / 64.0               # trajectory loss unit (config: w_traj)
+        # a particle's anchor Gaussian sits near it, not on it: compare motions, i.e. shift the tracks (which
+        # start at the particles) by each anchor's rest offset [K, 2]
+        self.anchor_offset = view.project(view.g0.means[view.anchors]) - view.particle_pixels()
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
         cfg, w = self.cfg, self.windows
@@ -124,11 +128,12 @@ class FinetuneObjective(nn.Module):
         photo = photometric_loss(r["rgb"], target, self.mask[None].expand(B * F, -1, -1))
         total = total + cfg.w_l1 * photo["loss_l1"] + cfg.w_ssim * photo["loss_ssim"]
         out.update(loss_l1=photo["loss_l1"].detach(), loss_ssim=photo["loss_ssim"].detach(), psnr=photo["psnr"])
-        traj = trajectory_loss(r["anchors"], torch.cat(tracks), torch.cat(valid), self.track_px)
+        traj = trajectory_loss(r["anchors"], torch.cat(tracks) + self.anchor_offset, torch.cat(valid), self.track_px)
         out.update(loss_traj=traj["loss_traj"].detach(), traj_px=traj["traj_px"])
         if cfg.w_traj:
             total = total + cfg.w_traj * traj["loss_traj"]
-        arap = arap_loss(r["points"].view(B, F, -1, 3), self.arap_neighbours)["loss_arap"]
+        arap = arap_loss(r["points"].view(B, F, -1, 3), self.arap_neighbours,
+                         self.view.g0.means[self.arap_index])["loss_arap"]
         out["loss_arap"] = arap.detach()
         if cfg.w_arap:
             total = total + cfg.w_arap * arap

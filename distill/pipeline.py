@@ -43,6 +43,7 @@ from engine.motion import MotionDiT
 from engine.refiner import FaceHandRefiner
 
 MODEL_DIRS = {"encoder": "audio_encoder", "dit": "motion", "refiner": "refiner", "embedding": "embedding"}
+VARIANTS = ("learned", "learned_no_refiner", "procedural")
 
 
 def _path(p: str) -> Path:
@@ -247,12 +248,14 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
     m = cfg.motion
     win = Windows(clips, cfg.motion_model.window)
     train_encoder = not (e.enabled and m.freeze_encoder)
-    obj = MotionObjective(models["encoder"], models["dit"], models["refiner"], win, train_encoder, m.sample_steps)
+    obj = MotionObjective(models["encoder"], models["dit"], models["refiner"], win, train_encoder, m.sample_steps,
+                          m.refiner_batch)
     params = list(models["dit"].parameters()) + (list(models["encoder"].parameters()) if train_encoder else [])
     opts = {"dit": torch.optim.AdamW(params, m.lr), "refiner": torch.optim.AdamW(models["refiner"].parameters(),
                                                                                  m.refiner_lr)}
+    sample = _sampler(run, view, models, heldout_clips[:1] or train_clips[:1])
     run.train(Stage("motion", obj, opts, m.steps, _batches(len(win), m.batch, cfg.run.seed + 3),
-                    find_unused_parameters=True), models)
+                    sample_fn=lambda step: sample("motion", step), find_unused_parameters=True), models)
     # 8. finetune
     f = cfg.finetune
     teacher_for_sds = teacher if (f.w_vsd and getattr(teacher, "is_diffusion", False)) else None
@@ -272,7 +275,8 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
             b["teacher_conditions"] = [_clip_conditions(teacher, conditions, win, i, first.reference())
                                        for i in b["index"]]
             return b
-    run.train(Stage("finetune", obj, opts, f.steps, batches, find_unused_parameters=True), models)
+    run.train(Stage("finetune", obj, opts, f.steps, batches, sample_fn=lambda step: sample("finetune", step),
+                    find_unused_parameters=True), models)
     # 9. export + held-out evaluation
     model_dir = run.dir / "model"
     if is_main(ctx):
@@ -287,9 +291,9 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
 
 
 def evaluate_heldout(run: Run, view: AvatarView, avatar: Avatar, models: dict, clips: list, mask: torch.Tensor,
-                     variants: tuple[str, ...] = ("learned", "procedural")) -> dict:
-    """Lip sync and fidelity (inside mask [H, W], the person) on the held-out clips for the learned model and
-    the procedural baseline."""
+                     variants: tuple[str, ...] = VARIANTS) -> dict:
+    """Lip sync and fidelity (inside mask [H, W], the person) on the held-out clips: the learned model, the
+    learned model without its refiner (an ablation for free), and the procedural baseline."""
     from distill.evaluate import learned_motion, procedural_motion, render_motion, score_clips, side_by_side
     result = {"clips": [c.id for c in clips]}
     for variant in variants:
@@ -297,16 +301,47 @@ def evaluate_heldout(run: Run, view: AvatarView, avatar: Avatar, models: dict, c
         for clip in _progress(clips, run.progress, f"evaluating {variant}"):
             audio = clip.audio()
             mel, rms = audio_features(audio)
-            motion = (learned_motion(models["encoder"], models["dit"], models["refiner"], mel)
-                      if variant == "learned" else procedural_motion(avatar, mel, rms))
-            decoder = models["decoder"]
-            frames = render_motion(view, decoder, motion)
+            if variant == "procedural":
+                motion = procedural_motion(avatar, mel, rms)
+            else:
+                motion = learned_motion(models["encoder"], models["dit"], models["refiner"], mel,
+                                        use_refiner=variant == "learned")
+            frames = render_motion(view, models["decoder"], motion)
             rendered.append({"frames": frames, "teacher": clip.frames()[:len(frames)], "audio": audio})
         result[variant] = score_clips(rendered, mask)
         if variant == "learned" and rendered:
             side_by_side(run.dir / "samples" / "heldout.mp4", rendered[0]["frames"], rendered[0]["teacher"],
                          rendered[0]["audio"])
     return result
+
+
+def _sampler(run: Run, view: AvatarView, models: dict, clips: list):
+    """sample(stage, step): RUN/samples/<stage>-<step>.mp4, the current models on one (held-out) clip, next to
+    the teacher's video, with its audio."""
+    from distill.evaluate import learned_motion, render_motion, side_by_side
+
+    def sample(stage: str, step: int) -> None:
+        clip = clips[0]
+        audio = clip.audio()
+        mel, _ = audio_features(audio)
+        motion = learned_motion(models["encoder"], models["dit"], models["refiner"], mel)
+        frames = render_motion(view, models["decoder"], motion)
+        side_by_side(run.dir / "samples" / f"{stage}-{step:06d}.mp4", frames, clip.frames(), audio)
+    return sample
+
+
+def evaluate_run(run_dir: str | Path, progress: bool = True) -> dict:
+    """Re-evaluate a finished run (its config, avatar, exported models and cached held-out teacher videos)."""
+    from distill.config import load_distill_config
+    run_dir = Path(run_dir)
+    cfg = load_distill_config(run_dir / "config.yaml")
+    run = Run(cfg, run_dir, True, progress, init_distributed())
+    avatar = run.avatar()
+    train_clips, heldout_clips = run.teacher_clips(run.teacher())
+    view = AvatarView(avatar, train_clips[0].frames().shape[1:3])
+    models = run.models(avatar, view.unit)
+    run.load_models(models, "finetune")
+    return evaluate_heldout(run, view, avatar, models, heldout_clips, _person_mask(train_clips[0].reference()))
 
 
 def _person_mask(reference: np.ndarray) -> torch.Tensor:

@@ -109,7 +109,31 @@ def run_stage(stage: Stage, run_dir: Path, ctx: DistContext, *, checkpoint_every
             stage.sample_fn(done)
     bar.close()
     log.close()
+    if ctx.world > 1:
+        check_ranks_agree(unwrap(model), ctx, ckpt_dir)
     if is_main(ctx) and log.path.is_file():
         plot_losses(log.path, log.path.with_suffix(".png"))
     mark_done(run_dir, stage.name, ctx)
     return last
+
+
+@torch.no_grad()
+def check_ranks_agree(model: nn.Module, ctx: DistContext, out_dir: Path) -> float:
+    """Under DDP every rank must end a stage with the same parameters: the largest |difference| to rank 0's,
+    over all ranks and parameters, is written to out_dir/ddp_check.json and must be exactly 0."""
+    import json
+
+    import torch.distributed as dist
+    flat = torch.cat([p.detach().reshape(-1).float().cpu() for p in model.parameters()])
+    mine = flat.to(ctx.device)
+    ref = mine.clone()
+    dist.broadcast(ref, src=0)
+    diff = (mine - ref).abs().max().reshape(1)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    value = float(diff)
+    if is_main(ctx):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "ddp_check.json").write_text(json.dumps({"world": ctx.world, "max_abs_diff": value}))
+    if value != 0.0:
+        raise RuntimeError(f"DDP: ranks disagree after the stage (max |param - rank 0's| = {value})")
+    return value

@@ -247,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="mp4 to write (appears only when complete)")
     p.add_argument("--config", help="EngineConfig YAML (default: built-in, same as configs/engine.yaml)")
     p.add_argument("--size", type=int, help="square frame size in pixels (default 512)")
-    p.add_argument("--motion", choices=["procedural", "learned"], help="motion source (default: procedural)")
-    p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/")
+    p.add_argument("--motion", choices=["procedural", "learned"],
+                   help="motion source (default: learned, the bundled distilled models)")
+    p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/ "
+                                       "(default: the bundled models/default)")
     p.add_argument("--orbit", type=float, default=0.0, help="sway the camera +-DEG around the avatar while it talks")
     p.set_defaults(func=cmd_animate)
     p = sub.add_parser("serve", help="live: websocket server + browser viewer for an avatar (docs/protocol.md)")
@@ -259,8 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="shared secret the client sends in hello (required off loopback)")
     p.add_argument("--allow-origin", action="append", help="extra allowed browser Origin (repeatable)")
     p.add_argument("--max-sessions", type=int, default=4)
-    p.add_argument("--motion", choices=["procedural", "learned"], default="procedural")
-    p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/")
+    p.add_argument("--motion", choices=["procedural", "learned"], default="learned",
+                   help="motion source (default: learned, the bundled distilled models)")
+    p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/ "
+                                       "(default: the bundled models/default)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("teach", help="a teacher's talking video of a photo (the distillation's training data)")
     p.add_argument("photo")

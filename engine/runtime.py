@@ -41,6 +41,8 @@ from engine.render import facing, render_gaussians
 
 FPS = SAMPLE_RATE // HOP
 MOTION_SOURCES = ("procedural", "learned")
+# The distilled models shipped with the project (models/default/README.md: how they were trained).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 MAX_BATCH = 24        # feature frames moved per motion-source call (one DiT window's new part by default)
 
 
@@ -49,8 +51,9 @@ class EngineConfig:
     """configs/engine.yaml"""
     width: int = 512
     height: int = 512
-    motion: str = "procedural"   # "procedural" or "learned"
-    model_dir: str = ""          # learned: folder with audio_encoder/, motion/, refiner/ (save_pretrained each)
+    motion: str = "learned"      # "learned" (the distilled models) or "procedural" (the rule-based fallback)
+    model_dir: str = ""          # learned: folder with audio_encoder/, motion/, refiner/ (save_pretrained each);
+                                 # "" = the bundled models/default (procedural, with a warning, if it is missing)
     steps: int = 4               # learned: DDIM steps
     guidance: float = 1.0        # learned: classifier-free guidance scale
     seed: int = 0
@@ -78,22 +81,17 @@ class Frame:
 class _LearnedSource:
     """Audio encoder -> motion DiT stream -> face/hand refiner, all causal."""
 
-    def __init__(self, model_dir: str, steps: int, guidance: float, seed: int):
+    def __init__(self, model_dir: str | Path, steps: int, guidance: float, seed: int):
         from engine.audio_encoder import AudioEncoder
-        from engine.motion import MotionDiT, MotionStream
+        from engine.motion import MotionDiT
         from engine.refiner import FaceHandRefiner
 
-        if model_dir:
-            root = Path(model_dir)
-            if not root.is_dir():
-                raise ValueError(f"model_dir: not a folder: {root}")
-            self.encoder = AudioEncoder.from_pretrained(root / "audio_encoder")
-            self.dit = MotionDiT.from_pretrained(root / "motion")
-            self.refiner = FaceHandRefiner.from_pretrained(root / "refiner")
-        else:
-            warnings.warn("motion='learned' without model_dir: untrained models, which hold the rest pose",
-                          stacklevel=3)
-            self.encoder, self.dit, self.refiner = AudioEncoder().eval(), MotionDiT().eval(), FaceHandRefiner().eval()
+        root = Path(model_dir)
+        if not root.is_dir():
+            raise ValueError(f"model_dir: not a folder: {root}")
+        self.encoder = AudioEncoder.from_pretrained(root / "audio_encoder")
+        self.dit = MotionDiT.from_pretrained(root / "motion")
+        self.refiner = FaceHandRefiner.from_pretrained(root / "refiner")
         if self.encoder.config.dim != self.dit.config.audio_dim:
             raise ValueError(f"model_dir: audio encoder dim {self.encoder.config.dim} != motion audio_dim "
                              f"{self.dit.config.audio_dim}")
@@ -150,6 +148,12 @@ class AvatarEngine:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.procedural_cfg = ProceduralConfig()
+        self.motion_source = cfg.motion
+        self.model_dir = Path(cfg.model_dir) if cfg.model_dir else DEFAULT_MODEL_DIR
+        if cfg.motion == "learned" and not cfg.model_dir and not (DEFAULT_MODEL_DIR / "motion").is_dir():
+            warnings.warn(f"the bundled motion models are missing ({DEFAULT_MODEL_DIR}); using the procedural "
+                          "motion instead", stacklevel=2)
+            self.motion_source = "procedural"
         self.reset()
 
     # -- input -----------------------------------------------------------------------------------------
@@ -163,8 +167,8 @@ class AvatarEngine:
             self._pending16k = np.zeros(0, np.float32)
             self.index = 0
             self.source = (ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
-                           if self.cfg.motion == "procedural"
-                           else _LearnedSource(self.cfg.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed))
+                           if self.motion_source == "procedural"
+                           else _LearnedSource(self.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed))
 
     def push_audio(self, pcm, sample_rate: int = SAMPLE_RATE, speaking: bool = True) -> int:
         """Queue speech: pcm [s] or [s, channels] (float in [-1, 1] or int16) at sample_rate. Any chunk size; a

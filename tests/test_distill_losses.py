@@ -70,6 +70,9 @@ def test_arap_is_zero_for_rigid_motion_and_matches_a_hand_count():
     frames = torch.stack([rest, 2 * rest])[None]
     d = (rest[:, None] - rest[nbr]).norm(dim=-1)
     assert float(arap_loss(frames, nbr)["loss_arap"]) == pytest.approx(float((d ** 2).mean()), rel=1e-5)
+    # relative to the rest pose, every pair has strain 1 -> exactly 1, whatever the scale of the points
+    assert float(arap_loss(frames, nbr, rest)["loss_arap"]) == pytest.approx(1.0, rel=1e-5)
+    assert float(arap_loss(frames * 1e-3, nbr, rest * 1e-3)["loss_arap"]) == pytest.approx(1.0, rel=1e-4)
 
 
 def test_knn_graph_excludes_self_and_finds_the_nearest():

@@ -55,8 +55,8 @@ class ServerConfig:
     jpeg_quality: int = 80
     send_queue: int = 4              # unsent frames kept per session before the oldest is dropped
     hello_timeout_s: float = 10.0
-    motion: str = "procedural"
-    model_dir: str = ""
+    motion: str = "learned"          # engine.runtime.EngineConfig.motion
+    model_dir: str = ""              # "" = the bundled models/default
 
     def check(self) -> None:
         if not is_loopback(self.host) and not self.token:
