@@ -8,6 +8,7 @@ all scored on the same held-out clips (distill.pipeline.evaluate_heldout). Print
     without embedding    no contrastive stage (the audio encoder trains from scratch with the DiT), no sync loss:
                          motion + finetune re-run
     procedural           the rule-based baseline on the same avatar
+The run's own eval.json is reused when it scores all three of full / without refiner / procedural.
 A variant starts from a copy of the run's folder with the stages it changes removed, so it shares the
 teacher videos, tracks, fit4d and everything upstream of the change (distill --resume skips finished stages).
 VSD has no row: the offline procedural teacher has no score function.
@@ -69,7 +70,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="run only these variants (repeatable)")
     args = ap.parse_args()
     base, out = Path(args.run), Path(args.out)
-    scores = evaluate_run(base)
+    saved = json.loads((base / "eval.json").read_text()) if (base / "eval.json").is_file() else {}
+    scores = saved if all(k in saved for k in ("learned", "learned_no_refiner", "procedural")) else evaluate_run(base)
     print(json.dumps(row("full", scores["learned"])), flush=True)
     print(json.dumps(row("without refiner", scores["learned_no_refiner"])), flush=True)
     print(json.dumps(row("procedural", scores["procedural"])), flush=True)
@@ -81,7 +83,7 @@ def main() -> None:
         cfg = load_distill_config(base / "config.yaml", overrides)
         (target / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=True))
         t0 = time.perf_counter()
-        distill(cfg, target, resume=True)
+        distill(cfg, target, resume=True, eval_variants=("learned",))
         wall = time.perf_counter() - t0
         result = json.loads((target / "eval.json").read_text())
         print(json.dumps(row(name, result["learned"], {"retrain_s": round(wall, 1)})), flush=True)

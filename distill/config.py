@@ -85,7 +85,8 @@ class FinetuneConfig:
     frames: int = 6                 # frames rendered per window (consecutive; ARAP needs >= 2)
     region: str = "face"            # photometric loss on "face" (the face box at full resolution) or "full"
     lr: float = 1e-4                # motion models
-    decoder_lr: float = 1e-3        # the avatar's decoder
+    decoder_lr: float = 0.0         # the avatar's decoder; 0 keeps fit4d's (fitted on whole frames), which a
+                                    # face-box finetune would otherwise let drift where no loss looks
     w_l1: float = 1.0
     w_ssim: float = 0.2
     w_traj: float = 1.0             # trajectory loss, in units of (frame_size / 64) pixels
@@ -186,6 +187,14 @@ def check(cfg: DistillConfig, source: str) -> None:
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) < 0:
             raise ValueError(f"{source}: {key} must be >= 0, got {getattr(getattr(cfg, section), name)}")
+    rates = {"fit4d.lr": cfg.fit4d.lr, "embedding.lr": cfg.embedding.lr, "motion.lr": cfg.motion.lr,
+             "motion.refiner_lr": cfg.motion.refiner_lr, "finetune.lr": cfg.finetune.lr}
+    for key, value in rates.items():
+        if not value > 0:
+            raise ValueError(f"{source}: {key} must be > 0, got {value}")
+    if cfg.finetune.decoder_lr < 0:
+        raise ValueError(f"{source}: finetune.decoder_lr must be >= 0 (0 keeps fit4d's decoder), "
+                         f"got {cfg.finetune.decoder_lr}")
     if cfg.finetune.region not in ("face", "full"):
         raise ValueError(f"{source}: finetune.region must be 'face' or 'full', got {cfg.finetune.region!r}")
     if cfg.finetune.frames < 2:

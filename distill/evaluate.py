@@ -29,10 +29,10 @@ from engine.video import Mp4Writer
 
 @torch.no_grad()
 def learned_motion(encoder, dit, refiner, mel: Tensor, steps: int = 4, seed: int = 0,
-                   use_refiner: bool = True) -> Tensor:
+                   use_refiner: bool = True, guidance: float = 1.0) -> Tensor:
     """mel [T, 80] -> canonical motion [T, K_c, 3] (face units), as the live engine makes it."""
     feats = encoder(mel)
-    motion = generate(dit, feats, steps=steps, seed=seed)
+    motion = generate(dit, feats, steps=steps, seed=seed, guidance=guidance)
     if not use_refiner:
         return motion
     t = torch.arange(mel.shape[0])[None]

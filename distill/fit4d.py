@@ -34,7 +34,7 @@ class Fit4DConfig:
     min_valid: float = 0.5      # a particle tracked in fewer than this share of a clip's frames is masked out
     steps: int = 300            # decoder fit steps
     batch: int = 4              # frames per step
-    region: str = "face"        # photometric loss on "face" (the face box, full resolution) or "full" (the frame)
+    region: str = "full"        # photometric loss on "full" (the whole frame) or "face" (the face box, full resolution)
     lr: float = 2e-3
     w_ssim: float = 0.2
 

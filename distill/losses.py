@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.knn import knn
+from engine.metrics import separable_blur
 
 SSIM_SIGMA, SSIM_RADIUS, SSIM_C1, SSIM_C2 = 1.5, 5, 0.01 ** 2, 0.03 ** 2
 
@@ -44,13 +45,13 @@ def ssim_map(a: Tensor, b: Tensor) -> Tensor:
     x = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=a.dtype, device=a.device)
     g = torch.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
     g = g / g.sum()
-    col, row = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)                          # separable 11 x 11 window
+
     B, H, W, C = a.shape
     A = a.permute(0, 3, 1, 2).reshape(B * C, 1, H, W)
     Bm = b.permute(0, 3, 1, 2).reshape(B * C, 1, H, W)
 
     def blur(t: Tensor) -> Tensor:
-        return F.pad(F.conv2d(F.conv2d(t, col), row), (SSIM_RADIUS,) * 4, mode="replicate")
+        return F.pad(separable_blur(t, g), (SSIM_RADIUS,) * 4, mode="replicate")
     mu_a, mu_b = blur(A), blur(Bm)
     var_a = blur(A * A) - mu_a ** 2
     var_b = blur(Bm * Bm) - mu_b ** 2

@@ -200,8 +200,9 @@ def _batches(n: int, batch: int, seed: int):
     return fn
 
 
-def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) a whole distillation; returns RUN/model."""
+def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+            eval_variants: tuple[str, ...] = VARIANTS) -> Path:
+    """Run (or resume) a whole distillation; returns RUN/model. eval_variants: what RUN/eval.json scores."""
     ctx = init_distributed()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
@@ -264,8 +265,11 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
     obj = FinetuneObjective(models["encoder"], models["dit"], models["refiner"], models["decoder"],
                             models["embedding"] if e.enabled else None, view, win, f, m.sample_steps, person,
                             view.face_box() if f.region == "face" else None, teacher_for_sds)
-    opts = {"motion": torch.optim.AdamW(list(models["dit"].parameters()) + list(models["refiner"].parameters()), f.lr),
-            "decoder": torch.optim.Adam(models["decoder"].parameters(), f.decoder_lr)}
+    opts = {"motion": torch.optim.AdamW(list(models["dit"].parameters()) + list(models["refiner"].parameters()), f.lr)}
+    if f.decoder_lr > 0:
+        opts["decoder"] = torch.optim.Adam(models["decoder"].parameters(), f.decoder_lr)
+    else:
+        models["decoder"].requires_grad_(False)
     batches = _batches(len(win), f.batch, cfg.run.seed + 4)
     if teacher_for_sds is not None:
         conditions = {}
@@ -285,7 +289,7 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
         if not cfg.data.avatar:
             models["decoder"].save_pretrained(run.dir / "avatar" / "decoder")
         (run.dir / "eval.json").write_text(json.dumps(
-            evaluate_heldout(run, view, avatar, models, heldout_clips, person), indent=1))
+            evaluate_heldout(run, view, avatar, models, heldout_clips, person, eval_variants), indent=1))
     barrier(ctx)
     return model_dir
 
