@@ -16,7 +16,6 @@ Under torchrun every rank runs the same steps on its own share of each batch (DD
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from pathlib import Path

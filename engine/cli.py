@@ -182,7 +182,6 @@ def cmd_teach(args) -> dict:
 
     from distill.teachers import make_teacher
     from engine.audio import SAMPLE_RATE, load_audio
-    from engine.config import load_config
     from engine.video import Mp4Writer
 
     for path, what in ((args.photo, "photo"), (args.audio, "audio")):
