@@ -69,6 +69,7 @@ class Run:
                                  f"(or start a new run folder)")
         elif self.dir.exists() and any(self.dir.iterdir()) and not self.resume:
             raise ValueError(f"-o {self.dir}: exists and is not empty; choose a new folder")
+        barrier(self.ctx)                    # every rank has checked the folder before rank 0 writes to it
         if is_main(self.ctx):
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp = saved.with_name(".config.yaml.tmp")
