@@ -29,16 +29,16 @@ rank through `batch_indices`, not through the RNG.
 from __future__ import annotations
 
 import functools
-import os
 import random
 import re
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from engine.pretrained import atomic_file_write
 
 FORMAT = 1
 CKPT_DIR, LATEST = "checkpoints", "latest"
@@ -97,33 +97,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(s.cpu(), i)
 
 
-# ---------------------------------------------------------------------------------------------- atomic writing
-def _fsync_dir(d: Path) -> None:
-    try:                                   # makes the rename itself durable; not possible on every OS / filesystem
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(target: Path, write) -> None:
-    """write(file_object) into a hidden temp file beside `target`, fsync, then os.replace it onto `target`."""
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
 
 
 def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep: int = 3) -> Path:
@@ -146,8 +119,8 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep:
     # 1. the checkpoint file, then 2. the pointer to it: `latest` never names an incomplete file.
     path = d / checkpoint_name(step)
     payload = {"format": FORMAT, "step": step, "state": state, "rng": rng_state()}
-    _atomic_write(path, lambda f: torch.save(payload, f))
-    _atomic_write(d / LATEST, lambda f: f.write(f"{path.name}\n".encode()))
+    atomic_file_write(path, lambda f: torch.save(payload, f))
+    atomic_file_write(d / LATEST, lambda f: f.write(f"{path.name}\n".encode()))
 
     # 3. prune: later steps belong to a future abandoned by resuming from an older checkpoint; then keep the newest.
     ckpts = list_checkpoints(run_dir)

@@ -24,7 +24,7 @@ import yaml
 from distill.fit4d import Fit4DConfig
 from distill.tracks import TrackConfig
 from engine.audio_encoder import AudioEncoderConfig
-from engine.config import from_dict, load_config
+from engine.config import from_dict, load_config, read_yaml
 from engine.embedding import EmbeddingConfig
 from engine.motion import MotionDiTConfig
 from engine.refiner import RefinerConfig
@@ -161,14 +161,7 @@ def parse_config(data: dict, source: str = "config", overrides: list[str] = ()) 
 
 
 def load_distill_config(path: str | Path, overrides: list[str] = ()) -> DistillConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from e
-    return parse_config(data, str(path), overrides)
+    return parse_config(read_yaml(path), str(path), overrides)
 
 
 def check(cfg: DistillConfig, source: str) -> None:

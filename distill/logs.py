@@ -21,9 +21,10 @@ import io
 import math
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
+
+from engine.pretrained import atomic_file_write
 
 STEP, WALL = "step", "wall_time"
 
@@ -52,16 +53,7 @@ def _write_rows(path: Path, header: list[str], rows: list[dict[str, str]]) -> No
     w = csv.DictWriter(buf, fieldnames=header, restval="", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "w", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_file_write(path, lambda f: f.write(buf.getvalue().encode()))
 
 
 def _float(name: str, v) -> float:

@@ -36,6 +36,7 @@ from distill.view import AvatarView, crop_frames
 from engine.audio import audio_features
 from engine.audio_encoder import AudioEncoder
 from engine.avatar import Avatar
+from engine.pretrained import atomic_file_write
 from engine.decoder import DecoderConfig, GaussianDecoder
 from engine.embedding import AudioMotionEmbedding
 from engine.motion import MotionDiT
@@ -187,10 +188,7 @@ def _load_photo(path: Path) -> np.ndarray:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    atomic_file_write(path, lambda f: torch.save(obj, f))
 
 
 def _batches(n: int, batch: int, seed: int):

@@ -35,13 +35,17 @@ def from_dict(cls: type[C], data: dict, source: str = "config") -> C:
         raise ValueError(f"{source}: {e}") from e
 
 
-def load_config(cls: type[C], path: str | Path) -> C:
-    """Read a YAML file into dataclass `cls` (strict keys)."""
+def read_yaml(path: str | Path):
+    """The YAML file's content ({} when empty); ValueError for a missing file or invalid YAML."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from e
-    return from_dict(cls, data, str(path))
+
+
+def load_config(cls: type[C], path: str | Path) -> C:
+    """Read a YAML file into dataclass `cls` (strict keys)."""
+    return from_dict(cls, read_yaml(path), str(path))

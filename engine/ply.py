@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from engine.pretrained import atomic_file_write
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -125,17 +126,10 @@ def write_ply(path: str | os.PathLike, gs: GaussianPly) -> None:
         table[:, j] = col
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(gs)}"]
     header += [f"property float {name}" for name, _ in cols] + ["end_header"]
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(("\n".join(header) + "\n").encode("ascii"))
-            f.write(table.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    def write(f) -> None:
+        f.write(("\n".join(header) + "\n").encode("ascii"))
+        f.write(table.tobytes())
+    atomic_file_write(path, write)
 
 
 # ----------------------------------------------------------------------------- read

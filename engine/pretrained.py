@@ -23,6 +23,38 @@ from engine.config import from_dict
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
+def _fsync_dir(d: Path) -> None:
+    try:                                   # makes the rename itself durable; not possible on every OS / filesystem
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_file_write(target: str | Path, write) -> Path:
+    """write(binary file) into a hidden temp file beside `target`, fsync, then os.replace it onto `target`: a crash
+    leaves either the old file or the new one, never half of one."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
 def atomic_dir_write(target: str | Path, write) -> Path:
     """Call write(tmp_dir) on a fresh folder beside `target`, then move it into place (replacing `target`)."""
     target = Path(target)
