@@ -48,8 +48,8 @@ class DataConfig:
     avatar: str = ""                      # an existing avatar folder for this photo; "" = personalize it here
     teacher: str = "procedural"           # a name from distill.teachers.teacher_names()
     teacher_options: str = ""             # YAML mapping of the teacher's options, e.g. "{max_side: 256}"
-    frame_size: int = 512                 # teacher frames are at most this many pixels on the longer side (the
-                                          # avatar renders best at the photo's own size: smaller aliases)
+    frame_size: int = 512                 # the procedural teacher's frames: at most this many pixels on the longer
+                                          # side (the avatar renders best at the photo's own size: smaller aliases)
     corpus: str = "assets/speech"         # distill/data.py: corpus.json + train/ + heldout/
     extra_audio: str = ""                 # comma-separated files or folders of the user's speech (train split)
     max_clips: int = 0                    # use at most this many training clips (0: all)

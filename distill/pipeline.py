@@ -72,10 +72,7 @@ class Run:
             raise ValueError(f"-o {self.dir}: exists and is not empty; choose a new folder")
         barrier(self.ctx)                    # every rank has checked the folder before rank 0 writes to it
         if is_main(self.ctx):
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = saved.with_name(".config.yaml.tmp")
-            tmp.write_text(mine)
-            tmp.replace(saved)
+            atomic_file_write(saved, lambda f: f.write(mine.encode()))
         barrier(self.ctx)
 
     # ---------------------------------------------------------------------------------------------- 2. avatar
