@@ -18,7 +18,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 import cuda_ext
-from engine.avatar import REGIONS, Avatar, PhotoCamera
+from engine.avatar import Avatar, PhotoCamera
 from engine.camera import intrinsics
 from engine.gaussians import Gaussians, rgb_to_sh_dc
 from engine.depth import surface_depth, surface_normals

@@ -59,7 +59,6 @@ def region_map(lm: Landmarks, person: Tensor) -> Tensor:
     if lm.face is not None:
         sets, f = face_index_sets(), lm.face[:, :2]
         face = polygon_mask(convex_hull(f[sets["oval"]]), H, W)
-        top = float(f[:, 1].min())
         x0, x1 = float(f[:, 0].min()), float(f[:, 0].max())
         pad = 0.35 * (x1 - x0)
         cols = torch.arange(W, dtype=torch.float32)[None, :].expand(H, W)

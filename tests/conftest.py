@@ -1,5 +1,8 @@
 """Shared test setup. GPU tests are skipped here and only here: mark them `@pytest.mark.cuda` (or use the
 `device` fixture) and they run wherever torch sees a CUDA GPU."""
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -28,3 +31,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def photo():
+    """The bundled photo (assets/astronaut.png) as [512, 512, 3] uint8 RGB, read-only (shared by the tests)."""
+    from PIL import Image
+    image = np.array(Image.open(Path(__file__).resolve().parent.parent / "assets" / "astronaut.png").convert("RGB"))
+    image.flags.writeable = False
+    return image

@@ -11,7 +11,6 @@ import soundfile as sf
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from PIL import Image  # noqa: E402
 
 import distill.data as data  # noqa: E402
 from distill.data import SpeechClip, TeacherClip, speech_corpus, teacher_clips  # noqa: E402
@@ -26,11 +25,6 @@ SIDE = 128
 @pytest.fixture(scope="module")
 def corpus():
     return speech_corpus()
-
-
-@pytest.fixture(scope="module")
-def photo():
-    return np.asarray(Image.open(ASSETS / "astronaut.png").convert("RGB"))
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def setup():
-    photo = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(ROOT / "assets" / "astronaut.png").convert("RGB"))
+def setup(photo):
     avatar = personalize(ROOT / "assets" / "astronaut.png", PersonalizeConfig(max_side=256, fit_steps=5),
                          progress=False)
     teacher = ProceduralTeacher(max_side=256)

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from PIL import Image  # noqa: E402
 
 import distill.teachers.procedural as procedural  # noqa: E402
 from distill.teachers import make_teacher, teacher_names  # noqa: E402
@@ -24,11 +23,6 @@ from engine.procedural import ProceduralConfig, ProceduralMotion  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SIDE = 224
-
-
-@pytest.fixture(scope="module")
-def photo():
-    return np.asarray(Image.open(ASSETS / "astronaut.png").convert("RGB"))
 
 
 @pytest.fixture(scope="module")

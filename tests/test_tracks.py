@@ -2,7 +2,6 @@
 point goes is the affine map itself), an occluder pasted over one frame, and the procedural teacher's photo warp
 (PhotoRig moves each slot's mesh vertex by exactly its displacement, so the true pixel of a slot is its rest pixel
 plus the displacement in pixels). Bad input is named."""
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +14,6 @@ from engine.particles import canonical_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 S = 256
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BODY = [n for n in canonical_names() if not n.startswith("face:")]      # 64 pose and hand slots: LK only
 
 
@@ -91,16 +89,13 @@ def test_an_occluded_region_is_invalid_there_and_found_again():
 
 
 @pytest.fixture(scope="module")
-def talking():
+def talking(photo):
     """The procedural teacher on the astronaut (256 px): the jaw opening in steps, from shut to wide open and back.
     -> (rig, frames [20, 256, 256, 3], names [P], rest [P, 2], truth [20, P, 2] pixels, jaw [P] bool: the slots
     that the full opening moves by more than a pixel, lips and chin)."""
     pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-    from PIL import Image
-
     from distill.teachers.procedural import ProceduralTeacher
     from engine.procedural import ProceduralConfig, ProceduralMotion
-    photo = np.asarray(Image.open(ASSETS / "astronaut.png").convert("RGB"))
     rig = ProceduralTeacher(max_side=S).prepare(photo)
     quiet = ProceduralConfig(sway_deg=0.0, nod_deg=0.0, breath=0.0, gesture=0.0, blink_every_s=1e12)
     wide = ProceduralMotion(rig.rest_units, rig.present, quiet)(torch.zeros(6, 80), torch.ones(6))[-1]   # [K_c, 3]
