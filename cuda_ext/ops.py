@@ -139,3 +139,14 @@ def rasterize_to_pixels(means2d: Tensor, conics: Tensor, colors: Tensor, opaciti
         means2d.contiguous(), conics.contiguous(), colors.contiguous(), opacities.contiguous(),
         None if backgrounds is None else backgrounds.contiguous(), width, height, tile_size,
         isect_offsets.contiguous(), flatten_ids.contiguous())
+
+
+# ---------------------------------------------------------------------------------------- input checks
+def value_flags(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor,
+                colors: Tensor, backend: str | None = None) -> Tensor:
+    """Every value rule of rasterization()'s inputs in one pass -> mask [1] int32 (reference.value_flags
+    says which bit is which rule). No gradient."""
+    if _pick(backend) == "reference":
+        return reference.value_flags(means, quats, scales, opacities, viewmats, Ks, colors)
+    return load().value_flags([t.detach().contiguous() for t in (means, quats, scales, opacities, viewmats, Ks,
+                                                                colors)])

@@ -75,7 +75,7 @@ def fully_fused_projection(means: Tensor, quats: Tensor, scales: Tensor, viewmat
     zero = torch.zeros_like(tz)
     J = torch.stack([fx / tz, zero, -fx * txc / tz ** 2, zero, fy / tz, -fy * tyc / tz ** 2], -1)
     J = J.reshape(tz.shape + (2, 3))                                      # [C, N, 2, 3]
-    cov2d = J @ covars_c @ J.transpose(-1, -2) + eps2d * torch.eye(2, dtype=means.dtype)
+    cov2d = J @ covars_c @ J.transpose(-1, -2) + eps2d * torch.eye(2, dtype=means.dtype, device=means.device)
     a, b, c = cov2d[..., 0, 0], 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0]), cov2d[..., 1, 1]
     det = a * c - b * b
     valid = in_depth & (det > 0)
@@ -130,15 +130,16 @@ def isect_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, tile_size: int, 
     C, N = depths.shape
     tmin = torch.floor(means2d / tile_size - radii / tile_size).long()
     tmax = torch.ceil(means2d / tile_size + radii / tile_size).long()
-    lim = torch.tensor([tile_width, tile_height])
+    dev = means2d.device
+    lim = torch.tensor([tile_width, tile_height], device=dev)
     tmin = torch.minimum(tmin.clamp(min=0), lim)
     tmax = torch.minimum(tmax.clamp(min=0), lim)
     span = (tmax - tmin) * (radii > 0).all(-1, keepdim=True)               # [C, N, 2]
     count = span[..., 0] * span[..., 1]                                   # [C, N]
 
-    owner = torch.repeat_interleave(torch.arange(C * N), count.flatten())  # [M] flat Gaussian index
+    owner = torch.repeat_interleave(torch.arange(C * N, device=dev), count.flatten())  # [M] flat Gaussian index
     first = torch.cumsum(count.flatten(), 0) - count.flatten()
-    local = torch.arange(owner.numel()) - first[owner]                    # position inside the owner's box
+    local = torch.arange(owner.numel(), device=dev) - first[owner]                    # position inside the owner's box
     sx = span.reshape(-1, 2)[owner, 0]
     tx = tmin.reshape(-1, 2)[owner, 0] + local % sx.clamp(min=1)
     ty = tmin.reshape(-1, 2)[owner, 1] + local // sx.clamp(min=1)
@@ -177,12 +178,14 @@ def rasterize_to_pixels(means2d: Tensor, conics: Tensor, colors: Tensor, opaciti
     P = tile_size * tile_size
     n_tiles = C * th * tw
     starts = isect_offsets.flatten().long()
-    ends = torch.cat([starts[1:], torch.tensor([flatten_ids.numel()])])
+    dev = means2d.device
+    ends = torch.cat([starts[1:], torch.tensor([flatten_ids.numel()], device=dev)])
     lengths = ends - starts                                               # [n_tiles]
+    lens = lengths.tolist()                                               # chunk planning on the host
 
     flat_m, flat_c = means2d.reshape(-1, 2), conics.reshape(-1, 3)
     flat_o, flat_col = opacities.reshape(-1), colors.reshape(-1, D)
-    py, px = torch.meshgrid(torch.arange(tile_size), torch.arange(tile_size), indexing="ij")
+    py, px = torch.meshgrid(torch.arange(tile_size, device=dev), torch.arange(tile_size, device=dev), indexing="ij")
     local = torch.stack([px.flatten(), py.flatten()], -1)                 # [P, 2] (x, y) in the tile
 
     if flatten_ids.numel() == 0:                                           # nothing visible anywhere
@@ -193,12 +196,12 @@ def rasterize_to_pixels(means2d: Tensor, conics: Tensor, colors: Tensor, opaciti
     tile_colors, tile_alphas = [], []
     t0 = 0
     while t0 < n_tiles:
-        t1, L = t0 + 1, max(1, int(lengths[t0]))                          # grow the chunk [t0, t1)
-        while t1 < n_tiles and (t1 - t0 + 1) * P * max(L, int(lengths[t1])) <= max_elements:
-            L = max(L, int(lengths[t1]))
+        t1, L = t0 + 1, max(1, lens[t0])                                  # grow the chunk [t0, t1)
+        while t1 < n_tiles and (t1 - t0 + 1) * P * max(L, lens[t1]) <= max_elements:
+            L = max(L, lens[t1])
             t1 += 1
-        tiles = torch.arange(t0, t1)
-        slot = torch.arange(L)
+        tiles = torch.arange(t0, t1, device=dev)
+        slot = torch.arange(L, device=dev)
         pad = slot[None] >= lengths[tiles, None]                           # [nt, L]
         ids = ids_all[(starts[tiles, None] + slot[None]).clamp(max=ids_all.numel() - 1)]
         ids = torch.where(pad, torch.zeros_like(ids), ids)                # [nt, L] flat Gaussian index
@@ -234,3 +237,26 @@ def rasterize_to_pixels(means2d: Tensor, conics: Tensor, colors: Tensor, opaciti
 def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
     """Number of tiles across and down."""
     return math.ceil(width / tile_size), math.ceil(height / tile_size)
+
+
+# ---------------------------------------------------------------------------------------- input checks
+VALUE_SEGMENTS = ("means", "quats", "scales", "opacities", "viewmats", "Ks", "colors")
+# Bits of the value_flags mask after the 7 "NaN/inf in this tensor" bits (csrc/value_rules.h).
+RULE_SCALES_NOT_POSITIVE, RULE_ZERO_QUATERNION, RULE_OPACITY_OUT_OF_RANGE, RULE_FOCAL_NOT_POSITIVE = 7, 8, 9, 10
+
+
+@torch.no_grad()
+def value_flags(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor,
+                colors: Tensor) -> Tensor:
+    """The value rules of rasterization()'s inputs -> mask [1] int32, bit set where a rule fails.
+
+    Bits 0..6: a NaN/inf in means [N, 3], quats [N, 4], scales [N, 3], opacities [N], viewmats [C, 4, 4],
+    Ks [C, 3, 3], colors [*] (any shape; may be empty). Then: a scale <= 0, a zero quaternion, an opacity
+    outside [0, 1], an fx or fy <= 0.
+    """
+    tensors = (means, quats, scales, opacities, viewmats, Ks, colors)
+    failed = [~torch.isfinite(t).all() for t in tensors]
+    failed += [(scales <= 0).any(), (quats == 0).all(-1).any(), ((opacities < 0) | (opacities > 1)).any(),
+               ((Ks[:, 0, 0] <= 0) | (Ks[:, 1, 1] <= 0)).any()]
+    weights = torch.tensor([1 << b for b in range(len(failed))], dtype=torch.int32, device=means.device)
+    return (torch.stack(failed).to(torch.int32) * weights).sum().reshape(1).to(torch.int32)

@@ -26,7 +26,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     D' is D for "RGB", 1 for "D"/"ED", D+1 for "RGB+D"/"RGB+ED"; "ED" divides the depth by the alpha.
     Gradients flow to means, quats, scales, opacities, colors (and backgrounds); not to the cameras.
     """
-    # 1. inputs
+    # 1. inputs: shapes and types here, then every value rule in one op read back with one host sync
     N = _checks.check_gaussians(means, quats, scales, opacities)
     C = _checks.check_cameras(viewmats, Ks, width, height)
     _checks.check_colors(colors, C, N, sh_degree)
@@ -35,6 +35,9 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     _checks.positive_int("tile_size", tile_size)
     _checks.same_device(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
                         viewmats=viewmats, Ks=Ks, backgrounds=backgrounds)
+    values = dict(means=means, quats=quats, scales=scales, opacities=opacities, viewmats=viewmats, Ks=Ks,
+                  colors=colors if sh_degree is None else colors.new_empty(0))  # SH: checked after evaluation
+    _checks.check_values(int(ops.value_flags(**values, backend=backend)), **values)
 
     # 2. projection
     radii, means2d, depths, conics = ops.fully_fused_projection(
@@ -43,7 +46,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
 
     # 3. colours per camera [C, N, D], plus depth as an extra channel where asked
     if sh_degree is not None:
-        campos = torch.linalg.inv(viewmats)[:, :3, 3]                        # [C, 3]
+        campos = torch.linalg.inv_ex(viewmats).inverse[:, :3, 3]            # [C, 3]; _ex: no error sync
         dirs = means[None] - campos[:, None]                                 # [C, N, 3]
         coeffs = colors if colors.dim() == 4 else colors[None].expand(C, *colors.shape)
         colors = ops.spherical_harmonics(sh_degree, dirs, coeffs, backend=backend)
@@ -57,7 +60,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         colors = depths[..., None]
     D = colors.shape[-1]
     if backgrounds is not None:
-        _checks.tensor("backgrounds", backgrounds, (C, None))
+        _checks.tensor("backgrounds", backgrounds, (C, None), finite=True)
         if render_mode in ("D", "ED"):
             backgrounds = torch.zeros(C, 1, dtype=colors.dtype, device=colors.device)
         elif render_mode in ("RGB+D", "RGB+ED"):

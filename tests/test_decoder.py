@@ -54,6 +54,14 @@ def assert_same(a: Gaussians, b: Gaussians, skip=()) -> None:
             assert torch.equal(getattr(a, f), getattr(b, f)), f
 
 
+def assert_close(a: Gaussians, b: Gaussians, tol: float = 1e-6) -> None:
+    """Equal up to float rounding: a batched matmul may block its sums differently from a single one (seen with
+    torch 2.11's CPU BLAS on 16 cores), so batch-vs-single is not bit-exact everywhere."""
+    for f in FIELDS:
+        diff = float((getattr(a, f) - getattr(b, f)).abs().max())
+        assert diff <= tol, f"{f}: max |diff| {diff:.3g} > {tol}"
+
+
 # ---------------------------------------------------------------------------------------------- quaternions
 def test_quat_multiply_hand_products_and_rotation_matrices():
     one, i, j, k = torch.eye(4)
@@ -155,8 +163,8 @@ def test_fast_paths_agree_with_the_full_computation():
         model.skip_zero_work = True
         assert_same(model.deform(g, index, weight, motion), full)
         batch = model.deform_batch(g, index, weight, torch.stack([motion, -motion, 0 * motion]))
-        assert_same(batch[0], full)
-        assert_same(batch[1], model.deform(g, index, weight, -motion))
+        assert_close(batch[0], full)
+        assert_close(batch[1], model.deform(g, index, weight, -motion))
 
 
 def test_head_bias_rotation_about_z_rotates_every_gaussian():

@@ -11,8 +11,8 @@ gsplat_torch = pytest.importorskip("gsplat.cuda._torch_impl", reason="gsplat is 
 
 @pytest.mark.parametrize("backend", ["kernel", "reference"])
 @pytest.mark.parametrize("case", [Case(300, 64, 48, 1, None, 1), Case(2000, 128, 96, 2, None, 2)], ids=str)
-def test_projection_matches_gsplat(case, backend):
-    (means, quats, scales, _, _), viewmats, Ks = random_scene(case)
+def test_projection_matches_gsplat(case, backend, device):
+    (means, quats, scales, _, _), viewmats, Ks = random_scene(case, device)
     radii, means2d, depths, conics = ops.fully_fused_projection(
         means, quats, scales, viewmats, Ks, case.width, case.height, backend=backend)
     covars, _ = gsplat_torch._quat_scale_to_covar_preci(quats, scales, compute_preci=False)
@@ -28,18 +28,18 @@ def test_projection_matches_gsplat(case, backend):
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
-def test_spherical_harmonics_match_gsplat(degree):
+def test_spherical_harmonics_match_gsplat(degree, device):
     g = torch.Generator().manual_seed(degree)
-    dirs, coeffs = torch.randn(500, 3, generator=g), torch.randn(500, 16, 3, generator=g)
+    dirs, coeffs = torch.randn(500, 3, generator=g).to(device), torch.randn(500, 16, 3, generator=g).to(device)
     theirs = gsplat_torch._spherical_harmonics(degree, dirs, coeffs)
     for ours in (reference.spherical_harmonics(degree, dirs, coeffs), ops.spherical_harmonics(degree, dirs, coeffs)):
         worst, msg = max_diff_report(ours, theirs, f"SH degree {degree}")
         assert worst <= 1e-5, msg
 
 
-def test_tile_binning_matches_gsplat():
+def test_tile_binning_matches_gsplat(device):
     case = Case(150, 64, 48, 2, None, 3)
-    (means, quats, scales, _, _), viewmats, Ks = random_scene(case)
+    (means, quats, scales, _, _), viewmats, Ks = random_scene(case, device)
     radii, means2d, depths, _ = reference.fully_fused_projection(means, quats, scales, viewmats, Ks, 64, 48)
     ours = ops.isect_tiles(means2d, radii, depths, 16, 4, 3)
     theirs = gsplat_torch._isect_tiles(means2d, radii, depths, 16, 4, 3)

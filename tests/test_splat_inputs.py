@@ -4,14 +4,14 @@ import pytest
 import torch
 
 import cuda_ext
-from cuda_ext import _backend
+from cuda_ext import _backend, ops, reference
 from splat_cases import Case, random_scene
 
 
 @pytest.fixture
-def scene():
+def scene(device):
     case = Case(n=40, width=32, height=24, cameras=1, sh_degree=None, seed=0)
-    params, viewmats, Ks = random_scene(case)
+    params, viewmats, Ks = random_scene(case, device)
     return dict(means=params[0], quats=params[1], scales=params[2], opacities=params[3], colors=params[4],
                 viewmats=viewmats, Ks=Ks, width=32, height=24)
 
@@ -33,9 +33,9 @@ BAD = {
     "zero height": (dict(height=lambda s: 0), r"height: expected a positive int, got 0"),
     "inf camera": (dict(viewmats=lambda s: s["viewmats"] * float("inf")), r"viewmats: must be finite"),
     "NaN intrinsics": (dict(Ks=lambda s: nan_at(s["Ks"])), r"Ks: must be finite"),
-    "negative focal": (dict(Ks=lambda s: s["Ks"] * torch.tensor([-1.0, 1, 1])), r"Ks: focal lengths"),
+    "negative focal": (dict(Ks=lambda s: s["Ks"] * s["Ks"].new_tensor([-1.0, 1, 1])), r"Ks: focal lengths"),
     "colors count": (dict(colors=lambda s: s["colors"][:3]), r"colors: expected shape"),
-    "NaN SH": (dict(colors=lambda s: nan_at(torch.rand(40, 16, 3), 7)), r"colors: SH coefficients must be finite"),
+    "NaN SH": (dict(colors=lambda s: nan_at(torch.rand(40, 16, 3).to(s["means"].device), 7)), r"colors: SH coefficients must be finite"),
     "float64 means": (dict(means=lambda s: s["means"].double()), r"means: expected dtype float32"),
 }
 
@@ -51,13 +51,32 @@ def test_bad_input_names_the_argument(scene, name):
         cuda_ext.rasterization(**kwargs, sh_degree=sh_degree)
 
 
+def test_value_rules_report_the_first_failure_in_argument_order(scene):
+    """The value rules are read back together (one host sync); the error is still the first in argument order."""
+    kwargs = {**scene, "means": nan_at(scene["means"], 3), "scales": -scene["scales"], "Ks": nan_at(scene["Ks"])}
+    with pytest.raises(ValueError, match=r"^means: must be finite"):
+        cuda_ext.rasterization(**kwargs)
+    with pytest.raises(ValueError, match=r"^scales: must be > 0"):
+        cuda_ext.rasterization(**{**kwargs, "means": scene["means"]})
+    with pytest.raises(ValueError, match=r"^Ks: must be finite"):
+        cuda_ext.rasterization(**{**kwargs, "means": scene["means"], "scales": scene["scales"]})
+
+
+def test_huge_finite_values_are_not_called_non_finite(scene):
+    """The finite rule sums first: 40 * 3e38 overflows to inf, yet every value is finite, so no error."""
+    far = scene["means"].clone()
+    far[:, 2] = 3e38
+    img, alpha, _ = cuda_ext.rasterization(**{**scene, "means": far})
+    assert float(alpha.max()) == 0.0 and float(img.abs().max()) == 0.0   # all beyond the far plane: nothing drawn
+
+
 def test_bad_sh_and_mode_and_background(scene):
     with pytest.raises(ValueError, match=r"sh_degree=3 needs at least 16 SH coefficients"):
-        cuda_ext.rasterization(**{**scene, "colors": torch.rand(40, 9, 3)}, sh_degree=3)
+        cuda_ext.rasterization(**{**scene, "colors": torch.rand(40, 9, 3).to(scene["means"].device)}, sh_degree=3)
     with pytest.raises(ValueError, match=r"render_mode: expected one of"):
         cuda_ext.rasterization(**scene, render_mode="RGBA")
     with pytest.raises(ValueError, match=r"backgrounds: expected shape"):
-        cuda_ext.rasterization(**scene, backgrounds=torch.rand(2, 3))
+        cuda_ext.rasterization(**scene, backgrounds=torch.rand(2, 3).to(scene["means"].device))
     with pytest.raises(ValueError, match=r"backend: expected one of"):
         cuda_ext.rasterization(**scene, backend="numba")
 
@@ -88,3 +107,50 @@ def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path, capsys):
     _clear_stale_lock(lock)
     assert not lock.exists() and "stale build lock" in capsys.readouterr().err
     _clear_stale_lock(lock)                                           # no lock: nothing to do
+
+
+def planted_faults(scene):
+    """One input set per rule (reference.value_flags' bit order), each breaking that rule alone, plus a
+    clean one; colours [*] are checked as plain values."""
+    base = {k: scene[k] for k in ("means", "quats", "scales", "opacities", "viewmats", "Ks", "colors")}
+    inf_at = lambda t, i: nan_at(t, i).nan_to_num(nan=float("inf"))  # noqa: E731
+    zero_row = base["quats"].clone()
+    zero_row[17] = 0.0
+    one_opacity = base["opacities"].clone()
+    one_opacity[-1] = 1.0 + 1e-6
+    cases = [("clean", {}, 0)]
+    cases += [(f"{k} non-finite", {k: (nan_at if i % 2 else inf_at)(base[k], base[k].numel() - 1)}, 1 << i)
+              for i, k in enumerate(reference.VALUE_SEGMENTS)]
+    cases += [("scale zero", {"scales": base["scales"].index_fill(0, torch.tensor([3], device=base["scales"].device),
+                                                                  0.0)}, 1 << reference.RULE_SCALES_NOT_POSITIVE),
+              ("zero quaternion", {"quats": zero_row}, 1 << reference.RULE_ZERO_QUATERNION),
+              ("opacity above 1", {"opacities": one_opacity}, 1 << reference.RULE_OPACITY_OUT_OF_RANGE),
+              ("fy zero", {"Ks": base["Ks"] * base["Ks"].new_tensor([1.0, 0.0, 1.0])[:, None]},
+               1 << reference.RULE_FOCAL_NOT_POSITIVE),
+              ("NaN scale", {"scales": nan_at(base["scales"], 4)}, 1 << 2)]   # NaN is not <= 0: one bit
+    return [(name, {**base, **change}, want) for name, change, want in cases]
+
+
+def test_value_flags_kernel_matches_reference_and_hand_masks(scene):
+    """Each planted fault sets exactly its rule's bit, in the C++/CUDA pass and in its torch twin."""
+    for name, tensors, want in planted_faults(scene):
+        for backend in ("kernel", "reference"):
+            got = ops.value_flags(**tensors, backend=backend)
+            assert got.shape == (1,) and got.dtype == torch.int32 and got.device == scene["means"].device
+            assert int(got) == want, f"{name} ({backend}): mask {int(got):#x}, want {want:#x}"
+    together = {**planted_faults(scene)[1][1], "opacities": scene["opacities"] * 3}
+    assert int(ops.value_flags(**together)) == 1 | 1 << reference.RULE_OPACITY_OUT_OF_RANGE
+
+
+def test_value_flags_sees_a_fault_anywhere_in_a_large_input(device):
+    """Big enough for many blocks / threads: a single bad value in the last row is still found."""
+    n = 300_000
+    g = torch.Generator().manual_seed(0)
+    t = dict(means=torch.randn(n, 3, generator=g), quats=torch.randn(n, 4, generator=g),
+             scales=torch.rand(n, 3, generator=g) + 0.01, opacities=torch.rand(n, generator=g),
+             viewmats=torch.eye(4)[None], Ks=torch.eye(3)[None], colors=torch.rand(n, 3, generator=g))
+    t = {k: v.to(device) for k, v in t.items()}
+    assert int(ops.value_flags(**t)) == 0
+    t["colors"][-1, -1] = float("nan")
+    t["scales"][-1, 0] = -1.0
+    assert int(ops.value_flags(**t)) == 1 << 6 | 1 << reference.RULE_SCALES_NOT_POSITIVE

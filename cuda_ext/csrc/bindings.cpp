@@ -1,5 +1,6 @@
 // The one binding file: checks tensor arguments, then dispatches each op to the CPU or CUDA implementation.
 #include "ops.h"
+#include "value_rules.h"
 
 namespace aa {
 namespace {
@@ -90,6 +91,19 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
                      v_render_alphas);
 }
 
+at::Tensor value_flags(const std::vector<at::Tensor>& segments) {
+  TORCH_CHECK(segments.size() == kNumSegments, "value_flags: expected ", static_cast<int>(kNumSegments),
+              " tensors (means, quats, scales, opacities, viewmats, Ks, colors), got ", segments.size());
+  for (int s = 0; s < kNumSegments; ++s) {
+    const at::Tensor& t = segments[s];
+    TORCH_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous(), "value_flags: tensor ", s,
+                " must be contiguous float32");
+    TORCH_CHECK(t.numel() % segment_width(s) == 0, "value_flags: tensor ", s, " has ", t.numel(),
+                " values, not a multiple of its row width ", segment_width(s));
+  }
+  return AA_DISPATCH(segments[0], value_flags, segments);
+}
+
 }  // namespace
 }  // namespace aa
 
@@ -106,6 +120,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("isect_offset_encode", &aa::isect_offset_encode, nogil());
   m.def("rasterize_fwd", &aa::rasterize_fwd, nogil());
   m.def("rasterize_bwd", &aa::rasterize_bwd, nogil());
+  m.def("value_flags", &aa::value_flags, nogil());
 #ifdef WITH_CUDA
   m.attr("with_cuda") = true;
 #else

@@ -236,6 +236,21 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
   return {v_means2d, v_conics, v_colors, v_opacities};
 }
 
+// -------------------------------------------------------------------------------------------- input checks
+at::Tensor value_flags(const std::vector<at::Tensor>& segments) {
+  const c10::cuda::CUDAGuard guard(segments[0].device());
+  ValueSegments segs{};
+  for (int s = 0; s < kNumSegments; ++s) {
+    check_devices(segments[0], {{"value_flags segment", segments[s]}});
+    segs.data[s] = fptr(segments[s]);
+    segs.numel[s] = segments[s].numel();
+  }
+  at::Tensor mask = at::zeros({1}, segments[0].options().dtype(at::kInt));
+  launch_value_flags(segs, mask.data_ptr<int32_t>(), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return mask;
+}
+
 }  // namespace cuda
 }  // namespace aa
 

@@ -53,6 +53,8 @@ namespace aa {
                                         const at::Tensor& flatten_ids, const at::Tensor& final_Ts,          \
                                         const at::Tensor& last_ids, const at::Tensor& v_render_colors,      \
                                         const at::Tensor& v_render_alphas);                                 \
+  /* 7 float tensors in ValueSegment order (value_rules.h) -> mask [1] i32 of the value rules that fail */   \
+  at::Tensor value_flags(const std::vector<at::Tensor>& segments);                                          \
   }
 
 AA_DECLARE_OPS(cpu)

@@ -10,6 +10,8 @@
 #include <cuda_runtime_api.h>
 #include <cstdint>
 
+#include "value_rules.h"
+
 namespace aa {
 
 // Number of bits that represent n (Python's int.bit_length): the width of the tile field in an isect_id.
@@ -91,5 +93,15 @@ void launch_rasterize_bwd(const float* means2d /*[C,N,2]*/, const float* conics 
                           const float* v_render_colors /*[C,H,W,D]*/, const float* v_render_alphas /*[C,H,W,1]*/,
                           float* v_means2d /*[C,N,2]*/, float* v_conics /*[C,N,3]*/, float* v_colors /*[C,N,D]*/,
                           float* v_opacities /*[C,N]*/, cudaStream_t stream);
+
+// ------------------------------------------------------------------------------------------ input checks
+// The tensors rasterization() checks, in ValueSegment order (value_rules.h); a segment may be empty.
+struct ValueSegments {
+  const float* data[kNumSegments];
+  int64_t numel[kNumSegments];
+};
+
+// ORs the failed-rule bits of every row into mask [1] (zero-initialised). One launch for all segments.
+void launch_value_flags(const ValueSegments& segs, int32_t* mask, cudaStream_t stream);
 
 }  // namespace aa
