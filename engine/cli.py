@@ -9,6 +9,8 @@ and exit code 2, and nothing half-written is left on disk.
   audioavatar teach PHOTO AUDIO -o MP4    a teacher's talking video of the photo (distill/teachers)
   audioavatar distill CONFIG -o RUN       teacher videos -> tracks -> fit4d -> embedding -> motion -> finetune
                                           (distill/pipeline.py; --resume continues a killed run exactly)
+  audioavatar eval CLIP --audio A -o DIR  lip sync, identity, hands, fidelity, flicker of a video or an avatar
+                                          (engine/evaluation/): report.json, plots, report.html
 """
 from __future__ import annotations
 
@@ -226,6 +228,43 @@ def cmd_distill(args) -> dict:
     return result
 
 
+def cmd_eval(args) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    from engine.audio import load_audio
+    from engine.config import load_config
+    from engine.evaluation.clip import load_clip, read_video
+    from engine.evaluation.config import EvalConfig
+    from engine.evaluation.report import write_report
+    from engine.evaluation.suite import evaluate, summary
+
+    cfg = load_config(EvalConfig, args.config) if args.config else EvalConfig()
+    for key in ("size", "motion"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    cfg.__post_init__()
+    clip_path = Path(args.clip)
+    if not clip_path.exists():
+        raise UserError(f"{clip_path}: no such video file or avatar folder")
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
+        raise UserError(f"-o: {out} exists and is not an empty folder or an earlier report; nothing was written")
+    wave = load_audio(args.audio)
+    reference = None
+    if args.reference:
+        try:
+            reference = np.asarray(Image.open(args.reference).convert("RGB"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"--reference: {args.reference}: not a readable image ({e})") from e
+    teacher = read_video(args.teacher).frames if args.teacher else None
+    clip = load_clip(clip_path, wave, cfg.size, cfg.motion, args.model_dir or "")
+    result = evaluate(clip, wave, reference, teacher, cfg)
+    folder = write_report(result, clip.frames, out, cfg.contact_sheet_frames)
+    return {"report": str(folder / "report.html"), **{k: (round(v, 4) if isinstance(v, float) else v)
+                                                     for k, v in summary(result).items()}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="audioavatar", description="AudioAvatar: speech-driven 3D Gaussian avatars")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -279,6 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config key (repeatable)")
     p.set_defaults(func=cmd_distill)
+    p = sub.add_parser("eval", help="evaluate a talking video or avatar: lip sync, identity, hands, fidelity, flicker")
+    p.add_argument("clip", help="a video file, or an avatar folder (rendered here for --audio)")
+    p.add_argument("--audio", required=True, help="the speech the clip says (wav, flac, ogg, mp3)")
+    p.add_argument("--reference", help="photo for identity (dlib face descriptor cosine)")
+    p.add_argument("--teacher", help="teacher video for PSNR / SSIM / MS-SSIM (paired by frame)")
+    p.add_argument("-o", "--output", required=True, help="report folder (report.json, PNGs, report.html)")
+    p.add_argument("--config", help="EvalConfig YAML (default: built-in, same as configs/eval.yaml)")
+    p.add_argument("--size", type=int, help="avatar folder: render size in pixels (default 512)")
+    p.add_argument("--motion", choices=["procedural", "learned"], help="avatar folder: motion source")
+    p.add_argument("--model-dir", help="avatar folder, learned motion: model folder (default models/default)")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("personalize", help="build an avatar bundle from one photo")
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="avatar folder to write (replaced atomically)")

@@ -13,6 +13,8 @@ extras=${1:-}
 # mediapipe 0.10.21 ships its face/hand/pose/segmentation models (later releases do not); --no-deps skips its
 # declared jax/jaxlib, which the vision solutions never import. Its real imports are in pyproject.toml.
 .venv/bin/python -m pip install --quiet --no-deps mediapipe==0.10.21
+# pypiqe (no-reference PIQE, engine/evaluation) declares opencv-python; opencv-python-headless provides its cv2.
+.venv/bin/python -m pip install --quiet --no-deps pypiqe==1.2
 # Test-only system tools from Debian, when this machine can install them (root + apt): headless Chromium and
 # chromedriver for the browser-viewer test, espeak-ng for the TTS example. Without them those tests skip.
 if [ "$extras" = "test" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -8,6 +8,7 @@ from engine.audio import MelConfig
 from engine.audio_encoder import AudioEncoderConfig
 from engine.config import load_config
 from engine.embedding import EmbeddingConfig
+from engine.evaluation.config import EvalConfig
 from engine.motion import MotionDiTConfig
 from engine.procedural import ProceduralConfig
 from engine.refiner import RefinerConfig
@@ -19,7 +20,7 @@ from distill.tracks import TrackConfig
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 PAIRS = {"mel": MelConfig, "audio_encoder": AudioEncoderConfig, "motion": MotionDiTConfig, "refiner": RefinerConfig,
          "embedding": EmbeddingConfig, "procedural": ProceduralConfig, "shell": ShellConfig, "engine": EngineConfig,
-         "render": RenderConfig, "tracks": TrackConfig}
+         "render": RenderConfig, "tracks": TrackConfig, "eval": EvalConfig}
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
