@@ -38,7 +38,7 @@ class PersonalizeConfig:
     max_side: int = 512            # the photo is downscaled to this
     fov_y_deg: float = 20.0        # assumed vertical field of view of the photo
     shell: ShellConfig = field(default_factory=ShellConfig)
-    fit_steps: int = 300           # photometric fit, at most
+    fit_steps: int = 300           # photometric fit, at most (0: none, the shell's colours as sampled)
     fit_patience: int = 25         # stop when the loss has not improved by 0.1% for this many steps
     skin_neighbours: int = 4
 
@@ -89,7 +89,8 @@ def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: 
         pick = lambda new, old: torch.where(trainable.view(-1, *([1] * (old.dim() - 1))), new, old)  # noqa: E731
         g.sh, g.opacities = pick(sh, g.sh), pick(torch.sigmoid(logit), g.opacities)
         g.scales, g.means = pick(log_s.exp(), g.scales), pick(means, g.means)
-    return {"steps": len(history), "loss_first": history[0], "loss_last": history[-1]}
+    return {"steps": len(history), "loss_first": history[0] if history else None,   # fit_steps 0: no fit
+            "loss_last": history[-1] if history else None}
 
 
 def control_particles(lm: Landmarks, regions: Tensor, front: Tensor, K: Tensor, shell: ShellConfig):
