@@ -1,0 +1,106 @@
+"""The PAHA teacher (registered as "paha"): reference photo + speech -> upper-body talking video.
+
+Config: PAHAConfig keys (strict), e.g. make_teacher("paha", weights_dir="/models/paha", device="cuda"), or
+random_init=True (tests). diffusers/transformers are imported when the teacher is built, not on import.
+PAHA is end-to-end audio-driven (no pose condition): hand_poses is accepted for the Teacher contract and ignored.
+generate() takes an optional face_mask [H0, W0] (pixels of the reference image, nonzero = face) for the regional
+guidance; without it the face region is cfg.face_box.
+score() conditions (make_conditions builds them):
+    "reference_latents" [B, C, h, w]   (required)
+    "audio"             [B, F, L, D_a] whisper tokens per frame (absent: zeros, no audio)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from distill.teachers.base import FPS, SAMPLE_RATE, Teacher, check_inputs, register
+from engine.config import from_dict
+
+from .config import PAHAConfig
+
+
+@register("paha")
+class PAHATeacher(Teacher):
+    is_diffusion = True
+
+    def __init__(self, **config):
+        from . import pipeline  # diffusers/transformers load here
+        self.config = from_dict(PAHAConfig, config, "paha teacher config")
+        if self.config.fps != FPS:
+            raise ValueError(f"fps: the Teacher contract is {FPS} fps, got {self.config.fps}")
+        self._pipe = pipeline
+        self.components = pipeline.build_components(self.config)
+        for m in self.components.modules().values():
+            m.eval().requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.components.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.components.model.parameters()).dtype
+
+    @classmethod
+    def from_pretrained(cls, folder, **overrides) -> "PAHATeacher":
+        """Build from a save_pretrained folder: its saved config, with overrides (device, steps, ...)."""
+        from .checkpoint import read_config
+        return cls(**{**read_config(folder), **overrides, "weights_dir": str(folder), "random_init": False})
+
+    def save_pretrained(self, folder) -> None:
+        """Write config.json + model.safetensors; make_teacher("paha", weights_dir=folder, ...) loads them."""
+        self.components.save_pretrained(folder)
+
+    # --- video -----------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def make_conditions(self, reference_image, audio: Tensor, face_mask=None) -> dict:
+        """Check inputs -> {"reference_latents", "audio", "face_mask" [1, T, h, w]} for T = S // 640 frames."""
+        img, a = check_inputs(reference_image, audio)
+        cfg, p = self.config, self._pipe
+        num_frames = a.numel() * FPS // SAMPLE_RATE
+        ref = p.image_to_tensor(img, cfg.width, cfg.height, self.device, self.dtype)
+        tokens = self.components.audio(a.to(self.device), num_frames)[None].to(self.dtype)
+        if face_mask is None:
+            mask = p.face_mask_from_box(cfg.face_box, num_frames, cfg.latent_hw, self.device)
+        else:
+            mask = p.face_mask_from_image(face_mask, num_frames, cfg.latent_hw, self.device)
+        return {"reference_latents": p.encode_images(self.components, ref), "audio": tokens,
+                "face_mask": mask.to(self.dtype)}
+
+    def generate(self, reference_image, audio: Tensor, hand_poses: Tensor | None = None, seed: int = 0,
+                 face_mask=None) -> np.ndarray:
+        """-> frames [T, height, width, 3] uint8 at 25 fps, T = S // 640 (hand_poses ignored: audio-only model)."""
+        cond = self.make_conditions(reference_image, audio, face_mask)
+        inputs = self._pipe.SampleInputs(cond["reference_latents"], cond["audio"], cond["face_mask"])
+        latents = self._pipe.sample(self.components, inputs, torch.Generator().manual_seed(int(seed)))
+        return self._pipe.latents_to_frames(self.components, latents)
+
+    # --- diffusion access (score distillation) ----------------------------------------------------------------------
+    def encode(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [-1, 1] -> latents [B, C, H/f, W/f] (differentiable w.r.t. images)."""
+        return self._pipe.encode_images_grad(self.components, images)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """latents [B, C, h, w] -> images [B, 3, H, W] in [-1, 1] (differentiable)."""
+        return self._pipe.decode_latents(self.components, latents)
+
+    def score(self, noisy_latents: Tensor, timestep: Tensor, conditions: dict) -> Tensor:
+        """Predicted noise eps for noisy video latents [B, C, F, h, w] (or one frame [B, C, h, w]) at `timestep`;
+        the reference latent is stacked in front as the clean frame 0 (UniVDM)."""
+        single = noisy_latents.dim() == 4
+        x = noisy_latents[:, :, None] if single else noisy_latents
+        if x.dim() != 5:
+            raise ValueError(f"noisy_latents: expected [B, C, F, h, w] or [B, C, h, w], got {list(x.shape)}")
+        if "reference_latents" not in conditions:
+            raise ValueError("conditions: 'reference_latents' [B, C, h, w] is required (make_conditions builds it)")
+        b, _, f = x.shape[:3]
+        ref = conditions["reference_latents"].to(x.dtype)
+        audio = conditions.get("audio")
+        if audio is not None and audio.shape[:2] != (b, f):
+            raise ValueError(f"conditions: audio {list(audio.shape)} must match noisy_latents' batch and frames "
+                             f"{[b, f]}")
+        t = torch.as_tensor(timestep, device=x.device).reshape(-1).expand(b)
+        eps = self.components.model(ref, x, t, None if audio is None else audio.to(x.dtype))
+        return eps[:, :, 0] if single else eps
