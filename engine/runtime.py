@@ -59,6 +59,8 @@ class EngineConfig:
     seed: int = 0
     background: float = 1.0      # grey level behind the avatar
     threads: int = 0             # torch threads for this process; 0 leaves torch's default
+    gesture_dir: str = ""        # text gesture commands (command()): a gesture prior folder (engine/versa);
+                                 # "" = the bundled models/versa
 
     def __post_init__(self):
         if self.motion not in MOTION_SOURCES:
@@ -164,6 +166,7 @@ class AvatarEngine:
             self._rate = None
             self._features: deque = deque()     # (mel [n_mels], rms [], audio [640], speaking) not yet moved
             self._queue: deque = deque()        # (motion [K_c, 3], audio [640], speaking) not yet rendered
+            self._gesture: deque = deque()      # motion [K_c, 3] a text command adds to the next frames
             self._pending16k = np.zeros(0, np.float32)
             self.index = 0
             self.source = (ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
@@ -208,6 +211,29 @@ class AvatarEngine:
             self.source.interrupt()
             return dropped
 
+    def command(self, text: str) -> int:
+        """A text gesture command ("raise right hand", "wave left hand", ...; engine.versa.commands.COMMANDS)
+        shapes the body over the next window: the frames whose motion is generated after this call (frames
+        already generated keep theirs). A new command replaces one still running. Returns the window's length
+        in frames. ValueError for a word outside the vocabulary, or when no gesture prior is installed."""
+        from engine.versa.commands import text_features
+        text_features(text)                                  # validate before loading anything
+        prior = self._gesture_prior()
+        gesture = prior.gesture(text)                        # [W, K_c, 3] face units
+        with self._lock:
+            self._gesture = deque(gesture.unbind(0))
+        return int(gesture.shape[0])
+
+    def _gesture_prior(self):
+        if getattr(self, "_prior", None) is None:
+            from engine.versa.prior import DEFAULT_DIR, GesturePrior
+            folder = Path(self.cfg.gesture_dir) if self.cfg.gesture_dir else DEFAULT_DIR
+            if not folder.is_dir():
+                raise ValueError(f"gesture_dir: no gesture prior at {folder} (train one: python -m distill.versa -o "
+                                 f"{folder})")
+            self._prior = GesturePrior.from_pretrained(folder)
+        return self._prior
+
     def _flush_locked(self) -> int:
         if self._audio is None:
             return 0
@@ -238,6 +264,8 @@ class AvatarEngine:
             return
         motion = self.source.push(torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]))
         for m, (_, _, audio, speaking) in zip(motion, batch):
+            if self._gesture:
+                m = m + self._gesture.popleft()
             self._queue.append((m, audio, speaking))
 
     # -- camera ----------------------------------------------------------------------------------------

@@ -28,8 +28,13 @@ def test_yaml_equals_the_defaults(name):
     assert load_config(PAIRS[name], CONFIGS / f"{name}.yaml") == PAIRS[name]()
 
 
+def test_nested_yamls_equal_their_defaults():
+    from distill.versa import VersaTrainConfig, load_train_config
+    assert load_train_config(CONFIGS / "versa.yaml") == VersaTrainConfig()
+
+
 def test_every_yaml_is_covered():
-    assert {p.stem for p in CONFIGS.glob("*.yaml")} == set(PAIRS)
+    assert {p.stem for p in CONFIGS.glob("*.yaml")} == set(PAIRS) | {"versa"}
 
 
 def test_teacher_yamls_equal_their_defaults():
@@ -37,8 +42,10 @@ def test_teacher_yamls_equal_their_defaults():
 
     from distill.teachers.echomimic_v2.config import EchoMimicV2Config
     from distill.teachers.procedural import ProceduralTeacherConfig
+    from distill.teachers.versa import VersaAnimatorConfig
     as_lists = lambda c: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(c).items()}  # noqa: E731
-    for name, cls in (("procedural", ProceduralTeacherConfig), ("echomimic_v2", EchoMimicV2Config)):
+    for name, cls in (("procedural", ProceduralTeacherConfig), ("echomimic_v2", EchoMimicV2Config),
+                      ("versa_animator", VersaAnimatorConfig)):
         assert as_lists(load_config(cls, CONFIGS / "teachers" / f"{name}.yaml")) == as_lists(cls()), name
 
 

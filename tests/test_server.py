@@ -125,8 +125,10 @@ def test_interrupt_and_camera(server):
         for _ in range(3):
             side = (await next_frame(ws))["image"]
         assert side != front
-        await ws.send(json.dumps({"type": "gesture", "text": "wave"}))
-        assert "reserved" in (await next_json(ws))["message"]
+        await ws.send(json.dumps({"type": "gesture", "text": "dance wildly"}))
+        assert "unknown word(s) ['dance', 'wildly']" in (await next_json(ws))["message"]
+        await ws.send(json.dumps({"type": "gesture", "text": "raise right hand"}))   # the bundled models/versa
+        assert await next_json(ws) == {"type": "gesture", "text": "raise right hand", "frames": 48}
         await ws.close()
     asyncio.run(run())
 

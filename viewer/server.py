@@ -159,7 +159,12 @@ class Session:
         elif kind == "stats":
             await self.send_json({"type": "stats", **self.stats()})
         elif kind == "gesture":
-            await self.error("gesture: text gesture commands are reserved for a later protocol version")
+            try:
+                frames = await asyncio.to_thread(self.engine.command, msg["text"])
+            except ValueError as e:
+                await self.error(f"gesture: {e}")
+                return
+            await self.send_json({"type": "gesture", "text": msg["text"], "frames": frames})
         elif kind == "hello":
             await self.error("hello: already said")
 

@@ -82,4 +82,7 @@ def check_inputs(reference_image, audio) -> tuple[np.ndarray, Tensor]:
 def _import_builtin() -> None:
     """Importing the built-in teachers registers them (diffusion ones import diffusers only when built)."""
     import distill.teachers.echomimic_v2  # noqa: F401
+    import distill.teachers.paha  # noqa: F401
     import distill.teachers.procedural  # noqa: F401
+    import distill.teachers.versa  # noqa: F401
+    import distill.teachers.vivid  # noqa: F401

@@ -189,6 +189,7 @@
     if (msg.type === "welcome") onWelcome(msg);
     else if (msg.type === "interrupted") onInterrupted(msg);
     else if (msg.type === "stats") onStats(msg);
+    else if (msg.type === "gesture") stats.gesture = `${msg.text} (${msg.frames} frames)`;
     else if (msg.type === "error") reportError(`server: ${msg.message}${msg.fatal ? " (fatal)" : ""}`);
     else reportError(`unknown message type from server: ${msg.type}`);
   }
@@ -715,6 +716,7 @@
       `dropped  client ${stats.droppedLate}  server ${stats.serverDropped}`,
       `frames   received ${stats.framesReceived}  drawn ${stats.framesDrawn}  queued ${stats.queued}`,
       `audio    ${audio}${input.mic ? "  mic on" : ""}${input.sender ? "  sending" : ""}`,
+      ...(stats.gesture ? [`gesture  ${stats.gesture}`] : []),
     ].join("\n");
   }
 
@@ -755,6 +757,11 @@
     document.getElementById("mic").addEventListener("click", toggleMic);
     document.getElementById("stop").addEventListener("click", interrupt);
     document.getElementById("reset-view").addEventListener("click", resetView);
+    document.getElementById("gesture").addEventListener("submit", (ev) => {
+      ev.preventDefault();                       // a text command shapes the body over the next window
+      const text = document.getElementById("gesture-text").value.trim();
+      if (text) sendJson({ type: "gesture", text });
+    });
     document.getElementById("file").addEventListener("change", (ev) => {
       const file = ev.target.files[0];
       ev.target.value = "";
