@@ -22,8 +22,8 @@ def main() -> None:
     from PIL import Image
 
     from distill.teachers import make_teacher
-    from engine import identity
     from engine.audio import frame_rms, load_audio
+    from engine.evaluation.identity import identity_scores
     from engine.lipsync import mouth_opening, sync_score
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,17 +41,14 @@ def main() -> None:
     out = {"teacher": args.teacher, "frames": int(frames.shape[0]), "size": list(frames.shape[1:3]),
            "audio_s": round(wave.shape[0] / 16000, 2), "generate_s": round(wall, 2),
            "lipsync_peak_r": round(sync["peak_r"], 3), "lipsync_lag_frames": sync["lag_frames"]}
-    if identity.available():
-        ref = identity.embedding(np.asarray(Image.fromarray(image).resize(frames.shape[2:0:-1])))
-        scores = [identity.similarity(ref, e) if (e := identity.embedding(f)) is not None else None
-                  for f in frames[::10]]
-        found = [s for s in scores if s is not None]
-        out.update({"identity_frames": len(scores), "identity_face_found": len(found),
-                    "identity_cosine_min": round(min(s["cosine"] for s in found), 4),
-                    "identity_cosine_mean": round(float(np.mean([s["cosine"] for s in found])), 4),
-                    "identity_l2_max": round(max(s["l2"] for s in found), 4)})
+    ref = np.asarray(Image.fromarray(image).resize(frames.shape[2:0:-1]))
+    idn = identity_scores(frames, ref, stride=10)
+    if "cosine_min" not in idn:                          # dlib absent, or no face found
+        out["identity"] = idn.get("skipped") or idn["note"]
     else:
-        out["identity"] = "skipped: dlib-bin and face_recognition_models are not installed"
+        out.update({"identity_frames": len(idn["frames"]), "identity_face_found": round(idn["face_found"], 3),
+                    "identity_cosine_min": round(idn["cosine_min"], 4),
+                    "identity_cosine_mean": round(idn["cosine_mean"], 4), "identity_l2_max": round(idn["l2_max"], 4)})
     print(json.dumps(out))
 
 

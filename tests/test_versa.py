@@ -61,7 +61,7 @@ def test_vqvae_training_step_lowers_the_loss_and_uses_several_codes():
     first = None
     for _ in range(60):
         out = vq(x)
-        loss = out["l1"] + TINY_VQ.beta * out["commit"]
+        loss = out["smooth_l1"] + TINY_VQ.beta * out["commit"]
         assert torch.equal(loss, out["loss"])
         first = first if first is not None else loss.item()
         opt.zero_grad()
