@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from distill.teachers.echomimic_v2.config import EchoMimicV2Config
+
 # keys that do not change the architecture or the weights (ignored when a saved folder's config is compared)
 RUNTIME_KEYS = ("weights_dir", "random_init", "device", "dtype", "num_inference_steps", "context_frames",
                 "context_overlap", "guidance_mode", "lambda_nonface", "lambda_face", "lambda_diff",
@@ -160,12 +162,8 @@ class PAHAConfig:
                     beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                     prediction_type="epsilon")
 
-    def vae_kwargs(self) -> dict:
-        n = len(self.vae_block_out_channels)
-        return dict(in_channels=3, out_channels=3, latent_channels=self.latent_channels,
-                    block_out_channels=self.vae_block_out_channels, layers_per_block=self.vae_layers_per_block,
-                    down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-                    norm_num_groups=self.vae_norm_num_groups, act_fn="silu", scaling_factor=self.vae_scaling_factor)
+    # the VAE's diffusers kwargs from the same vae_* keys: EchoMimicV2Config's method serves both
+    vae_kwargs = EchoMimicV2Config.vae_kwargs
 
     # --- presets -------------------------------------------------------------------------------------------------
     @classmethod
