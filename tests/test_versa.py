@@ -179,6 +179,9 @@ def test_bundled_prior_raises_the_commanded_hand():
     assert float(g[:, left, 1].mean(1).abs().max()) < 0.5
     w = prior.gesture("raise left hand")
     assert float(w[:, left, 1].mean(1).min()) < -1.5 and float(w[:, right, 1].mean(1).abs().max()) < 0.5
+    wave = prior.gesture("wave right hand")[:, right, 0].mean(1)                # the sideways swing (template 1.4)
+    assert float(wave.max() - wave.min()) > 0.8
+    assert float(g[:, right, 0].mean(1).max() - g[:, right, 0].mean(1).min()) < 0.4   # a raise does not swing
     face = [i for i in range(len(names)) if i not in BODY_SLOTS.tolist()]
     assert float(g[:, face].abs().max()) == 0.0
 
