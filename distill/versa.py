@@ -6,7 +6,7 @@ Data: the bundled training speech (assets/speech, split "train"), read as log-me
 motion for it (breathing, beat gestures; engine.procedural on the avatar's rest slots), in windows of
 `window` frames; plus, with probability `command_prob`, one command's gesture template (engine.versa.commands,
 amplitude, speed and timing varied). This is the offline stand-in for text-labelled gesture video.
-Stages: 1 the VQ-VAE (L1 + beta * commitment, EMA codebook with reset); 2 the text branch alone, masked-token
+Stages: 1 the VQ-VAE (smooth L1 + beta * commitment, EMA codebook with reset); 2 the text branch alone, masked-token
 prediction; 3 both branches, fused, masked-token prediction with audio and text each dropped at random; then
 the token->pose bank. Progress bars; the result is written atomically as one folder.
 """
