@@ -150,6 +150,7 @@ class AvatarEngine:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.procedural_cfg = ProceduralConfig()
+        self._prior = None                   # the gesture prior, loaded by the first command()
         self.motion_source = cfg.motion
         self.model_dir = Path(cfg.model_dir) if cfg.model_dir else DEFAULT_MODEL_DIR
         if cfg.motion == "learned" and not cfg.model_dir and not (DEFAULT_MODEL_DIR / "motion").is_dir():
@@ -225,7 +226,7 @@ class AvatarEngine:
         return int(gesture.shape[0])
 
     def _gesture_prior(self):
-        if getattr(self, "_prior", None) is None:
+        if self._prior is None:
             from engine.versa.prior import DEFAULT_DIR, GesturePrior
             folder = Path(self.cfg.gesture_dir) if self.cfg.gesture_dir else DEFAULT_DIR
             if not folder.is_dir():

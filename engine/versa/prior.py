@@ -76,6 +76,7 @@ class GesturePrior:
                              f"{tokens.config.n_codes}/{tokens.config.frames_per_token})")
         self.vqvae, self.tokens, self.pose_bank, self.steps = vqvae.eval(), tokens.eval(), pose_bank, steps
         self.n_slots = len(canonical_names())
+        self._neutral: dict[tuple[int, int], Tensor] = {}     # (frames, steps) -> body_motion("", frames)
 
     @classmethod
     def from_pretrained(cls, path: str | Path = DEFAULT_DIR) -> "GesturePrior":
@@ -113,7 +114,10 @@ class GesturePrior:
         """What `text` adds to the body over the next window -> canonical motion [frames, K_c, 3] (face units;
         zero outside the body slots)."""
         frames = frames or self.window
-        delta = self.body_motion(text, frames) - self.body_motion("", frames)
+        key = (frames, self.steps)
+        if key not in self._neutral:                             # deterministic: sampled once per length
+            self._neutral[key] = self.body_motion("", frames)
+        delta = self.body_motion(text, frames) - self._neutral[key]
         out = torch.zeros(frames, self.n_slots, 3)
         out[:, BODY_SLOTS] = delta
         return out
