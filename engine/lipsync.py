@@ -51,11 +51,11 @@ def lagged_correlation(signal: np.ndarray, reference: np.ndarray, max_lag: int =
 
 
 def sync_score(opening: np.ndarray, envelope: np.ndarray, max_lag: int = 10) -> dict:
-    """The peak correlation and its lag (SyncC/SyncD-like), and r at lag 0."""
+    """The peak correlation and its lag (SyncC/SyncD-like), r at lag 0, and r at every lag ("r_by_lag")."""
     by_lag = lagged_correlation(opening, envelope, max_lag)
     finite = {k: v for k, v in by_lag.items() if math.isfinite(v)}
     if not finite:
         raise ValueError("opening/envelope: no lag with enough finite, varying frames to correlate")
     best = max(finite, key=finite.get)
     return {"peak_r": finite[best], "lag_frames": best, "r_at_0": by_lag[0],
-            "face_found": float(np.isfinite(opening).mean())}
+            "face_found": float(np.isfinite(opening).mean()), "r_by_lag": by_lag}

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from engine.audio import SAMPLE_RATE
-from engine.lipsync import lagged_correlation, mouth_opening
+from engine.lipsync import lagged_correlation, mouth_opening, sync_score
 
 
 def envelope(wave: torch.Tensor, fps: float, n_frames: int) -> np.ndarray:
@@ -25,15 +25,13 @@ def lip_sync(frames: np.ndarray, wave: torch.Tensor, fps: float, max_lag: int = 
     """frames [T, H, W, 3] uint8 and their speech -> scores and the two series (for the plot)."""
     opening = mouth_opening(list(frames), progress=progress)
     env = envelope(wave, fps, len(frames))
-    by_lag = lagged_correlation(opening, env, max_lag)
-    finite = {k: v for k, v in by_lag.items() if np.isfinite(v)}
-    out = {"face_found": float(np.isfinite(opening).mean()), "r_at_0": by_lag[0],
-           "r_by_lag": {str(k): v for k, v in by_lag.items()}, "opening": opening.tolist(),
-           "envelope": env.tolist()}
-    if not finite:
-        out.update(peak_r=None, lag_frames=None,
-                   note="no face in enough frames, or a constant mouth or silence: nothing to correlate")
-        return out
-    best = max(finite, key=finite.get)
-    out.update(peak_r=finite[best], lag_frames=best, lag_ms=1000.0 * best / fps)
-    return out
+    series = {"opening": opening.tolist(), "envelope": env.tolist()}
+    try:
+        s = sync_score(opening, env, max_lag)
+    except ValueError:
+        by_lag = lagged_correlation(opening, env, max_lag)         # every lag NaN: kept for the report
+        return {"face_found": float(np.isfinite(opening).mean()), "r_at_0": by_lag[0], "peak_r": None,
+                "lag_frames": None, "r_by_lag": {str(k): v for k, v in by_lag.items()}, **series,
+                "note": "no face in enough frames, or a constant mouth or silence: nothing to correlate"}
+    return {**s, "r_by_lag": {str(k): v for k, v in s["r_by_lag"].items()},
+            "lag_ms": 1000.0 * s["lag_frames"] / fps, **series}
