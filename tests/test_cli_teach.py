@@ -2,7 +2,6 @@
 line and exit code 2."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")

@@ -1,5 +1,4 @@
 """PSNR and SSIM against scikit-image's implementations (an evaluator we did not write)."""
-import numpy as np
 import pytest
 import torch
 

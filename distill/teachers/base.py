@@ -40,6 +40,34 @@ class Teacher(ABC):
         raise NotImplementedError(f"teacher {self.name!r} has no score function (it is not a diffusion model)")
 
 
+class LatentDiffusionTeacher(Teacher):
+    """The shared set-up of the latent-diffusion teachers (echomimic_v2, vivid_animator, paha): a strict config
+    of `config_class`, the 25 fps contract, and frozen eval-mode components built by the teacher's pipeline
+    module (which the subclass imports in its __init__, so diffusers loads only when a teacher is built).
+    `denoiser` names the component whose parameters give the device and dtype."""
+    is_diffusion = True
+    config_class: type
+    denoiser: str = "denoiser"
+
+    def _build(self, pipeline, config: dict) -> None:
+        from engine.config import from_dict
+        self.config = from_dict(self.config_class, config, f"{self.name} teacher config")
+        if self.config.fps != FPS:
+            raise ValueError(f"fps: the Teacher contract is {FPS} fps, got {self.config.fps}")
+        self._pipe = pipeline
+        self.components = pipeline.build_components(self.config)
+        for m in self.components.modules().values():
+            m.eval().requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(getattr(self.components, self.denoiser).parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(getattr(self.components, self.denoiser).parameters()).dtype
+
+
 def register(name: str):
     """Class decorator: make a Teacher constructible by name."""
     def wrap(cls):

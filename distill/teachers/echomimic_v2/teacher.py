@@ -16,33 +16,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import FPS, SAMPLE_RATE, Teacher, check_inputs, register
-from engine.config import from_dict
+from distill.teachers.base import FPS, LatentDiffusionTeacher, SAMPLE_RATE, check_inputs, register
 
 from .config import EchoMimicV2Config
 
 
 @register("echomimic_v2")
-class EchoMimicV2Teacher(Teacher):
-    is_diffusion = True
+class EchoMimicV2Teacher(LatentDiffusionTeacher):
+    config_class = EchoMimicV2Config
 
     def __init__(self, **config):
         from . import pipeline  # diffusers/transformers load here
-        self.config = from_dict(EchoMimicV2Config, config, "echomimic_v2 teacher config")
-        if self.config.fps != FPS:
-            raise ValueError(f"fps: the Teacher contract is {FPS} fps, got {self.config.fps}")
-        self._pipe = pipeline
-        self.components = pipeline.build_components(self.config)
-        for m in self.components.modules().values():
-            m.eval().requires_grad_(False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.components.denoiser.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.components.denoiser.parameters()).dtype
+        self._build(pipeline, config)
 
     # --- video -----------------------------------------------------------------------------------------------------
     @torch.no_grad()
