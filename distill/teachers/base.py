@@ -67,6 +67,14 @@ class LatentDiffusionTeacher(Teacher):
     def dtype(self) -> torch.dtype:
         return next(getattr(self.components, self.denoiser).parameters()).dtype
 
+    def encode(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [-1, 1] -> latents [B, C, H/f, W/f] (differentiable w.r.t. images)."""
+        return self._pipe.encode_images_grad(self.components, images)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """latents [B, C, h, w] -> images [B, 3, H, W] in [-1, 1] (differentiable)."""
+        return self._pipe.decode_latents(self.components, latents)
+
 
 def register(name: str):
     """Class decorator: make a Teacher constructible by name."""

@@ -21,6 +21,18 @@ import dataclasses
 from dataclasses import dataclass
 
 
+def check_unet_layout(cfg, need) -> None:
+    """The rules every SD-1.x-style video U-Net config here shares (EchoMimicV2, VividAnimator, PAHA): `need(ok,
+    key, rule)` raises the config's ValueError naming the key."""
+    need(len(cfg.block_out_channels) >= 2, "block_out_channels", "expected at least 2 levels")
+    need(all(c % cfg.norm_num_groups == 0 for c in cfg.block_out_channels), "block_out_channels",
+         f"every width must be divisible by norm_num_groups={cfg.norm_num_groups}")
+    need(all(c % cfg.attention_heads == 0 and c % cfg.motion_heads == 0 for c in cfg.block_out_channels),
+         "block_out_channels", "every width must be divisible by attention_heads and motion_heads")
+    need(cfg.layers_per_block >= 1, "layers_per_block", "expected >= 1")
+    need(cfg.dtype in ("float32", "float16", "bfloat16"), "dtype", "expected float32, float16 or bfloat16")
+
+
 @dataclass
 class EchoMimicV2Config:
     # weights: a folder in the released layout (checkpoint.py); random_init=True builds random weights (tests)
@@ -83,13 +95,7 @@ class EchoMimicV2Config:
         def need(ok, key, rule):
             if not ok:
                 raise ValueError(f"EchoMimicV2Config.{key}: {rule}, got {getattr(self, key)!r}")
-        need(len(self.block_out_channels) >= 2, "block_out_channels", "expected at least 2 levels")
-        need(all(c % self.norm_num_groups == 0 for c in self.block_out_channels), "block_out_channels",
-             f"every width must be divisible by norm_num_groups={self.norm_num_groups}")
-        need(all(c % self.attention_heads == 0 and c % self.motion_heads == 0 for c in self.block_out_channels),
-             "block_out_channels", "every width must be divisible by attention_heads and motion_heads")
-        need(self.layers_per_block >= 1, "layers_per_block", "expected >= 1")
-        need(self.dtype in ("float32", "float16", "bfloat16"), "dtype", "expected float32, float16 or bfloat16")
+        check_unet_layout(self, need)
         down = 2 ** (len(self.vae_block_out_channels) - 1)
         need(2 ** (len(self.pose_block_out_channels) - 1) == down, "pose_block_out_channels",
              f"the pose encoder must downsample by the VAE factor {down} (one stride-2 conv per extra level)")

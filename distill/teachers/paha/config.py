@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from distill.teachers.echomimic_v2.config import EchoMimicV2Config
+from distill.teachers.echomimic_v2.config import EchoMimicV2Config, check_unet_layout
 
 # keys that do not change the architecture or the weights (ignored when a saved folder's config is compared)
 RUNTIME_KEYS = ("weights_dir", "random_init", "device", "dtype", "num_inference_steps", "context_frames",
@@ -101,13 +101,7 @@ class PAHAConfig:
         def need(ok, key, rule):
             if not ok:
                 raise ValueError(f"PAHAConfig.{key}: {rule}, got {getattr(self, key)!r}")
-        need(len(self.block_out_channels) >= 2, "block_out_channels", "expected at least 2 levels")
-        need(all(c % self.norm_num_groups == 0 for c in self.block_out_channels), "block_out_channels",
-             f"every width must be divisible by norm_num_groups={self.norm_num_groups}")
-        need(all(c % self.attention_heads == 0 and c % self.motion_heads == 0 for c in self.block_out_channels),
-             "block_out_channels", "every width must be divisible by attention_heads and motion_heads")
-        need(self.layers_per_block >= 1, "layers_per_block", "expected >= 1")
-        need(self.dtype in ("float32", "float16", "bfloat16"), "dtype", "expected float32, float16 or bfloat16")
+        check_unet_layout(self, need)
         total = self.vae_factor * 2 ** (len(self.block_out_channels) - 1)
         need(self.width % total == 0, "width", f"expected a multiple of {total}")
         need(self.height % total == 0, "height", f"expected a multiple of {total}")

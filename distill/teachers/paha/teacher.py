@@ -64,14 +64,6 @@ class PAHATeacher(LatentDiffusionTeacher):
         return self._pipe.latents_to_frames(self.components, latents)
 
     # --- diffusion access (score distillation) ----------------------------------------------------------------------
-    def encode(self, images: Tensor) -> Tensor:
-        """images [B, 3, H, W] in [-1, 1] -> latents [B, C, H/f, W/f] (differentiable w.r.t. images)."""
-        return self._pipe.encode_images_grad(self.components, images)
-
-    def decode(self, latents: Tensor) -> Tensor:
-        """latents [B, C, h, w] -> images [B, 3, H, W] in [-1, 1] (differentiable)."""
-        return self._pipe.decode_latents(self.components, latents)
-
     def score(self, noisy_latents: Tensor, timestep: Tensor, conditions: dict) -> Tensor:
         """Predicted noise eps for noisy video latents [B, C, F, h, w] (or one frame [B, C, h, w]) at `timestep`;
         the reference latent is stacked in front as the clean frame 0 (UniVDM)."""

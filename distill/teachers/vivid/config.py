@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from distill.teachers.echomimic_v2.config import EchoMimicV2Config
+from distill.teachers.echomimic_v2.config import EchoMimicV2Config, check_unet_layout
 
 
 @dataclass
@@ -103,13 +103,7 @@ class VividAnimatorConfig:
         def need(ok, key, rule):
             if not ok:
                 raise ValueError(f"VividAnimatorConfig.{key}: {rule}, got {getattr(self, key)!r}")
-        need(len(self.block_out_channels) >= 2, "block_out_channels", "expected at least 2 levels")
-        need(all(c % self.norm_num_groups == 0 for c in self.block_out_channels), "block_out_channels",
-             f"every width must be divisible by norm_num_groups={self.norm_num_groups}")
-        need(all(c % self.attention_heads == 0 and c % self.motion_heads == 0 for c in self.block_out_channels),
-             "block_out_channels", "every width must be divisible by attention_heads and motion_heads")
-        need(self.layers_per_block >= 1, "layers_per_block", "expected >= 1")
-        need(self.dtype in ("float32", "float16", "bfloat16"), "dtype", "expected float32, float16 or bfloat16")
+        check_unet_layout(self, need)
         need(self.prediction_type in ("epsilon", "v_prediction"), "prediction_type",
              "expected 'epsilon' or 'v_prediction'")
         down = 2 ** (len(self.vae_block_out_channels) - 1)

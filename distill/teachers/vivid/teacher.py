@@ -59,14 +59,6 @@ class VividAnimatorTeacher(LatentDiffusionTeacher):
         return self._pipe.latents_to_frames(self.components, latents)
 
     # --- diffusion access (score distillation) ----------------------------------------------------------------------
-    def encode(self, images: Tensor) -> Tensor:
-        """images [B, 3, H, W] in [-1, 1] -> latents [B, 4, H/8, W/8] (differentiable w.r.t. images)."""
-        return self._pipe.encode_images_grad(self.components, images)
-
-    def decode(self, latents: Tensor) -> Tensor:
-        """latents [B, 4, h, w] -> images [B, 3, H, W] in [-1, 1] (differentiable)."""
-        return self._pipe.decode_latents(self.components, latents)
-
     def score(self, noisy_latents: Tensor, timestep: Tensor, conditions: dict) -> Tensor:
         """Predicted noise eps for noisy video latents [B, 4, F, h, w] (or one frame [B, 4, h, w]) at `timestep`."""
         single = noisy_latents.dim() == 4
