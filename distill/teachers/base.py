@@ -67,6 +67,16 @@ class LatentDiffusionTeacher(Teacher):
     def dtype(self) -> torch.dtype:
         return next(getattr(self.components, self.denoiser).parameters()).dtype
 
+    @torch.no_grad()
+    def _reference_and_audio(self, reference_image, audio) -> tuple[int, Tensor, Tensor]:
+        """Checked inputs -> (T = S // 640 frames, the reference image [1, 3, H, W] at the config's size on the
+        teacher's device and dtype, the audio tokens [1, T, ...] from the teacher's audio model)."""
+        img, a = check_inputs(reference_image, audio)
+        num_frames = a.numel() * FPS // SAMPLE_RATE
+        ref = self._pipe.image_to_tensor(img, self.config.width, self.config.height, self.device, self.dtype)
+        tokens = self.components.audio(a.to(self.device), num_frames)[None].to(self.dtype)
+        return num_frames, ref, tokens
+
     def encode(self, images: Tensor) -> Tensor:
         """images [B, 3, H, W] in [-1, 1] -> latents [B, C, H/f, W/f] (differentiable w.r.t. images)."""
         return self._pipe.encode_images_grad(self.components, images)

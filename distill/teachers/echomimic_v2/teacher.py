@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import FPS, LatentDiffusionTeacher, SAMPLE_RATE, check_inputs, register
+from distill.teachers.base import LatentDiffusionTeacher, register
 
 from .config import EchoMimicV2Config
 
@@ -33,11 +33,8 @@ class EchoMimicV2Teacher(LatentDiffusionTeacher):
     @torch.no_grad()
     def make_conditions(self, reference_image, audio: Tensor, hand_poses=None) -> dict:
         """Check inputs; -> score() conditions for the T = S // 640 frames of `audio` (batch 1)."""
-        img, a = check_inputs(reference_image, audio)
         cfg, p = self.config, self._pipe
-        num_frames = a.numel() * FPS // SAMPLE_RATE
-        ref = p.image_to_tensor(img, cfg.width, cfg.height, self.device, self.dtype)
-        tokens = self.components.audio(a.to(self.device), num_frames)[None].to(self.dtype)
+        num_frames, ref, tokens = self._reference_and_audio(reference_image, audio)
         pose = p.pose_images(hand_poses, num_frames, cfg.width, cfg.height, self.device, self.dtype)
         return {"reference_latents": p.encode_images(self.components, ref), "audio": tokens, "pose": pose}
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import FPS, LatentDiffusionTeacher, SAMPLE_RATE, check_inputs, register
+from distill.teachers.base import LatentDiffusionTeacher, register
 
 from .config import PAHAConfig
 
@@ -43,11 +43,8 @@ class PAHATeacher(LatentDiffusionTeacher):
     @torch.no_grad()
     def make_conditions(self, reference_image, audio: Tensor, face_mask=None) -> dict:
         """Check inputs -> {"reference_latents", "audio", "face_mask" [1, T, h, w]} for T = S // 640 frames."""
-        img, a = check_inputs(reference_image, audio)
         cfg, p = self.config, self._pipe
-        num_frames = a.numel() * FPS // SAMPLE_RATE
-        ref = p.image_to_tensor(img, cfg.width, cfg.height, self.device, self.dtype)
-        tokens = self.components.audio(a.to(self.device), num_frames)[None].to(self.dtype)
+        num_frames, ref, tokens = self._reference_and_audio(reference_image, audio)
         if face_mask is None:
             mask = p.face_mask_from_box(cfg.face_box, num_frames, cfg.latent_hw, self.device)
         else:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import FPS, LatentDiffusionTeacher, SAMPLE_RATE, check_inputs, register
+from distill.teachers.base import LatentDiffusionTeacher, register
 
 from .config import VividAnimatorConfig
 
@@ -34,13 +34,8 @@ class VividAnimatorTeacher(LatentDiffusionTeacher):
 
     # --- video -----------------------------------------------------------------------------------------------------
     def _inputs(self, reference_image, audio: Tensor, hand_poses=None, reference_hands=None, head_box=None):
-        img, a = check_inputs(reference_image, audio)
-        cfg, p = self.config, self._pipe
-        num_frames = a.numel() * FPS // SAMPLE_RATE
-        ref = p.image_to_tensor(img, cfg.width, cfg.height, self.device, self.dtype)
-        with torch.no_grad():
-            tokens = self.components.audio(a.to(self.device), num_frames)[None].to(self.dtype)
-        return p.prepare_conditions(self.components, ref, tokens, hand_poses, reference_hands, head_box)
+        _, ref, tokens = self._reference_and_audio(reference_image, audio)
+        return self._pipe.prepare_conditions(self.components, ref, tokens, hand_poses, reference_hands, head_box)
 
     @torch.no_grad()
     def make_conditions(self, reference_image, audio: Tensor, hand_poses=None, reference_hands=None,
