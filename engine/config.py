@@ -21,6 +21,7 @@ def from_dict(cls: type[C], data: dict, source: str = "config") -> C:
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
+    data = {k: _float_text(v) if hints[k] is float else v for k, v in data.items()}
     for key, value in data.items():
         want = hints[key]
         ok = (isinstance(value, (int, float)) and not isinstance(value, bool)) if want is float else \
@@ -33,6 +34,17 @@ def from_dict(cls: type[C], data: dict, source: str = "config") -> C:
         return cls(**data)
     except TypeError as e:  # a required key is missing
         raise ValueError(f"{source}: {e}") from e
+
+
+def _float_text(value):
+    """PyYAML follows YAML 1.1, which reads 1e-5 (an exponent without a dot) as the string '1e-5': such a
+    string, where a float is expected, is taken as the number it spells. Anything else is returned as is."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def read_yaml(path: str | Path):

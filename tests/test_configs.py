@@ -63,6 +63,17 @@ def test_distill_yamls_load_and_the_default_equals_the_code():
     assert tiny.finetune.w_traj == 0 and tiny.motion_model.dim == 32
 
 
+def test_an_exponent_without_a_dot_is_a_float(tmp_path):
+    """PyYAML reads 1e-5 as a string (YAML 1.1); where a float is expected it is the number, elsewhere an error."""
+    from distill.config import load_distill_config
+    cfg = load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["finetune.lr=1e-5", "embedding.lr=3E-2"])
+    assert cfg.finetune.lr == 1e-5 and cfg.embedding.lr == 0.03
+    with pytest.raises(ValueError, match=r"'lr' expects float, got 'fast'"):
+        load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["finetune.lr=fast"])
+    with pytest.raises(ValueError, match=r"'steps' expects int, got '1e3'"):
+        load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["finetune.steps=1e3"])
+
+
 def test_distill_config_errors_name_the_key(tmp_path):
     from distill.config import load_distill_config
     bad = tmp_path / "d.yaml"
