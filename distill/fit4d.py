@@ -1,7 +1,7 @@
 """fit4d: the canonical avatar fitted to each teacher video, giving pseudo-ground-truth particle motions.
 
 AudioAvatar's problem setting: a teacher video is explained as the canonical Gaussians G_0 deformed by per-frame
-control-particle motions plus the decoder's ΔG_t. Two steps:
+control-particle motions plus the decoder's ΔG_t. Three steps:
 
 1. Per-frame particle motion from the tracks (`lift_tracks`). Each particle starts where the photo camera sees
    it (distill.view.AvatarView.particle_pixels); its 2-D track (distill/tracks.py) moves it by Δu pixels in
@@ -10,7 +10,15 @@ control-particle motions plus the decoder's ΔG_t. Two steps:
    interpolation in time between the valid ones (held at the ends); a particle valid in fewer than
    `min_valid` of the frames is left out of training (its slot mask is False). Result, per clip: canonical
    motion [T, K_c, 3] in face units and slot mask [K_c] (engine/particles), what the motion models learn.
-2. The decoder (`DecoderFit`): with those motions fixed, the per-avatar GaussianDecoder learns the ΔG_t
+2. Track calibration (`TrackGain`, `GainFit`): a tracker can follow a point by a consistent share of its true
+   motion. On the procedural teacher, mediapipe's mesh follows the dropping chin by about half, and some lip
+   points barely move. So each particle's pixel displacement gets a gain per image axis [K, 2], shared by all
+   frames of all clips. The gains are fitted photometrically: the avatar, deformed by the lifted
+   gain * displacement and with the decoder still at rest (ΔG = 0), is rendered on the face box at full
+   resolution against the teacher's frames, by L1 + SSIM inside the person's mask. A gain starts at 1; a
+   particle the face box does not show gets no gradient and keeps 1. Tracks and pseudo-ground truth are then
+   both calibrated, so the trajectory loss and the motion models see the same motion.
+3. The decoder (`DecoderFit`): with those motions fixed, the per-avatar GaussianDecoder learns the ΔG_t
    (colour, scale, rotation, opacity, and a mean correction) that make the rendered avatar match the teacher's
    frames, by L1 + SSIM inside the person's mask, on the face box at full resolution (or the whole frame:
    `region`). It is trained like every
@@ -25,6 +33,7 @@ from torch import Tensor, nn
 
 from distill.losses import photometric_loss
 from distill.view import AvatarView
+from engine.pretrained import Pretrained
 
 REGIONS = ("face", "full")
 
@@ -37,6 +46,10 @@ class Fit4DConfig:
     region: str = "full"        # photometric loss on "full" (the whole frame) or "face" (the face box, full resolution)
     lr: float = 2e-3
     w_ssim: float = 0.2
+    gain_steps: int = 400       # track calibration steps (0: no calibration, gains stay 1)
+    gain_lr: float = 0.03
+    gain_low: float = 0.25      # the gains are clamped to [gain_low, gain_high]
+    gain_high: float = 4.0
 
     def __post_init__(self):
         if not 0.0 <= self.min_valid <= 1.0:
@@ -46,8 +59,12 @@ class Fit4DConfig:
         for name in ("batch",):
             if getattr(self, name) < 1:
                 raise ValueError(f"Fit4DConfig.{name}: expected >= 1, got {getattr(self, name)}")
-        if self.steps < 0:
-            raise ValueError(f"Fit4DConfig.steps: expected >= 0, got {self.steps}")
+        for name in ("steps", "gain_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Fit4DConfig.{name}: expected >= 0, got {getattr(self, name)}")
+        if not 0 < self.gain_low <= 1 <= self.gain_high:
+            raise ValueError(f"Fit4DConfig.gain_low/gain_high: expected 0 < low <= 1 <= high, got "
+                             f"{self.gain_low}, {self.gain_high}")
 
 
 def fill_gaps(values: Tensor, valid: Tensor) -> Tensor:
@@ -72,24 +89,76 @@ def fill_gaps(values: Tensor, valid: Tensor) -> Tensor:
     return out
 
 
-def lift_tracks(view: AvatarView, points: Tensor, valid: Tensor, min_valid: float) -> tuple[Tensor, Tensor]:
-    """Tracks of the avatar's particles (points [T, K, 2] pixels, valid [T, K]) -> (canonical motion
-    [T, K_c, 3] face units, slot mask [K_c] bool)."""
+def track_displacement(view: AvatarView, points: Tensor, valid: Tensor, min_valid: float) -> tuple[Tensor, Tensor]:
+    """Tracks of the avatar's particles (points [T, K, 2] pixels, valid [T, K]) -> (pixel displacement from
+    the rest particles [T, K, 2], gaps filled, 0 for particles left out; keep [K] bool, the particles kept)."""
     K = view.avatar.particles.shape[0]
     if points.dim() != 3 or points.shape[1:] != (K, 2) or valid.shape != points.shape[:2]:
         raise ValueError(f"points/valid: expected [T, K={K}, 2] and [T, K], got {list(points.shape)} "
                          f"and {list(valid.shape)}")
     displacement = fill_gaps(points.float() - view.particle_pixels()[None], valid)            # [T, K, 2]
-    world = view.lift(displacement)                                                          # [T, K, 3]
     keep = valid.float().mean(0) >= max(min_valid, 1e-9)                                     # [K]
-    world = world * keep[None, :, None]
+    return displacement * keep[None, :, None], keep
+
+
+def lift_tracks(view: AvatarView, points: Tensor, valid: Tensor, min_valid: float,
+                gain: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Tracks of the avatar's particles (points [T, K, 2] pixels, valid [T, K]) -> (canonical motion
+    [T, K_c, 3] face units, slot mask [K_c] bool). gain [K, 2]: TrackGain's per-particle pixel gains."""
+    displacement, keep = track_displacement(view, points, valid, min_valid)
+    if gain is not None:
+        displacement = displacement * gain
+    world = view.lift(displacement)                                                          # [T, K, 3]
     mask = torch.zeros(view.to_canonical(world[:1]).shape[1], dtype=torch.bool)
     mask[view.slots[keep]] = True
     return view.to_canonical(world), mask
 
 
+def calibrate_tracks(view: AvatarView, points: Tensor, gain: Tensor) -> Tensor:
+    """points [T, K, 2] pixels -> the rest particles + gain [K, 2] * (points - rest): the tracks as step 2
+    calibrated them (what the finetune's trajectory loss compares with)."""
+    rest = view.particle_pixels()
+    return rest + gain.to(points) * (points - rest)
+
+
+@dataclass
+class TrackGainConfig:
+    n_particles: int = 1
+    low: float = 0.25
+    high: float = 4.0
+
+
+class TrackGain(Pretrained, nn.Module):
+    """Per-particle gains [K, 2] (x, y) on tracked pixel displacements, clamped to [low, high]; 1 at init."""
+    config_class = TrackGainConfig
+
+    def __init__(self, config: TrackGainConfig | None = None):
+        super().__init__()
+        self.config = config or TrackGainConfig()
+        self.gain = nn.Parameter(torch.ones(self.config.n_particles, 2))
+
+    def forward(self) -> Tensor:
+        return self.gain.clamp(self.config.low, self.config.high)
+
+
+class GainFit(nn.Module):
+    """Objective of step 2: batch {"displacement" [B, K, 2] px, "target" [B, h, w, 3], "mask" [B, h, w]}, target
+    and mask cut to `crop` -> {"loss", "loss_l1", "loss_ssim", "psnr"}. The decoder is not trained here."""
+
+    def __init__(self, view: AvatarView, decoder: nn.Module, gain: TrackGain, cfg: Fit4DConfig, crop):
+        super().__init__()
+        self.view, self.decoder, self.gain, self.cfg, self.crop = view, decoder, gain, cfg, crop
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        world = self.view.lift(batch["displacement"] * self.gain())
+        rgb = self.view.render(self.decoder, world, self.crop)["rgb"]
+        losses = photometric_loss(rgb, batch["target"], batch["mask"])
+        losses["loss"] = losses["loss_l1"] + self.cfg.w_ssim * losses["loss_ssim"]
+        return losses
+
+
 class DecoderFit(nn.Module):
-    """Objective of step 2: batch {"motion" [B, K, 3] world, "target" [B, h, w, 3], "mask" [B, h, w]}, target
+    """Objective of step 3: batch {"motion" [B, K, 3] world, "target" [B, h, w, 3], "mask" [B, h, w]}, target
     and mask cut to `crop` -> {"loss", "loss_l1", "loss_ssim", "psnr"}."""
 
     def __init__(self, view: AvatarView, decoder: nn.Module, cfg: Fit4DConfig, crop):

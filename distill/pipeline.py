@@ -4,7 +4,8 @@
     2. avatar         the photo personalised (engine/personalize), or data.avatar   -> RUN/avatar
     3. teacher data   teacher videos of the identity for the speech corpus, cached   -> RUN/teacher/<clip>-<key>/
     4. tracks         2-D tracks of the avatar's particles in each training video    -> RUN/tracks/<clip>.pt
-    5. fit4d          pseudo-GT canonical motion per clip (lift), then the decoder   -> RUN/fit4d/<clip>.pt
+    5. fit4d          pseudo-GT canonical motion per clip (lift; track gains calibrated photometrically,
+                      stage "calibrate"), then the decoder                           -> RUN/fit4d/<clip>.pt
     6. embedding      audio encoder + E_X, contrastive (skipped when disabled)
     7. motion         MotionDiT + refiner on (features, pseudo-GT motion)
     8. finetune       end to end through the renderer against the teacher
@@ -29,7 +30,8 @@ from distill.config import REPO, DistillConfig
 from distill.dataset import ClipTensors, Windows
 from distill.dist import DistContext, barrier, init_distributed, is_main
 from distill.checkpoint import batch_indices
-from distill.fit4d import DecoderFit, lift_tracks
+from distill.fit4d import (DecoderFit, GainFit, TrackGain, TrackGainConfig, calibrate_tracks, lift_tracks,
+                           track_displacement)
 from distill.objectives import EmbeddingObjective, FinetuneObjective, MotionObjective
 from distill.train import Stage, is_done, run_stage, step_generator
 from distill.view import AvatarView, crop_frames
@@ -138,9 +140,7 @@ class Run:
             tr = {"points": t.points, "valid": t.valid}
             if is_main(self.ctx):
                 _atomic_torch_save(tr, path)
-        motion, mask = lift_tracks(view, tr["points"], tr["valid"], self.cfg.fit4d.min_valid)
-        if is_main(self.ctx) and not (self.dir / "fit4d" / f"{clip.id}.pt").is_file():
-            _atomic_torch_save({"motion": motion, "slot_mask": mask}, self.dir / "fit4d" / f"{clip.id}.pt")
+        motion, mask = lift_tracks(view, tr["points"], tr["valid"], self.cfg.fit4d.min_valid)   # uncalibrated
         mel, rms = audio_features(audio)
         return ClipTensors(clip.id, mel[:T], rms[:T], motion[:T], mask, tr["points"][:T], tr["valid"][:T], frames,
                            audio[:T * 640])
@@ -160,6 +160,41 @@ class Run:
             for name, m in models.items():
                 m.save_pretrained(root / name)
         barrier(self.ctx)
+
+    def calibrate(self, view: AvatarView, clips: list[ClipTensors], decoder: GaussianDecoder,
+                  person: torch.Tensor) -> torch.Tensor:
+        """fit4d step 2 (distill/fit4d.py): per-particle track gains [K, 2], fitted photometrically on the face
+        box with the decoder at rest; then every clip's tracks and pseudo-GT motion are calibrated in place and
+        the pseudo-GT is written to RUN/fit4d/<clip>.pt."""
+        f = self.cfg.fit4d
+        gain = TrackGain(TrackGainConfig(n_particles=view.slots.numel(), low=f.gain_low, high=f.gain_high))
+        raw = [c.tracks for c in clips]
+        if f.gain_steps:
+            crop = view.face_box()
+            mask = crop_frames(person[None, :, :, None], crop)[0, ..., 0]
+            shift = [track_displacement(view, c.tracks, c.valid, f.min_valid)[0] for c in clips]   # [T, K, 2] px
+            index = [(c, t) for c, clip in enumerate(clips) for t in range(clip.T)]
+
+            def batch_fn(step, rank, world):
+                b = _batches(len(index), f.batch, self.cfg.run.seed + 5)(step, rank, world)
+                pick = [index[i] for i in b["index"]]
+                target = torch.stack([torch.from_numpy(np.array(clips[c].frames[t])) for c, t in pick])
+                return {"displacement": torch.stack([shift[c][t] for c, t in pick]),
+                        "target": crop_frames(target, crop).float() / 255,
+                        "mask": mask[None].expand(len(pick), -1, -1), **b}
+            decoder.requires_grad_(False)             # at rest (untrained): ΔG = 0
+            self.train(Stage("calibrate", GainFit(view, decoder, gain, f, crop),
+                             {"gain": torch.optim.Adam(gain.parameters(), f.gain_lr)}, f.gain_steps, batch_fn),
+                       {"gain": gain})
+            decoder.requires_grad_(True)
+        g = gain().detach()
+        for c, clip in enumerate(clips):
+            clip.motion, clip.slot_mask = lift_tracks(view, raw[c], clip.valid, f.min_valid, g)
+            clip.tracks = calibrate_tracks(view, raw[c], g)
+            path = self.dir / "fit4d" / f"{clip.id}.pt"
+            if is_main(self.ctx) and not path.is_file():
+                _atomic_torch_save({"motion": clip.motion, "slot_mask": clip.slot_mask, "gain": g}, path)
+        return g
 
     def load_models(self, models: dict, stage: str) -> None:
         root = self.dir / "models" / stage
@@ -218,6 +253,7 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
     # 4-5. tracks and pseudo-GT motion
     clips = [run.clip_tensors(view, c) for c in _progress(train_clips, progress and is_main(ctx), "tracks + fit4d")]
     models = run.models(avatar, view.unit)
+    run.calibrate(view, clips, models["decoder"], person)
     crop = view.face_box() if cfg.fit4d.region == "face" else None
     mask = crop_frames(person[None, :, :, None], crop)[0, ..., 0]
     frames_index = [(c, t) for c, clip in enumerate(clips) for t in range(clip.T)]

@@ -65,3 +65,44 @@ def test_pseudo_ground_truth_recovers_the_teachers_lip_motion(setup):
     r = np.corrcoef(est.flatten().numpy(), ref.flatten().numpy())[0, 1]
     err = float((est - ref).abs().median())
     assert r > 0.9 and err < 0.03, (r, err)
+
+
+def test_track_calibration_recovers_a_known_gain(setup):
+    """Frames made by the avatar itself, its lower-lip and chin particles moved by twice the displacement the
+    'tracker' reports: GainFit, from gains of 1, finds about 2 for those particles' y and leaves the rest at 1."""
+    from distill.fit4d import Fit4DConfig, GainFit, TrackGain, TrackGainConfig
+    from distill.losses import photometric_loss
+    from engine.decoder import DecoderConfig, GaussianDecoder
+    avatar = setup[0]
+    view = AvatarView(avatar, (256, 256))
+    decoder = GaussianDecoder(DecoderConfig(n_particles=avatar.particles.shape[0])).requires_grad_(False)
+    names = avatar.particle_names
+    jaw = [names.index(n) for n in ("face:14", "face:17", "face:87", "face:317", "face:152", "face:18", "face:200")
+           if n in names]
+    g = torch.Generator().manual_seed(0)
+    T, K = 24, len(names)
+    reported = torch.zeros(T, K, 2)
+    reported[:, jaw, 1] = torch.rand(T, 1, generator=g) * 3.0            # the jaw drops 0..3 px, as tracked
+    true_gain = torch.ones(K, 2)
+    true_gain[jaw, 1] = 2.0
+    crop = view.face_box()
+    with torch.no_grad():
+        target = view.render(decoder, view.lift(reported * true_gain), crop)["rgb"]
+    gain = TrackGain(TrackGainConfig(n_particles=K))
+    fit = GainFit(view, decoder, gain, Fit4DConfig(), crop)
+    opt = torch.optim.Adam(gain.parameters(), 0.05)
+    before = float(photometric_loss(view.render(decoder, view.lift(reported), crop)["rgb"], target)["loss_l1"])
+    for step in range(60):
+        pick = torch.randint(0, T, (4,), generator=g)
+        loss = fit({"displacement": reported[pick], "target": target[pick], "mask": None})["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    found = gain().detach()
+    with torch.no_grad():
+        after = float(fit({"displacement": reported, "target": target, "mask": None})["loss_l1"])
+    assert after < 0.5 * before, (before, after)
+    assert torch.allclose(found[jaw, 1], torch.full((len(jaw),), 2.0), atol=0.35), found[jaw, 1]
+    others = torch.ones(K, 2, dtype=torch.bool)
+    others[jaw, 1] = False
+    assert torch.equal(found[others], torch.ones(int(others.sum())))  # no displacement, no gradient: still 1
