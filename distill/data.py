@@ -3,7 +3,7 @@
     assets/speech/corpus.json ─ speech_corpus ─▶ [SpeechClip]  (bundled espeak-ng sentences + the user's files)
     teacher, photo [H, W, 3], [SpeechClip] ─ teacher_clips ─▶ [TeacherClip]  (one cache entry per clip)
 
-The bundled corpus (scripts/make_distill_speech.sh) has a train split (10 sentences x 3 voices) and a held-out
+The bundled corpus (scripts/make_distill_speech.sh) has a train split (10 sentences x 6 voices) and a held-out
 split (4 other sentences x 2 other voices): no held-out sentence and no held-out voice is trained on. Audio files
 the user adds (`extra`) join the train split with voice "user".
 
