@@ -438,3 +438,23 @@ def test_pretrained_encoder_bad_paths(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)               # as if it were not installed
     with pytest.raises(ImportError, match="needs the `transformers` package"):
         PretrainedSpeechEncoder(tmp_path)
+
+
+@pytest.mark.parametrize("level", [False, True])
+def test_the_encoder_hears_loudness_only_through_its_level_inputs(level):
+    """Noise 12 dB quieter shifts every log-mel bin by the same amount, which the per-frame LayerNorm removes:
+    without the level inputs the encoder cannot tell the two apart; with them (the default) it can."""
+    from engine.audio_encoder import AudioEncoder, AudioEncoderConfig
+    noise = 0.2 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    loud, _ = audio_features(noise)
+    quiet, _ = audio_features(noise * 10 ** (-12 / 20))
+    shift = (loud - quiet)[5:-5]
+    assert torch.allclose(shift, shift.mean().expand_as(shift), atol=1e-3)       # a uniform shift of every bin
+    torch.manual_seed(0)
+    encoder = AudioEncoder(AudioEncoderConfig(level=level))
+    with torch.no_grad():
+        diff = float((encoder(loud) - encoder(quiet))[5:-5].abs().max())
+    if level:
+        assert diff > 1e-2, diff
+    else:
+        assert diff < 1e-4, diff
