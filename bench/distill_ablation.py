@@ -1,12 +1,12 @@
 """Issue 7's ablation table: a finished distillation run against variants that drop one ingredient each,
 all scored on the same held-out clips (distill.pipeline.evaluate_heldout). Prints one JSON line per row.
 
-    full                 the run itself
+    full                 the run itself (the default config: no end-to-end finetune, finetune.steps = 0)
     without refiner      the same models, the refiner skipped (evaluation only)
-    without trajectory   finetune re-run from the same motion stage with finetune.w_traj = 0
-    without ARAP         finetune re-run with finetune.w_arap = 0
+    with finetune        the end-to-end finetune run from the same motion stage for FINETUNE_STEPS steps
+    finetune without trajectory / without ARAP: the same with finetune.w_traj = 0 / finetune.w_arap = 0
     without embedding    no contrastive stage (the audio encoder trains from scratch with the DiT), no sync loss:
-                         motion + finetune re-run
+                         motion (+ finetune, when the run has one) re-run
     procedural           the rule-based baseline on the same avatar
 The run's own eval.json is reused when it scores all three of full / without refiner / procedural.
 A variant starts from a copy of the run's folder with the stages it changes removed, so it shares the
@@ -29,9 +29,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+FINETUNE_STEPS = 200
+FINETUNE = [f"finetune.steps={FINETUNE_STEPS}"]
 VARIANTS = {
-    "without trajectory": (["finetune.w_traj=0"], ["finetune"]),
-    "without ARAP": (["finetune.w_arap=0"], ["finetune"]),
+    "with finetune": (FINETUNE, ["finetune"]),
+    "finetune without trajectory": (FINETUNE + ["finetune.w_traj=0"], ["finetune"]),
+    "finetune without ARAP": (FINETUNE + ["finetune.w_arap=0"], ["finetune"]),
     "without embedding": (["embedding.enabled=false", "finetune.w_sync=0"], ["embedding", "motion", "finetune"]),
 }
 
