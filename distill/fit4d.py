@@ -16,8 +16,8 @@ control-particle motions plus the decoder's ΔG_t. Three steps:
    frames of all clips. The gains are fitted photometrically: the avatar, deformed by the lifted
    gain * displacement and with the decoder still at rest (ΔG = 0), is rendered on the face box at full
    resolution against the teacher's frames, by L1 + SSIM inside the person's mask. A gain starts at 1; a
-   particle the face box does not show gets no gradient and keeps 1. Tracks and pseudo-ground truth are then
-   both calibrated, so the trajectory loss and the motion models see the same motion.
+   particle whose Gaussians the face box does not show gets no gradient and keeps 1. Tracks and pseudo-ground
+   truth are then both calibrated, so the trajectory loss and the motion models see the same motion.
 3. The decoder (`DecoderFit`): with those motions fixed, the per-avatar GaussianDecoder learns the ΔG_t
    (colour, scale, rotation, opacity, and a mean correction) that make the rendered avatar match the teacher's
    frames, by L1 + SSIM inside the person's mask, on the face box at full resolution (or the whole frame:
