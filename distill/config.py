@@ -183,7 +183,8 @@ def check(cfg: DistillConfig, source: str) -> None:
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) < 0:
             raise ValueError(f"{source}: {key} must be >= 0, got {getattr(getattr(cfg, section), name)}")
-    rates = {"fit4d.lr": cfg.fit4d.lr, "embedding.lr": cfg.embedding.lr, "motion.lr": cfg.motion.lr,
+    rates = {"fit4d.lr": cfg.fit4d.lr, "fit4d.gain_lr": cfg.fit4d.gain_lr, "embedding.lr": cfg.embedding.lr,
+             "motion.lr": cfg.motion.lr,
              "motion.refiner_lr": cfg.motion.refiner_lr, "finetune.lr": cfg.finetune.lr}
     for key, value in rates.items():
         if not value > 0:

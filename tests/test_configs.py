@@ -85,5 +85,9 @@ def test_distill_config_errors_name_the_key(tmp_path):
         load_distill_config(bad)
     with pytest.raises(ValueError, match="audio feature size must agree"):
         load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["audio_encoder.dim=64"])
+    with pytest.raises(ValueError, match=r"fit4d.gain_lr must be > 0"):
+        load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["fit4d.gain_lr=0"])
+    with pytest.raises(ValueError, match=r"gain_low/gain_high"):
+        load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["fit4d.gain_low=1.5"])
     with pytest.raises(ValueError, match="--set"):
         load_distill_config(CONFIGS / "distill" / "tiny.yaml", ["finetune"])
