@@ -143,23 +143,33 @@ class SampleInputs:
     pose: Tensor                   # [1, 3, F, H, W] rendered pose maps in [0, 1]
 
 
+def start_sampling(comp, steps: int, size: tuple[int, int, int], generator: torch.Generator, dtype, device,
+                   clamp: float | None = None) -> tuple[DDIMScheduler, Tensor]:
+    """The components' scheduler set to `steps`, and the initial latents [1, C, F, h, w] for size (F, h, w):
+    noise drawn on the CPU from `generator` (the same on every device), clamped to +-clamp when given,
+    scaled by the scheduler's init_noise_sigma."""
+    scheduler = comp.scheduler()
+    scheduler.set_timesteps(steps, device=device)
+    noise = torch.randn((1, comp.cfg.latent_channels, *size), generator=generator, device="cpu",
+                        dtype=torch.float32)
+    if clamp is not None:
+        noise = noise.clamp(-clamp, clamp)
+    return scheduler, noise.to(device, dtype) * scheduler.init_noise_sigma
+
+
 @torch.no_grad()
 def sample(comp: Components, inputs: SampleInputs, steps: int, guidance: float, generator: torch.Generator,
            context_frames: int = 12, context_overlap: int = 3) -> Tensor:
     """-> latents [1, 4, F, h, w] (steps as in the module docstring)."""
-    cfg, den = comp.cfg, comp.denoiser
+    den = comp.denoiser
     b, f = inputs.audio.shape[:2]
     h, w = inputs.ref_latents.shape[-2:]
     if b != 1 or inputs.pose.shape[2] != f:
         raise ValueError(f"inputs: expected batch 1 and {f} frames of pose, got audio {list(inputs.audio.shape)}, "
                          f"pose {list(inputs.pose.shape)}")
     dtype, device = inputs.ref_latents.dtype, inputs.ref_latents.device
-    # 1. scheduler
-    scheduler = comp.scheduler()
-    scheduler.set_timesteps(steps, device=device)
-    # 2. initial noise
-    noise = torch.randn((1, cfg.latent_channels, f, h, w), generator=generator, device="cpu", dtype=torch.float32)
-    latents = noise.clamp(-1.5, 1.5).to(device, dtype) * scheduler.init_noise_sigma
+    # 1-2. scheduler, initial noise
+    scheduler, latents = start_sampling(comp, steps, (f, h, w), generator, dtype, device, clamp=1.5)
     # 3. reference tokens, pose features
     reference = reference_tokens(comp.reference_unet, inputs.ref_latents)
     pose = comp.pose_encoder(inputs.pose.to(dtype))

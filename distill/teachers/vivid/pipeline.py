@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from distill.teachers.echomimic_v2.audio import WhisperAudioFeatures
 from distill.teachers.echomimic_v2.checkpoint import load_strict
 from distill.teachers.echomimic_v2.pipeline import (DTYPES, context_windows, decode_latents, encode_images,
-                                                    encode_images_grad, image_to_tensor, latents_to_frames)
+                                                    encode_images_grad, image_to_tensor, latents_to_frames,
+                                                    start_sampling)
 from distill.teachers.echomimic_v2.pose import PoseEncoder
 from distill.teachers.echomimic_v2.reference import build_reference_unet, check_pairing, reference_tokens
 from engine.pretrained import atomic_dir_write
@@ -220,19 +221,15 @@ def window_conditions(inputs: SampleInputs, hand_features: Tensor, reference: di
 def sample(comp: Components, inputs: SampleInputs, steps: int, audio_scale: float, image_scale: float,
            generator: torch.Generator, context_frames: int = 24, context_overlap: int = 4) -> Tensor:
     """-> latents [1, 4, F, h, w] (steps as in the module docstring)."""
-    cfg, den = comp.cfg, comp.denoiser
+    den = comp.denoiser
     b, f = inputs.audio.shape[:2]
     h, w = inputs.ref_latents.shape[-2:]
     if b != 1 or inputs.hand_heatmaps.shape[2] != f:
         raise ValueError(f"inputs: expected batch 1 and {f} frames of hand heatmaps, got audio "
                          f"{list(inputs.audio.shape)}, hand_heatmaps {list(inputs.hand_heatmaps.shape)}")
     dtype, device = inputs.ref_latents.dtype, inputs.ref_latents.device
-    # 1. scheduler
-    scheduler = comp.scheduler()
-    scheduler.set_timesteps(steps, device=device)
-    # 2. initial noise
-    noise = torch.randn((1, cfg.latent_channels, f, h, w), generator=generator, device="cpu", dtype=torch.float32)
-    latents = noise.to(device, dtype) * scheduler.init_noise_sigma
+    # 1-2. scheduler, initial noise
+    scheduler, latents = start_sampling(comp, steps, (f, h, w), generator, dtype, device)
     # 3. reference tokens, hand features
     reference = reference_tokens(comp.reference_unet, inputs.ref_latents)
     hand_features = comp.hand_encoder(inputs.hand_heatmaps.to(dtype))
