@@ -101,17 +101,19 @@ def track_displacement(view: AvatarView, points: Tensor, valid: Tensor, min_vali
     return displacement * keep[None, :, None], keep
 
 
-def lift_tracks(view: AvatarView, points: Tensor, valid: Tensor, min_valid: float,
-                gain: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Tracks of the avatar's particles (points [T, K, 2] pixels, valid [T, K]) -> (canonical motion
-    [T, K_c, 3] face units, slot mask [K_c] bool). gain [K, 2]: TrackGain's per-particle pixel gains."""
-    displacement, keep = track_displacement(view, points, valid, min_valid)
-    if gain is not None:
-        displacement = displacement * gain
+def lift_displacement(view: AvatarView, displacement: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """track_displacement's output (pixels [T, K, 2], keep [K]) -> (canonical motion [T, K_c, 3] face units,
+    slot mask [K_c] bool)."""
     world = view.lift(displacement)                                                          # [T, K, 3]
     mask = torch.zeros(view.to_canonical(world[:1]).shape[1], dtype=torch.bool)
     mask[view.slots[keep]] = True
     return view.to_canonical(world), mask
+
+
+def lift_tracks(view: AvatarView, points: Tensor, valid: Tensor, min_valid: float) -> tuple[Tensor, Tensor]:
+    """Tracks of the avatar's particles (points [T, K, 2] pixels, valid [T, K]) -> (canonical motion
+    [T, K_c, 3] face units, slot mask [K_c] bool), uncalibrated."""
+    return lift_displacement(view, *track_displacement(view, points, valid, min_valid))
 
 
 def calibrate_tracks(view: AvatarView, points: Tensor, gain: Tensor) -> Tensor:

@@ -30,8 +30,8 @@ from distill.config import REPO, DistillConfig
 from distill.dataset import ClipTensors, Windows
 from distill.dist import DistContext, barrier, init_distributed, is_main
 from distill.checkpoint import batch_indices
-from distill.fit4d import (DecoderFit, GainFit, TrackGain, TrackGainConfig, calibrate_tracks, lift_tracks,
-                           track_displacement)
+from distill.fit4d import (DecoderFit, GainFit, TrackGain, TrackGainConfig, calibrate_tracks, lift_displacement,
+                           lift_tracks, track_displacement)
 from distill.objectives import EmbeddingObjective, FinetuneObjective, MotionObjective
 from distill.train import Stage, is_done, run_stage, step_generator
 from distill.view import AvatarView, crop_frames
@@ -168,18 +168,17 @@ class Run:
         the pseudo-GT is written to RUN/fit4d/<clip>.pt."""
         f = self.cfg.fit4d
         gain = TrackGain(TrackGainConfig(n_particles=view.slots.numel(), low=f.gain_low, high=f.gain_high))
-        raw = [c.tracks for c in clips]
+        lifted = [track_displacement(view, c.tracks, c.valid, f.min_valid) for c in clips]   # ([T, K, 2] px, [K])
         if f.gain_steps:
             crop = view.face_box()
             mask = crop_frames(person[None, :, :, None], crop)[0, ..., 0]
-            shift = [track_displacement(view, c.tracks, c.valid, f.min_valid)[0] for c in clips]   # [T, K, 2] px
             index = [(c, t) for c, clip in enumerate(clips) for t in range(clip.T)]
 
             def batch_fn(step, rank, world):
                 b = _batches(len(index), f.batch, self.cfg.run.seed + 5)(step, rank, world)
                 pick = [index[i] for i in b["index"]]
                 target = torch.stack([torch.from_numpy(np.array(clips[c].frames[t])) for c, t in pick])
-                return {"displacement": torch.stack([shift[c][t] for c, t in pick]),
+                return {"displacement": torch.stack([lifted[c][0][t] for c, t in pick]),
                         "target": crop_frames(target, crop).float() / 255,
                         "mask": mask[None].expand(len(pick), -1, -1), **b}
             decoder.requires_grad_(False)             # at rest (untrained): ΔG = 0
@@ -188,9 +187,9 @@ class Run:
                        {"gain": gain})
             decoder.requires_grad_(True)
         g = gain().detach()
-        for c, clip in enumerate(clips):
-            clip.motion, clip.slot_mask = lift_tracks(view, raw[c], clip.valid, f.min_valid, g)
-            clip.tracks = calibrate_tracks(view, raw[c], g)
+        for clip, (shift, keep) in zip(clips, lifted):
+            clip.motion, clip.slot_mask = lift_displacement(view, shift * g, keep)
+            clip.tracks = calibrate_tracks(view, clip.tracks, g)
             path = self.dir / "fit4d" / f"{clip.id}.pt"
             if is_main(self.ctx) and not path.is_file():
                 _atomic_torch_save({"motion": clip.motion, "slot_mask": clip.slot_mask, "gain": g}, path)

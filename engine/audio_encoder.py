@@ -1,8 +1,9 @@
 """Learned audio features a_t [T, D_a] at 25 fps, the input of the motion generator (engine/motion).
 
 `AudioEncoder` turns causal log-mel frames from engine.audio (mel [B, T, n_mels]; per frame normalised over
-the bins, plus that frame's mean and spread, its level) into features [B, T, dim] with residual CAUSAL dilated temporal convolutions: output t depends on mel frames <= t only, so the live path
-(`AudioEncoder.stream().push`) gives the same numbers as `forward` on the whole utterance, frame by frame,
+the bins, plus that frame's mean and spread, its level) into features [B, T, dim] with residual CAUSAL dilated
+temporal convolutions: output t depends on mel frames <= t only, so the live path (`AudioEncoder.stream().push`)
+gives the same numbers as `forward` on the whole utterance, frame by frame,
 with a receptive field of 1 + (kernel - 1) (2^layers - 1) frames. It is trained in distill/ and saved with
 save_pretrained / from_pretrained (engine.pretrained).
 
