@@ -171,12 +171,15 @@ def _reference(teacher, photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
+ENTRY_FILES = ("meta.json", "frames.npy", "audio.flac", "reference.png")    # meta.json, written last, seals it
+
+
 def _read_meta(folder: Path, key: str) -> dict | None:
     try:
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError):
         return None
-    complete = all((folder / f).is_file() for f in ("frames.npy", "audio.flac", "reference.png"))
+    complete = all((folder / f).is_file() for f in ENTRY_FILES[1:])
     return meta if isinstance(meta, dict) and meta.get("key") == key and complete else None
 
 
@@ -244,7 +247,7 @@ def teacher_clips(teacher, photo: np.ndarray, clips: list[SpeechClip], cache_dir
                 if preview:
                     _write_preview(tmp, frames, pcm)
                 (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=repr))    # last: the seal
-            atomic_dir_write(folder, write)
+            atomic_dir_write(folder, write, marker=ENTRY_FILES)     # an entry missing some of them is redone
         elif preview and not (folder / "preview.mp4").is_file():
             data, _ = sf.read(str(folder / "audio.flac"), dtype="int16")
             _write_preview(folder, np.load(folder / "frames.npy", mmap_mode="r"), data)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from tqdm import tqdm
 
 from engine.audio import audio_features
 from engine.config import from_dict, read_yaml
+from engine.pretrained import atomic_dir_write, check_replaceable
 from engine.procedural import ProceduralMotion
 from engine.versa.commands import BODY_SLOTS, COMMANDS, gesture_motion, text_features
 from engine.versa.prior import GesturePrior, build_pose_bank
@@ -163,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_train_config(args.config)
         out = Path(args.output)
-        if out.exists() and any(out.iterdir()) and not (out / "vqvae").is_dir():
-            raise ValueError(f"-o: {out} is a non-empty folder that holds no gesture prior; nothing was written")
+        check_replaceable(out, "vqvae")
         avatar = Avatar.from_pretrained(args.avatar) if args.avatar else personalize(
             REPO / "assets" / "astronaut.png", PersonalizeConfig(fit_steps=0), progress=True)
     except (ValueError, FileNotFoundError) as e:
@@ -173,18 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     waves = [c.audio() for c in speech_corpus() if c.split == "train"]
     log: list = []
     prior = train(cfg, *_rest_slots(avatar), waves, log=log)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        tmp.chmod(0o755)                                   # mkdtemp makes it private; models are for sharing
+
+    def write(tmp: Path) -> None:
         prior.save_pretrained(tmp)
         (tmp / "training.json").write_text(json.dumps({"config": asdict(cfg), "stages": log}, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    atomic_dir_write(out, write, marker="vqvae")
     print(json.dumps({"output": str(out), "stages": log}))
     return 0
 

@@ -10,14 +10,12 @@ weights), and the camera of the source photo. On disk (`save_pretrained(dir)`):
                          normals [N, 3] (optional: which way each Gaussian faces, for back-face culling)
 
 Writing goes to a temporary folder beside the target, renamed into place only when complete, so a failure
-never leaves a half-written bundle and never damages one already there.
+never leaves a half-written bundle and never damages one already there; a folder that is not a bundle is
+never replaced (engine.pretrained.atomic_dir_write).
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +25,12 @@ from torch import Tensor
 
 from engine.gaussians import Gaussians
 from engine.ply import read_ply, write_ply
+from engine.pretrained import atomic_dir_write
 
 FORMAT_VERSION = 1
 REGIONS = ("body", "face", "lips", "eyes", "hands", "hair")   # region id = index; "hair" also holds "other"
 FILES = ("gaussians.ply", "avatar.json", "avatar.safetensors")
+MARKER = "avatar.json"                  # every bundle holds it; a folder without it is not ours to replace
 
 
 @dataclass
@@ -79,32 +79,26 @@ class Avatar:
 
     # ------------------------------------------------------------------------------------------ disk
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Writes the bundle atomically (temporary folder + rename); returns the folder."""
+        """Writes the bundle atomically (engine.pretrained.atomic_dir_write); returns the folder. An existing
+        `directory` is replaced only when it is an avatar bundle (or empty): anything else is a ValueError."""
         self.validate()
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        arrays = {"regions": self.regions.contiguous(), "particles": self.particles.contiguous(),
+                  "particle_regions": self.particle_regions.contiguous(),
+                  "skin_index": self.skin_index.contiguous(), "skin_weight": self.skin_weight.contiguous()}
+        if self.normals is not None:
+            arrays["normals"] = self.normals.float().contiguous()
+        config = {"format_version": FORMAT_VERSION, "regions": list(REGIONS), "n_gaussians": len(self.gaussians),
+                  "n_particles": int(self.particles.shape[0]), "skin_neighbours": int(self.skin_index.shape[1]),
+                  "particle_names": self.particle_names,
+                  "camera": {"K": self.camera.K.tolist(), "viewmat": self.camera.viewmat.tolist(),
+                             "width": self.camera.width, "height": self.camera.height},
+                  "meta": self.meta}
+
+        def write(tmp: Path) -> None:
             write_ply(tmp / "gaussians.ply", self.gaussians.to_ply())
-            config = {"format_version": FORMAT_VERSION, "regions": list(REGIONS), "n_gaussians": len(self.gaussians),
-                      "n_particles": int(self.particles.shape[0]), "skin_neighbours": int(self.skin_index.shape[1]),
-                      "particle_names": self.particle_names,
-                      "camera": {"K": self.camera.K.tolist(), "viewmat": self.camera.viewmat.tolist(),
-                                 "width": self.camera.width, "height": self.camera.height},
-                      "meta": self.meta}
-            (tmp / "avatar.json").write_text(json.dumps(config, indent=1))
-            arrays = {"regions": self.regions.contiguous(), "particles": self.particles.contiguous(),
-                      "particle_regions": self.particle_regions.contiguous(),
-                      "skin_index": self.skin_index.contiguous(), "skin_weight": self.skin_weight.contiguous()}
-            if self.normals is not None:
-                arrays["normals"] = self.normals.float().contiguous()
             save_file(arrays, str(tmp / "avatar.safetensors"))
-            _swap_into_place(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
+            (tmp / MARKER).write_text(json.dumps(config, indent=1))
+        return atomic_dir_write(directory, write, marker=MARKER)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "Avatar":
@@ -137,19 +131,3 @@ class Avatar:
                      dict(config.get("meta", {})), arrays.get("normals"))
         return avatar.validate()
 
-
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Renames tmp to target; an existing target is moved aside first and removed only after the swap."""
-    if not target.exists():
-        os.replace(tmp, target)
-        return
-    if not target.is_dir():
-        raise ValueError(f"{target}: exists and is not a folder; not overwriting it")
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from engine.pretrained import atomic_dir_write
 
 from .suite import summary
 
@@ -113,17 +112,11 @@ def _fmt(v) -> str:
 
 
 def write_report(result: dict, frames: np.ndarray, out_dir: str | Path, contact_frames: int = 8) -> Path:
-    """Write the report folder `out_dir` (replaced as a whole when it already holds a report)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"-o: {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
-        raise ValueError(f"-o: {out} is a non-empty folder that holds no report; choose an empty or new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        tmp.chmod(0o755)                                   # mkdtemp makes it private; a report is for reading
-        fps = result["clip"]["fps"]
+    """Write the report folder `out_dir` atomically (replaced as a whole when it already holds a report; any
+    other non-empty folder is a ValueError and stays untouched)."""
+    fps = result["clip"]["fps"]
+
+    def write(tmp: Path) -> None:
         images = []
         if result["lipsync"].get("opening"):
             plot_lipsync(result["lipsync"], fps, tmp / "lipsync.png")
@@ -133,12 +126,7 @@ def write_report(result: dict, frames: np.ndarray, out_dir: str | Path, contact_
             images.append("identity.png")
         contact_sheet(frames, contact_frames, tmp / "contact_sheet.png")
         images.append("contact_sheet.png")
-        (tmp / "report.json").write_text(json.dumps(_jsonable({"summary": summary(result), **result}), indent=1, allow_nan=False))
         (tmp / "report.html").write_text(_html(result, images))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        (tmp / "report.json").write_text(json.dumps(_jsonable({"summary": summary(result), **result}), indent=1,
+                                                    allow_nan=False))
+    return atomic_dir_write(out_dir, write, marker="report.json")

@@ -89,7 +89,7 @@ def save_components(comp: Components, path: str | Path) -> Path:
         for name, state in states.items():
             save_file(state, str(tmp / f"{name}.safetensors"))
         comp.hcc.save_pretrained(tmp / "hcc")
-    return atomic_dir_write(path, write)
+    return atomic_dir_write(path, write, marker="config.json")
 
 
 def _check_folder(cfg) -> Path:
