@@ -101,7 +101,7 @@ def cmd_animate(args) -> dict:
 
     from engine.audio import SAMPLE_RATE, load_audio
     from engine.config import load_config
-    from engine.runtime import AvatarEngine, EngineConfig
+    from engine.runtime import FPS, AvatarEngine, EngineConfig
     from engine.video import Mp4Writer
 
     cfg = load_config(EngineConfig, args.config) if args.config else EngineConfig()
@@ -114,17 +114,20 @@ def cmd_animate(args) -> dict:
     cfg.__post_init__()
     if not Path(args.avatar).is_dir():
         raise UserError(f"{args.avatar}: not an avatar folder (make one with `audioavatar personalize`)")
-    wave = load_audio(args.audio)
     out = Path(args.output)
-    if out.suffix.lower() != ".mp4":
-        raise UserError(f"-o: expected a .mp4 path, got {out}")
+    if out.suffix.lower() != ".mp4" or out.is_dir():
+        raise UserError(f"-o: expected a .mp4 file path, got {out}")
+    wave = load_audio(args.audio)
+    if wave.shape[0] < SAMPLE_RATE // FPS:
+        raise UserError(f"{args.audio}: {1000 * wave.shape[0] / SAMPLE_RATE:.0f} ms of audio; need at least "
+                        f"{1000 // FPS} ms (one frame at {FPS} fps); nothing was written")
     engine = AvatarEngine(args.avatar, cfg)
     n_frames = engine.push_audio(wave, SAMPLE_RATE) + engine.end_audio()
     t0 = time.perf_counter()
-    with Mp4Writer(out, cfg.width, cfg.height, 25, audio=(wave.numpy(), SAMPLE_RATE)) as video:
+    with Mp4Writer(out, cfg.width, cfg.height, FPS, audio=args.audio) as video:    # the input's own rate/channels
         for frame in tqdm(engine.frames(), total=n_frames, desc="animating", unit="frame"):
             if args.orbit:
-                engine.set_orbit(args.orbit * math.sin(2 * math.pi * frame.index / (25 * 8)))  # 8 s sweep
+                engine.set_orbit(args.orbit * math.sin(2 * math.pi * frame.index / (FPS * 8)))  # 8 s sweep
             video.write(frame.image)
     wall = time.perf_counter() - t0
     return {"mp4": str(out), "frames": n_frames, "seconds": round(wave.shape[0] / SAMPLE_RATE, 2),
@@ -142,8 +145,14 @@ def cmd_personalize(args) -> dict:
             raise UserError(f"--body-stride: expected 1..8 pixels, got {args.body_stride}")
         cfg.shell.stride = args.body_stride
         cfg.shell.back_stride = cfg.shell.back_fine_stride = max(cfg.shell.back_stride, 2 * args.body_stride)
+    from engine.avatar import MARKER
+    from engine.pretrained import check_replaceable
+
+    if Path(args.photo).is_dir():
+        raise UserError(f"{args.photo}: is a folder, not a photo (give an image file: jpg, png, ...)")
     if not Path(args.photo).is_file():
         raise UserError(f"{args.photo}: no such file")
+    check_replaceable(args.output, MARKER)               # before the work: never replace what we did not write
     avatar = personalize(args.photo, cfg)
     for note in avatar.meta.get("notes", []):
         print(f"audioavatar personalize: note: {note}", file=sys.stderr)
@@ -238,6 +247,7 @@ def cmd_eval(args) -> dict:
     from engine.evaluation.config import EvalConfig
     from engine.evaluation.report import write_report
     from engine.evaluation.suite import evaluate, summary
+    from engine.pretrained import check_replaceable
 
     cfg = load_config(EvalConfig, args.config) if args.config else EvalConfig()
     for key in ("size", "motion"):
@@ -247,9 +257,7 @@ def cmd_eval(args) -> dict:
     clip_path = Path(args.clip)
     if not clip_path.exists():
         raise UserError(f"{clip_path}: no such video file or avatar folder")
-    out = Path(args.output)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
-        raise UserError(f"-o: {out} exists and is not an empty folder or an earlier report; nothing was written")
+    out = check_replaceable(args.output, "report.json")          # before the work: never replace a stranger's folder
     wave = load_audio(args.audio)
     reference = None
     if args.reference:
@@ -260,6 +268,9 @@ def cmd_eval(args) -> dict:
     teacher = read_video(args.teacher).frames if args.teacher else None
     clip = load_clip(clip_path, wave, cfg.size, cfg.motion, args.model_dir or "")
     result = evaluate(clip, wave, reference, teacher, cfg)
+    for name, part in result.items():                   # what did not run is said here, not only in report.json
+        if isinstance(part, dict) and ("skipped" in part or "note" in part):
+            print(f"audioavatar eval: {name}: {part.get('skipped') or part.get('note')}", file=sys.stderr)
     folder = write_report(result, clip.frames, out, cfg.contact_sheet_frames)
     return {"report": str(folder / "report.html"), **{k: (round(v, 4) if isinstance(v, float) else v)
                                                      for k, v in summary(result).items()}}

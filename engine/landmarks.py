@@ -8,6 +8,9 @@ unused by these solutions); pyproject.toml lists what it does import.
 from __future__ import annotations
 
 import os
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +18,36 @@ import torch
 from torch import Tensor
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging: warnings and up only
+VERBOSE_ENV = "AUDIOAVATAR_VERBOSE"             # set (the CLI's --verbose): let mediapipe's own log lines through
+_quiet_lock, _quiet_depth, _saved_fd = threading.Lock(), 0, -1
+
+
+@contextmanager
+def quiet_native_logs():
+    """mediapipe's C++ side (TFLite's "Created ... delegate", absl's `W0000 ...` lines) writes straight to file
+    descriptor 2, past sys.stderr and GLOG_minloglevel: this points fd 2 at /dev/null while the block runs,
+    unless $AUDIOAVATAR_VERBOSE is set. Re-entrant and thread-safe (the outermost block restores fd 2); Python
+    errors raised inside are reported after the block, so they are never hidden."""
+    global _quiet_depth, _saved_fd
+    if os.environ.get(VERBOSE_ENV):
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            sys.stderr.flush()
+            _saved_fd = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                os.dup2(_saved_fd, 2)
+                os.close(_saved_fd)
 
 
 def _mediapipe():
@@ -50,23 +83,49 @@ def detect(image: Tensor) -> Landmarks:
     if image.dim() != 3 or image.shape[-1] != 3:
         raise ValueError(f"image: expected shape [H, W, 3], got {list(image.shape)}")
     mp = _mediapipe()
-    h, w = image.shape[:2]
     rgb = np.ascontiguousarray((image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
     notes: list[str] = []
+    with quiet_native_logs():
+        mask, face, n_faces, pose, hands = _run_models(mp, rgb)
+    if n_faces > 1:
+        notes.append(f"{n_faces} faces found; using the largest")
+    if face is None and pose is None:
+        raise ValueError("no person found in the photo (no face and no body detected)")
+    left, right = _assign_hands(hands, pose)
+    return Landmarks(mask, face, pose, left, right, notes)
+
+
+def person_mask(image: Tensor, side: int = 2048) -> Tensor:
+    """image [H, W, 3] RGB float in [0, 1] -> [H, W] person probability, from mediapipe's selfie segmentation
+    (personalize's crop). The model runs at 256 px whatever it is given, but its mask comes out sharper, and
+    reaches further (a held helmet, a hand), when it is given the photo at full size rather than a small copy:
+    so only a photo over `side` pixels is shrunk first."""
+    if image.dim() != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image: expected shape [H, W, 3], got {list(image.shape)}")
+    H, W = image.shape[:2]
+    small = image.permute(2, 0, 1)[None]
+    if max(H, W) > side:
+        s = side / max(H, W)
+        small = torch.nn.functional.interpolate(small, size=(max(1, round(H * s)), max(1, round(W * s))),
+                                                mode="area")
+    rgb = np.ascontiguousarray((small[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
+    with quiet_native_logs(), _mediapipe().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        mask = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
+    return torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="bilinear")[0, 0]
+
+
+def _run_models(mp, rgb: np.ndarray):
+    """Person mask [H, W], face mesh [478, 3] (or None) and face count, pose [33, 4] (or None), hands."""
+    h, w = rgb.shape[:2]
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         mask = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
     face, n_faces = _face_mesh(mp, rgb)
-    if n_faces > 1:
-        notes.append(f"{n_faces} faces found; using the largest")
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose_model:
         res = pose_model.process(rgb).pose_landmarks
         pose = _points(res.landmark, w, h, with_visibility=True) if res else None
     with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2) as hands_model:
         hands = [_points(hl.landmark, w, h) for hl in (hands_model.process(rgb).multi_hand_landmarks or [])]
-    if face is None and pose is None:
-        raise ValueError("no person found in the photo (no face and no body detected)")
-    left, right = _assign_hands(hands, pose)
-    return Landmarks(mask, face, pose, left, right, notes)
+    return mask, face, n_faces, pose, hands
 
 
 def _face_mesh(mp, rgb: np.ndarray) -> tuple[Tensor | None, int]:
@@ -74,7 +133,8 @@ def _face_mesh(mp, rgb: np.ndarray) -> tuple[Tensor | None, int]:
     full-range detector (face mesh's own detector is short-range and misses the small face of a whole-body
     photo); the mesh runs on a square crop around the largest one and is mapped back to image pixels."""
     h, w = rgb.shape[:2]
-    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as fd:
+    with quiet_native_logs(), mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                        min_detection_confidence=0.5) as fd:
         boxes = [d.location_data.relative_bounding_box for d in (fd.process(rgb).detections or [])]
     if not boxes:
         return None, 0
@@ -84,7 +144,8 @@ def _face_mesh(mp, rgb: np.ndarray) -> tuple[Tensor | None, int]:
     x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
     x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as fm:
+    with quiet_native_logs(), mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                              refine_landmarks=True) as fm:
         found = fm.process(crop).multi_face_landmarks
     if not found:
         return None, len(boxes)

@@ -22,10 +22,10 @@ from engine.avatar import Avatar, PhotoCamera
 from engine.camera import intrinsics
 from engine.gaussians import Gaussians, rgb_to_sh_dc
 from engine.depth import surface_depth, surface_normals
-from engine.landmarks import Landmarks, detect
+from engine.landmarks import Landmarks, detect, person_mask
 from engine.metrics import psnr
 from engine.mouth import mouth_sides, particle_sides, under_layer
-from engine.photo import load_photo
+from engine.photo import crop, load_photo, person_box
 from engine.render import facing, render_gaussians
 from engine.particles import canonical_slots
 from engine.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
@@ -42,6 +42,8 @@ class PersonalizeConfig:
     fit_patience: int = 25         # stop when the loss has not improved by 0.1% for this many steps
     skin_neighbours: int = 4
 
+
+DECODE_SIDE = 2048                 # the photo is decoded at most this large, cropped to the person, then downscaled
 
 # Which particle regions a Gaussian of each region may follow.
 ALLOWED = {BODY: {BODY, HANDS}, FACE: {FACE, LIPS, EYES}, LIPS: {LIPS, FACE}, EYES: {EYES, FACE},
@@ -152,8 +154,21 @@ def _skinning(means: Tensor, regions: Tensor, sides: Tensor, particles: Tensor, 
 
 def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True) -> Avatar:
     """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use."""
-    # 1-2. photo, mask, landmarks
-    image, info = load_photo(photo, max_side=cfg.max_side)
+    # 1-2. photo (cropped to the person when the photo is much wider or taller), mask, landmarks
+    full, info = load_photo(photo, max_side=max(cfg.max_side, DECODE_SIDE))
+    H0, W0 = full.shape[:2]
+    box = person_box(person_mask(full))
+    image = crop(full, box or (0, 0, W0, H0), cfg.max_side)
+    (ow, oh), decoded = info["original_size"], W0 / info["original_size"][0]      # decoded px per photo px
+    scale = image.shape[1] / ((box[2] - box[0]) if box else W0) * decoded          # final px per photo px
+    notes = []
+    if box is not None:
+        x0, y0, x1, y1 = (round(v / decoded) for v in box)
+        notes.append(f"the photo ({ow}x{oh}) is much larger than the person in it: cropped to the person, "
+                     f"x {x0}..{x1}, y {y0}..{y1}")
+    downscaled = scale < 0.999
+    if downscaled:
+        notes.append(f"downscaled the photo{' crop' if box else ''} by {scale:.3g} to {image.shape[1]}x{image.shape[0]}")
     lm = detect(image)
     H, W = image.shape[:2]
     person = lm.mask > 0.5
@@ -196,8 +211,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2])
     skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
                                         cfg.skin_neighbours)
-    meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": info["downscaled"],
-            "notes": lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
+    meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
+            "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
     return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
                   PhotoCamera(K, torch.eye(4), W, H), meta, normals).validate()
 

@@ -31,9 +31,21 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+AAC_KBPS_PER_CHANNEL, AAC_MAX_RATE = 96, 96000     # 96 kb/s a channel: transparent-ish for speech; AAC's top rate
+
+
+def _aac_options(audio: Path | str) -> list[str]:
+    """Bit rate for the sound file's channel count; its own sample rate is kept unless AAC cannot carry it."""
+    import soundfile as sf
+    info = sf.info(str(audio))
+    opts = ["-b:a", f"{min(AAC_KBPS_PER_CHANNEL * info.channels, 320)}k"]
+    return opts + (["-ar", "48000"] if info.samplerate > AAC_MAX_RATE else [])
+
+
 class Mp4Writer:
     """Streams uint8 frames [H, W, 3] into an H.264 mp4 at `fps`. `audio` is muxed in if given: a sound file's
-    path, or (samples [S] float in [-1, 1], sample rate), written to a temporary wav that is removed on close.
+    path (kept as it is: its sample rate and channels, AAC at 96 kb/s a channel), or (samples [S] float in
+    [-1, 1], sample rate), written to a temporary wav that is removed on close.
     Use as a context manager; the file appears under its final name only when closing succeeds."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float = 25.0, audio=None):
@@ -52,7 +64,7 @@ class Mp4Writer:
         cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
         if audio is not None:
-            cmd += ["-i", str(audio), "-c:a", "aac", "-b:a", "128k", "-shortest"]
+            cmd += ["-i", str(audio), "-c:a", "aac", *_aac_options(audio), "-shortest"]
         cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "veryfast",
                 "-movflags", "+faststart", str(self.tmp)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)

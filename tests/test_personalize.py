@@ -100,3 +100,33 @@ def test_the_back_of_the_head_is_hair_coloured(small_avatar):
     back_face = face & (g.means[:, 2] > cfg.shell.z0 + 0.01)            # the back shell lies behind z0
     colour = sh_dc_to_rgb(g.sh[back_face, 0]).mean(0)
     assert float((colour - hair).norm()) < float((colour - skin).norm()), (colour, hair, skin)
+
+
+def test_a_wide_photo_is_cropped_to_the_person_and_says_so(tmp_path, capsys):
+    """The bundled portrait in the middle of a 1400x800 grey canvas: without the crop, the downscale to
+    max_side would shrink her to a third of the pixels (the reported 3.9k-Gaussian avatar)."""
+    import numpy as np
+    from PIL import Image
+    canvas = np.full((800, 1400, 3), 200, np.uint8)
+    canvas[144:656, 444:956] = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+    Image.fromarray(canvas).save(tmp_path / "wide.png")
+    cfg = PersonalizeConfig(max_side=192, fit_steps=0)
+    avatar = personalize(tmp_path / "wide.png", cfg, progress=False)
+    x0, y0, x1, y1 = avatar.meta["crop"]
+    from engine.landmarks import person_mask
+    from engine.photo import load_photo
+    her = person_mask(load_photo(ASTRONAUT)[0]) > 0.5                 # her silhouette, segmented at full size
+    on_canvas = torch.zeros(800, 1400, dtype=torch.bool)
+    on_canvas[144:656, 444:956] = her
+    kept = float(on_canvas[y0:y1, x0:x1].sum() / on_canvas.sum())
+    assert kept > 0.97 and (x1 - x0) * (y1 - y0) < 0.4 * 800 * 1400, (avatar.meta["crop"], kept)
+    assert any("cropped to the person" in n for n in avatar.meta["notes"])
+    assert max(avatar.camera.width, avatar.camera.height) == 192        # the crop, downscaled to max_side
+    whole = personalize(ASTRONAUT, cfg, progress=False)                 # the same person, photo filled
+    assert len(avatar.gaussians) > 0.6 * len(whole.gaussians)
+
+
+def test_a_folder_given_as_the_photo_is_named_as_a_folder(tmp_path, capsys):
+    assert cli.main(["personalize", str(tmp_path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a folder, not a photo" in err[0], err

@@ -61,3 +61,23 @@ def _jpeg_bytes() -> bytes:
     buf = io.BytesIO()
     gradient(256, 256).save(buf, format="JPEG")
     return buf.getvalue()
+
+
+def test_a_folder_is_not_a_photo(tmp_path):
+    with pytest.raises(ValueError, match="is a folder, not a photo"):
+        load_photo(tmp_path)
+
+
+def test_person_box_adds_the_margin_and_skips_a_photo_the_person_fills():
+    import torch
+    from engine.photo import crop, person_box
+    mask = torch.zeros(100, 300)
+    mask[20:80, 140:170] = 1.0                       # a person 60 px tall, 30 px wide, in a wide photo
+    # margin 0.1 of the 60 px height = 6 px each side: x 134..176, y 14..86 (hand computation)
+    assert person_box(mask, margin=0.1) == (134, 14, 176, 86)
+    assert person_box(torch.ones(100, 300)) is None                     # fills the photo: nothing to cut
+    assert person_box(torch.zeros(100, 300)) is None                    # no person: leave it to detect()
+    image = torch.arange(100 * 300 * 3, dtype=torch.float32).reshape(100, 300, 3) % 256 / 255
+    out = crop(image, (134, 14, 176, 86), max_side=512)
+    assert torch.equal(out, image[14:86, 134:176])                      # small enough: cut, not resampled
+    assert crop(image, (0, 0, 300, 100), max_side=150).shape == (50, 150, 3)

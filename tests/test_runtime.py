@@ -168,3 +168,38 @@ def test_animate_writes_an_mp4_with_audio(avatar_dir, tmp_path, capsys):
     bad.write_text("nope")
     assert cli.main(["animate", str(avatar_dir), str(bad), "-o", str(tmp_path / "x.mp4")]) == 2
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_animate_refuses_audio_shorter_than_one_frame(avatar_dir, tmp_path, capsys):
+    import soundfile as sf
+    wav = tmp_path / "blip.wav"
+    sf.write(str(wav), np.zeros(160, np.float32), 16000)                # 10 ms: less than one 40 ms frame
+    out = tmp_path / "blip.mp4"
+    assert cli.main(["animate", str(avatar_dir), str(wav), "-o", str(out), "--size", "64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "10 ms of audio; need at least 40 ms" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blip.wav"]
+
+
+def test_animate_keeps_the_inputs_rate_and_channels(avatar_dir, tmp_path):
+    """44.1 kHz stereo in -> 44.1 kHz stereo AAC in the mp4 (it used to be resampled to the engine's 16 kHz
+    mono), with the left and right channels still different after decoding."""
+    import subprocess
+
+    import soundfile as sf
+    from engine.video import ffmpeg_exe
+    t = np.arange(44100) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)], 1).astype(np.float32)
+    wav = tmp_path / "stereo.wav"
+    sf.write(str(wav), stereo, 44100)
+    out = tmp_path / "talk.mp4"
+    assert cli.main(["animate", str(avatar_dir), str(wav), "-o", str(out), "--size", "64"]) == 0
+    probe = subprocess.run([ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True).stderr
+    audio_line = next(line for line in probe.splitlines() if "Audio:" in line)
+    assert "44100 Hz" in audio_line and "stereo" in audio_line, audio_line
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(out), "-f", "f32le", "-"], capture_output=True).stdout
+    back = np.frombuffer(raw, np.float32).reshape(-1, 2)
+    mid = back[4410:-4410]                                               # away from the codec's edges
+    spectrum = np.abs(np.fft.rfft(mid, axis=0))
+    freqs = np.fft.rfftfreq(len(mid), 1 / 44100)
+    assert abs(freqs[spectrum[:, 0].argmax()] - 440) < 5 and abs(freqs[spectrum[:, 1].argmax()] - 660) < 5
