@@ -163,7 +163,7 @@ def test_cli_eval_rejects_bad_input_and_keeps_files(tmp_path, capsys):
     (busy / "notes.txt").write_text("keep")
     (tmp_path / "clip.mp4").write_bytes(b"x")
     assert main(["eval", str(tmp_path / "clip.mp4"), "--audio", str(SPEECH), "-o", str(busy)]) == 2
-    assert "not an empty folder" in capsys.readouterr().err and (busy / "notes.txt").read_text() == "keep"
+    assert "holds no report.json" in capsys.readouterr().err and (busy / "notes.txt").read_text() == "keep"
     assert main(["eval", str(tmp_path), "--audio", str(SPEECH), "-o", str(tmp_path / "r2")]) == 2
     assert "not an avatar bundle" in capsys.readouterr().err
 
@@ -188,3 +188,34 @@ def test_cli_eval_of_a_video_file_writes_the_report(procedural_clip, tmp_path, c
     assert result["sync_lag_frames"] == saved["lipsync"]["lag_frames"] and abs(result["sync_lag_frames"]) <= 1
     assert saved["identity"]["skipped"] == "no --reference photo given"
     assert saved["fidelity"]["skipped"] == "no --teacher video given"
+
+
+def _drawn_hand(palm: float = 0.2, finger: float = 0.9) -> np.ndarray:
+    """A flat open hand [21, 2] drawn by hand: wrist at (0.5, 0.8), knuckles `palm` above it and 0.7 palm apart,
+    each finger `finger` palms long in three equal bones, the thumb out to the side."""
+    p = np.zeros((21, 2))
+    p[0] = (0.5, 0.8)
+    for f, dx in enumerate((-0.35, -0.12, 0.12, 0.35)):                  # index .. little
+        base = 5 + 4 * f
+        p[base] = (0.5 + dx * palm, 0.8 - palm)
+        for b in (1, 2, 3):
+            p[base + b] = p[base] + (0, -finger * palm * b / 3)
+    for b in (1, 2, 3, 4):                                               # the thumb: 1..4 along a diagonal
+        p[b] = p[0] + (-0.2 * palm * b, -0.15 * palm * b)
+    return p
+
+
+def test_plausible_hand_accepts_a_hand_and_rejects_what_no_hand_looks_like():
+    from engine.evaluation.hands import plausible
+    assert plausible(_drawn_hand())
+    fist = _drawn_hand()
+    fist[6:9], fist[10:13] = fist[5] + [[0, -0.06], [0.02, -0.03], [0.02, 0.0]], fist[9] + [[0, -0.06], [0.02, -0.03], [0.02, 0.0]]
+    assert plausible(fist)                                                # curled: bone lengths still a hand's
+    assert not plausible(_drawn_hand(palm=0.9))                           # a palm almost the frame's height
+    assert not plausible(_drawn_hand(palm=0.005))                         # a speck
+    assert not plausible(_drawn_hand(finger=3.0))                         # fingers three palms long
+    blob = np.full((21, 2), 0.5)
+    blob[9] += (0, -0.1)                                                  # a palm, but nothing else
+    assert not plausible(blob)
+    with pytest.raises(ValueError, match=r"\[21, 2\]"):
+        plausible(np.zeros((20, 2)))

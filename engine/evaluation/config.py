@@ -10,7 +10,7 @@ class EvalConfig:
     max_lag: int = 15                  # lip sync: lags searched, in frames either way (0.6 s at 25 fps)
     identity_stride: int = 5           # identity: every n-th frame (dlib's detector is ~0.2 s a 512 px frame)
     piqe_stride: int = 5               # PIQE: every n-th frame
-    hands_stride: int = 1              # hands: every n-th frame (video-mode tracking wants consecutive frames)
+    hands_stride: int = 1              # hands: every n-th frame (each searched afresh: engine/evaluation/hands.py)
     flicker_threshold: float = 0.1     # temporal: a pixel changing more than this (of 1.0) between frames moves
     flicker_dilate: int = 7            # ... and so do its neighbours within this window (odd, pixels)
     contact_sheet_frames: int = 8      # report: frames shown on the contact sheet

@@ -8,7 +8,8 @@ from tqdm import tqdm
 
 from engine import identity as dlib_identity
 
-SKIPPED = "skipped: dlib-bin and face_recognition_models are not installed (pip install '.[test]' brings them)"
+SKIPPED = ("skipped: dlib-bin and face_recognition_models are not installed (scripts/setup.sh test, or "
+           "pip install dlib-bin face_recognition_models 'setuptools<81', brings them)")
 
 
 def identity_scores(frames: np.ndarray, reference: np.ndarray, stride: int = 5, progress: bool = False) -> dict:
