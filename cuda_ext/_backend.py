@@ -2,12 +2,15 @@
 
 Order: 1 a prebuilt module `cuda_ext._C` (from `python -m cuda_ext.build`), 2 a JIT build with
 torch.utils.cpp_extension, cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/audioavatar/torch_extensions)
-so it is paid once (about 1.5 min cold on 2 cores). If both fail, one RuntimeError names both failures.
+so it is paid once (about 1.5 min cold on 2 cores). The cached build is named by a hash of its sources, flags
+and torch version (`build_name`), so two checkouts of different code on one machine each keep their own build
+instead of rebuilding over each other's, and checkouts of the same code share one. If both fail, one RuntimeError names both failures.
 CUDA sources join the build when torch has CUDA and nvcc is found; otherwise the CPU kernels alone build.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
 import time
@@ -41,13 +44,25 @@ def _cuda_available() -> bool:
     return torch.version.cuda is not None and torch.cuda.is_available() and CUDA_HOME is not None
 
 
+def build_name(with_cuda: bool) -> str:
+    """EXT_NAME + _cpu/_cuda + a hash of every source and header, the build flags and the torch version."""
+    import torch
+
+    flags = {k: v for k, v in build_flags(with_cuda).items() if k != "extra_include_paths"}  # the checkout's path
+    h = hashlib.sha256(repr((flags, torch.__version__)).encode())
+    for path in sorted(set(sources(with_cuda)) | {str(p) for p in CSRC.rglob("*.h")}):
+        h.update(Path(path).name.encode())
+        h.update(Path(path).read_bytes())
+    return f"{EXT_NAME}_{'cuda' if with_cuda else 'cpu'}_{h.hexdigest()[:12]}"
+
+
 def jit_build(verbose: bool = False):
     """Build (or reuse the cached build of) the extension and return the module."""
     from torch.utils.cpp_extension import load as _load
 
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "audioavatar" / "torch_extensions"))
     with_cuda = _cuda_available()
-    name = EXT_NAME + ("_cuda" if with_cuda else "_cpu")
+    name = build_name(with_cuda)
     _clear_stale_lock(Path(os.environ["TORCH_EXTENSIONS_DIR"]) / name / "lock")
     if not verbose:
         print(f"[cuda_ext] loading the splatting extension '{name}' (first build takes ~1.5 min)...",

@@ -154,3 +154,20 @@ def test_value_flags_sees_a_fault_anywhere_in_a_large_input(device):
     t["colors"][-1, -1] = float("nan")
     t["scales"][-1, 0] = -1.0
     assert int(ops.value_flags(**t)) == 1 << 6 | 1 << reference.RULE_SCALES_NOT_POSITIVE
+
+
+def test_the_build_cache_is_keyed_by_the_sources(tmp_path, monkeypatch):
+    """Two checkouts with different kernel code get different cached builds (they used to share one name and
+    rebuild over each other); the same code gets the same name."""
+    import shutil
+
+    from cuda_ext import _backend
+    name = _backend.build_name(False)
+    assert name.startswith("audioavatar_splat_cpu_") and name == _backend.build_name(False)
+    other = tmp_path / "csrc"
+    shutil.copytree(_backend.CSRC, other)
+    monkeypatch.setattr(_backend, "CSRC", other)
+    assert _backend.build_name(False) == name                          # a second checkout of the same code
+    kernel = sorted((other / "cpu").glob("*.cpp"))[0]
+    kernel.write_text(kernel.read_text() + "\n// changed\n")
+    assert _backend.build_name(False) != name                          # edited code: its own build
