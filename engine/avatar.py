@@ -4,7 +4,8 @@ An `Avatar` is canonical Gaussians [N, ...] with a region label per Gaussian [N]
 anchored to named landmarks, skinning from every Gaussian to its nearest particles ([N, J] indices and
 weights), and the camera of the source photo. On disk (`save_pretrained(dir)`):
 
-    gaussians.ply        the canonical Gaussians, standard 3DGS layout (opens in any 3DGS viewer)
+    gaussians.ply        the canonical Gaussians, standard 3DGS layout, in the photo camera's frame (y down, at
+                         z ~ 2.5); for web 3DGS viewers use `audioavatar export` (engine/web_export.py)
     avatar.json          format version, region names, particle names, the photo's camera, metadata
     avatar.safetensors   regions [N], particles [K, 3], particle_regions [K], skin_index [N, J], skin_weight [N, J],
                          normals [N, 3] (optional: which way each Gaussian faces, for back-face culling)

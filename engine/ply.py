@@ -113,18 +113,23 @@ def _columns(gs: GaussianPly) -> list[tuple[str, np.ndarray]]:
     return cols
 
 
-def write_ply(path: str | os.PathLike, gs: GaussianPly) -> None:
+def write_ply(path: str | os.PathLike, gs: GaussianPly, comments: tuple[str, ...] | list[str] = ()) -> None:
     """Write ``gs`` as binary little-endian float32 3DGS .ply, atomically.
 
+    ``comments``: header ``comment`` lines (one line each, ASCII; every reader skips them).
     Data goes to a temporary file in the same directory, which then replaces ``path``
     (os.replace), so an existing file is never left half-written.
     """
     path = Path(path)
+    for c in comments:
+        if not c.isascii() or "\n" in c or "\r" in c:
+            raise ValueError(f"PLY comment must be one line of ASCII, got {c!r}")
     cols = _columns(gs)
     table = np.empty((len(gs), len(cols)), dtype="<f4")
     for j, (_, col) in enumerate(cols):
         table[:, j] = col
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(gs)}"]
+    header = ["ply", "format binary_little_endian 1.0", *(f"comment {c}".rstrip() for c in comments),
+              f"element vertex {len(gs)}"]
     header += [f"property float {name}" for name, _ in cols] + ["end_header"]
     def write(f) -> None:
         f.write(("\n".join(header) + "\n").encode("ascii"))

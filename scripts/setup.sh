@@ -28,3 +28,11 @@ if [ "$extras" = "test" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]
       >/dev/null 2>&1 || echo "setup: could not install$missing; the tests that need them will skip"
   fi
 fi
+# npm packages of the third-party web-viewer test (tests/test_web_viewers.py: Spark, mkkellogg's viewer, three),
+# pinned in tests/web_viewers/package-lock.json; reinstalled only when the lock is newer. Without npm it skips.
+if [ "$extras" = "test" ] && command -v npm >/dev/null \
+    && [ tests/web_viewers/package-lock.json -nt tests/web_viewers/node_modules/.package-lock.json ]; then
+  echo "setup: installing the web viewers of tests/web_viewers (npm ci)"
+  npm ci --prefix tests/web_viewers --no-audit --no-fund >/dev/null 2>&1 \
+    || echo "setup: npm ci in tests/web_viewers failed; tests/test_web_viewers.py will skip"
+fi

@@ -2,6 +2,8 @@
 
 Reference files are built by hand here (struct / numpy), not through write_ply.
 """
+import json
+import math
 import os
 import struct
 
@@ -262,3 +264,196 @@ def test_atomic_write_leaves_no_temp(tmp_path):
     write_ply(tmp_path / "a.ply", random_gs(8, 1))  # overwrite existing
     assert os.listdir(tmp_path) == ["a.ply"]
     assert len(read_ply(tmp_path / "a.ply")) == 8
+
+
+def test_comments_written_and_ignored(tmp_path):
+    gs = random_gs(6, 1)
+    write_ply(tmp_path / "c.ply", gs, comments=["made by a test", "centre 1 2 3"])
+    head = (tmp_path / "c.ply").read_bytes().split(b"end_header\n")[0].decode().splitlines()
+    assert head[:4] == ["ply", "format binary_little_endian 1.0", "comment made by a test", "comment centre 1 2 3"]
+    back = read_ply(tmp_path / "c.ply")
+    for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+        assert_bitwise(getattr(back, name), getattr(gs, name))
+    with pytest.raises(ValueError, match="one line"):
+        write_ply(tmp_path / "d.ply", gs, comments=["two\nlines"])
+    assert not (tmp_path / "d.ply").exists()
+
+
+# ----------------------------------------------------------------------------- web export (engine.web_export)
+
+from engine import web_export  # noqa: E402
+from engine.web_export import WEB_FROM_WORLD, export_web_ply, rotate_x180, seal_hidden_side, web_ply  # noqa: E402
+
+
+def person_gs(n_side: int = 12, seed: int = 0) -> tuple[GaussianPly, torch.Tensor, torch.Tensor]:
+    """A flat 'person' in our world frame (photo camera at the origin looking down +z, y down): a front sheet at
+    z = 2.4 facing the camera and a back sheet at z = 2.6, head (a brighter block) at small y. -> (Gaussians,
+    normals [N, 3], is_head [N])."""
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.linspace(-0.4, 0.4, n_side), torch.linspace(-0.3, 0.3, n_side), indexing="ij")
+    xy = torch.stack([xs.flatten(), ys.flatten()], -1)
+    front = torch.cat([xy, torch.full((len(xy), 1), 2.4)], -1)
+    back = torch.cat([xy, torch.full((len(xy), 1), 2.6)], -1)
+    means = torch.cat([front, back]) + torch.tensor([0.05, -0.1, 0.0])
+    n = len(means)
+    normals = torch.cat([torch.tensor([[0.0, 0, -1]]).expand(len(xy), 3),
+                         torch.tensor([[0.0, 0, 1]]).expand(len(xy), 3)])
+    is_head = torch.cat([xy[:, 1] < -0.2, xy[:, 1] < -0.2])
+    quats = torch.nn.functional.normalize(torch.randn(n, 4, generator=g) * 0.2 + torch.tensor([1.0, 0, 0, 0]), dim=-1)
+    log_scales = torch.log(torch.tensor([0.04, 0.04, 0.01])).expand(n, 3) + 0.1 * torch.randn(n, 3, generator=g)
+    sh = torch.zeros(n, 16, 3)
+    sh[:, 0] = torch.where(is_head[:, None], 1.0, -0.5) + 0.1 * torch.randn(n, 3, generator=g)
+    sh[:, 1:] = 0.3 * torch.randn(n, 15, 3, generator=g)
+    return GaussianPly(means, quats, log_scales.contiguous(), torch.full((n,), 2.0), sh), normals, is_head
+
+
+def test_web_frame_centred_upright_facing_plus_z():
+    gs, normals, is_head = person_gs()
+    out, centre = web_ply(gs)
+    assert torch.allclose(out.means.amin(0) + out.means.amax(0), torch.zeros(3), atol=0.02)   # centred
+    assert torch.allclose(centre, torch.tensor([0.05, -0.1, 2.5]), atol=0.02)
+    # head up: in our frame the head has the smaller y (y down); on the web it has the larger y (y up)
+    assert out.means[is_head, 1].min() > out.means[~is_head, 1].max()
+    # the front sheet (facing the photo camera) is nearer +z: a three.js camera on +z sees the face
+    front = normals[:, 2] < 0
+    assert out.means[front, 2].min() > out.means[~front, 2].max()
+    assert torch.allclose(out.means[front, 2], torch.full((int(front.sum()),), 0.1), atol=1e-5)
+    # the person's right (photo's left, x < 0) stays on the left of a camera on +z looking at -z, y up: a
+    # rotation, not a mirror, so x keeps its sign
+    assert torch.equal(torch.sign(out.means[:, 0]), torch.sign(gs.means[:, 0] - centre[0]))
+    assert torch.equal(out.log_scales, gs.log_scales) and torch.equal(out.opacity_logits, gs.opacity_logits)
+
+
+def test_web_quaternions_rotate_covariances():
+    """Hand computation: world covariance Sigma = R S S^T R^T goes to F Sigma F^T with F = diag(1, -1, -1)."""
+    from cuda_ext.reference import quat_scale_to_covar
+    from engine.quaternion import quat_multiply
+
+    gs = random_gs(200, 0, seed=3)
+    out = rotate_x180(gs, torch.zeros(3))
+    F = WEB_FROM_WORLD
+    want = F @ quat_scale_to_covar(gs.quats, gs.scales()) @ F.T
+    got = quat_scale_to_covar(out.quats, out.scales())
+    assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+    assert torch.allclose(out.quats, quat_multiply(web_export.Q_WEB_FROM_WORLD.expand(200, 4), gs.quats))
+    # and F itself is a proper rotation (det +1): no mirror, so handedness and winding survive
+    assert torch.isclose(torch.det(F), torch.tensor(1.0))
+    # a single hand case: the identity orientation becomes 180 degrees about x
+    one = rotate_x180(GaussianPly(torch.zeros(1, 3), torch.tensor([[1.0, 0, 0, 0]]), torch.zeros(1, 3),
+                                  torch.zeros(1), torch.zeros(1, 1, 3)), torch.zeros(3))
+    assert torch.equal(one.quats, torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3])
+def test_web_sh_rotates_with_the_avatar(degree):
+    """The colour seen from direction F d on the web equals the colour seen from d in our frame."""
+    from cuda_ext.reference import spherical_harmonics
+
+    gs = random_gs(50, degree, seed=degree)
+    out = rotate_x180(gs, torch.zeros(3))
+    dirs = torch.nn.functional.normalize(torch.randn(50, 3, generator=torch.Generator().manual_seed(9)), dim=-1)
+    before = spherical_harmonics(degree, dirs, gs.sh)
+    after = spherical_harmonics(degree, dirs @ WEB_FROM_WORLD.T, out.sh)
+    assert torch.allclose(after, before, atol=1e-5)
+    assert torch.equal(out.sh[:, 0], gs.sh[:, 0])
+
+
+def test_web_render_matches_ours():
+    """Rendering the web .ply with the camera moved by the same transform gives our render (SH degree 3,
+    oblique view, so means, orientations and view-dependent colour all count)."""
+    from engine.camera import intrinsics, look_at
+    from engine.gaussians import Gaussians
+    from engine.render import render_gaussians
+
+    gs, _, _ = person_gs(10)
+    out, centre = web_ply(gs)
+    viewmat = look_at(torch.tensor([0.8, -0.3, 0.9]), torch.tensor([0.0, 0.0, 2.5]))
+    F = WEB_FROM_WORLD
+    web_view = torch.eye(4)
+    web_view[:3, :3] = viewmat[:3, :3] @ F                       # p = F p_web + centre
+    web_view[:3, 3] = viewmat[:3, :3] @ centre + viewmat[:3, 3]
+    K = intrinsics(64, 64, 40.0)
+    a, alpha_a = render_gaussians(Gaussians.from_ply(gs), viewmat, K, 64, 64)
+    b, alpha_b = render_gaussians(Gaussians.from_ply(out), web_view, K, 64, 64)
+    assert float(alpha_a.mean()) > 0.1
+    # float rounding of the moved coordinates only: a few pixels differ by < 1%, the mean by ~1e-5
+    assert float((a - b).abs().max()) < 1e-2 and float((a - b).abs().mean()) < 1e-4
+    assert float((alpha_a - alpha_b).abs().max()) < 1e-2
+    unrotated_sh = Gaussians.from_ply(out)
+    unrotated_sh.sh = gs.sh                                          # the check can tell a wrong SH rotation
+    c, _ = render_gaussians(unrotated_sh, web_view, K, 64, 64)
+    assert float((a - c).abs().mean()) > 100 * float((a - b).abs().mean())
+
+
+def test_seal_hidden_side():
+    gs, normals, _ = person_gs()
+    hidden = normals[:, 2] > 0
+    gs.opacity_logits[:3] = -1.0
+    gs.opacity_logits[-3:] = -1.0
+    out = seal_hidden_side(gs, hidden)
+    assert (out.opacities()[hidden] >= web_export.SEAL_OPACITY - 1e-6).all()
+    assert torch.equal(out.opacity_logits[~hidden], gs.opacity_logits[~hidden])    # the front: untouched
+    assert torch.equal(out.log_scales[~hidden], gs.log_scales[~hidden])
+    grow = (out.log_scales - gs.log_scales)[hidden]
+    thin = gs.log_scales[hidden].argmin(-1)
+    assert torch.allclose(grow.gather(-1, thin[:, None]), torch.zeros(int(hidden.sum()), 1))    # thin axis kept
+    assert torch.allclose(grow.sum(-1), torch.full((int(hidden.sum()),), 2 * math.log(web_export.SEAL_WIDEN)))
+    assert torch.equal(out.means, gs.means) and torch.equal(out.sh, gs.sh)
+
+
+def tiny_avatar(n_side: int = 6):
+    from engine.avatar import Avatar, PhotoCamera
+    from engine.camera import intrinsics
+    from engine.gaussians import Gaussians
+
+    gs, normals, _ = person_gs(n_side)
+    n = len(gs)
+    return Avatar(Gaussians.from_ply(gs), torch.zeros(n, dtype=torch.long), torch.zeros(2, 3),
+                  torch.zeros(2, dtype=torch.long), ["a", "b"], torch.zeros(n, 2, dtype=torch.long),
+                  torch.full((n, 2), 0.5), PhotoCamera(intrinsics(64, 48, 20.0), torch.eye(4), 64, 48), {}, normals)
+
+
+def test_export_web_ply_file(tmp_path):
+    avatar = tiny_avatar()
+    bundle = avatar.save_pretrained(tmp_path / "bundle")
+    info = export_web_ply(bundle, tmp_path / "web.ply")
+    assert json.loads(json.dumps(info)) == info                      # JSON-able, for the CLI
+    back = read_ply(tmp_path / "web.ply")
+    hidden = avatar.normals[:, 2] > 0
+    want, centre = web_ply(avatar.gaussians.to_ply(), hidden=hidden)
+    for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+        assert_bitwise(getattr(back, name), getattr(want, name))
+    assert info["gaussians"] == len(back) == len(avatar.gaussians) and info["sealed"] == int(hidden.sum())
+    assert info["centre"] == pytest.approx(centre.tolist(), abs=1e-6)
+    head = (tmp_path / "web.ply").read_bytes().split(b"end_header\n")[0].decode()
+    assert "comment audioavatar web: p_web = diag(1,-1,-1) @ (p_bundle - centre); centre" in head
+    # the photo camera, in the web frame: on +z in front of the face, looking at -z, y up, 20 degrees
+    cam = info["photo_camera"]
+    assert cam["position"] == pytest.approx((WEB_FROM_WORLD @ -centre).tolist(), abs=1e-5)
+    assert cam["position"][2] > 2
+    assert cam["look_at"][2] == pytest.approx(0.0, abs=1e-3) and cam["up"] == [0.0, 1.0, 0.0]
+    assert cam["fov_y_deg"] == pytest.approx(20.0) and (cam["width"], cam["height"]) == (64, 48)
+    assert 0.3 < info["radius"] < 0.6
+    # the bundle itself is untouched: its gaussians.ply is still in our frame
+    assert_bitwise(read_ply(bundle / "gaussians.ply").means, avatar.gaussians.to_ply().means)
+    # without sealing (or without normals), only the transform
+    export_web_ply(avatar, tmp_path / "plain.ply", seal_back=False)
+    assert_bitwise(read_ply(tmp_path / "plain.ply").log_scales, avatar.gaussians.to_ply().log_scales)
+
+
+def test_cli_export_writes_the_web_ply_and_names_bad_arguments(tmp_path, capsys):
+    from engine.cli import main
+    from test_avatar_bundle import tiny_avatar
+    bundle = tiny_avatar().save_pretrained(tmp_path / "me")
+    out = tmp_path / "web.ply"
+    assert main(["export", str(bundle), "-o", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    back, src = read_ply(out), read_ply(bundle / "gaussians.ply")
+    centre = torch.tensor(summary["centre"])
+    want = (src.means - centre) * torch.tensor([1.0, -1.0, -1.0])            # the turn about x, by hand
+    assert len(back) == 300 and torch.allclose(back.means, want, atol=1e-5)
+    assert main(["export", str(bundle), "-o", str(tmp_path / "web.txt")]) == 2
+    assert main(["export", str(tmp_path), "-o", str(tmp_path / "x.ply")]) == 2
+    err = capsys.readouterr().err
+    assert "expected a .ply file path" in err and "not an avatar folder" in err
+    assert not (tmp_path / "x.ply").exists()
