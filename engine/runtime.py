@@ -320,18 +320,29 @@ class AvatarEngine:
             img, _ = render_gaussians(g, self.viewmat, self.K, self.cfg.width, self.cfg.height, self.cfg.background)
         return img.clamp_(0, 1).mul_(255).add_(0.5).to(torch.uint8).numpy()
 
-    def next_frame(self) -> Frame | None:
-        """Render the oldest queued frame, or None when nothing is queued."""
+    def _take(self):
+        """(index, (motion, audio, speaking)) of the oldest queued frame, its index used up; None when empty."""
         with self._lock:
             if not self._queue:
                 self._generate_locked()
             if not self._queue:
                 self._wake.clear()
                 return None
-            motion, audio, speaking = self._queue.popleft()
-            index = self.index
             self.index += 1
+            return self.index - 1, self._queue.popleft()
+
+    def next_frame(self) -> Frame | None:
+        """Render the oldest queued frame, or None when nothing is queued."""
+        taken = self._take()
+        if taken is None:
+            return None
+        index, (motion, audio, speaking) = taken
         return Frame(index, index / FPS, self.render_motion(motion), audio, speaking)
+
+    def skip_frame(self) -> bool:
+        """Drop the oldest queued frame unrendered (a live session that fell behind catches up this way): its
+        motion is still generated, so the stream stays continuous, and its index is used up. False when empty."""
+        return self._take() is not None
 
     def frames(self):
         """Every frame available now (sync generator)."""

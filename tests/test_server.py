@@ -372,7 +372,8 @@ def test_tts_agent_example_with_espeak(server):
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/setup.sh test installs it where apt is available)")
-    out = subprocess.run([sys.executable, str(ROOT / "viewer" / "examples" / "tts_agent.py"), "--url", server.url,
+    url = f"http://127.0.0.1:{server.server.port}/"                     # as `audioavatar serve` prints it
+    out = subprocess.run([sys.executable, str(ROOT / "viewer" / "examples" / "tts_agent.py"), "--url", url,
                           "Hello there.", "Second sentence."], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(x) for x in out.stdout.splitlines()]

@@ -1,11 +1,14 @@
 """AvatarClient: the asyncio SDK a conversational agent uses to drive an `audioavatar serve` session.
 
-    async with AvatarClient("ws://127.0.0.1:8765/ws", on_frame=show) as avatar:
+    async with AvatarClient("http://127.0.0.1:8765/", on_frame=show) as avatar:   # the URL `serve` prints
         await avatar.speak(tts_chunks(), sample_rate=22050)   # async iterator of PCM chunks, as the TTS makes them
         await avatar.interrupt()                               # barge-in: the avatar stops talking within a frame
 
 Frames come back through `on_frame(frame)` (a plain or async callable) as dicts from viewer.protocol.unpack_frame:
 index, pts, latency_us, speaking, audio (16 kHz int16 echo), image (JPEG bytes). Wire format: docs/protocol.md.
+The URL may be the page's, as `audioavatar serve` prints it (http://HOST:PORT/), or the websocket's
+(ws://HOST:PORT/ws); `ws_url` maps one to the other. The server keeps at most welcome["max_audio_ahead_s"]
+seconds of speech waiting to be rendered and answers the excess with an error (kept in `errors`).
 `wav_chunks` turns a WAV byte stream (a TTS command's stdout) into PCM chunks as it arrives; see
 viewer/examples/tts_agent.py.
 """
@@ -17,10 +20,30 @@ import json
 import struct
 from collections.abc import AsyncIterator, Callable
 
+from urllib.parse import urlsplit, urlunsplit
+
 import numpy as np
 from websockets.asyncio.client import connect
 
 from viewer.protocol import VERSION, ProtocolError, pack_audio, unpack_frame
+
+
+def ws_url(url: str) -> str:
+    """The session's websocket URL from the page's (http://HOST:PORT/ -> ws://HOST:PORT/ws; https -> wss) or
+    from a websocket URL (kept; an empty path becomes /ws). A bare HOST:PORT is taken as http://HOST:PORT/."""
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"server URL: expected http://HOST:PORT/ (as `audioavatar serve` prints it) or "
+                         f"ws://HOST:PORT/ws, got {url!r}")
+    path = parts.path
+    if scheme == parts.scheme.lower():          # already a websocket URL
+        path = path or "/ws"
+    elif not path.endswith("/ws"):              # the page's URL (maybe under a proxy's prefix): its /ws
+        path = path.rstrip("/") + "/ws"
+    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
 class AvatarError(RuntimeError):
@@ -28,9 +51,8 @@ class AvatarError(RuntimeError):
 
 
 class AvatarClient:
-    def __init__(self, url: str = "ws://127.0.0.1:8765/ws", token: str | None = None,
-                 on_frame: Callable | None = None):
-        self.url, self.token, self.on_frame = url, token, on_frame
+    def __init__(self, url: str, token: str | None = None, on_frame: Callable | None = None):
+        self.url, self.token, self.on_frame = ws_url(url), token, on_frame
         self.welcome: dict | None = None
         self.errors: list[str] = []
         self.frames_received = 0

@@ -85,19 +85,33 @@ _NUMBER = (int, float)
 CONTROL = {"hello": {"version": ((int,), True), "token": ((str,), False)},
            "camera": {"yaw": (_NUMBER, True), "pitch": (_NUMBER, False), "zoom": (_NUMBER, False)},
            "end": {}, "interrupt": {}, "stats": {}, "gesture": {"text": ((str,), True)}}
+MAX_INT = 2 ** 53                 # any integer field beyond +-this is refused (and never printed in full)
+MAX_TEXT = {"token": 1024, "text": 200}     # characters
+ZOOM_RANGE = (0.1, 10.0)          # camera zoom: 1 = the photo's framing, > 1 closer
+MAX_ANGLE = 1e6                   # degrees; yaw wraps, pitch is clamped to +-80 by the engine
+
+
+def short(value, limit: int = 40) -> str:
+    """repr(value) cut to `limit` characters, safe for any value a client sends (huge ints included)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        return "a huge integer"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def parse_control(text: str) -> dict:
-    """A JSON control message -> the dict, checked against CONTROL (types, required fields, finite numbers)."""
+    """A JSON control message -> the dict, checked against CONTROL (types, required fields, finite numbers in
+    range, bounded strings). Any other problem is a ProtocolError too: nothing a client sends raises anything
+    else from here."""
     try:
         msg = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:   # JSONDecodeError, and ints beyond Python's digit limit
         raise ProtocolError(f"control message: not valid JSON ({str(e)[:80]})") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError("control message: expected a JSON object with a string 'type'")
     spec = CONTROL.get(msg["type"])
     if spec is None:
-        raise ProtocolError(f"control message: unknown type {msg['type'][:40]!r}; known: {sorted(CONTROL)}")
+        raise ProtocolError(f"control message: unknown type {short(msg['type'])}; known: {sorted(CONTROL)}")
     for field, (types, required) in spec.items():
         if field not in msg:
             if required:
@@ -106,11 +120,17 @@ def parse_control(text: str) -> dict:
         value = msg[field]
         if isinstance(value, bool) or not isinstance(value, types):
             raise ProtocolError(f"{msg['type']}: field {field!r} has the wrong type ({type(value).__name__})")
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise ProtocolError(f"{msg['type']}: field {field!r} is out of range (|x| <= 2**53)")
         if isinstance(value, float) and not math.isfinite(value):
             raise ProtocolError(f"{msg['type']}: field {field!r} must be finite")
+        if isinstance(value, str) and len(value) > MAX_TEXT.get(field, 1024):
+            raise ProtocolError(f"{msg['type']}: field {field!r} is longer than {MAX_TEXT.get(field, 1024)} "
+                                "characters")
     if msg["type"] == "camera":
-        if not 0 < msg.get("zoom", 1.0) <= 10:
-            raise ProtocolError(f"camera: zoom must lie in (0, 10], got {msg.get('zoom')}")
-        if abs(msg["yaw"]) > 1e6 or abs(msg.get("pitch", 0.0)) > 1e6:
+        zoom = msg.get("zoom", 1.0)
+        if not ZOOM_RANGE[0] <= zoom <= ZOOM_RANGE[1]:
+            raise ProtocolError(f"camera: zoom must lie in [{ZOOM_RANGE[0]}, {ZOOM_RANGE[1]}], got {short(zoom)}")
+        if abs(msg["yaw"]) > MAX_ANGLE or abs(msg.get("pitch", 0.0)) > MAX_ANGLE:
             raise ProtocolError("camera: yaw and pitch must lie within +-1e6 degrees")
     return msg

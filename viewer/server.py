@@ -1,46 +1,47 @@
 """`audioavatar serve`: the live websocket server (docs/protocol.md) and the browser viewer's static files.
 
-One AvatarEngine per session, all sharing one loaded Avatar. Per session, three asyncio tasks:
-    receive  websocket -> audio chunks into the engine (push_audio), control messages (camera, end,
-             interrupt, stats)
-    produce  engine.next_frame() + JPEG encoding in a worker thread -> a small send queue. With no speech
-             queued it pushes 40 ms of silence whenever the session's clock falls behind real time, so an
-             idle avatar keeps breathing and blinking at 25 fps.
-    send     send queue -> websocket. A slow reader makes the queue overflow and the oldest frames are
-             dropped (counted), so it never stalls its engine or anyone else's.
-HTTP GETs other than /ws are answered from viewer/static/ (no path can leave that folder).
-Security: 127.0.0.1 by default; any other bind address needs a token; Origin must be absent, same-origin or
-allowed explicitly; messages are capped at max_message_bytes; at most max_sessions sessions.
+One AvatarEngine per session (viewer/session.py), all sharing one loaded Avatar and one render slot granted
+earliest-deadline-first (viewer/pacing.py). HTTP requests are answered by viewer/web.py.
+
+Start-up: the socket listens at once, but the server first builds or loads the splatting kernels and warms an
+engine (one frame rendered); meanwhile /health says "warming" and /ws answers 503 + Retry-After, and the page
+says "warming up". ready(port) is called when sessions can start.
+
+Limits, each against one measured abuse:
+- at most max_sessions sessions, counted from connect (before hello), so simultaneous hellos cannot overshoot;
+- the Host header must name this server (DNS rebinding), Origin must be absent, same-origin or allowed;
+- messages are capped at max_message_bytes, and websockets reads at most RECV_QUEUE messages ahead;
+- at most max_audio_ahead_s of speech waits per session (the rest is cut off with an `error`); decoding and
+  resampling run in worker threads, never on the event loop;
+- a session behind real time drops frames unrendered until it is on time; a client that reads nothing costs no
+  renders, and is closed (1008) after send_stall_s;
+- every bad value is a non-fatal `error`; free memory is handed back to the OS when a session ends.
 """
 from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
-import mimetypes
-import threading
-import time
-import uuid
-from collections import deque
+import logging
+import math
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import cv2
-import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from engine.avatar import Avatar
-from engine.runtime import FPS, AvatarEngine, EngineConfig
-from viewer.protocol import VERSION, ProtocolError, pack_frame, parse_control, unpack_audio
+from engine.runtime import FPS
+from viewer.pacing import LoopWatch, RenderSlots, trim_memory
+from viewer.protocol import VERSION, ProtocolError, parse_control, short
+from viewer.session import ClientStalled, Session, make_engine
+from viewer.web import Gate, is_loopback
 
-STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("viewer.server")
 CLOSE_PROTOCOL, CLOSE_POLICY, CLOSE_FULL = 1002, 1008, 1013
+RECV_QUEUE = 4                   # incoming messages websockets buffers per connection before it stops reading
+TRIM_DELAY_S = 1.0               # free memory goes back to the OS this long after a session ends
 
 
 @dataclass
@@ -53,8 +54,13 @@ class ServerConfig:
     max_sessions: int = 4
     max_message_bytes: int = 1 << 20
     jpeg_quality: int = 80
-    send_queue: int = 4              # unsent frames kept per session before the oldest is dropped
+    send_queue: int = 4              # rendered frames waiting to be sent, per session; then rendering pauses
     hello_timeout_s: float = 10.0
+    max_audio_ahead_s: float = 30.0  # seconds of speech received but not rendered yet, per session
+    max_behind_s: float = 0.2        # a frame this late on the session's clock is dropped unrendered
+    render_ahead_s: float = 1.0      # frames are rendered at most this long before they are due
+    send_stall_s: float = 15.0       # a client whose socket takes nothing for this long is closed (1008)
+    warm_up: bool = True             # build/load the kernels and render one frame before accepting sessions
     motion: str = "learned"          # engine.runtime.EngineConfig.motion
     model_dir: str = ""              # "" = the bundled models/default
 
@@ -65,239 +71,89 @@ class ServerConfig:
             raise ValueError(f"--port: expected 0..65535, got {self.port}")
         if self.max_sessions < 1:
             raise ValueError(f"--max-sessions: expected >= 1, got {self.max_sessions}")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def static_response(path: str) -> Response:
-    """The file under STATIC for a URL path, or 404; '..', absolute paths, encoded tricks and links that resolve
-    outside STATIC all end as 404."""
-    rel = unquote(urlsplit(path).path).lstrip("/") or "index.html"
-    root = STATIC.resolve()
-    target = (root / rel).resolve() if "\x00" not in rel and "\\" not in rel else None
-    if target is None or not target.is_relative_to(root) or not target.is_file():
-        return _response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
-    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    return _response(HTTPStatus.OK, target.read_bytes(), kind)
-
-
-def _response(status: HTTPStatus, body: bytes, kind: str) -> Response:
-    headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
-                       ("X-Content-Type-Options", "nosniff")])
-    return Response(status.value, status.phrase, headers, body)
-
-
-class Session:
-    """One viewer: an engine, its send queue and its statistics."""
-
-    def __init__(self, server: "AvatarServer", ws: ServerConnection):
-        self.server, self.ws, self.id = server, ws, uuid.uuid4().hex[:12]
-        cfg = server.cfg
-        self.engine = AvatarEngine(server.avatar, EngineConfig(width=cfg.size, height=cfg.size, motion=cfg.motion,
-                                                               model_dir=cfg.model_dir))
-        self.outbox: deque = deque()
-        self.replies: deque = deque(maxlen=64)    # JSON replies and errors, sent before frames (a flood drops old ones)
-        self.audio_ready = asyncio.Event()        # new speech frames queued in the engine
-        self.outbox_ready = asyncio.Event()       # new encoded frames to send
-        self.arrivals: dict[int, float] = {}     # frame index -> when the audio completing it arrived
-        self.enqueued = 0                         # frames queued in the engine so far (speech + idle)
-        self.clock0: float | None = None          # wall time of frame 0
-        self.sent = self.dropped = 0
-        self.sent_times: deque = deque(maxlen=100)
-        self.latencies: deque = deque(maxlen=200)
-        self.last_seq = 0
-        self.last_audio_at = -1.0                 # when the last speech chunk arrived
-        self.closed = False
-
-    # -- receive -----------------------------------------------------------------------------------------
-    async def receive(self) -> None:
-        async for message in self.ws:
-            try:
-                if isinstance(message, bytes):
-                    self._audio(message)
-                else:
-                    await self._control(parse_control(message))
-            except ProtocolError as e:
-                await self.error(str(e))
-            except ValueError as e:               # the engine's checks (rates, values)
-                await self.error(f"rejected: {e}")
-
-    def _audio(self, data: bytes) -> None:
-        rate, seq, samples = unpack_audio(data)
-        self.last_seq = seq
-        self.last_audio_at = time.perf_counter()
-        self._speech_queued(self.engine.push_audio(samples, rate))
-
-    def _speech_queued(self, n: int) -> None:
-        """n new speech frames are in the engine: note when their audio arrived, and wake the producer."""
-        now = time.perf_counter()
-        for i in range(self.enqueued, self.enqueued + n):
-            self.arrivals[i] = now
-        self.enqueued += n
-        if n:
-            self.audio_ready.set()
-
-    async def _control(self, msg: dict) -> None:
-        kind = msg["type"]
-        if kind == "camera":
-            self.engine.set_orbit(float(msg["yaw"]), float(msg.get("pitch", 0.0)), float(msg.get("zoom", 1.0)))
-        elif kind == "end":
-            self._speech_queued(self.engine.end_audio())
-        elif kind == "interrupt":
-            self.engine.interrupt()
-            self.outbox.clear()
-            self.enqueued = self.engine.index
-            self.arrivals.clear()
-            await self.send_json({"type": "interrupted", "next_index": self.engine.index})
-        elif kind == "stats":
-            await self.send_json({"type": "stats", **self.stats()})
-        elif kind == "gesture":
-            try:
-                frames = await asyncio.to_thread(self.engine.command, msg["text"])
-            except ValueError as e:
-                await self.error(f"gesture: {e}")
-                return
-            await self.send_json({"type": "gesture", "text": msg["text"], "frames": frames})
-        elif kind == "hello":
-            await self.error("hello: already said")
-
-    # -- produce and send ------------------------------------------------------------------------------
-    async def produce(self) -> None:
-        while not self.closed:
-            item = await asyncio.to_thread(self._render_next)
-            if item is None:
-                await self._idle()
-                continue
-            if len(self.outbox) >= self.server.cfg.send_queue:
-                self.outbox.popleft()
-                self.dropped += 1
-            self.outbox.append(item)
-            self.outbox_ready.set()
-
-    async def _idle(self) -> None:
-        """Nothing queued: keep the session's clock at real time with silent (idle) frames."""
-        now = time.perf_counter()
-        if self.clock0 is None:
-            self.clock0 = now
-        ahead = self.engine.index / FPS - (now - self.clock0)
-        streaming = now - self.last_audio_at < 3.0 / FPS       # speech in flight: its next chunk is coming
-        if ahead <= 0.0 and self.engine.pending() == 0 and not streaming:
-            self.enqueued += self.engine.push_silence(1.0 / FPS)
-            return
-        self.audio_ready.clear()
-        try:
-            await asyncio.wait_for(self.audio_ready.wait(), timeout=max(0.005, min(ahead, 1.0 / FPS)))
-        except asyncio.TimeoutError:
-            pass
-
-    def _render_next(self):
-        with self.server.render_lock:      # one frame at a time: a render already uses every core, and
-            return self._render_and_encode()   # anything overlapping it only slows it down (measured)
-
-    def _render_and_encode(self):
-        frame = self.engine.next_frame()
-        if frame is None:
-            return None
-        if self.clock0 is None:
-            self.clock0 = time.perf_counter() - frame.pts
-        # cvtColor, not a numpy channel flip + copy: 0.03 ms against 1.78 ms at 512 px, more than the JPEG itself
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR),
-                                [cv2.IMWRITE_JPEG_QUALITY, self.server.cfg.jpeg_quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        audio = (np.clip(frame.audio, -1.0, 1.0) * 32767.0).round().astype(np.int16)
-        return frame, audio, jpeg.tobytes()
-
-    async def send(self) -> None:
-        """The only writer to the websocket once the session runs: replies first, then frames. The receive loop
-        never waits on the network, so it keeps reading (and sees a close) however slow the client is."""
-        while not self.closed:
-            if self.replies:
-                await self.ws.send(self.replies.popleft())
-                continue
-            if not self.outbox:
-                self.outbox_ready.clear()
-                await self.outbox_ready.wait()
-                continue
-            frame, audio, jpeg = self.outbox.popleft()
-            arrived = self.arrivals.pop(frame.index, None)
-            latency = 0.0 if arrived is None or not frame.speaking else time.perf_counter() - arrived
-            await self.ws.send(pack_frame(frame.index, frame.pts, int(latency * 1e6), frame.speaking, audio, jpeg))
-            self.sent += 1
-            self.sent_times.append(time.perf_counter())
-            if arrived is not None and frame.speaking:
-                self.latencies.append(latency)
-
-    # -- helpers -----------------------------------------------------------------------------------------
-    def stats(self) -> dict:
-        now = time.perf_counter()
-        lat = sorted(self.latencies)
-        pct = (lambda q: round(1e3 * lat[min(len(lat) - 1, int(q * len(lat)))], 1)) if lat else (lambda q: None)
-        return {"frames_sent": self.sent, "frames_dropped": self.dropped,
-                "fps": sum(1 for t in self.sent_times if now - t <= 1.0), "latency_ms_p50": pct(0.5),
-                "latency_ms_p95": pct(0.95), "queued": self.engine.pending() + len(self.outbox),
-                "last_seq": self.last_seq}
-
-    async def send_json(self, msg: dict) -> None:
-        """Queue a reply for the send task."""
-        self.replies.append(json.dumps(msg))
-        self.outbox_ready.set()
-
-    async def error(self, message: str, fatal: bool = False) -> None:
-        await self.send_json({"type": "error", "message": message, "fatal": fatal})
+        for name in ("max_audio_ahead_s", "max_behind_s", "render_ahead_s", "send_stall_s", "hello_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
+        if self.send_queue < 1:
+            raise ValueError(f"send_queue: expected >= 1, got {self.send_queue}")
 
 
 class AvatarServer:
-    def __init__(self, avatar: Avatar | str | Path, cfg: ServerConfig = ServerConfig()):
+    def __init__(self, avatar: Avatar | str | Path, cfg: ServerConfig | None = None):
+        cfg = cfg if cfg is not None else ServerConfig()
         cfg.check()
         self.cfg = cfg
         self.avatar = avatar if isinstance(avatar, Avatar) else Avatar.from_pretrained(avatar)
         self.sessions: dict[str, Session] = {}
+        self.admitted = 0                # connections holding a place under max_sessions (from connect)
+        self.state = "warming"           # -> "ready" once the renderer is warm
         self.port: int | None = None
-        self.render_lock = threading.Lock()
-
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if urlsplit(request.path).path != "/ws":
-            return static_response(request.path)
-        origin, host = request.headers.get("Origin"), request.headers.get("Host", "")
-        if origin is not None and origin not in (f"http://{host}", f"https://{host}") and \
-                origin not in self.cfg.allow_origins:
-            return _response(HTTPStatus.FORBIDDEN, f"origin {origin} not allowed\n".encode(), "text/plain")
-        return None
+        self.slots = RenderSlots()
+        self.watch = LoopWatch()
+        self.process_request = Gate(self)
+        self._trim: asyncio.Task | None = None
 
     async def handler(self, ws: ServerConnection) -> None:
-        if len(self.sessions) >= self.cfg.max_sessions:
-            await ws.close(CLOSE_FULL, f"server full ({self.cfg.max_sessions} sessions)")
+        # Admission is counted here, before any await: asyncio runs this check and the increment in one step,
+        # so however many clients connect at once, at most max_sessions get past it.
+        if self.admitted >= self.cfg.max_sessions:
+            try:
+                await ws.close(CLOSE_FULL, f"server full ({self.cfg.max_sessions} sessions)")
+            except ConnectionClosed:
+                pass
             return
+        self.admitted += 1
+        try:
+            await self._serve_session(ws)
+        finally:
+            self.admitted -= 1
+            self._trim_soon()
+
+    def _trim_soon(self) -> None:
+        """Hand free memory back to the OS TRIM_DELAY_S after the last session ended (by then the connection's
+        buffers are gone too), once however many end together."""
+        if self._trim is not None and not self._trim.done():
+            self._trim.cancel()
+
+        async def later():
+            await asyncio.sleep(TRIM_DELAY_S)
+            await asyncio.to_thread(trim_memory)
+        self._trim = asyncio.create_task(later())
+
+    async def _serve_session(self, ws: ServerConnection) -> None:
         if not await self._hello(ws):
             return
-        session = Session(self, ws)
+        engine = await asyncio.to_thread(make_engine, self)    # loading the motion models takes ~1 s
+        session = Session(self, ws, engine)
         self.sessions[session.id] = session
         try:
             await ws.send(json.dumps({"type": "welcome", "version": VERSION, "session": session.id,
                                       "width": self.cfg.size, "height": self.cfg.size, "fps": FPS,
-                                      "sample_rate": 16000, "max_message_bytes": self.cfg.max_message_bytes}))
+                                      "sample_rate": 16000, "max_message_bytes": self.cfg.max_message_bytes,
+                                      "max_audio_ahead_s": self.cfg.max_audio_ahead_s}))
             tasks = [asyncio.create_task(t) for t in (session.receive(), session.produce(), session.send())]
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            session.closed = True
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            try:
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                session.closed = True
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             for t in done:
-                if t.exception() is not None and not isinstance(t.exception(), ConnectionClosed):
+                exc = None if t.cancelled() else t.exception()
+                if isinstance(exc, ClientStalled):
+                    await ws.close(CLOSE_POLICY, str(exc))
+                elif exc is not None and not isinstance(exc, ConnectionClosed):
+                    log.error("session %s failed", session.id, exc_info=exc)
                     try:
-                        await ws.send(json.dumps({"type": "error", "message": f"server error: {t.exception()}",
+                        await ws.send(json.dumps({"type": "error", "message": f"server error: {exc}",
                                                   "fatal": True}))
                     except ConnectionClosed:
                         pass
                     await ws.close(1011, "server error")
+        except ConnectionClosed:
+            pass
         finally:
             session.closed = True
             self.sessions.pop(session.id, None)
@@ -325,19 +181,43 @@ class AvatarServer:
         if msg["type"] != "hello":
             return await refuse(CLOSE_PROTOCOL, f"the first message must be hello, got {msg['type']!r}")
         if msg["version"] != VERSION:
-            return await refuse(CLOSE_POLICY, f"hello: version {msg['version']}, this server speaks {VERSION}")
+            return await refuse(CLOSE_POLICY, f"hello: version {short(msg['version'])}, this server speaks {VERSION}")
         if self.cfg.token and not hmac.compare_digest(str(msg.get("token", "")).encode(), self.cfg.token.encode()):
             return await refuse(CLOSE_POLICY, "hello: wrong or missing token")
         return True
 
-    async def run(self, ready=None, stop: asyncio.Event | None = None) -> None:
-        """Serve until `stop` is set (or forever); ready(port) is called once listening."""
-        # compression=None: the frames are JPEG (and int16 audio), which permessage-deflate cannot shrink; it
-        # only cost CPU beside the renders (5% of the server's samples with two sessions, py-spy)
-        async with serve(self.handler, self.cfg.host, self.cfg.port, process_request=self.process_request,
-                         max_size=self.cfg.max_message_bytes, ping_interval=20, ping_timeout=20,
-                         compression=None) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            if ready is not None:
-                ready(self.port)
-            await (stop.wait() if stop is not None else asyncio.Future())
+    def _warm_up(self) -> None:
+        """Build or load the splatting kernels (cuda_ext, lazily loaded by the first render), load the motion
+        models and run every stage once: render and encode one frame."""
+        engine = make_engine(self)
+        engine.push_silence(2.0 / FPS)
+        frame = engine.next_frame()
+        if frame is None:
+            raise RuntimeError("warm-up: the engine produced no frame")
+        cv2.imencode(".jpg", frame.image)
+
+    async def run(self, ready=None, stop: asyncio.Event | None = None, listening=None) -> None:
+        """Serve until `stop` is set (or forever). listening(port) is called once the socket is bound (the page
+        and /health answer from then on), ready(port) once the renderer is warm and sessions are accepted."""
+        watch = asyncio.create_task(self.watch.run())
+        try:
+            # compression=None: the frames are JPEG (and int16 audio), which permessage-deflate cannot shrink; it
+            # only cost CPU beside the renders (5% of the server's samples with two sessions, py-spy)
+            async with serve(self.handler, self.cfg.host, self.cfg.port, process_request=self.process_request,
+                             max_size=self.cfg.max_message_bytes, max_queue=RECV_QUEUE, ping_interval=20,
+                             ping_timeout=20, compression=None) as server:
+                self.port = server.sockets[0].getsockname()[1]
+                if listening is not None:
+                    listening(self.port)
+                if self.cfg.warm_up:
+                    await asyncio.to_thread(self._warm_up)
+                    await asyncio.to_thread(trim_memory)
+                self.state = "ready"
+                if ready is not None:
+                    ready(self.port)
+                await (stop.wait() if stop is not None else asyncio.Future())
+        finally:
+            watch.cancel()
+            if self._trim is not None:
+                self._trim.cancel()
+            self.slots.close()

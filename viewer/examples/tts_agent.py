@@ -1,8 +1,11 @@
 """A conversational agent's side of a live avatar: speak sentences through a TTS command, sentence by sentence,
 streaming the TTS audio to `audioavatar serve` as it is produced, and optionally barge in.
 
-    audioavatar serve out/demo/avatar &            # then open the printed URL in a browser to watch
-    python viewer/examples/tts_agent.py "Hello there." "I am streaming as I speak." [--interrupt-after 1.0]
+    audioavatar serve out/demo/avatar --port 0     # prints: serving http://127.0.0.1:PORT/ (open it to watch)
+    python viewer/examples/tts_agent.py --url http://127.0.0.1:PORT/ "Hello there." "I am streaming as I speak." \
+        [--interrupt-after 1.0]
+
+--url takes the URL exactly as `serve` prints it (or the websocket's, ws://HOST:PORT/ws).
 
 The TTS command gets the sentence appended and must write a 16-bit PCM WAV to stdout (default: espeak-ng).
 Prints one JSON line per sentence: samples sent, frames received, the server's latency p50/p95.
@@ -37,7 +40,7 @@ async def tts_stream(command: list[str], sentence: str):
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sentences", nargs="+")
-    ap.add_argument("--url", default="ws://127.0.0.1:8765/ws")
+    ap.add_argument("--url", required=True, help="the server, as `audioavatar serve` prints it: http://HOST:PORT/")
     ap.add_argument("--token")
     ap.add_argument("--tts", default="espeak-ng --stdout", help="TTS command; the sentence is appended")
     ap.add_argument("--interrupt-after", type=float, help="barge in this many seconds into the last sentence")

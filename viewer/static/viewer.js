@@ -17,6 +17,9 @@
  * frames keep arriving well ahead of time, t0 is trimmed a little per frame, so the view (and the orbit)
  * does not lag more than the lead.
  *
+ * Connecting: GET /health first; while the server warms up ({"status": "warming"}) the status line says
+ * "warming up" and the page asks again every second, then opens ws /ws.
+ *
  * Automation hook: window.aa = { stats, sendSamples(float32Array, sampleRate) -> Promise, canvas }.
  */
 "use strict";
@@ -44,6 +47,7 @@
   const STATS_POLL_MS = 1000;
   const OVERLAY_MS = 250;
   const RECONNECT_MS = [500, 1000, 2000, 5000];
+  const WARMING_POLL_MS = 1000;
   const NO_RECONNECT_CODES = new Set([1002, 1008, 1009]);  // protocol, policy, too big: retrying won't help
   const MAX_ERRORS_SHOWN = 5;
 
@@ -120,8 +124,24 @@
     return `${scheme}//${location.host}/ws`;
   }
 
+  /** Ask /health first: while the server warms up (builds or loads its renderer) it refuses sessions with 503,
+   * which a WebSocket cannot see, so the page says "warming up" and asks again until it is ready. */
   function connect() {
     setState("connecting");
+    fetch("health", { cache: "no-store" })
+      .then((r) => (r.ok ? r.json() : null))
+      .catch(() => null)
+      .then((health) => {
+        if (health && health.status === "warming") {
+          setState("warming up (the server is preparing its renderer)");
+          setTimeout(connect, WARMING_POLL_MS);
+        } else {
+          openSocket();               // a server without /health, or unreachable: the socket's close says why
+        }
+      });
+  }
+
+  function openSocket() {
     const ws = new WebSocket(socketUrl());
     ws.binaryType = "arraybuffer";
     conn.ws = ws;
