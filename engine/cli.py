@@ -5,6 +5,7 @@ and exit code 2, and nothing half-written is left on disk.
   audioavatar personalize PHOTO -o DIR    one photo -> an avatar bundle (engine.avatar)
   audioavatar animate AVATAR AUDIO -o MP4 speech -> a talking video with the audio muxed in (engine.runtime)
   audioavatar render SCENE [--orbit]      render a 3DGS .ply or an avatar bundle (front PNG, or turntable mp4)
+  audioavatar export AVATAR -o OUT.ply    the avatar for web 3DGS viewers (engine/web_export.py)
   audioavatar serve AVATAR [--port P]     live websocket server + browser viewer (viewer/server.py)
   audioavatar teach PHOTO AUDIO -o MP4    a teacher's talking video of the photo (distill/teachers)
   audioavatar distill CONFIG -o RUN       teacher videos -> tracks -> fit4d -> embedding -> motion -> finetune
@@ -17,8 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
+
+from engine.threads import configure_threads
+
+VERBOSE_ENV = "AUDIOAVATAR_VERBOSE"                     # engine.landmarks reads it (importing it loads torch)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SCENE = REPO / "assets" / "demo_scene.ply"
@@ -77,6 +83,18 @@ def cmd_render(args) -> dict:
     cfg.frames = 1
     img, _ = render_view(g, orbit_viewmats(g, cfg)[0], cfg, normals)
     return {"png": str(write_png(out / "front.png", img))}
+
+
+def cmd_export(args) -> dict:
+    """An avatar bundle -> a .ply for web 3DGS viewers (Spark, mkkellogg's, ...): centred, y up, facing +z."""
+    from engine.web_export import export_web_ply
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".ply" or out.is_dir():
+        raise UserError(f"-o: expected a .ply file path, got {out}")
+    if not (Path(args.avatar) / "avatar.json").is_file():
+        raise UserError(f"{args.avatar}: not an avatar folder (make one with `audioavatar personalize`)")
+    return export_web_ply(args.avatar, out, seal_back=not args.no_seal)
 
 
 def cmd_demo(args) -> dict:
@@ -176,10 +194,14 @@ def cmd_serve(args) -> dict:
     server = AvatarServer(args.avatar, cfg)
     shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
 
+    def listening(port: int) -> None:
+        print(f"warming up at http://{shown}:{port}/ (the page says so until sessions are accepted)", file=sys.stderr,
+              flush=True)
+
     def ready(port: int) -> None:
         print(f"serving http://{shown}:{port}/", flush=True)
     try:
-        asyncio.run(server.run(ready))
+        asyncio.run(server.run(ready, listening=listening))
     except KeyboardInterrupt:
         pass
     return {}
@@ -278,7 +300,18 @@ def cmd_eval(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="audioavatar", description="AudioAvatar: speech-driven 3D Gaussian avatars")
+    common = argparse.ArgumentParser(add_help=False)     # accepted by every command, before or after its name
+    common.add_argument("--threads", type=int, metavar="N", default=argparse.SUPPRESS,
+                        help="compute threads (default: automatic, or $AUDIOAVATAR_THREADS; 1 is the most polite "
+                             "beside other busy programs; engine/threads.py)")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="let third-party libraries (mediapipe, TFLite) print their own log lines")
+    for option in common._actions:
+        ap._add_action(option)
     sub = ap.add_subparsers(dest="command", required=True)
+
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
 
     def view_opts(p):
         p.add_argument("-o", "--output", help="output folder")
@@ -287,10 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--frames", type=int, help="turntable frames")
         p.add_argument("--fps", type=float, help="turntable frame rate")
 
-    p = sub.add_parser("demo", help="bundled photo -> avatar -> talking mp4 with the bundled speech, + turntable")
+    p = command("demo", help="bundled photo -> avatar -> talking mp4 with the bundled speech, + turntable")
     view_opts(p)
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("animate", help="drive an avatar with speech: a talking mp4 with the audio muxed in")
+    p = command("animate", help="drive an avatar with speech: a talking mp4 with the audio muxed in")
     p.add_argument("avatar", help="avatar folder (from `audioavatar personalize`)")
     p.add_argument("audio", help="speech: wav, flac, ogg or mp3, any rate, mono or stereo")
     p.add_argument("-o", "--output", required=True, help="mp4 to write (appears only when complete)")
@@ -302,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: the bundled models/default)")
     p.add_argument("--orbit", type=float, default=0.0, help="sway the camera +-DEG around the avatar while it talks")
     p.set_defaults(func=cmd_animate)
-    p = sub.add_parser("serve", help="live: websocket server + browser viewer for an avatar (docs/protocol.md)")
+    p = command("serve", help="live: websocket server + browser viewer for an avatar (docs/protocol.md)")
     p.add_argument("avatar", help="avatar folder (from `audioavatar personalize`)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --token)")
     p.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; the URL is printed)")
@@ -315,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/ "
                                        "(default: the bundled models/default)")
     p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("teach", help="a teacher's talking video of a photo (the distillation's training data)")
+    p = command("teach", help="a teacher's talking video of a photo (the distillation's training data)")
     p.add_argument("photo")
     p.add_argument("audio")
     p.add_argument("-o", "--output", required=True, help="mp4 to write (appears only when complete)")
@@ -323,13 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="teacher options YAML (configs/teachers/<name>.yaml)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_teach)
-    p = sub.add_parser("distill", help="distil the motion models from a teacher (configs/distill/*.yaml)")
+    p = command("distill", help="distil the motion models from a teacher (configs/distill/*.yaml)")
     p.add_argument("config", help="distillation config YAML (configs/distill/default.yaml, tiny.yaml)")
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs, samples, model/)")
     p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config key (repeatable)")
     p.set_defaults(func=cmd_distill)
-    p = sub.add_parser("eval", help="evaluate a talking video or avatar: lip sync, identity, hands, fidelity, flicker")
+    p = command("eval", help="evaluate a talking video or avatar: lip sync, identity, hands, fidelity, flicker")
     p.add_argument("clip", help="a video file, or an avatar folder (rendered here for --audio)")
     p.add_argument("--audio", required=True, help="the speech the clip says (wav, flac, ogg, mp3)")
     p.add_argument("--reference", help="photo for identity (dlib face descriptor cosine)")
@@ -341,14 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="avatar folder, learned motion: model folder (default models/default)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("personalize", help="build an avatar bundle from one photo")
+    p = command("personalize", help="build an avatar bundle from one photo")
     p.add_argument("photo")
     p.add_argument("-o", "--output", required=True, help="avatar folder to write (replaced atomically)")
     p.add_argument("--fit-steps", type=int, help="photometric fit steps (default 300, stops early)")
     p.add_argument("--body-stride", type=int, help="body sampling step in pixels (default 2; 3 renders ~20%% faster "
                                                    "for serving several sessions, at lower fidelity)")
     p.set_defaults(func=cmd_personalize)
-    p = sub.add_parser("render", help="render a standard 3DGS .ply, or an avatar bundle (a folder holding one)")
+    p = command("export", help="an avatar as a .ply for web 3DGS viewers (centred, y up, facing +z)")
+    p.add_argument("avatar", help="avatar folder (from `audioavatar personalize`)")
+    p.add_argument("-o", "--output", required=True, help=".ply to write (appears only when complete)")
+    p.add_argument("--no-seal", action="store_true", help="leave the back shell as it is (by default the Gaussians "
+                                                          "the photo view culls are made opaque, as web viewers "
+                                                          "do not cull)")
+    p.set_defaults(func=cmd_export)
+    p = command("render", help="render a standard 3DGS .ply, or an avatar bundle (a folder holding one)")
     p.add_argument("scene")
     p.add_argument("--orbit", action="store_true", help="write a turntable mp4 instead of one front view")
     view_opts(p)
@@ -358,7 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ[VERBOSE_ENV] = "1"
     try:
+        configure_threads(getattr(args, "threads", None))   # first: the wait policy must precede `import torch`
         result = args.func(args)
     except (UserError, ValueError, FileNotFoundError) as e:
         print(f"audioavatar {args.command}: error: {e}", file=sys.stderr)
