@@ -21,9 +21,8 @@ numpy matmul loop, a stand-in for a local LLM). --busy-session new puts each in 
 autogroup scheduling, as a program started from another terminal or desktop would be); the default keeps them
 in this script's session, where the kernel shares the CPU per runnable thread. What to expect: with one busy
 process per core in the same session, an engine with one thread per core is owed about half of the machine, so
-about half its quiet real-time factor is the ceiling (the bar asks for 45%). With --busy-session new each busy
-process is a scheduling group of its own and the engine's group gets 1/(busy + 1) of the machine, whatever its
-thread count: about a third with two busy processes.
+about half its quiet real-time factor is the ceiling (the bar asks for 45%). The matmul load also competes for
+caches and memory bandwidth, so it costs the engine somewhat more than `spin`.
 
 Every sample records the machine's load average and the mean number of other runnable threads (not this
 script's busy processes, not the run's own threads) over the second before it (background_load) and while it
@@ -51,7 +50,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.threads import cpu_budget  # noqa: E402  (no torch import: safe before the policy is chosen)
+# after the path insert; engine.threads imports no torch, so no thread policy is fixed in this process
+from engine.threads import cpu_budget
 
 PHOTO = ROOT / "assets" / "astronaut.png"
 SPEECH = ROOT / "assets" / "speech.wav"
@@ -281,7 +281,8 @@ def main() -> None:
                             samples[policy][command][load].append(sample)
                             print(f"[contention] {i + 1}/{args.repeats} {load:6s} {policy:6s} {command:11s} "
                                   f"{'rtf' if command == 'animate' else 'wall_s'}={value} cpu_s={run['cpu_s']} "
-                                  f"load={before} background_load={bg}/{run['background_load_during']}", file=sys.stderr, flush=True)
+                                  f"load={before} background_load={bg}/{run['background_load_during']}",
+                                  file=sys.stderr, flush=True)
     finally:
         signal.signal(signal.SIGTERM, old_term)
         shutil.rmtree(work, ignore_errors=True)

@@ -55,7 +55,7 @@ _policy_in_time: bool | None = None  # did the first call come before libgomp wa
 def _parse(value, name: str) -> int:
     """A positive thread count from an int or a decimal string; ValueError naming `name` otherwise."""
     if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a positive integer thread count, got {value!r}")
+        raise ValueError(f"{name}: expected a positive integer thread count, got {value!r}")  # noqa: TRY004
     if isinstance(value, str):
         text = value.strip()
         if not text.isdigit():
