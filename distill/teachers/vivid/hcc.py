@@ -153,10 +153,6 @@ class HandCodebookVAE(Pretrained, nn.Module):
             torch.randint(flat.shape[0], (k,), generator=generator)
         self.codebook.weight.copy_(flat[pick.to(flat.device)])
 
-    def decode_indices(self, indices: Tensor) -> Tensor:
-        """indices [B, g, g] -> crops [B, 3, S, S]."""
-        return self.decoder(self.codebook(indices).permute(0, 3, 1, 2))
-
     def forward(self, crops: Tensor) -> VQOut:
         self._check(crops)
         z_e = self.encoder(crops)
