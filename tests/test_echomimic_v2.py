@@ -1,5 +1,6 @@
-"""EchoMimicV2 teacher (distill/teachers/echomimic_v2): a tiny random model on the CPU for the mechanics, the
-full-size skeleton on the meta device for the released checkpoint names (tests/data/echomimic_v2_keys/)."""
+"""EchoMimicV2 teacher (distill/teachers/echomimic_v2, on the shared distill/teachers/sd_video parts): a tiny random
+model on the CPU for the mechanics, the full-size skeleton on the meta device for the released checkpoint names
+(tests/data/echomimic_v2_keys/)."""
 import json
 from pathlib import Path
 
@@ -13,30 +14,27 @@ pytest.importorskip("transformers")
 from distill.teachers.echomimic_v2 import checkpoint as ckpt  # noqa: E402
 from distill.teachers.echomimic_v2 import pipeline as P  # noqa: E402
 from distill.teachers.echomimic_v2 import training as T  # noqa: E402
-from distill.teachers.echomimic_v2.audio import WhisperAudioFeatures  # noqa: E402
 from distill.teachers.echomimic_v2.config import EchoMimicV2Config  # noqa: E402
-from distill.teachers.echomimic_v2.motion import MotionModule  # noqa: E402
-from distill.teachers.echomimic_v2.pose import make_pose_encoder  # noqa: E402
-from distill.teachers.echomimic_v2.reference import build_reference_unet, reference_tokens  # noqa: E402
-from distill.teachers.echomimic_v2.unet3d import DenoisingUNet3D  # noqa: E402
+from distill.teachers.echomimic_v2.pipeline import make_pose_encoder  # noqa: E402
+from distill.teachers.sd_video.audio import WhisperAudioFeatures  # noqa: E402
+from distill.teachers.sd_video.motion import MotionModule  # noqa: E402
+from distill.teachers.sd_video.reference import build_reference_unet, reference_tokens  # noqa: E402
+from distill.teachers.sd_video.sampling import context_windows  # noqa: E402
+from distill.teachers.sd_video.unet3d import DenoisingUNet3D  # noqa: E402
+from sd_video_tiny import random_clip, tiny_components  # noqa: E402
 
 KEYS = Path(__file__).parent / "data" / "echomimic_v2_keys"
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    return P.build_components(EchoMimicV2Config.tiny())
+    return tiny_components(P, EchoMimicV2Config)
 
 
 def tiny_batch(comp, b=1, f=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
     cfg = comp.cfg
-    h, w = cfg.height // cfg.vae_factor, cfg.width // cfg.vae_factor
-    return T.TrainBatch(latents=torch.randn(b, 4, f, h, w, generator=g),
-                        ref_latents=torch.randn(b, 4, h, w, generator=g),
-                        audio=torch.randn(b, f, cfg.audio_tokens_per_frame, cfg.audio_dim, generator=g),
-                        pose=torch.rand(b, 3, f, cfg.height, cfg.width, generator=g))
+    g, clip = random_clip(cfg, b, f, seed)
+    return T.TrainBatch(**clip, pose=torch.rand(b, 3, f, cfg.height, cfg.width, generator=g))
 
 
 def trainable(comp):
@@ -249,9 +247,9 @@ def test_audio_features_shape(tiny):
 
 # --- sampling -------------------------------------------------------------------------------------------------------
 def test_context_windows_cover_every_frame():
-    assert P.context_windows(12, 12, 3) == [list(range(12))]
+    assert context_windows(12, 12, 3) == [list(range(12))]
     for n, shift in ((20, 0), (31, 6), (40, 3)):
-        wins = P.context_windows(n, 12, 3, shift)
+        wins = context_windows(n, 12, 3, shift)
         assert all(len(w) == 12 == len(set(w)) for w in wins)
         assert set().union(*map(set, wins)) == set(range(n))
         assert wins[1][0] == (9 + shift) % n                # windows start every 12 - 3 frames
@@ -357,7 +355,7 @@ def test_hpa_pads_headshots_and_trains_on_the_head_only(tiny):
 
 def test_phd_phases_and_training_step(tiny):
     w = T.PhDWeights()
-    phases = T.phd_phase(torch.tensor([999, 900, 899, 300, 299, 0]), 1000, w)
+    phases = T.phd_phase(torch.tensor([999, 900, 899, 300, 299, 0]), 1000, w.phases)
     assert phases.tolist() == [0, 0, 1, 1, 2, 2]              # first 10% pose, middle 60% detail, last 30% low
     b = tiny_batch(tiny, b=3, f=3)
     t = torch.tensor([950, 500, 100])

@@ -1,7 +1,6 @@
 """PAHA teacher (distill/teachers/paha): exact checks of PAR weights, SG/DG updates, pooling and RoPE; one training
 step per loss and sampling through the Teacher interface on a tiny random model (CPU)."""
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,31 +19,24 @@ from distill.teachers.paha.par import (PARSettings, PartIndices, gaussian_blur, 
                                        to_latent_grid)
 from distill.teachers.paha.pce import region_pool, rope_3d  # noqa: E402
 from engine.config import load_config  # noqa: E402
+from sd_video_tiny import TEACHER_YAMLS, as_lists, check_strict_config, random_clip, tiny_components  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-YAML = Path(__file__).resolve().parent.parent / "configs" / "teachers" / "paha.yaml"
+YAML = TEACHER_YAMLS / "paha.yaml"
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    return P.build_components(PAHAConfig.tiny())
+    return tiny_components(P, PAHAConfig)
 
 
 def tiny_batch(comp, b=1, f=3, seed=0, keypoints=None):
-    g = torch.Generator().manual_seed(seed)
-    cfg = comp.cfg
-    h, w = cfg.latent_hw
-    return T.TrainBatch(latents=torch.randn(b, 4, f, h, w, generator=g),
-                        ref_latents=torch.randn(b, 4, h, w, generator=g),
-                        audio=torch.randn(b, f, cfg.audio_tokens_per_frame, cfg.audio_dim, generator=g),
-                        keypoints=keypoints)
+    _, clip = random_clip(comp.cfg, b, f, seed)
+    return T.TrainBatch(**clip, keypoints=keypoints)
 
 
 # --- config ---------------------------------------------------------------------------------------------------------
 def test_yaml_equals_the_full_defaults():
-    def as_lists(c):
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(c).items()}
     assert as_lists(load_config(PAHAConfig, YAML)) == as_lists(PAHAConfig.full()) == as_lists(PAHAConfig())
     full = PAHAConfig.full()   # the published numbers
     assert (full.par_tau, full.par_radius, full.par_omega1, full.par_omega2) == (0.8, 10.0, 10.0, 2.0)
@@ -54,10 +46,7 @@ def test_yaml_equals_the_full_defaults():
 
 def test_unknown_key_and_missing_weights_are_value_errors():
     from distill.teachers.paha import PAHATeacher
-    with pytest.raises(ValueError, match=r"unknown key.*nonsense"):
-        PAHATeacher(random_init=True, nonsense=1)
-    with pytest.raises(ValueError, match="weights_dir"):
-        P.build_components(PAHAConfig.tiny(random_init=False))
+    check_strict_config(PAHATeacher, P, PAHAConfig)
     with pytest.raises(ValueError, match="guidance_mode"):
         PAHAConfig.tiny(guidance_mode="cfg")
 

@@ -1,9 +1,7 @@
 """VividAnimator teacher (distill/teachers/vivid): HCC VQ-VAE, DSAA and codebook masked attention, PCT, hands, the
 denoiser's training step, sampling through the Teacher interface, config and folder round trips. Tiny random
 models on the CPU."""
-import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,15 +22,15 @@ from distill.teachers.vivid.hcc import HandCodebookVAE, HCCConfig, codebook_usag
 from distill.teachers.vivid.masked_attention import MaskedCrossAttention, resize_mask  # noqa: E402
 from distill.teachers.vivid.unet import RegionConditions, VividTransformerBlock  # noqa: E402
 from engine.config import load_config  # noqa: E402
+from sd_video_tiny import TEACHER_YAMLS, as_lists, check_strict_config, random_clip, tiny_components  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-YAML = Path(__file__).resolve().parent.parent / "configs" / "teachers" / "vivid_animator.yaml"
+YAML = TEACHER_YAMLS / "vivid_animator.yaml"
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    return P.build_components(VividAnimatorConfig.tiny())
+    return tiny_components(P, VividAnimatorConfig)
 
 
 def smooth_crops(n, size, seed):
@@ -184,7 +182,7 @@ def test_block_streams_touch_only_their_region(stream):
     torch.manual_seed(0)
     cond = RegionConditions()
     block = VividTransformerBlock(16, 2, audio_dim=8, head_audio_dim=12, code_dim=6, conditions=cond).eval()
-    from distill.teachers.echomimic_v2.blocks import Context
+    from distill.teachers.sd_video.blocks import Context
     x = torch.randn(2, 36, 16)
     ctx = Context(torch.zeros(2, 4), 1, torch.randn(2, 5, 8), None, None, 1.0)
     mask = torch.zeros(2, 1, 6, 6)
@@ -314,17 +312,14 @@ def test_hand_heatmaps_boxes_masks_and_crops():
 
 # --- denoiser: training step and sampling -----------------------------------------------------------------------
 def tiny_batch(comp, b=2, f=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
     cfg = comp.cfg
-    h, w = cfg.height // cfg.vae_factor, cfg.width // cfg.vae_factor
+    g, clip = random_clip(cfg, b, f, seed)
+    h, w = cfg.latent_hw
     hand = torch.zeros(b, f, h, w)
     hand[..., 9:14, 2:7] = 1
     head = torch.zeros(b, f, h, w)
     head[..., 0:7, 5:11] = 1
-    return T.TrainBatch(latents=torch.randn(b, 4, f, h, w, generator=g),
-                        ref_latents=torch.randn(b, 4, h, w, generator=g),
-                        audio=torch.randn(b, f, cfg.audio_tokens_per_frame, cfg.audio_dim, generator=g),
-                        hand_heatmaps=torch.rand(b, 2, f, cfg.height, cfg.width, generator=g),
+    return T.TrainBatch(**clip, hand_heatmaps=torch.rand(b, 2, f, cfg.height, cfg.width, generator=g),
                         head_mask=head, hand_tokens=torch.randn(b, 2 * cfg.hcc_grid ** 2, cfg.hcc_code_dim,
                                                                 generator=g), hand_mask=hand)
 
@@ -452,10 +447,7 @@ def test_teacher_generate_and_score():
 
 def test_teacher_config_errors():
     from distill.teachers.vivid import VividAnimatorTeacher
-    with pytest.raises(ValueError, match=r"unknown key.*'nonsense'"):
-        VividAnimatorTeacher(random_init=True, nonsense=1)
-    with pytest.raises(ValueError, match="weights_dir"):
-        P.build_components(VividAnimatorConfig.tiny(random_init=False))
+    check_strict_config(VividAnimatorTeacher, P, VividAnimatorConfig)
     with pytest.raises(ValueError, match="not a directory"):
         P.build_components(VividAnimatorConfig.tiny(weights_dir="/nonexistent/vivid"))
 
@@ -478,7 +470,6 @@ def test_components_folder_round_trip(tiny, tmp_path):
 
 # --- config -------------------------------------------------------------------------------------------------------
 def test_yaml_equals_the_full_defaults():
-    as_lists = lambda c: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(c).items()}  # noqa: E731
     assert as_lists(load_config(VividAnimatorConfig, YAML)) == as_lists(VividAnimatorConfig.full())
     assert load_config(VividAnimatorConfig, YAML) == VividAnimatorConfig.full()
 
@@ -493,7 +484,7 @@ def test_full_config_holds_the_paper_numbers():
 def test_full_size_modules_on_the_meta_device():
     """The full-size HCC maps 256x256 crops to a 16x16 grid of 256-d codes; the full denoiser pairs with the
     ReferenceNet. Built on the meta device: no memory, no weights."""
-    from distill.teachers.echomimic_v2.reference import build_reference_unet, check_pairing
+    from distill.teachers.sd_video.reference import build_reference_unet, check_pairing
     from distill.teachers.vivid.unet import VividUNet3D
     cfg = VividAnimatorConfig.full()
     with torch.device("meta"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -40,6 +41,41 @@ class Teacher(ABC):
         raise NotImplementedError(f"teacher {self.name!r} has no score function (it is not a diffusion model)")
 
 
+class TeacherComponents(Protocol):
+    """What LatentDiffusionTeacher reads of the components its pipeline builds (each teacher's `Components`, on
+    sd_video/components.py's VideoComponents); the denoiser is read by the attribute name in `denoiser`."""
+    audio: Callable[[Tensor, int], Tensor]     # audio [S] at 16 kHz, num_frames T -> tokens [T, L, D_a]
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """{name: module} of every network (set to eval mode and frozen by the teacher)."""
+
+
+class TeacherPipeline(Protocol):
+    """What a latent-diffusion teacher asks of its pipeline module (echomimic_v2, vivid, paha: pipeline.py, which
+    takes the image/latent functions from sd_video/images.py); a module satisfies it by having these functions.
+    Each teacher also calls its own sampling and condition functions there (`sample`, `SampleInputs`, ...), whose
+    signatures differ from teacher to teacher, so they are not part of this protocol."""
+
+    def build_components(self, config) -> TeacherComponents:
+        """The teacher's modules for its config: weights from config.weights_dir, or random with random_init."""
+
+    def image_to_tensor(self, image: np.ndarray, width: int, height: int, device: torch.device,
+                        dtype: torch.dtype) -> Tensor:
+        """uint8 image [H0, W0, 3] -> [1, 3, height, width] in [-1, 1] on device, in dtype."""
+
+    def encode_images(self, components: TeacherComponents, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [-1, 1] -> latents [B, C, H/f, W/f] (no autograd)."""
+
+    def encode_images_grad(self, components: TeacherComponents, images: Tensor) -> Tensor:
+        """As encode_images, differentiable w.r.t. images."""
+
+    def decode_latents(self, components: TeacherComponents, latents: Tensor) -> Tensor:
+        """latents [B, C, h, w] -> images [B, 3, h*f, w*f] in [-1, 1] (not clamped; differentiable)."""
+
+    def latents_to_frames(self, components: TeacherComponents, latents: Tensor) -> np.ndarray:
+        """video latents [1, C, F, h, w] -> uint8 frames [F, H, W, 3]."""
+
+
 class LatentDiffusionTeacher(Teacher):
     """The shared set-up of the latent-diffusion teachers (echomimic_v2, vivid_animator, paha): a strict config
     of `config_class`, the 25 fps contract, and frozen eval-mode components built by the teacher's pipeline
@@ -49,7 +85,7 @@ class LatentDiffusionTeacher(Teacher):
     config_class: type
     denoiser: str = "denoiser"
 
-    def _build(self, pipeline, config: dict) -> None:
+    def _build(self, pipeline: TeacherPipeline, config: dict) -> None:
         from engine.config import from_dict
         self.config = from_dict(self.config_class, config, f"{self.name} teacher config")
         if self.config.fps != FPS:

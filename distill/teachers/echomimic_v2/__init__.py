@@ -1,13 +1,8 @@
 """EchoMimicV2 (arXiv 2411.10061; code antgroup/echomimic_v2) as a distillation teacher, built on diffusers components.
 
-Files, one concept each:
+The network parts (video denoiser, motion modules, ReferenceNet, PoseEncoder, whisper features, VAE handling,
+windowed sampling) are the shared SD-1.x video toolkit in distill/teachers/sd_video/; EchoMimicV2's own files:
     config.py      EchoMimicV2Config: full-size settings of the released model, and a tiny one for tests
-    motion.py      temporal motion module (self-attention over frames)
-    blocks.py      spatial blocks: reference attention + audio cross-attention; down/mid/up blocks
-    unet3d.py      the denoising UNet over video latents [B, C, F, h, w]
-    reference.py   ReferenceNet (diffusers UNet2DConditionModel) and the capture of its attention tokens
-    pose.py        PoseEncoder
-    audio.py       whisper-tiny features -> per-frame audio windows
     checkpoint.py  the released file layout, loading, whisper key renaming
     pipeline.py    components and sampling (DDIM, context windows, classifier-free guidance)
     training.py    APDH, HPA and PhD losses

@@ -127,14 +127,6 @@ def load_whisper(features: nn.Module, path: Path, cfg) -> None:
     features.encoder.load_state_dict(rename_openai_whisper_encoder(ckpt["model_state_dict"]), strict=True)
 
 
-def load_strict(module: nn.Module, state: dict[str, Tensor], what: str) -> None:
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{what}: keys do not match: missing {result.missing_keys[:8]} "
-                         f"({len(result.missing_keys)}), unexpected {result.unexpected_keys[:8]} "
-                         f"({len(result.unexpected_keys)})")
-
-
 def load_denoiser(unet: nn.Module, base: dict[str, Tensor], motion: dict[str, Tensor],
                   denoising: dict[str, Tensor]) -> dict[str, int]:
     """Merge SD base (name+shape match), motion module and denoising states as the released loader does; checked."""

@@ -21,33 +21,37 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler
+from diffusers import AutoencoderKL
 from torch import Tensor, nn
 
-from . import checkpoint as ckpt
-from .audio import WhisperAudioFeatures
-from .pose import PoseEncoder, make_pose_encoder
-from .reference import build_reference_unet, check_pairing, reference_tokens
-from .unet3d import DenoisingUNet3D
+from distill.teachers.sd_video.audio import WhisperAudioFeatures
+from distill.teachers.sd_video.components import VideoComponents, load_strict
+from distill.teachers.sd_video.images import (decode_latents, encode_images, encode_images_grad, image_to_tensor,
+                                              latents_to_frames)
+from distill.teachers.sd_video.pose import PoseEncoder
+from distill.teachers.sd_video.reference import build_reference_unet, check_pairing, reference_tokens
+from distill.teachers.sd_video.sampling import check_clip, context_windows, denoise_step, start_sampling
+from distill.teachers.sd_video.unet3d import DenoisingUNet3D
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from . import checkpoint as ckpt
+
+# with the TeacherPipeline functions (distill/teachers/base.py); the image/latent ones are sd_video/images.py's
+__all__ = ["Components", "SampleInputs", "build_components", "decode_latents", "encode_images", "encode_images_grad",
+           "image_to_tensor", "latents_to_frames", "make_pose_encoder", "pose_images", "reference_tokens", "sample"]
 
 
 @dataclass
-class Components:
-    cfg: object
-    vae: AutoencoderKL
+class Components(VideoComponents):
     reference_unet: nn.Module
     denoiser: DenoisingUNet3D
     pose_encoder: PoseEncoder
     audio: WhisperAudioFeatures
 
-    def modules(self) -> dict[str, nn.Module]:
-        return {"vae": self.vae, "reference_unet": self.reference_unet, "denoiser": self.denoiser,
-                "pose_encoder": self.pose_encoder, "audio": self.audio}
 
-    def scheduler(self) -> DDIMScheduler:
-        return DDIMScheduler(**self.cfg.scheduler_kwargs())
+def make_pose_encoder(cfg) -> PoseEncoder:
+    """The released PoseEncoder: pose images [B, 3, F, H, W] -> features [B, C0, F, H/8, W/8] (zero at init)."""
+    return PoseEncoder(cfg.block_out_channels[0], conditioning_channels=cfg.pose_channels,
+                       block_out_channels=cfg.pose_block_out_channels)
 
 
 def build_components(cfg) -> Components:
@@ -75,28 +79,17 @@ def build_components(cfg) -> Components:
     check_pairing(reference_unet, denoiser)
     # 3. released weights
     if files is not None:
-        ckpt.load_strict(reference_unet, ckpt.load_file_state(files["reference_unet"]), "reference_unet.pth")
-        ckpt.load_strict(pose_encoder, ckpt.load_file_state(files["pose_encoder"]), "pose_encoder.pth")
+        load_strict(reference_unet, ckpt.load_file_state(files["reference_unet"]), "reference_unet.pth")
+        load_strict(pose_encoder, ckpt.load_file_state(files["pose_encoder"]), "pose_encoder.pth")
         ckpt.load_denoiser(denoiser, ckpt.load_file_state(files["sd_unet_weights"]),
                            ckpt.load_file_state(files["motion_module"]), ckpt.load_file_state(files["denoising_unet"]))
         ckpt.load_whisper(audio, files["whisper"], cfg)
     comp = Components(cfg, vae, reference_unet, denoiser, pose_encoder, audio)
-    for m in comp.modules().values():
-        m.to(cfg.device)
-        if DTYPES[cfg.dtype] != torch.float32:
-            m.to(DTYPES[cfg.dtype])
+    comp.place()
     return comp
 
 
 # --- inputs ------------------------------------------------------------------------------------------------------
-def image_to_tensor(image: np.ndarray, width: int, height: int, device, dtype) -> Tensor:
-    """uint8 [H0, W0, 3] -> [1, 3, height, width] in [-1, 1] (bicubic, antialiased; the released code resizes
-    with PIL before VaeImageProcessor, which is not bit-identical)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device=device, dtype=torch.float32).permute(2, 0, 1)[None]
-    x = F.interpolate(x / 255.0, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
-    return (x.clamp(0, 1) * 2 - 1).to(dtype)
-
-
 def pose_images(hand_poses: Tensor | np.ndarray | None, num_frames: int, width: int, height: int, device,
                 dtype) -> Tensor:
     """Rendered pose maps [T, H0, W0, 3] (uint8, or float in [0, 1]) or None (blank) -> [1, 3, T, height, width]."""
@@ -111,31 +104,7 @@ def pose_images(hand_poses: Tensor | np.ndarray | None, num_frames: int, width: 
     return p.clamp(0, 1).permute(1, 0, 2, 3)[None].to(dtype)
 
 
-@torch.no_grad()
-def encode_images(comp: Components, images: Tensor) -> Tensor:
-    """images [B, 3, H, W] in [-1, 1] -> latents [B, 4, H/8, W/8] (posterior mean * scaling, as the released code)."""
-    return encode_images_grad(comp, images)
-
-
-def encode_images_grad(comp: Components, images: Tensor) -> Tensor:
-    vae = comp.vae
-    return vae.encode(images.to(vae.dtype)).latent_dist.mean * comp.cfg.vae_scaling_factor
-
-
-def decode_latents(comp: Components, latents: Tensor) -> Tensor:
-    """latents [B, 4, h, w] -> images [B, 3, H, W] in [-1, 1] (not clamped; differentiable)."""
-    vae = comp.vae
-    return vae.decode(latents.to(vae.dtype) / comp.cfg.vae_scaling_factor).sample
-
-
 # --- sampling ----------------------------------------------------------------------------------------------------
-def context_windows(num_frames: int, size: int = 12, overlap: int = 3, shift: int = 0) -> list[list[int]]:
-    """Frame windows covering [0, num_frames): starts 0, size-overlap, ... (wrapping), all shifted by `shift`."""
-    if num_frames <= size:
-        return [list(range(num_frames))]
-    return [[(j + k + shift) % num_frames for k in range(size)] for j in range(0, num_frames, size - overlap)]
-
-
 @dataclass
 class SampleInputs:
     ref_latents: Tensor            # [1, 4, h, w]
@@ -143,60 +112,27 @@ class SampleInputs:
     pose: Tensor                   # [1, 3, F, H, W] rendered pose maps in [0, 1]
 
 
-def start_sampling(comp, steps: int, size: tuple[int, int, int], generator: torch.Generator, dtype, device,
-                   clamp: float | None = None) -> tuple[DDIMScheduler, Tensor]:
-    """The components' scheduler set to `steps`, and the initial latents [1, C, F, h, w] for size (F, h, w):
-    noise drawn on the CPU from `generator` (the same on every device), clamped to +-clamp when given,
-    scaled by the scheduler's init_noise_sigma."""
-    scheduler = comp.scheduler()
-    scheduler.set_timesteps(steps, device=device)
-    noise = torch.randn((1, comp.cfg.latent_channels, *size), generator=generator, device="cpu",
-                        dtype=torch.float32)
-    if clamp is not None:
-        noise = noise.clamp(-clamp, clamp)
-    return scheduler, noise.to(device, dtype) * scheduler.init_noise_sigma
-
-
 @torch.no_grad()
 def sample(comp: Components, inputs: SampleInputs, steps: int, guidance: float, generator: torch.Generator,
            context_frames: int = 12, context_overlap: int = 3) -> Tensor:
     """-> latents [1, 4, F, h, w] (steps as in the module docstring)."""
     den = comp.denoiser
-    b, f = inputs.audio.shape[:2]
-    h, w = inputs.ref_latents.shape[-2:]
-    if b != 1 or inputs.pose.shape[2] != f:
-        raise ValueError(f"inputs: expected batch 1 and {f} frames of pose, got audio {list(inputs.audio.shape)}, "
-                         f"pose {list(inputs.pose.shape)}")
-    dtype, device = inputs.ref_latents.dtype, inputs.ref_latents.device
+    f = check_clip(inputs.audio, inputs.pose, "pose", frame_dim=2)
     # 1-2. scheduler, initial noise
-    scheduler, latents = start_sampling(comp, steps, (f, h, w), generator, dtype, device, clamp=1.5)
+    scheduler, latents = start_sampling(comp, steps, f, inputs.ref_latents, generator, clamp=1.5)
     # 3. reference tokens, pose features
     reference = reference_tokens(comp.reference_unet, inputs.ref_latents)
-    pose = comp.pose_encoder(inputs.pose.to(dtype))
+    pose = comp.pose_encoder(inputs.pose.to(latents.dtype))
     zeros_audio = torch.zeros_like(inputs.audio)
+
+    def predict(x: Tensor, idx: Tensor, t: Tensor) -> Tensor:
+        out = den(x, t, audio=inputs.audio[:, idx], pose_features=pose[:, :, idx], reference=reference)
+        if guidance > 1.0:
+            unc = den(x, t, audio=zeros_audio[:, idx], pose_features=None, reference=None)
+            out = unc + guidance * (out - unc)
+        return out
     # 4-6. denoise
     for i, t in enumerate(scheduler.timesteps):
-        pred = torch.zeros_like(latents)
-        count = torch.zeros(f, device=device, dtype=dtype)
-        for window in context_windows(f, context_frames, context_overlap, shift=3 * i):
-            idx = torch.tensor(window, device=device)
-            x = scheduler.scale_model_input(latents[:, :, idx], t)
-            out = den(x, t, audio=inputs.audio[:, idx], pose_features=pose[:, :, idx], reference=reference)
-            if guidance > 1.0:
-                unc = den(x, t, audio=zeros_audio[:, idx], pose_features=None, reference=None)
-                out = unc + guidance * (out - unc)
-            pred.index_add_(2, idx, out)
-            count.index_add_(0, idx, torch.ones(len(window), device=device, dtype=dtype))
-        pred = pred / count.view(1, 1, f, 1, 1)
-        latents = scheduler.step(pred, t, latents, eta=0.0, generator=generator).prev_sample
+        windows = context_windows(f, context_frames, context_overlap, shift=3 * i)
+        latents = denoise_step(scheduler, latents, t, windows, predict, generator)
     return latents
-
-
-@torch.no_grad()
-def latents_to_frames(comp: Components, latents: Tensor) -> np.ndarray:
-    """latents [1, 4, F, h, w] -> uint8 frames [F, H, W, 3] (decoded one frame at a time)."""
-    frames = []
-    for k in range(latents.shape[2]):
-        img = decode_latents(comp, latents[:, :, k])[0]
-        frames.append(((img.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu())
-    return torch.stack(frames).numpy()

@@ -21,13 +21,13 @@ ReferenceNet with autograd (it is trained with the denoiser in the released two-
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .reference import capture_reference_tokens
+from distill.teachers.sd_video.reference import capture_reference_tokens
 
 POSE_PARTS = ("lip", "head", "body")           # removed in this order; "hand" is always kept
 AUDIO_REGIONS = ("lip", "lip", "head", "body")  # audio region per stage
@@ -161,18 +161,26 @@ def hpa_loss(comp, batch: TrainBatch, head_mask: Tensor, timesteps: Tensor, nois
 
 # --- PhD -----------------------------------------------------------------------------------------------------------
 @dataclass
+class PhDPhases:
+    """Where the phases lie on the trajectory, as fractions of T (paper: the first 10% and the last 30%)."""
+    pose: float = 0.1      # the first fraction of the denoising steps: pose-dominant
+    low: float = 0.3       # the last fraction: quality-dominant (low-level)
+
+
+@dataclass
 class PhDWeights:
+    """The weights of the three phase terms, and the phases."""
     pose: float = 1.0
     detail: float = 1.0
     low: float = 1.0
-    pose_phase: float = 0.1      # first fraction of the denoising steps
-    low_phase: float = 0.3       # last fraction
+    phases: PhDPhases = field(default_factory=PhDPhases)
 
 
-def phd_phase(timesteps: Tensor, num_train_timesteps: int, w: PhDWeights) -> Tensor:
-    """0 = pose (t >= (1 - pose_phase) T), 2 = low-level (t < low_phase T), 1 = detail (between)."""
+def phd_phase(timesteps: Tensor, num_train_timesteps: int, phases: PhDPhases) -> Tensor:
+    """timesteps [B] -> phase [B]: 0 = pose (t >= (1 - phases.pose) T), 2 = low-level (t < phases.low T),
+    1 = detail (between)."""
     t = timesteps.float() / num_train_timesteps
-    return torch.where(t >= 1 - w.pose_phase, 0, torch.where(t < w.low_phase, 2, 1))
+    return torch.where(t >= 1 - phases.pose, 0, torch.where(t < phases.low, 2, 1))
 
 
 def _per_sample(x: Tensor) -> Tensor:
@@ -216,7 +224,7 @@ def phd_loss(out: DenoiseOut, x0: Tensor, num_train_timesteps: int, weights: PhD
     low: low_level_fn(x0_hat, x0) -> [B] (default latent_low_level)."""
     w = weights or PhDWeights()
     b, c, f = x0.shape[:3]
-    phase = phd_phase(out.timesteps, num_train_timesteps, w)
+    phase = phd_phase(out.timesteps, num_train_timesteps, w.phases)
     base = _per_sample((out.pred.float() - out.target.float()) ** 2)
     xh, x = out.x0_hat.float(), x0.float()
     zero = torch.zeros(b, device=x.device)

@@ -4,12 +4,12 @@ Sampling, in steps:
 1. DDIM (epsilon prediction, eta 0) with cfg.num_inference_steps = 30 [paper].
 2. initial noise N(0, 1) [1, C, F, h, w] from the seed.
 3. at step i the F frames are covered by windows of cfg.context_frames frames overlapping by cfg.context_overlap
-   (echomimic_v2 context_windows, shifted by overlap * i); every window is denoised with the reference latent stacked
+   (sd_video context_windows, shifted by overlap * i); every window is denoised with the reference latent stacked
    in front of it (UniVDM: [1, C, 1 + window, h, w]); predictions are averaged where windows overlap.
 4. in the first round(guidance_fraction * steps) steps (15 of 30 [paper]) each window is first moved by SG or DG
    (guidance.py) with L_region = the PCE classifier's BCE against "real" (pce.guidance_loss), masks from the face
    mask; the moves are averaged where windows overlap.
-5. DDIM step on the whole video; then the VAE decodes frame by frame (echomimic_v2 latents_to_frames).
+5. DDIM step on the whole video; then the VAE decodes frame by frame (sd_video latents_to_frames).
 The reference frame is never noised: it enters every call as the clean latent (univdm.stack_reference).
 """
 from __future__ import annotations
@@ -19,12 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler
-from torch import Tensor, nn
+from diffusers import AutoencoderKL
+from torch import Tensor
 
-from distill.teachers.echomimic_v2.audio import WhisperAudioFeatures
-from distill.teachers.echomimic_v2.pipeline import (context_windows, decode_latents, encode_images,  # noqa: F401
-                                                    encode_images_grad, image_to_tensor, latents_to_frames)
+from distill.teachers.sd_video.audio import WhisperAudioFeatures
+from distill.teachers.sd_video.components import VideoComponents
+from distill.teachers.sd_video.images import (decode_latents, encode_images, encode_images_grad, image_to_tensor,
+                                              latents_to_frames)
+from distill.teachers.sd_video.sampling import context_windows, denoise_step, start_sampling, window_average
 
 from . import checkpoint as ckpt
 from .config import GUIDANCE_MODES
@@ -32,22 +34,17 @@ from .guidance import GuidanceWeights, guide, guided_step_count
 from .pce import PCE, guidance_loss, region_masks
 from .univdm import UniVDM
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# with the TeacherPipeline functions (distill/teachers/base.py); the image/latent ones are sd_video/images.py's
+__all__ = ["Components", "SampleInputs", "build_components", "decode_latents", "encode_images", "encode_images_grad",
+           "face_mask_from_box", "face_mask_from_image", "guide_windows", "image_to_tensor", "latents_to_frames",
+           "sample"]
 
 
 @dataclass
-class Components:
-    cfg: object
-    vae: AutoencoderKL
+class Components(VideoComponents):
     model: UniVDM
     pce: PCE
     audio: WhisperAudioFeatures
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"vae": self.vae, "model": self.model, "pce": self.pce, "audio": self.audio}
-
-    def scheduler(self) -> DDIMScheduler:
-        return DDIMScheduler(**self.cfg.scheduler_kwargs())
 
     def save_pretrained(self, folder) -> None:
         ckpt.save_pretrained(self.modules(), self.cfg, folder)
@@ -64,10 +61,7 @@ def build_components(cfg) -> Components:
     # 3. weights
     if cfg.weights_dir:
         ckpt.load_pretrained(comp.modules(), cfg)
-    for m in comp.modules().values():
-        m.to(cfg.device)
-        if DTYPES[cfg.dtype] != torch.float32:
-            m.to(DTYPES[cfg.dtype])
+    comp.place()
     return comp
 
 
@@ -99,14 +93,9 @@ class SampleInputs:
 def guide_windows(comp: Components, inputs: SampleInputs, latents: Tensor, t: Tensor, windows: list[list[int]],
                   mode: str) -> Tensor:
     """Step 4: SG / DG ("sg" | "dg") per window; moves averaged where windows overlap. latents [1, C, F, h, w]."""
-    cfg = comp.cfg
-    weights = GuidanceWeights.from_config(cfg)
-    f = latents.shape[2]
-    move = torch.zeros_like(latents)
-    count = torch.zeros(f, device=latents.device, dtype=latents.dtype)
-    for window in windows:
-        idx = torch.tensor(window, device=latents.device)
-        z = latents[:, :, idx]
+    weights = GuidanceWeights.from_config(comp.cfg)
+
+    def move(z: Tensor, idx: Tensor) -> Tensor:
         audio = inputs.audio[:, idx]
         masks = region_masks(inputs.face_mask[:, idx].to(z.dtype))
 
@@ -115,9 +104,8 @@ def guide_windows(comp: Components, inputs: SampleInputs, latents: Tensor, t: Te
                                             masks[region])
         z_new = guide(mode, z, loss_of("face"), loss_of("nonface"), masks["face"][:, None],
                       masks["nonface"][:, None], weights)
-        move.index_add_(2, idx, z_new - z)
-        count.index_add_(0, idx, torch.ones(len(window), device=latents.device, dtype=latents.dtype))
-    return latents + move / count.view(1, 1, f, 1, 1)
+        return z_new - z
+    return latents + window_average(latents, windows, move)
 
 
 @torch.no_grad()
@@ -134,27 +122,17 @@ def sample(comp: Components, inputs: SampleInputs, generator: torch.Generator, s
     mode = cfg.guidance_mode if guidance_mode is None else guidance_mode
     if mode not in GUIDANCE_MODES:
         raise ValueError(f"guidance_mode: expected one of {GUIDANCE_MODES}, got {mode!r}")
-    dtype, device = inputs.ref_latents.dtype, inputs.ref_latents.device
-    # 1. scheduler
-    scheduler = comp.scheduler()
-    scheduler.set_timesteps(steps, device=device)
-    # 2. initial noise
-    noise = torch.randn((1, cfg.latent_channels, f, h, w), generator=generator, dtype=torch.float32)
-    latents = noise.to(device, dtype) * scheduler.init_noise_sigma
+    # 1-2. scheduler, initial noise
+    scheduler, latents = start_sampling(comp, steps, f, inputs.ref_latents, generator)
     guided = guided_step_count(steps, cfg.guidance_fraction) if mode != "none" else 0
+
+    def predict(x: Tensor, idx: Tensor, t: Tensor) -> Tensor:
+        return comp.model(inputs.ref_latents, x, t, inputs.audio[:, idx])
     for i, t in enumerate(scheduler.timesteps):
         windows = context_windows(f, cfg.context_frames, cfg.context_overlap, shift=cfg.context_overlap * i)
         # 4. guidance (first `guided` steps)
         if i < guided:
             latents = guide_windows(comp, inputs, latents, t, windows, mode)
-        # 3. denoise in windows, reference in front
-        pred = torch.zeros_like(latents)
-        count = torch.zeros(f, device=device, dtype=dtype)
-        for window in windows:
-            idx = torch.tensor(window, device=device)
-            x = scheduler.scale_model_input(latents[:, :, idx], t)
-            pred.index_add_(2, idx, comp.model(inputs.ref_latents, x, t, inputs.audio[:, idx]))
-            count.index_add_(0, idx, torch.ones(len(window), device=device, dtype=dtype))
-        # 5. DDIM step
-        latents = scheduler.step(pred / count.view(1, 1, f, 1, 1), t, latents, eta=0.0).prev_sample
+        # 3. denoise in windows, reference in front; 5. DDIM step
+        latents = denoise_step(scheduler, latents, t, windows, predict)
     return latents

@@ -4,9 +4,9 @@ stacked along time (no separate ReferenceNet):
     sample [B, C, 1 + F, h, w]:  frame 0 = the clean reference latent, frames 1..F = the noisy video latents.
 
 Only frames 1..F are denoised and supervised; frame 0 is never noised (`stack_reference` is the one place that
-builds the input). The UNet is the SD-1.x layout of distill/teachers/echomimic_v2 (DenoisingUNet3D: resnets, spatial
-transformers, AnimateDiff motion modules over the 1 + F frames), with each spatial transformer block swapped for
-`UnifiedTransformerBlock`:
+builds the input). The UNet is the shared SD-1.x video denoiser of distill/teachers/sd_video (DenoisingUNet3D:
+resnets, spatial transformers, AnimateDiff motion modules over the 1 + F frames), with each spatial transformer
+block swapped for `UnifiedTransformerBlock`:
     n = norm1(x);  x = attn1(n, keys/values = [n, n of frame 0]) + x          (reference attention, in-stream)
     x = ratio * attn2(norm2(x), audio tokens of this frame) * audio_mask + x     (audio cross-attention)
     x = ff(norm3(x)) + x
@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from distill.teachers.echomimic_v2.blocks import Context, SpatialTransformerBlock
-from distill.teachers.echomimic_v2.unet3d import DenoisingUNet3D
+from distill.teachers.sd_video.blocks import Context, SpatialTransformerBlock
+from distill.teachers.sd_video.unet3d import DenoisingUNet3D
 
 
 def stack_reference(ref_latents: Tensor, video_latents: Tensor) -> Tensor:

@@ -1,8 +1,8 @@
 """DSAA, VividAnimator's Dual-Stream Audio-Aware module (WACV 2026): the head-aware stream's audio path.
 
 The two streams read the same audio windows W_a [B, F, T, D] (paper: F = 24 frames, T = 50 tokens, D = 384):
-- lip stream: audio cross-attention on W_a[:, f] in every U-Net transformer block (the reused EchoMimicV2 block's
-  attn2, blocks.py), everywhere in the frame;
+- lip stream: audio cross-attention on W_a[:, f] in every U-Net transformer block (the shared spatial block's attn2,
+  sd_video/blocks.py), everywhere in the frame;
 - head-aware stream (this file + masked_attention.py): W_a is average-pooled over T to [B, F, D], passed through an
   audio adapter (an MLP), and cross-attended under the head mask M_head only.
 Our reading of the head stream's keys: every frame attends to the pooled tokens of all F frames of its clip (a

@@ -4,7 +4,8 @@ Hand poses are keypoints [T, 2, 21, 2]: per frame, the left then the right hand,
 layout: wrist, then 4 joints per finger), (x, y) as fractions of the frame width and height; NaN marks a hand or
 joint that is not seen.
 - `hand_heatmaps`: one Gaussian per joint, max over the joints of a hand -> 2 channels (left, right), the input of
-  the light conv hand encoder (`make_hand_encoder`: EchoMimicV2's PoseEncoder with 2 input channels).
+  the light conv hand encoder (`make_hand_encoder`: the shared PoseEncoder, sd_video/pose.py, with 2 input
+  channels).
 - `hand_boxes`: the keypoint extent of each hand, grown by a margin on every side and made square.
 - `box_mask`: the union of boxes on a grid (pixel centres inside a box are 1): M_hand from the hand boxes, and
   M_head from a head box.
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.teachers.echomimic_v2.pose import PoseEncoder
+from distill.teachers.sd_video.pose import PoseEncoder
 
 HAND_JOINTS = 21
 

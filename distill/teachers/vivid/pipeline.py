@@ -1,7 +1,7 @@
 """VividAnimator components, their folder format, condition building and sampling (WACV 2026).
 
-Components: the SD VAE, the ReferenceNet and whisper features of EchoMimicV2 (reused), the VividUNet3D denoiser
-(unet.py), the light conv hand encoder (hands.py) and the HCC VQ-VAE (hcc.py, frozen).
+Components: the SD VAE, the ReferenceNet and whisper features of the shared toolkit (sd_video/), the VividUNet3D
+denoiser (unet.py), the light conv hand encoder (hands.py) and the HCC VQ-VAE (hcc.py, frozen).
 Folder (`save_components` / `build_components(cfg with weights_dir)`; no weights were released, so this is the
 format of our own saves):
     config.json                    the VividAnimatorConfig it was saved with (architecture keys must match)
@@ -12,13 +12,13 @@ Sampling (`sample`, numbered steps):
 2. initial noise N(0, 1) * init_noise_sigma.
 3. the ReferenceNet runs once on the reference latent; the hand heatmaps go through the hand encoder once; F_h
    (HCC codes of the reference's hand crops) is computed once by the caller (`prepare_conditions`).
-4. temporal windows of 24 frames (paper) overlapping by cfg.context_overlap, shifted by overlap * step (EchoMimicV2's
-   `context_windows`); predictions averaged over the windows covering a frame.
+4. temporal windows of 24 frames (paper) overlapping by cfg.context_overlap, shifted by overlap * step
+   (sd_video `context_windows`); predictions averaged over the windows covering a frame.
 5. two-scale classifier-free guidance (paper: audio 2.5, image 2.5):
        e = e(0, 0) + s_img (e(img, 0) - e(0, 0)) + s_aud (e(img, aud) - e(img, 0))
    "img" = reference attention + HCC codebook attention; "aud" = both DSAA streams (zeros: no audio). The hand-pose
    features are a structural control and are kept in every branch (our choice).
-6. DDIM step on the whole video; the VAE decodes frame by frame (EchoMimicV2's latents_to_frames).
+6. DDIM step on the whole video; the VAE decodes frame by frame (sd_video latents_to_frames).
 """
 from __future__ import annotations
 
@@ -28,26 +28,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler
+from diffusers import AutoencoderKL
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from distill.teachers.echomimic_v2.audio import WhisperAudioFeatures
-from distill.teachers.echomimic_v2.checkpoint import load_strict
-from distill.teachers.echomimic_v2.pipeline import (DTYPES, context_windows, decode_latents, encode_images,
-                                                    encode_images_grad, image_to_tensor, latents_to_frames,
-                                                    start_sampling)
-from distill.teachers.echomimic_v2.pose import PoseEncoder
-from distill.teachers.echomimic_v2.reference import build_reference_unet, check_pairing, reference_tokens
+from distill.teachers.sd_video.audio import WhisperAudioFeatures
+from distill.teachers.sd_video.components import VideoComponents, load_strict
+from distill.teachers.sd_video.images import (decode_latents, encode_images, encode_images_grad, image_to_tensor,
+                                              latents_to_frames)
+from distill.teachers.sd_video.pose import PoseEncoder
+from distill.teachers.sd_video.reference import build_reference_unet, check_pairing, reference_tokens
+from distill.teachers.sd_video.sampling import check_clip, context_windows, denoise_step, start_sampling
 from engine.pretrained import atomic_dir_write
 
 from .hands import box_mask, check_hand_keypoints, crop_boxes, hand_boxes, hand_heatmaps, make_hand_encoder
 from .hcc import HandCodebookVAE
 from .unet import VividUNet3D
 
-__all__ = ["Components", "build_components", "save_components", "SampleInputs", "prepare_conditions", "sample",
-           "guided_prediction", "to_epsilon", "image_to_tensor", "encode_images", "encode_images_grad",
-           "decode_latents", "latents_to_frames", "reference_tokens"]
+# with the TeacherPipeline functions (distill/teachers/base.py); the image/latent ones are sd_video/images.py's
+__all__ = ["Components", "SampleInputs", "build_components", "decode_latents", "encode_images", "encode_images_grad",
+           "guided_prediction", "image_to_tensor", "latents_to_frames", "prepare_conditions", "reference_tokens",
+           "sample", "save_components", "to_epsilon"]
 
 MODULE_FILES = ("vae", "reference_unet", "denoiser", "hand_encoder", "audio")
 # keys that change no weight: a folder saved with other values of these still loads
@@ -57,21 +58,12 @@ RUNTIME_KEYS = {"weights_dir", "random_init", "device", "dtype", "num_inference_
 
 
 @dataclass
-class Components:
-    cfg: object
-    vae: AutoencoderKL
+class Components(VideoComponents):
     reference_unet: nn.Module
     denoiser: VividUNet3D
     hand_encoder: PoseEncoder
     audio: WhisperAudioFeatures
     hcc: HandCodebookVAE
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"vae": self.vae, "reference_unet": self.reference_unet, "denoiser": self.denoiser,
-                "hand_encoder": self.hand_encoder, "audio": self.audio, "hcc": self.hcc}
-
-    def scheduler(self) -> DDIMScheduler:
-        return DDIMScheduler(**self.cfg.scheduler_kwargs())
 
 
 def _architecture(cfg) -> dict:
@@ -135,10 +127,7 @@ def build_components(cfg) -> Components:
             raise ValueError(f"weights_dir: hcc/config.json {comp.hcc.config} differs from the config's "
                              f"{cfg.hcc_config()}")
     comp.hcc.eval().requires_grad_(False)                # pretrained offline, frozen (paper)
-    for m in comp.modules().values():
-        m.to(cfg.device)
-        if DTYPES[cfg.dtype] != torch.float32:
-            m.to(DTYPES[cfg.dtype])
+    comp.place()
     return comp
 
 
@@ -166,7 +155,7 @@ def prepare_conditions(comp: Components, ref_image: Tensor, audio_tokens: Tensor
     cfg = comp.cfg
     f = audio_tokens.shape[1]
     dtype, device = ref_image.dtype, ref_image.device
-    h, w = cfg.height // cfg.vae_factor, cfg.width // cfg.vae_factor
+    h, w = cfg.latent_hw
     box = torch.tensor(head_box if head_box is not None else cfg.head_box, dtype=torch.float32)
     if box.shape != (4,):
         raise ValueError(f"head_box: expected (x0, y0, x1, y1), got {box.tolist()}")
@@ -221,29 +210,19 @@ def window_conditions(inputs: SampleInputs, hand_features: Tensor, reference: di
 def sample(comp: Components, inputs: SampleInputs, steps: int, audio_scale: float, image_scale: float,
            generator: torch.Generator, context_frames: int = 24, context_overlap: int = 4) -> Tensor:
     """-> latents [1, 4, F, h, w] (steps as in the module docstring)."""
-    den = comp.denoiser
-    b, f = inputs.audio.shape[:2]
-    h, w = inputs.ref_latents.shape[-2:]
-    if b != 1 or inputs.hand_heatmaps.shape[2] != f:
-        raise ValueError(f"inputs: expected batch 1 and {f} frames of hand heatmaps, got audio "
-                         f"{list(inputs.audio.shape)}, hand_heatmaps {list(inputs.hand_heatmaps.shape)}")
-    dtype, device = inputs.ref_latents.dtype, inputs.ref_latents.device
+    f = check_clip(inputs.audio, inputs.hand_heatmaps, "hand_heatmaps", frame_dim=2)
     # 1-2. scheduler, initial noise
-    scheduler, latents = start_sampling(comp, steps, (f, h, w), generator, dtype, device)
+    scheduler, latents = start_sampling(comp, steps, f, inputs.ref_latents, generator)
     # 3. reference tokens, hand features
     reference = reference_tokens(comp.reference_unet, inputs.ref_latents)
-    hand_features = comp.hand_encoder(inputs.hand_heatmaps.to(dtype))
+    hand_features = comp.hand_encoder(inputs.hand_heatmaps.to(latents.dtype))
+
+    def predict(x: Tensor, idx: Tensor, t: Tensor) -> Tensor:
+        cond = window_conditions(inputs, hand_features, reference, idx)
+        return guided_prediction(comp.denoiser, x, t, cond, audio_scale, image_scale)
     # 4-6. denoise
     for i, t in enumerate(scheduler.timesteps):
-        pred = torch.zeros_like(latents)
-        count = torch.zeros(f, device=device, dtype=dtype)
-        for window in context_windows(f, context_frames, context_overlap, shift=context_overlap * i):
-            idx = torch.tensor(window, device=device)
-            x = scheduler.scale_model_input(latents[:, :, idx], t)
-            cond = window_conditions(inputs, hand_features, reference, idx)
-            pred.index_add_(2, idx, guided_prediction(den, x, t, cond, audio_scale, image_scale))
-            count.index_add_(0, idx, torch.ones(len(window), device=device, dtype=dtype))
-        pred = pred / count.view(1, 1, f, 1, 1)
-        latents = scheduler.step(pred, t, latents, eta=0.0, generator=generator).prev_sample
+        windows = context_windows(f, context_frames, context_overlap, shift=context_overlap * i)
+        latents = denoise_step(scheduler, latents, t, windows, predict, generator)
     return latents
 

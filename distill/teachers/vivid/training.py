@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.teachers.echomimic_v2.reference import capture_reference_tokens
+from distill.teachers.sd_video.reference import capture_reference_tokens
 
 
 @dataclass

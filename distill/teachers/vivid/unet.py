@@ -1,23 +1,24 @@
-"""VividAnimator's denoising U-Net over video latents [B, C, F, h, w] (WACV 2026), built on EchoMimicV2's.
+"""VividAnimator's denoising U-Net over video latents [B, C, F, h, w] (WACV 2026), built on the shared one.
 
-It is EchoMimicV2's DenoisingUNet3D (SD-1.x spatial blocks with frames folded into the batch, a temporal motion
-module after each, ReferenceNet tokens as extra keys/values of every self-attention, the lip-stream audio
-cross-attention in every transformer block) with two region-limited cross-attentions appended to every spatial
-transformer block:
-    x = EchoMimicV2 block(x)                                 reference attention, lip-stream audio, feed-forward
+It is the shared DenoisingUNet3D (sd_video/unet3d.py, EchoMimicV2's architecture: SD-1.x spatial blocks with frames
+folded into the batch, a temporal motion module after each, ReferenceNet tokens as extra keys/values of every
+self-attention, the lip-stream audio cross-attention in every transformer block) with two region-limited
+cross-attentions appended to every spatial transformer block:
+    x = shared block(x)                                      reference attention, lip-stream audio, feed-forward
     x = x + HeadAttn(LN(x), DSAA head tokens) * M_head        head-aware stream (dsaa.py)
     x = x + HandAttn(LN(x), F_h) * M_hand                     HCC codebook attention (hcc.py)
-The hand-pose features (hands.py, a light conv encoder) are added after conv_in, where EchoMimicV2 adds its pose.
+The hand-pose features (hands.py, a light conv encoder) are added after conv_in, where EchoMimicV2 adds its pose
+features.
 The extra conditions reach the blocks through `RegionConditions`, one object the U-Net fills for the duration of
-a forward (the blocks' own signature is EchoMimicV2's, so its down/mid/up blocks run unchanged).
+a forward (the blocks' own signature is the shared one, so the down/mid/up blocks run unchanged).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from distill.teachers.echomimic_v2.blocks import SpatialTransformer, SpatialTransformerBlock
-from distill.teachers.echomimic_v2.unet3d import DenoisingUNet3D
+from distill.teachers.sd_video.blocks import SpatialTransformer, SpatialTransformerBlock
+from distill.teachers.sd_video.unet3d import DenoisingUNet3D
 
 from .dsaa import make_head_adapter
 from .masked_attention import MaskedCrossAttention, resize_mask
@@ -118,7 +119,7 @@ class VividUNet3D(DenoisingUNet3D):
             if hand_tokens is not None:
                 c.hand_tokens = hand_tokens.to(sample.dtype).repeat_interleave(f, dim=0)
                 c.masks["hand"] = hand_mask.reshape(b * f, 1, h, w).to(sample.dtype)
-            # 3. EchoMimicV2's forward: conv_in (+ hand features), down, mid, up, out
+            # 3. the shared forward: conv_in (+ hand features), down, mid, up, out
             return super().forward(sample, timestep, audio=audio, pose_features=hand_features, reference=reference)
         finally:
             c.clear()

@@ -1,4 +1,5 @@
 """PoseEncoder: pose images (drawn hand keypoints) -> a feature map added to the denoiser's first feature map.
+EchoMimicV2's pose condition; VividAnimator's light conv hand encoder is the same network on 2 heatmap channels.
 
 Built as the released one, `PoseEncoder(320, conditioning_channels=3, block_out_channels=(16, 32, 96, 256))`
 (antgroup/echomimic_v2 infer.py; layer layout from src/models/pose_encoder.py):
@@ -45,7 +46,3 @@ class PoseEncoder(nn.Module):
         x = self.conv_out(x)
         return x.reshape(b, f, *x.shape[1:]).permute(0, 2, 1, 3, 4)
 
-
-def make_pose_encoder(cfg) -> PoseEncoder:
-    return PoseEncoder(cfg.block_out_channels[0], conditioning_channels=cfg.pose_channels,
-                       block_out_channels=cfg.pose_block_out_channels)
