@@ -10,6 +10,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def speech(seconds: float) -> np.ndarray:
     """[S] float32 in [-1, 1] at 16 kHz, S = seconds * 16000."""
-    from engine.audio import load_audio
+    from engine.audio.features import load_audio
     one = load_audio(ROOT / "assets" / "speech.wav").numpy()
     return np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]

@@ -6,7 +6,7 @@
   max, and the first frame's);
 - peak RSS of a process running one such session (each source runs in a fresh subprocess);
 - lip-sync (each source): mediapipe's mouth opening on the rendered frames vs the audio RMS envelope
-  (engine.lipsync): peak correlation and its lag.
+  (engine.evaluation.lipsync): peak correlation and its lag.
 
 Usage: python bench/avatar_engine.py [--avatar DIR] [--seconds 30] [--sources procedural,learned] [--no-lipsync]
 Without --avatar the bundled photo is personalized first (about 30 s).
@@ -98,8 +98,8 @@ def worker(avatar: str, source: str, seconds: float) -> None:
 
 
 def lipsync(avatar: str, source: str) -> dict:
-    from engine.audio import frame_rms
-    from engine.lipsync import mouth_opening, sync_score
+    from engine.audio.features import frame_rms
+    from engine.evaluation.lipsync import mouth_opening, sync_score
     import torch
     wave = speech(10.0)
     engine = make_engine(avatar, source)
@@ -124,7 +124,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         avatar = args.avatar
         if avatar is None:
-            from engine.personalize import personalize
+            from engine.avatar.personalize import personalize
             avatar = str(personalize(ROOT / "assets" / "astronaut.png", progress=False).save_pretrained(Path(tmp) / "a"))
         for source in args.sources.split(","):
             subprocess.run([sys.executable, __file__, "--worker", source, "--avatar", avatar,

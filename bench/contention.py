@@ -70,14 +70,14 @@ if os.environ.get("_CONTENTION_CONFIGURE") == "1":
     configure_threads()
 if os.environ.get("_CONTENTION_X264_THREADS"):      # diagnostic: the mp4 encoder's thread count
     import subprocess, types
-    import engine.video as video
+    import engine.render.video as video
     def popen(cmd, *a, **k):
         if "libx264" in cmd:
             i = cmd.index("libx264") + 1
             cmd = cmd[:i] + ["-threads", os.environ["_CONTENTION_X264_THREADS"]] + cmd[i:]
         return subprocess.Popen(cmd, *a, **k)
     video.subprocess = types.SimpleNamespace(Popen=popen, PIPE=subprocess.PIPE)
-from engine.cli import main
+from audioavatar.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

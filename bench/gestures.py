@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from engine.audio import load_audio
-    from engine.avatar import Avatar
-    from engine.personalize import personalize
+    from engine.audio.features import load_audio
+    from engine.avatar.bundle import Avatar
+    from engine.avatar.personalize import personalize
     from engine.runtime import AvatarEngine, EngineConfig
-    from engine.versa.commands import COMMANDS
+    from engine.motion.versa.commands import COMMANDS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--avatar")
@@ -55,7 +55,7 @@ def main() -> None:
         render = engine.render_motion
 
         def record(motion):
-            p = avatar.particles + motion[engine.slots] * engine.unit            # [P, 3] deformed particles
+            p = avatar.particles + engine.view().to_world(motion)           # [P, 3] deformed particles
             cam = p @ engine.viewmat[:3, :3].T + engine.viewmat[:3, 3]
             ys.append((engine.K[1, 1] * cam[:, 1] / cam[:, 2] + engine.K[1, 2]).numpy())
             images.append(render(motion))

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from engine.camera import look_at
-from engine.landmarks import detect
-from engine.metrics import psnr, ssim
-from engine.personalize import front_view_metrics, personalize
-from engine.photo import load_photo
-from engine.regions import BODY, EYES, FACE, HANDS, LIPS, region_map
-from engine.render import render_gaussians
+from engine.render.camera import look_at
+from engine.avatar.landmarks import detect
+from engine.evaluation.metrics import psnr, ssim
+from engine.avatar.personalize import front_view_metrics, personalize
+from engine.avatar.photo import load_photo
+from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS, region_map
+from engine.render.splat import render_gaussians
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -49,14 +49,14 @@ def main() -> None:
     from PIL import Image
 
     from distill.teachers import make_teacher
-    from engine.audio import load_audio
+    from engine.audio.features import load_audio
     from engine.evaluation.clip import render_avatar
     from engine.evaluation.config import EvalConfig
     from engine.evaluation.report import write_report
     from engine.evaluation.suite import evaluate, summary
     from engine.evaluation.sync import lip_sync
-    from engine.landmarks import detect
-    from engine.personalize import personalize
+    from engine.avatar.landmarks import detect
+    from engine.avatar.personalize import personalize
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sources", default="procedural,learned")

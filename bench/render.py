@@ -3,7 +3,7 @@
 Usage: python bench/render.py [--cases 256x256/10k,512x512/50k,512x512/200k] [--repeats 7] [--ref-repeats 2]
                               [--device cpu|cuda]
 Keys are prefixed with the device (cpu_forward_ms, cuda_forward_ms, ...); the reference runs on the same device.
-Each case renders the avatar-like demo scene (engine.demo_scene) filling the frame, SH degree 3, one camera.
+Each case renders the avatar-like demo scene (bench.demo_scene) filling the frame, SH degree 3, one camera.
 forward_ms: rasterization() end to end (projection, SH, binning, compositing); backward_ms: loss.backward()
 for a weighted sum of the image. Medians after a warm-up, kernel and reference measured in the same run.
 """
@@ -17,8 +17,8 @@ import time
 import torch
 
 import cuda_ext
-from engine.camera import intrinsics, orbit
-from engine.demo_scene import avatar_like_scene, scene_stats
+from engine.render.camera import intrinsics, orbit
+from demo_scene import avatar_like_scene, scene_stats
 
 
 def parse_case(s: str) -> tuple[int, int, int]:

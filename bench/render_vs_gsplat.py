@@ -2,7 +2,7 @@
 
 Usage: python bench/render_vs_gsplat.py [--cases 512x512/50k,1024x1024/500k] [--repeats 20]
 Needs a CUDA GPU and gsplat (its CUDA backend builds on first use, several minutes). Same scene
-(engine.demo_scene, SH degree 3, one camera), same arguments on both sides (gsplat with packed=False,
+(bench.demo_scene, SH degree 3, one camera), same arguments on both sides (gsplat with packed=False,
 rasterize_mode="classic", as our kernel). Reports forward/backward medians for each, their ratio measured in
 the same run, and the largest per-pixel difference of the two images and of the gradients.
 """
@@ -16,8 +16,8 @@ import time
 import torch
 
 import cuda_ext
-from engine.camera import intrinsics, orbit
-from engine.demo_scene import avatar_like_scene
+from engine.render.camera import intrinsics, orbit
+from demo_scene import avatar_like_scene
 
 
 def run(fn, params, weights, repeats: int) -> dict:

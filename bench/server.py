@@ -77,9 +77,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         avatar = args.avatar
         if avatar is None:
-            from engine.personalize import personalize
+            from engine.avatar.personalize import personalize
             avatar = str(personalize(ROOT / "assets" / "astronaut.png", progress=False).save_pretrained(Path(tmp) / "a"))
-        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", avatar, "--port", "0",
+        proc = subprocess.Popen([sys.executable, "-m", "audioavatar", "serve", avatar, "--port", "0",
                                  "--size", str(args.size)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             line = proc.stdout.readline()

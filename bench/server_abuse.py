@@ -1,6 +1,6 @@
 """`audioavatar serve` under abuse, and a soak: one JSON line per case.
 
-The bench starts the server itself (`python -m engine.cli serve`, as in use) on the lighter avatar (personalized
+The bench starts the server itself (`python -m audioavatar serve`, as in use) on the lighter avatar (personalized
 here with --body-stride 3 unless --avatar is given). In each scenario a victim session streams the bundled
 speech in 40 ms chunks at real-time pace (a live microphone) while, after a few seconds, one abusive client
 does its thing for --abuse-seconds, then leaves:
@@ -70,10 +70,10 @@ def load() -> list:
 
 
 class Server:
-    """`python -m engine.cli serve` on a free port; the URL is read from its first line."""
+    """`python -m audioavatar serve` on a free port; the URL is read from its first line."""
 
     def __init__(self, avatar: str, size: int, max_sessions: int = 4):
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", avatar, "--port", "0", "--size",
+        self.proc = subprocess.Popen([sys.executable, "-m", "audioavatar", "serve", avatar, "--port", "0", "--size",
                                       str(size), "--max-sessions", str(max_sessions)],
                                      stdout=subprocess.PIPE, text=True, cwd=ROOT)
         line = self.proc.stdout.readline()
@@ -358,7 +358,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         avatar = args.avatar
         if avatar is None:
-            subprocess.run([sys.executable, "-m", "engine.cli", "personalize", str(ROOT / "assets" / "astronaut.png"),
+            subprocess.run([sys.executable, "-m", "audioavatar", "personalize", str(ROOT / "assets" / "astronaut.png"),
                             "-o", str(Path(tmp) / "light"), "--body-stride", "3"], check=True, cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             avatar = str(Path(tmp) / "light")

@@ -1,6 +1,6 @@
 """A teacher on the bundled photo and speech against issue 6's bars, one JSON line: generation time for the
-clip, lip-sync of its frames (mediapipe mouth opening vs the audio RMS envelope, engine.lipsync), and identity
-(dlib face descriptor of every 10th frame vs the photo, engine.identity; "skipped" without dlib).
+clip, lip-sync of its frames (mediapipe mouth opening vs the audio RMS envelope, engine.evaluation.lipsync), and identity
+(dlib face descriptor of every 10th frame vs the photo, engine.evaluation.dlib_face; "skipped" without dlib).
 
 Usage: python bench/teacher.py [--teacher procedural] [--photo assets/astronaut.png] [--audio assets/speech.wav]
 """
@@ -22,9 +22,9 @@ def main() -> None:
     from PIL import Image
 
     from distill.teachers import make_teacher
-    from engine.audio import frame_rms, load_audio
+    from engine.audio.features import frame_rms, load_audio
     from engine.evaluation.identity import identity_scores
-    from engine.lipsync import mouth_opening, sync_score
+    from engine.evaluation.lipsync import mouth_opening, sync_score
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", default="procedural")

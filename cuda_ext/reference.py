@@ -11,7 +11,6 @@ Shapes: C cameras, N Gaussians, D colour channels, K SH coefficients, M tile int
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -232,11 +231,6 @@ def rasterize_to_pixels(means2d: Tensor, conics: Tensor, colors: Tensor, opaciti
     if backgrounds is not None:
         img = img + (1 - alp) * backgrounds[:, None, None, :]
     return img, alp
-
-
-def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
-    """Number of tiles across and down."""
-    return math.ceil(width / tile_size), math.ceil(height / tile_size)
 
 
 # ---------------------------------------------------------------------------------------- input checks

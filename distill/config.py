@@ -8,7 +8,7 @@
     motion:        the motion DiT + refiner stage (L_simple, classifier-free audio dropout, §3.2)
     finetune:      the end-to-end stage (L1 + SSIM, trajectory, ARAP, audio-motion sync, VSD; §3.3)
     audio_encoder / motion_model / refiner_model / embedding_model: the engine models' own configs
-                   (engine.audio_encoder.AudioEncoderConfig, ...); a missing section takes configs/<name>.yaml
+                   (engine.audio.encoder.AudioEncoderConfig, ...); a missing section takes configs/<name>.yaml
 
 Every section is a dataclass read with strict keys (engine.config.from_dict): an unknown key is an error that
 lists the valid ones. `--set section.key=value` on the command line overrides one key (value parsed as YAML).
@@ -23,11 +23,11 @@ import yaml
 
 from distill.fit4d import Fit4DConfig
 from distill.tracks import TrackConfig
-from engine.audio_encoder import AudioEncoderConfig
+from engine.audio.encoder import AudioEncoderConfig
 from engine.config import from_dict, load_config, read_yaml
-from engine.embedding import EmbeddingConfig
-from engine.motion import MotionDiTConfig
-from engine.refiner import RefinerConfig
+from distill.embedding import EmbeddingConfig
+from engine.motion.dit import MotionDiTConfig
+from engine.motion.refiner import RefinerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -205,5 +205,5 @@ def check(cfg: DistillConfig, source: str) -> None:
     if len(set(dims.values())) != 1:
         raise ValueError(f"{source}: the audio feature size must agree: {dims}")
     if cfg.audio_encoder.n_mels != 80:
-        raise ValueError(f"{source}: audio_encoder.n_mels must be 80 (engine.audio's log-mel), "
+        raise ValueError(f"{source}: audio_encoder.n_mels must be 80 (engine.audio.features's log-mel), "
                          f"got {cfg.audio_encoder.n_mels}")

@@ -36,9 +36,9 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from engine.audio import HOP, SAMPLE_RATE, load_audio
+from engine.audio.features import HOP, SAMPLE_RATE, load_audio
 from engine.pretrained import atomic_dir_write
-from engine.video import Mp4Writer
+from engine.render.video import Mp4Writer
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH_ROOT = REPO / "assets" / "speech"

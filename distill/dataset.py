@@ -1,6 +1,6 @@
 """The training set of one distillation run: per teacher clip, everything the stages read, aligned at 25 fps.
 
-    ClipTensors       mel [T, 80] + rms [T] (engine.audio, from the clip's 16 kHz audio)
+    ClipTensors       mel [T, 80] + rms [T] (engine.audio.features, from the clip's 16 kHz audio)
                       motion [T, K_c, 3] face units + slot_mask [K_c]  (fit4d's pseudo ground truth)
                       tracks [T, K, 2] pixels + valid [T, K]            (distill/tracks.py, the avatar's particles)
                       frames [T, H, W, 3] uint8                          (the teacher video, memory-mapped)

@@ -1,12 +1,12 @@
 """Held-out evaluation of a distilled model, and the sample videos the trainer writes.
 
 For each held-out clip (voices and sentences never trained on, distill/data.py):
-    motion      learned: audio encoder -> MotionDiT (engine.motion.generate, DDIM, windows as offline engine)
-                -> refiner (frame index t); or engine.procedural (the rule-based baseline) for comparison
+    motion      learned: audio encoder -> MotionDiT (engine.motion.dit.generate, DDIM, windows as offline engine)
+                -> refiner (frame index t); or engine.motion.procedural (the rule-based baseline) for comparison
     frames      the avatar from the photo camera at the teacher's frame size (distill/view.py), on white
     lip sync    mediapipe's mouth opening of the rendered frames vs the audio's RMS envelope, Pearson r at the
-                best lag in +-10 frames (engine/lipsync.py; issue 4 uses the same measure)
-    fidelity    PSNR and SSIM (engine/metrics.py) of the rendered frames vs the teacher's frames, inside the
+                best lag in +-10 frames (engine/evaluation/lipsync.py; issue 4 uses the same measure)
+    fidelity    PSNR and SSIM (engine/evaluation/metrics.py) of the rendered frames vs the teacher's frames, inside the
                 person's mask of the reference (mediapipe segmentation; issue 3 measures the same way): the
                 person, not the photo's background, which the avatar does not have
 Clip scores are averaged over the clips (lip sync over all frames concatenated, so short clips count by length).
@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.audio import frame_rms
-from engine.lipsync import mouth_opening, sync_score
-from engine.metrics import psnr, ssim
-from engine.motion import generate
-from engine.procedural import ProceduralMotion
-from engine.video import Mp4Writer
+from engine.audio.features import frame_rms
+from engine.evaluation.lipsync import mouth_opening, sync_score
+from engine.evaluation.metrics import psnr, ssim
+from engine.motion.dit import generate
+from engine.motion.procedural import ProceduralMotion
+from engine.render.video import Mp4Writer
 
 
 @torch.no_grad()

@@ -4,12 +4,12 @@ AudioAvatar's problem setting: a teacher video is explained as the canonical Gau
 control-particle motions plus the decoder's ΔG_t. Three steps:
 
 1. Per-frame particle motion from the tracks (`lift_tracks`). Each particle starts where the photo camera sees
-   it (distill.view.AvatarView.particle_pixels); its 2-D track (distill/tracks.py) moves it by Δu pixels in
+   it (distill.view.TeacherView.particle_pixels); its 2-D track (distill/tracks.py) moves it by Δu pixels in
    frame t, which lifts to the world displacement in the plane through the particle parallel to the image
    (depth cannot be seen in one view, so it stays 0). Frames where a track is invalid are filled by linear
    interpolation in time between the valid ones (held at the ends); a particle valid in fewer than
    `min_valid` of the frames is left out of training (its slot mask is False). Result, per clip: canonical
-   motion [T, K_c, 3] in face units and slot mask [K_c] (engine/particles), what the motion models learn.
+   motion [T, K_c, 3] in face units and slot mask [K_c] (engine/avatar/particles), what the motion models learn.
 2. Track calibration (`TrackGain`, `GainFit`): a tracker can follow a point by a consistent share of its true
    motion. On the procedural teacher, mediapipe's mesh follows the dropping chin by about half, and some lip
    points barely move. So each particle's pixel displacement gets a gain per image axis [K, 2], shared by all
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.losses import photometric_loss
-from distill.view import AvatarView
+from distill.view import TeacherView
 from engine.pretrained import Pretrained
 
 REGIONS = ("face", "full")
@@ -89,7 +89,7 @@ def fill_gaps(values: Tensor, valid: Tensor) -> Tensor:
     return out
 
 
-def track_displacement(view: AvatarView, points: Tensor, valid: Tensor, min_valid: float) -> tuple[Tensor, Tensor]:
+def track_displacement(view: TeacherView, points: Tensor, valid: Tensor, min_valid: float) -> tuple[Tensor, Tensor]:
     """Tracks of the avatar's particles (points [T, K, 2] pixels, valid [T, K]) -> (pixel displacement from
     the rest particles [T, K, 2], gaps filled, 0 for particles left out; keep [K] bool, the particles kept)."""
     K = view.avatar.particles.shape[0]
@@ -101,7 +101,7 @@ def track_displacement(view: AvatarView, points: Tensor, valid: Tensor, min_vali
     return displacement * keep[None, :, None], keep
 
 
-def lift_displacement(view: AvatarView, displacement: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+def lift_displacement(view: TeacherView, displacement: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
     """track_displacement's output (pixels [T, K, 2], keep [K]) -> (canonical motion [T, K_c, 3] face units,
     slot mask [K_c] bool)."""
     world = view.lift(displacement)                                                          # [T, K, 3]
@@ -110,13 +110,13 @@ def lift_displacement(view: AvatarView, displacement: Tensor, keep: Tensor) -> t
     return view.to_canonical(world), mask
 
 
-def lift_tracks(view: AvatarView, points: Tensor, valid: Tensor, min_valid: float) -> tuple[Tensor, Tensor]:
+def lift_tracks(view: TeacherView, points: Tensor, valid: Tensor, min_valid: float) -> tuple[Tensor, Tensor]:
     """Tracks of the avatar's particles (points [T, K, 2] pixels, valid [T, K]) -> (canonical motion
     [T, K_c, 3] face units, slot mask [K_c] bool), uncalibrated."""
     return lift_displacement(view, *track_displacement(view, points, valid, min_valid))
 
 
-def calibrate_tracks(view: AvatarView, points: Tensor, gain: Tensor) -> Tensor:
+def calibrate_tracks(view: TeacherView, points: Tensor, gain: Tensor) -> Tensor:
     """points [T, K, 2] pixels -> the rest particles + gain [K, 2] * (points - rest): the tracks as step 2
     calibrated them (what the finetune's trajectory loss compares with)."""
     rest = view.particle_pixels()
@@ -147,7 +147,7 @@ class GainFit(nn.Module):
     """Objective of step 2: batch {"displacement" [B, K, 2] px, "target" [B, h, w, 3], "mask" [B, h, w]}, target
     and mask cut to `crop` -> {"loss", "loss_l1", "loss_ssim", "psnr"}. The decoder is not trained here."""
 
-    def __init__(self, view: AvatarView, decoder: nn.Module, gain: TrackGain, cfg: Fit4DConfig, crop):
+    def __init__(self, view: TeacherView, decoder: nn.Module, gain: TrackGain, cfg: Fit4DConfig, crop):
         super().__init__()
         self.view, self.decoder, self.gain, self.cfg, self.crop = view, decoder, gain, cfg, crop
 
@@ -163,7 +163,7 @@ class DecoderFit(nn.Module):
     """Objective of step 3: batch {"motion" [B, K, 3] world, "target" [B, h, w, 3], "mask" [B, h, w]}, target
     and mask cut to `crop` -> {"loss", "loss_l1", "loss_ssim", "psnr"}."""
 
-    def __init__(self, view: AvatarView, decoder: nn.Module, cfg: Fit4DConfig, crop):
+    def __init__(self, view: TeacherView, decoder: nn.Module, cfg: Fit4DConfig, crop):
         super().__init__()
         self.view, self.decoder, self.cfg, self.crop = view, decoder, cfg, crop
 

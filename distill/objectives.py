@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from distill.dataset import Windows, encode_windows
 from distill.losses import arap_loss, knn_graph, photometric_loss, trajectory_loss
-from distill.view import AvatarView, crop_frames
-from engine.motion import ddim_loop
+from distill.view import TeacherView, crop_frames
+from engine.motion.dit import ddim_loop
 
 
 def _seed(generator: torch.Generator) -> int:
@@ -67,7 +67,7 @@ class MotionObjective(nn.Module):
 
 
 class FinetuneObjective(nn.Module):
-    def __init__(self, encoder, dit, refiner, decoder, embedding, view: AvatarView, windows: Windows, cfg,
+    def __init__(self, encoder, dit, refiner, decoder, embedding, view: TeacherView, windows: Windows, cfg,
                  sample_steps: int, person: Tensor, crop, teacher=None):
         """cfg: distill.config.FinetuneConfig. person [H, W] bool: the person's mask in the teacher's reference
         (where the photometric loss counts); crop (x0, y0, w, h) or None: the window rendered for it.

@@ -1,7 +1,7 @@
 """`audioavatar distill CONFIG -o RUN`: the whole distillation, as numbered steps over one run folder.
 
     1. run folder     RUN/config.yaml (the resolved config; --resume checks it is unchanged)
-    2. avatar         the photo personalised (engine/personalize), or data.avatar   -> RUN/avatar
+    2. avatar         the photo personalised (engine/avatar/personalize), or data.avatar   -> RUN/avatar
     3. teacher data   teacher videos of the identity for the speech corpus, cached   -> RUN/teacher/<clip>-<key>/
     4. tracks         2-D tracks of the avatar's particles in each training video    -> RUN/tracks/<clip>.pt
     5. fit4d          pseudo-GT canonical motion per clip (lift; track gains calibrated photometrically,
@@ -34,15 +34,15 @@ from distill.fit4d import (DecoderFit, GainFit, TrackGain, TrackGainConfig, cali
                            lift_tracks, track_displacement)
 from distill.objectives import EmbeddingObjective, FinetuneObjective, MotionObjective
 from distill.train import Stage, is_done, run_stage, step_generator
-from distill.view import AvatarView, crop_frames
-from engine.audio import audio_features
-from engine.audio_encoder import AudioEncoder
-from engine.avatar import Avatar
+from distill.view import TeacherView, crop_frames
+from engine.audio.features import audio_features
+from engine.audio.encoder import AudioEncoder
+from engine.avatar.bundle import Avatar
 from engine.pretrained import atomic_file_write
-from engine.decoder import DecoderConfig, GaussianDecoder
-from engine.embedding import AudioMotionEmbedding
-from engine.motion import MotionDiT
-from engine.refiner import FaceHandRefiner
+from engine.deform.decoder import DecoderConfig, GaussianDecoder
+from distill.embedding import AudioMotionEmbedding
+from engine.motion.dit import MotionDiT
+from engine.motion.refiner import FaceHandRefiner
 
 MODEL_DIRS = {"encoder": "audio_encoder", "dit": "motion", "refiner": "refiner", "embedding": "embedding"}
 VARIANTS = ("learned", "learned_no_refiner", "procedural")
@@ -84,7 +84,7 @@ class Run:
             return Avatar.from_pretrained(_path(d.avatar))
         out = self.dir / "avatar"
         if is_main(self.ctx) and not (out / "avatar.json").is_file():
-            from engine.personalize import personalize
+            from engine.avatar.personalize import personalize
             personalize(_path(d.photo), progress=self.progress).save_pretrained(out)
         barrier(self.ctx)
         return Avatar.from_pretrained(out)
@@ -122,7 +122,7 @@ class Run:
         return out[:len(train)], out[len(train):]
 
     # ---------------------------------------------------------------------------------------------- 4-5. tracks, lift
-    def clip_tensors(self, view: AvatarView, clip) -> ClipTensors:
+    def clip_tensors(self, view: TeacherView, clip) -> ClipTensors:
         from distill.tracks import track
         d = self.cfg.data
         frames = clip.frames()
@@ -161,7 +161,7 @@ class Run:
                 m.save_pretrained(root / name)
         barrier(self.ctx)
 
-    def calibrate(self, view: AvatarView, clips: list[ClipTensors], decoder: GaussianDecoder,
+    def calibrate(self, view: TeacherView, clips: list[ClipTensors], decoder: GaussianDecoder,
                   person: torch.Tensor) -> torch.Tensor:
         """fit4d step 2 (distill/fit4d.py): per-particle track gains [K, 2], fitted photometrically on the face
         box with the decoder at rest; then every clip's tracks and pseudo-GT motion are calibrated in place and
@@ -213,7 +213,7 @@ class Run:
 
 def _load_photo(path: Path) -> np.ndarray:
     """The photo as personalize reads it -> [H, W, 3] uint8."""
-    from engine.photo import load_photo
+    from engine.avatar.photo import load_photo
     img, _ = load_photo(path)
     return (img * 255 + 0.5).to(torch.uint8).numpy()
 
@@ -247,7 +247,7 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
         raise ValueError("data: no training clips (corpus train split empty and no extra_audio)")
     first = train_clips[0]
     size = first.frames().shape[1:3]
-    view = AvatarView(avatar, size)                  # white background, as the avatar was fitted and the engine renders
+    view = TeacherView(avatar, size)                  # white background, as the avatar was fitted and the engine renders
     person = _person_mask(first.reference())         # [H, W]: where the photometric losses and the metrics count
     # 4-5. tracks and pseudo-GT motion
     clips = [run.clip_tensors(view, c) for c in _progress(train_clips, progress and is_main(ctx), "tracks + fit4d")]
@@ -316,15 +316,16 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
     if is_main(ctx):
         for key, sub in MODEL_DIRS.items():
             models[key].save_pretrained(model_dir / sub)
-        if not cfg.data.avatar:
-            models["decoder"].save_pretrained(run.dir / "avatar" / "decoder")
+        if not cfg.data.avatar:                       # the run's own avatar keeps its trained decoder
+            avatar.decoder = models["decoder"]
+            avatar.save_pretrained(run.dir / "avatar")
         (run.dir / "eval.json").write_text(json.dumps(
             evaluate_heldout(run, view, avatar, models, heldout_clips, person, eval_variants), indent=1))
     barrier(ctx)
     return model_dir
 
 
-def evaluate_heldout(run: Run, view: AvatarView, avatar: Avatar, models: dict, clips: list, mask: torch.Tensor,
+def evaluate_heldout(run: Run, view: TeacherView, avatar: Avatar, models: dict, clips: list, mask: torch.Tensor,
                      variants: tuple[str, ...] = VARIANTS) -> dict:
     """Lip sync and fidelity (inside mask [H, W], the person) on the held-out clips: the learned model, the
     learned model without its refiner (an ablation for free), and the procedural baseline."""
@@ -349,7 +350,7 @@ def evaluate_heldout(run: Run, view: AvatarView, avatar: Avatar, models: dict, c
     return result
 
 
-def _sampler(run: Run, view: AvatarView, models: dict, clips: list):
+def _sampler(run: Run, view: TeacherView, models: dict, clips: list):
     """sample(stage, step): RUN/samples/<stage>-<step>.mp4, the current models on one (held-out) clip, next to
     the teacher's video, with its audio."""
     from distill.evaluate import learned_motion, render_motion, side_by_side
@@ -372,7 +373,7 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> dict:
     run = Run(cfg, run_dir, True, progress, init_distributed())
     avatar = run.avatar()
     train_clips, heldout_clips = run.teacher_clips(run.teacher())
-    view = AvatarView(avatar, train_clips[0].frames().shape[1:3])
+    view = TeacherView(avatar, train_clips[0].frames().shape[1:3])
     models = run.models(avatar, view.unit)
     run.load_models(models, "finetune")
     return evaluate_heldout(run, view, avatar, models, heldout_clips, _person_mask(train_clips[0].reference()))
@@ -380,7 +381,7 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> dict:
 
 def _person_mask(reference: np.ndarray) -> torch.Tensor:
     """[H, W] bool: mediapipe's person segmentation of the teacher's reference image (as issue 3's PSNR)."""
-    from engine.landmarks import detect
+    from engine.avatar.landmarks import detect
     return detect(torch.from_numpy(np.array(reference)).float() / 255.0).mask > 0.5
 
 

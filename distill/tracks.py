@@ -1,6 +1,6 @@
 """Tracks: 2-D pixel trajectories of the canonical slots through a teacher video (distill step 2).
 
-Data path (DESIGN.md): teachers -> teacher videos -> **tracks** -> fit4d. The slots' pixels in the reference photo
+Data path (docs/architecture.md): teachers -> teacher videos -> **tracks** -> fit4d. The slots' pixels in the reference photo
 (the Avatar's control particles seen by the photo camera) are followed through the frames a teacher made from it:
 
     reference [H, W, 3] uint8, frames [T, H, W, 3] uint8, points [P, 2] px, names [P]
@@ -21,7 +21,7 @@ Options: TrackConfig (defaults in configs/tracks.yaml). Per frame t (t = -1 is t
    last known position, same checks. So a point comes back after an occlusion; until then it stays invalid and
    repeats its last known position.
 4. Face slots ("face:i"; when use_landmarks and the reference shows a face): mediapipe's face mesh
-   (engine.landmarks) on frame t gives a drift-free measurement m = points[i] + mesh_t[i] - mesh_ref[i].
+   (engine.avatar.landmarks) on frame t gives a drift-free measurement m = points[i] + mesh_t[i] - mesh_ref[i].
    Fusion rule per face point, with d = m - LK:
      - LK invalid (lost and not re-found)             -> m, valid again;
      - |d| > reanchor_px (LK slipped, or drifted)    -> m: re-anchored;
@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from engine.config import load_config
-from engine.particles import canonical_names
+from engine.avatar.particles import canonical_names
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "tracks.yaml"
 
@@ -111,7 +111,7 @@ def _check_inputs(reference, frames, points, names) -> np.ndarray:
                          f"{type(names).__name__} of {len(names) if hasattr(names, '__len__') else '?'}")
     unknown = sorted({str(n) for n in names} - set(canonical_names()))
     if unknown:
-        raise ValueError(f"names: not canonical slots (engine.particles): {unknown[:5]}")
+        raise ValueError(f"names: not canonical slots (engine.avatar.particles): {unknown[:5]}")
     return pts
 
 
@@ -138,7 +138,7 @@ def _lk_checked(lk: dict, cfg: TrackConfig, prev, nxt, start: np.ndarray, guess:
 
 def _mesh(rgb: np.ndarray) -> np.ndarray | None:
     """Face-mesh x, y [478, 2] of the largest face in rgb [H, W, 3] uint8 (OpenCV pixels), or None."""
-    from engine.landmarks import _face_mesh, _mediapipe
+    from engine.avatar.landmarks import _face_mesh, _mediapipe
     face, _ = _face_mesh(_mediapipe(), np.ascontiguousarray(rgb))
     return None if face is None else face[:, :2].double().numpy() - 0.5
 

@@ -1,10 +1,10 @@
-"""Training of the VersaAnimator-style gesture prior (engine/versa), offline, from the procedural teacher.
+"""Training of the VersaAnimator-style gesture prior (engine/motion/versa), offline, from the procedural teacher.
 
     python -m distill.versa -o models/versa [--config configs/versa.yaml] [--avatar DIR]
 
 Data: the bundled training speech (assets/speech, split "train"), read as log-mel; the procedural rig's body
-motion for it (breathing, beat gestures; engine.procedural on the avatar's rest slots), in windows of
-`window` frames; plus, with probability `command_prob`, one command's gesture template (engine.versa.commands,
+motion for it (breathing, beat gestures; engine.motion.procedural on the avatar's rest slots), in windows of
+`window` frames; plus, with probability `command_prob`, one command's gesture template (engine.motion.versa.commands,
 amplitude, speed and timing varied). This is the offline stand-in for text-labelled gesture video.
 Stages: 1 the VQ-VAE (smooth L1 + beta * commitment, EMA codebook with reset); 2 the text branch alone, masked-token
 prediction; 3 both branches, fused, masked-token prediction with audio and text each dropped at random; then
@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.audio import audio_features
+from engine.audio.features import audio_features
 from engine.config import from_dict, read_yaml
 from engine.pretrained import atomic_dir_write, check_replaceable
-from engine.procedural import ProceduralMotion
-from engine.versa.commands import BODY_SLOTS, COMMANDS, gesture_motion, text_features
-from engine.versa.prior import GesturePrior, build_pose_bank
-from engine.versa.tokens import MotionTokenConfig, MotionTokenModel
-from engine.versa.vqvae import MotionVQVAE, MotionVQVAEConfig
+from engine.motion.procedural import ProceduralMotion
+from engine.motion.versa.commands import BODY_SLOTS, COMMANDS, gesture_motion, text_features
+from engine.motion.versa.prior import GesturePrior, build_pose_bank
+from engine.motion.versa.tokens import MotionTokenConfig, MotionTokenModel
+from engine.motion.versa.vqvae import MotionVQVAE, MotionVQVAEConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,10 +151,10 @@ def load_train_config(path: str | Path | None) -> VersaTrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     from distill.data import speech_corpus
-    from engine.avatar import Avatar
-    from engine.personalize import PersonalizeConfig, personalize
+    from engine.avatar.bundle import Avatar
+    from engine.avatar.personalize import PersonalizeConfig, personalize
 
-    ap = argparse.ArgumentParser(description="train the gesture prior (engine/versa) from the procedural teacher")
+    ap = argparse.ArgumentParser(description="train the gesture prior (engine/motion/versa) from the procedural teacher")
     ap.add_argument("-o", "--output", required=True, help="folder to write (vqvae/, tokens/, pose_bank/)")
     ap.add_argument("--config", help="VersaTrainConfig YAML (default: built-in, same as configs/versa.yaml)")
     ap.add_argument("--avatar", help="avatar folder for the rest pose (default: the bundled photo, personalized)")

@@ -1,14 +1,16 @@
 """AvatarEngine: live audio in, rendered 25 fps frames out, for one avatar and one listener.
 
 Data path, one step per call:
-    push_audio(pcm, rate)  -> engine.audio.AudioStream: log-mel [t, n_mels] + RMS [t], one row per 40 ms frame
-                           -> queued; when frames are taken, the motion source runs on everything queued:
-                                procedural  engine.procedural.ProceduralMotion
-                                learned     engine.audio_encoder.AudioEncoder -> engine.motion.MotionStream (DiT,
-                                            DDIM, windowed) -> engine.refiner.FaceHandRefiner (time index t)
+    push_audio(pcm, rate)  -> engine.audio.features.AudioStream: log-mel [t, n_mels] + RMS [t], one row per 40 ms
+                              frame -> queued; when frames are taken, the motion source (engine.motion.source)
+                              runs on everything queued:
+                                procedural  engine.motion.procedural.ProceduralMotion
+                                learned     engine.motion.learned.LearnedMotion: AudioEncoder -> MotionStream (DiT,
+                                            DDIM, windowed) -> FaceHandRefiner (time index t)
                               motion [t, K_c, 3] in face units, queued with the frame's 16 kHz audio
-    frames() / aframes()   -> canonical slots -> this avatar's particles (x face unit) -> engine.decoder
-                              (GaussianDecoder.deform) -> engine.render -> Frame(uint8 image, pts, audio)
+    frames() / aframes()   -> engine.view.AvatarView of the current camera: canonical slots -> this avatar's
+                              particles (x face unit) -> the avatar's decoder (GaussianDecoder.deform) -> splat
+                              -> Frame(uint8 image, pts, audio)
 
 A frame exists as soon as its 40 ms of audio has arrived (no look-ahead), so latency is one frame period plus
 compute. `interrupt()` (barge-in) drops queued speech and closes the mouth on the next frame; `push_silence()`
@@ -30,14 +32,13 @@ import torch
 from torch import Tensor
 
 from engine._alloc import keep_freed_memory
-from engine.audio import HOP, SAMPLE_RATE, AudioStream, Resampler, to_mono
-from engine.avatar import Avatar
-from engine.camera import look_at
-from engine.decoder import DecoderConfig, GaussianDecoder
-from engine.particles import motion_scale, slot_index
-from engine.procedural import ProceduralConfig, ProceduralMotion
-from engine.gaussians import Gaussians
-from engine.render import facing, render_gaussians
+from engine.audio.features import HOP, SAMPLE_RATE, AudioStream, Resampler, to_mono
+from engine.avatar.bundle import Avatar
+from engine.motion.learned import LearnedMotion
+from engine.motion.procedural import ProceduralConfig, ProceduralMotion
+from engine.motion.source import MotionSource
+from engine.render.camera import look_at
+from engine.view import AvatarView
 
 FPS = SAMPLE_RATE // HOP
 MOTION_SOURCES = ("procedural", "learned")
@@ -59,7 +60,7 @@ class EngineConfig:
     seed: int = 0
     background: float = 1.0      # grey level behind the avatar
     threads: int = 0             # torch threads for this process; 0 leaves torch's default
-    gesture_dir: str = ""        # text gesture commands (command()): a gesture prior folder (engine/versa);
+    gesture_dir: str = ""        # text gesture commands (command()): a gesture prior folder (engine/motion/versa);
                                  # "" = the bundled models/versa
 
     def __post_init__(self):
@@ -80,73 +81,23 @@ class Frame:
     speaking: bool      # False for silence pushed by push_silence() or after interrupt()
 
 
-class _LearnedSource:
-    """Audio encoder -> motion DiT stream -> face/hand refiner, all causal."""
-
-    def __init__(self, model_dir: str | Path, steps: int, guidance: float, seed: int):
-        from engine.audio_encoder import AudioEncoder
-        from engine.motion import MotionDiT
-        from engine.refiner import FaceHandRefiner
-
-        root = Path(model_dir)
-        if not root.is_dir():
-            raise ValueError(f"model_dir: not a folder: {root}")
-        self.encoder = AudioEncoder.from_pretrained(root / "audio_encoder")
-        self.dit = MotionDiT.from_pretrained(root / "motion")
-        self.refiner = FaceHandRefiner.from_pretrained(root / "refiner")
-        if self.encoder.config.dim != self.dit.config.audio_dim:
-            raise ValueError(f"model_dir: audio encoder dim {self.encoder.config.dim} != motion audio_dim "
-                             f"{self.dit.config.audio_dim}")
-        self.steps, self.guidance, self.seed = steps, guidance, seed
-        self.reset()
-
-    def reset(self) -> None:
-        from engine.motion import MotionStream
-        self.enc_stream = self.encoder.stream()
-        self.motion = MotionStream(self.dit, steps=self.steps, seed=self.seed, guidance=self.guidance)
-        self.frame = 0
-
-    def push(self, mel: Tensor, rms: Tensor) -> Tensor:
-        with torch.no_grad():
-            feats = self.enc_stream.push(mel)
-            x = self.motion.push(feats)
-            t = torch.arange(self.frame, self.frame + x.shape[0])
-            self.frame += x.shape[0]
-            return self.refiner(x[None], feats[None], t[None])[0] if x.shape[0] else x
-
-    def interrupt(self) -> None:
-        """Barge-in: forget the speech context (encoder history and the DiT's prefix), keep the time index."""
-        frame = self.frame
-        self.reset()
-        self.frame = frame
-
-
 class AvatarEngine:
     def __init__(self, avatar: Avatar | str | Path, cfg: EngineConfig = EngineConfig()):
-        """avatar: an Avatar, or its folder (a trained decoder is read from its decoder/ subfolder if there)."""
+        """avatar: an Avatar, or its folder; its trained decoder deforms it (Avatar.deformer: the rest pose
+        when it has none)."""
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         keep_freed_memory()                  # per-frame buffers stay in the heap (engine._alloc)
         self.avatar = avatar if isinstance(avatar, Avatar) else Avatar.from_pretrained(avatar)
         self.cfg = cfg
         a = self.avatar
-        self.slots = slot_index(a.particle_names)
-        self.unit = motion_scale(a.particles, a.particle_names)
-        decoder_dir = None if isinstance(avatar, Avatar) else Path(avatar) / "decoder"
-        self.decoder = (GaussianDecoder.from_pretrained(decoder_dir) if decoder_dir is not None and decoder_dir.is_dir()
-                        else GaussianDecoder(DecoderConfig(n_particles=a.particles.shape[0])).eval())
-        if self.decoder.config.n_particles != a.particles.shape[0]:
-            raise ValueError(f"{decoder_dir}: decoder for {self.decoder.config.n_particles} particles, avatar has "
-                             f"{a.particles.shape[0]}")
+        self.decoder = a.deformer()
         # camera: the photo's, rescaled to the output size
-        cam = a.camera
-        self.K = cam.K.clone().float()
-        self.K[0] *= cfg.width / cam.width
-        self.K[1] *= cfg.height / cam.height
-        self.viewmat = cam.viewmat.clone().float()
+        self.K = a.camera.scaled_K(cfg.width, cfg.height)
+        self.viewmat = a.camera.viewmat.clone().float()
         solid = a.gaussians.opacities > 0.5
         self.pivot = torch.tensor([0.0, 0.0, float(a.gaussians.means[solid, 2].median())])
-        self._view_cache = None
+        self._view: AvatarView | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.procedural_cfg = ProceduralConfig()
@@ -170,9 +121,9 @@ class AvatarEngine:
             self._gesture: deque = deque()      # motion [K_c, 3] a text command adds to the next frames
             self._pending16k = np.zeros(0, np.float32)
             self.index = 0
-            self.source = (ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
+            self.source: MotionSource = (ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
                            if self.motion_source == "procedural"
-                           else _LearnedSource(self.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed))
+                           else LearnedMotion(self.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed))
 
     def push_audio(self, pcm, sample_rate: int = SAMPLE_RATE, speaking: bool = True) -> int:
         """Queue speech: pcm [s] or [s, channels] (float in [-1, 1] or int16) at sample_rate. Any chunk size; a
@@ -213,11 +164,11 @@ class AvatarEngine:
             return dropped
 
     def command(self, text: str) -> int:
-        """A text gesture command ("raise right hand", "wave left hand", ...; engine.versa.commands.COMMANDS)
+        """A text gesture command ("raise right hand", "wave left hand", ...; engine.motion.versa.commands.COMMANDS)
         shapes the body over the next window: the frames whose motion is generated after this call (frames
         already generated keep theirs). A new command replaces one still running. Returns the window's length
         in frames. ValueError for a word outside the vocabulary, or when no gesture prior is installed."""
-        from engine.versa.commands import text_features
+        from engine.motion.versa.commands import text_features
         text_features(text)                                  # validate before loading anything
         prior = self._gesture_prior()
         gesture = prior.gesture(text)                        # [W, K_c, 3] face units
@@ -227,7 +178,7 @@ class AvatarEngine:
 
     def _gesture_prior(self):
         if self._prior is None:
-            from engine.versa.prior import DEFAULT_DIR, GesturePrior
+            from engine.motion.versa.prior import DEFAULT_DIR, GesturePrior
             folder = Path(self.cfg.gesture_dir) if self.cfg.gesture_dir else DEFAULT_DIR
             if not folder.is_dir():
                 raise ValueError(f"gesture_dir: no gesture prior at {folder} (train one: python -m distill.versa -o "
@@ -294,30 +245,20 @@ class AvatarEngine:
         """Frames whose audio has arrived but that are not rendered yet."""
         return len(self._queue) + len(self._features)
 
-    def _visible(self) -> tuple[Gaussians, Tensor, Tensor]:
-        """The canonical Gaussians facing the current camera, with their skinning (engine.render.facing on the
-        rest pose; the motions are small). Cached until the camera moves: culling first means the decoder and
-        the rasterizer only see what can show."""
-        c = self._view_cache
-        if c is not None and torch.equal(c[0], self.viewmat):
-            return c[1]
-        a = self.avatar
-        g = a.gaussians
-        if a.normals is None:
-            visible = (g, a.skin_index, a.skin_weight)
-        else:
-            idx = facing(a.normals, g.means, self.viewmat).nonzero().squeeze(1)
-            visible = (Gaussians(g.means[idx], g.quats[idx], g.scales[idx], g.opacities[idx], g.sh[idx]),
-                       a.skin_index[idx], a.skin_weight[idx])
-        self._view_cache = (self.viewmat.clone(), visible)
-        return visible
+    def view(self) -> AvatarView:
+        """The current camera on the avatar (engine/view.py), rebuilt when the camera has moved: culling
+        first means the decoder and the rasterizer only see what can show."""
+        v = self._view
+        if v is None or not (torch.equal(v.viewmat, self.viewmat) and torch.equal(v.K, self.K)):
+            v = self._view = AvatarView(self.avatar, self.viewmat, self.K, self.cfg.width, self.cfg.height,
+                                        self.cfg.background)
+        return v
 
     def render_motion(self, motion: Tensor) -> np.ndarray:
         """Canonical motion [K_c, 3] (face units) -> uint8 image [H, W, 3] from the current camera."""
         with torch.no_grad():
-            g0, skin_index, skin_weight = self._visible()
-            g = self.decoder.deform(g0, skin_index, skin_weight, motion[self.slots] * self.unit)
-            img, _ = render_gaussians(g, self.viewmat, self.K, self.cfg.width, self.cfg.height, self.cfg.background)
+            view = self.view()
+            img, _, _ = view.splat(self.decoder, view.to_world(motion))
         return img.clamp_(0, 1).mul_(255).add_(0.5).to(torch.uint8).numpy()
 
     def _take(self):

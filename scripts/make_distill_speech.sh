@@ -7,7 +7,7 @@
 #            followed the teacher's at r 0.98 on trained voices but 0.85 on held-out ones (docs/distillation.md)
 #   heldout:  4 other sentences x 2 other voices (en-029, en-gb-x-rp+f4 (female)): no held-out sentence or voice
 #            is trained. Female variants f1/f4 (no breath noise): the breathy f2/f3 cost 20% more FLAC bytes.
-# Each clip: 16 kHz mono 16-bit FLAC (engine.audio.load_audio resamples espeak's 22050 Hz), peak at -1 dBFS.
+# Each clip: 16 kHz mono 16-bit FLAC (engine.audio.features.load_audio resamples espeak's 22050 Hz), peak at -1 dBFS.
 # assets/speech/corpus.json lists id, file (relative to assets/speech), split, voice, text, seconds.
 # The output is kept in the repo so the pipeline runs without espeak-ng. Usage: scripts/make_distill_speech.sh
 set -euo pipefail
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engine.audio import SAMPLE_RATE, load_audio
+from engine.audio.features import SAMPLE_RATE, load_audio
 
 ROOT = Path("assets/speech")
 PEAK = 10 ** (-1 / 20)                 # -1 dBFS

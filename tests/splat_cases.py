@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.camera import intrinsics, orbit
+from engine.render.camera import intrinsics, orbit
 
 
 @dataclass

@@ -113,7 +113,7 @@ def test_kill_9_during_a_save_then_a_good_run_leaves_nothing_behind(tmp_path):
 
 
 def test_cli_personalize_onto_a_strangers_folder_exits_2_before_any_work(tmp_path, capsys):
-    from engine.cli import main
+    from audioavatar.cli import main
     out = tmp_path / "docs"
     out.mkdir()
     (out / "thesis.tex").write_text("five years")

@@ -1,20 +1,19 @@
-"""engine.audio / engine.audio_encoder: resampling, causal log-mel, streaming == offline, files, bad audio, encoders.
+"""engine.audio.features / engine.audio.encoder: resampling, causal log-mel, streaming == offline, files, bad audio, encoders.
 
 References are independent of the code under test: hand-computed filterbank values, numpy FFTs, pure tones of
 known frequency and amplitude, and scipy.signal.resample_poly where scipy is installed.
 """
-import importlib.util
 import math
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from engine.audio import (
-    FPS, HOP, SAMPLE_RATE, AudioEncoder, AudioEncoderConfig, AudioStream, MelConfig, PretrainedSpeechEncoder,
-    Resampler, audio_features, frame_rms, load_audio, log_mel, mel_filterbank, read_audio, to_mono,
+from engine.audio.encoder import AudioEncoder, AudioEncoderConfig
+from engine.audio.features import (
+    FPS, HOP, SAMPLE_RATE, AudioStream, MelConfig, Resampler, audio_features, frame_rms, load_audio, log_mel,
+    mel_filterbank, read_audio, to_mono,
 )
 
 
@@ -374,77 +373,11 @@ def test_encoder_save_load_round_trip(tmp_path):
     assert back.config == TINY and torch.equal(back(mel[None]), enc(mel[None]))
 
 
-# --------------------------------------------------------------------------- pretrained transformers encoders
-def _tiny_wav2vec2(path):
-    tf = pytest.importorskip("transformers")
-    torch.manual_seed(3)
-    cfg = tf.Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                            conv_dim=(8, 8, 8, 8), conv_stride=(5, 4, 4, 4), conv_kernel=(10, 4, 4, 4),
-                            num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, vocab_size=12)
-    model = tf.Wav2Vec2Model(cfg).eval()
-    model.save_pretrained(path)
-    return model
-
-
-def test_pretrained_wav2vec2_to_25fps(tmp_path):
-    model = _tiny_wav2vec2(tmp_path / "w2v")
-    enc = PretrainedSpeechEncoder(tmp_path / "w2v")
-    x = torch.from_numpy(np.random.default_rng(0).uniform(-0.3, 0.3, 13000)).float()
-    feats = enc(x)
-    assert feats.shape == (13000 // 640, 16) and feats.dtype == torch.float32
-    # Independent: normalise, run the model, place frame k at its receptive-field centre (kernels 10,4,4,4 and
-    # strides 5,4,4,4: field 1 + 9 + 3*5 + 3*20 + 3*80 = 325 samples, so 320 k + 162) and interpolate to the
-    # 25 fps frame centres 640 t + 320.
-    xx = x[: 20 * 640]
-    with torch.no_grad():
-        h = model(((xx - xx.mean()) / torch.sqrt(xx.var(unbiased=False) + 1e-7))[None]).last_hidden_state[0]
-    centres, targets = 320 * np.arange(h.shape[0]) + 162.0, 640 * np.arange(20) + 320.0
-    ref = np.stack([np.interp(targets, centres, h[:, d].numpy()) for d in range(16)], axis=1)
-    np.testing.assert_allclose(feats.numpy(), ref, rtol=0, atol=1e-5)
-    windowed = PretrainedSpeechEncoder(tmp_path / "w2v", max_seconds=0.2)(x)  # long audio goes in windows
-    assert windowed.shape == feats.shape and bool(torch.isfinite(windowed).all())
-    assert enc(torch.zeros(600)).shape == (0, 16)
-
-
-def test_pretrained_whisper_encoder(tmp_path):
-    tf = pytest.importorskip("transformers")
-    torch.manual_seed(4)
-    cfg = tf.WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                           decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
-                           max_source_positions=50, max_target_positions=16, vocab_size=16, pad_token_id=0,
-                           bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
-    tf.WhisperModel(cfg).save_pretrained(tmp_path / "whisper")
-    enc = PretrainedSpeechEncoder(tmp_path / "whisper")                  # a 1 s window (50 positions x 320)
-    feats = enc(torch.from_numpy(tone(200, 16000, 2.3, amp=0.2)).float())
-    assert feats.shape == (int(16000 * 2.3) // 640, 16) and bool(torch.isfinite(feats).all())
-
-
-def test_pretrained_encoder_bad_paths(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="path: no model folder"):
-        PretrainedSpeechEncoder(tmp_path / "missing")
-    with pytest.raises(ValueError, match="not a transformers model folder"):
-        PretrainedSpeechEncoder(tmp_path)
-    (tmp_path / "config.json").write_text("{}")
-    if importlib.util.find_spec("transformers") is not None:
-        import transformers as tf
-        with pytest.raises(ValueError, match="no readable transformers config"):
-            PretrainedSpeechEncoder(tmp_path)                             # config.json names no model type
-        tf.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "bert")
-        with pytest.raises(ValueError, match="holds a 'bert' model; expected wav2vec2-family or whisper"):
-            PretrainedSpeechEncoder(tmp_path / "bert")
-        tf.Wav2Vec2Config().save_pretrained(tmp_path / "noweights")
-        with pytest.raises(ValueError, match="could not load"):
-            PretrainedSpeechEncoder(tmp_path / "noweights")
-    monkeypatch.setitem(sys.modules, "transformers", None)               # as if it were not installed
-    with pytest.raises(ImportError, match="needs the `transformers` package"):
-        PretrainedSpeechEncoder(tmp_path)
-
-
 @pytest.mark.parametrize("level", [False, True])
 def test_the_encoder_hears_loudness_only_through_its_level_inputs(level):
     """Noise 12 dB quieter shifts every log-mel bin by the same amount, which the per-frame LayerNorm removes:
     without the level inputs the encoder cannot tell the two apart; with them (the default) it can."""
-    from engine.audio_encoder import AudioEncoder, AudioEncoderConfig
+    from engine.audio.encoder import AudioEncoder, AudioEncoderConfig
     noise = 0.2 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
     loud, _ = audio_features(noise)
     quiet, _ = audio_features(noise * 10 ** (-12 / 20))

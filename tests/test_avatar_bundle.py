@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-import engine.avatar as avatar_mod
-from engine.avatar import REGIONS, Avatar, PhotoCamera
-from engine.camera import intrinsics, orbit
-from engine.demo_scene import avatar_like_scene
-from engine.gaussians import Gaussians
-from engine.render import RenderConfig, render_view
+import engine.avatar.bundle as avatar_mod
+from engine.avatar.bundle import REGIONS, Avatar, PhotoCamera
+from engine.render.camera import intrinsics, orbit
+from bench.demo_scene import avatar_like_scene
+from engine.render.gaussians import Gaussians
+from engine.render.turntable import RenderConfig, render_view
 
 
 def tiny_avatar(n=300, k=12, j=3, seed=0) -> Avatar:

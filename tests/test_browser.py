@@ -1,6 +1,6 @@
 """The browser viewer (viewer/static) against a real `audioavatar serve`, in headless Chromium.
 
-Steps: personalize the bundled photo (small and fast) -> start `python -m engine.cli serve` on a free port ->
+Steps: personalize the bundled photo (small and fast) -> start `python -m audioavatar serve` on a free port ->
 open the page through chromedriver (W3C WebDriver over HTTP, tests/webdriver_client.py) -> idle frames arrive
 and are drawn -> 2 s of synthetic speech go through window.aa.sendSamples -> frames keep coming, flagged
 speaking, the picture moves -> a mouse drag orbits the camera and the server renders another view -> the Stop
@@ -102,7 +102,7 @@ def browser_paths():
 @pytest.fixture(scope="module")
 def avatar_dir(browser_paths, tmp_path_factory):
     pytest.importorskip("mediapipe")
-    from engine.personalize import PersonalizeConfig, personalize
+    from engine.avatar.personalize import PersonalizeConfig, personalize
 
     out = tmp_path_factory.mktemp("avatar")
     personalize(ROOT / "assets" / "astronaut.png", PersonalizeConfig(max_side=160, fit_steps=5),
@@ -129,7 +129,7 @@ class Server:
 def server(avatar_dir, tmp_path_factory):
     """`audioavatar serve` on a free port (a Server); the process group is killed afterwards."""
     log = tmp_path_factory.mktemp("server") / "stderr.log"
-    cmd = [sys.executable, "-m", "engine.cli", "serve", str(avatar_dir),
+    cmd = [sys.executable, "-m", "audioavatar", "serve", str(avatar_dir),
            "--host", "127.0.0.1", "--port", "0", "--size", "128"]
     with open(log, "wb") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from engine import cli  # noqa: E402
+from audioavatar import cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,17 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.audio import MelConfig
-from engine.audio_encoder import AudioEncoderConfig
+from engine.audio.features import MelConfig
+from engine.audio.encoder import AudioEncoderConfig
 from engine.config import load_config
-from engine.embedding import EmbeddingConfig
+from distill.embedding import EmbeddingConfig
 from engine.evaluation.config import EvalConfig
-from engine.motion import MotionDiTConfig
-from engine.procedural import ProceduralConfig
-from engine.refiner import RefinerConfig
-from engine.render import RenderConfig
+from engine.motion.dit import MotionDiTConfig
+from engine.motion.procedural import ProceduralConfig
+from engine.motion.refiner import RefinerConfig
+from engine.render.turntable import RenderConfig
 from engine.runtime import EngineConfig
-from engine.shell import ShellConfig
+from engine.avatar.shell import ShellConfig
 from distill.tracks import TrackConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -1,4 +1,4 @@
-"""engine/decoder.py and engine/quaternion.py: quaternion helpers against hand computations and rotation
+"""engine/deform/decoder.py and tests/quaternion.py: quaternion helpers against hand computations and rotation
 matrices, the zero-initialised head, bitwise rest pose, translation / rotation / scale / colour / opacity deltas,
 the fast paths agreeing with the full ones, gradients from a zero head, save/load and input checks."""
 import math
@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from cuda_ext.reference import quat_to_rotmat
-from engine.decoder import DELTA_CHANNELS, DecoderConfig, GaussianDecoder
-from engine.embedding import AudioMotionEmbedding, EmbeddingConfig
-from engine.gaussians import Gaussians, sh_dc_to_rgb
-from engine.quaternion import quat_multiply, rotvec_to_quat
+from engine.deform.decoder import DELTA_CHANNELS, DecoderConfig, GaussianDecoder
+from distill.embedding import AudioMotionEmbedding, EmbeddingConfig
+from engine.render.gaussians import Gaussians, sh_dc_to_rgb
+from quaternion import quat_multiply, rotvec_to_quat
 
 N, K, J = 300, 7, 3
 FIELDS = ("means", "quats", "scales", "opacities", "sh")

@@ -1,4 +1,4 @@
-"""Surface depth (engine.depth): the face-mesh interpolation against a hand computation, and on the astronaut
+"""Surface depth (engine.avatar.depth): the face-mesh interpolation against a hand computation, and on the astronaut
 the shape a person has: the nose nearer the camera than the cheeks, the head deeper than the flattened torso."""
 from pathlib import Path
 
@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from engine.depth import face_front_depth, surface_depth
-from engine.inflate import inflate
-from engine.regions import BODY, FACE, HAIR
+from engine.avatar.depth import face_front_depth, surface_depth
+from engine.avatar.inflate import inflate
+from engine.avatar.regions import BODY, FACE, HAIR
 
 
 def test_face_front_depth_is_inverse_squared_distance_weighting():
@@ -44,9 +44,9 @@ ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 
 def test_the_nose_comes_forward_on_the_astronaut():
     pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-    from engine.landmarks import detect
-    from engine.photo import load_photo
-    from engine.regions import region_map
+    from engine.avatar.landmarks import detect
+    from engine.avatar.photo import load_photo
+    from engine.avatar.regions import region_map
 
     image, _ = load_photo(ASTRONAUT, max_side=256)
     lm = detect(image)

@@ -15,7 +15,7 @@ pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup
 import distill.data as data  # noqa: E402
 from distill.data import SpeechClip, TeacherClip, speech_corpus, teacher_clips  # noqa: E402
 from distill.teachers.procedural import ProceduralTeacher  # noqa: E402
-from engine.audio import read_audio  # noqa: E402
+from engine.audio.features import read_audio  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"

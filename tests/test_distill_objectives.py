@@ -9,13 +9,13 @@ import torch
 from distill.config import FinetuneConfig
 from distill.dataset import ClipTensors, Windows
 from distill.objectives import FinetuneObjective
-from distill.view import AvatarView
-from engine.audio_encoder import AudioEncoder, AudioEncoderConfig
-from engine.decoder import DecoderConfig, GaussianDecoder
-from engine.motion import MotionDiT, MotionDiTConfig
-from engine.particles import canonical_slots
-from engine.personalize import PersonalizeConfig, personalize
-from engine.refiner import FaceHandRefiner, RefinerConfig
+from distill.view import TeacherView
+from engine.audio.encoder import AudioEncoder, AudioEncoderConfig
+from engine.deform.decoder import DecoderConfig, GaussianDecoder
+from engine.motion.dit import MotionDiT, MotionDiTConfig
+from engine.avatar.particles import canonical_slots
+from engine.avatar.personalize import PersonalizeConfig, personalize
+from engine.motion.refiner import FaceHandRefiner, RefinerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
@@ -30,7 +30,7 @@ def avatar():
 
 def parts(avatar, T=8, size=64, seed=0):
     g = torch.Generator().manual_seed(seed)
-    view = AvatarView(avatar, (size, size))
+    view = TeacherView(avatar, (size, size))
     K = avatar.particles.shape[0]
     frames = (torch.rand(T, size, size, 3, generator=g) * 255).to(torch.uint8).numpy()
     clip = ClipTensors("c", torch.randn(T, 80, generator=g), torch.rand(T, generator=g),

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from distill.config import load_distill_config
-from engine.personalize import PersonalizeConfig, personalize
+from engine.avatar.personalize import PersonalizeConfig, personalize
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "distill" / "tiny.yaml"
@@ -27,7 +27,7 @@ def avatar_dir(tmp_path_factory):
 
 
 def _cli(run: Path, avatar_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "engine.cli", "distill", str(TINY), "-o", str(run),
+    return [sys.executable, "-m", "audioavatar", "distill", str(TINY), "-o", str(run),
             "--set", f"data.avatar={avatar_dir}", *extra]
 
 
@@ -55,12 +55,12 @@ def test_tiny_run_trains_every_stage_and_the_engine_loads_it(avatar_dir, tmp_pat
         assert all(v == v for v in log["loss"]), stage                       # finite (NaN != NaN)
         assert (tmp_path / "run" / "logs" / f"{stage}.png").is_file()
     # the trained DiT is no longer the zero-initialised rest pose
-    from engine.motion import MotionDiT
+    from engine.motion.dit import MotionDiT
     dit = MotionDiT.from_pretrained(model_dir / "motion")
     assert float(dit.final.head.weight.detach().abs().max()) > 0
     # the engine runs on the exported models and moves
     engine = AvatarEngine(avatar_dir, EngineConfig(width=64, height=64, motion="learned", model_dir=str(model_dir)))
-    from engine.audio import load_audio
+    from engine.audio.features import load_audio
     engine.push_audio(load_audio(ROOT / "assets" / "speech.wav")[:16000])
     frames = [f.image for f in engine.frames()]
     assert len(frames) == 25
@@ -124,12 +124,12 @@ def _free_port() -> int:
 
 
 def test_the_same_command_under_torchrun_keeps_two_gloo_ranks_identical(avatar_dir, tmp_path):
-    """`torchrun --nproc_per_node=2 -m engine.cli distill ...`: DDP on gloo; every training stage ends with the
+    """`torchrun --nproc_per_node=2 -m audioavatar distill ...`: DDP on gloo; every training stage ends with the
     parameters of both ranks equal (distill.train.check_ranks_agree writes the largest difference)."""
     import json
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "engine.cli", "distill", str(TINY), "-o", str(run), "--set", f"data.avatar={avatar_dir}"]
+           "-m", "audioavatar", "distill", str(TINY), "-o", str(run), "--set", f"data.avatar={avatar_dir}"]
     done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     for stage in ("fit4d", "embedding", "motion", "finetune"):

@@ -1,4 +1,4 @@
-"""engine/embedding.py: InfoNCE and patch pooling against hand computations, retrieval accuracy, a training
+"""distill/embedding.py: InfoNCE and patch pooling against hand computations, retrieval accuracy, a training
 sanity run on synthetic audio -> motion data, slot masking, save/load round trip and input checks."""
 import math
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.decoder import DecoderConfig, GaussianDecoder
-from engine.embedding import AudioMotionEmbedding, EmbeddingConfig, info_nce, patch_pool
+from engine.deform.decoder import DecoderConfig, GaussianDecoder
+from distill.embedding import AudioMotionEmbedding, EmbeddingConfig, info_nce, patch_pool
 
 TINY = dict(n_slots=6, channels=3, audio_dim=8, dim=16, hidden=32, kernel=3, layers=1, patch=4, patch_stride=2,
             temperature=0.1)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import cli
-from engine.camera import intrinsics, look_at, orbit
+from audioavatar import cli
+from engine.render.camera import intrinsics, look_at, orbit
 from engine.config import from_dict, load_config
-from engine.render import RenderConfig
-from engine.video import Mp4Writer
+from engine.render.turntable import RenderConfig
+from engine.render.video import Mp4Writer
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.audio import frame_rms, load_audio
+from engine.audio.features import frame_rms, load_audio
 from engine.evaluation.clip import Clip, read_video
 from engine.evaluation.fidelity import against_teacher
 from engine.evaluation.hands import keypoint_spread
@@ -98,7 +98,7 @@ def test_identity_bar_photo_mirror_and_another_person(photo):
 def procedural_clip():
     pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
     from engine.evaluation.clip import render_avatar
-    from engine.personalize import PersonalizeConfig, personalize
+    from engine.avatar.personalize import PersonalizeConfig, personalize
 
     avatar = personalize(ROOT / "assets" / "astronaut.png", PersonalizeConfig(max_side=192, fit_steps=5),
                          progress=False)
@@ -155,7 +155,7 @@ def test_report_files_and_values(procedural_clip, photo, tmp_path):
 
 
 def test_cli_eval_rejects_bad_input_and_keeps_files(tmp_path, capsys):
-    from engine.cli import main
+    from audioavatar.cli import main
     assert main(["eval", str(tmp_path / "none.mp4"), "--audio", str(SPEECH), "-o", str(tmp_path / "r")]) == 2
     assert "no such video file or avatar folder" in capsys.readouterr().err
     busy = tmp_path / "busy"
@@ -170,8 +170,8 @@ def test_cli_eval_rejects_bad_input_and_keeps_files(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_eval_of_a_video_file_writes_the_report(procedural_clip, tmp_path, capsys):
-    from engine.cli import main
-    from engine.video import Mp4Writer
+    from audioavatar.cli import main
+    from engine.render.video import Mp4Writer
     clip, wave = procedural_clip
     mp4 = tmp_path / "talk.mp4"
     with Mp4Writer(mp4, 256, 256, 25, audio=(wave.numpy(), 16000)) as video:

@@ -1,5 +1,5 @@
 """fit4d against the one teacher whose motion is known: the procedural teacher drives its photo warp with
-engine.procedural's canonical motion, so the pseudo ground truth that tracks + lift recover from its video can
+engine.motion.procedural's canonical motion, so the pseudo ground truth that tracks + lift recover from its video can
 be compared with the motion that made the video. Also: the view's projection against the renderer's own."""
 from pathlib import Path
 
@@ -11,11 +11,11 @@ import cuda_ext
 from distill.fit4d import lift_tracks
 from distill.teachers.procedural import ProceduralTeacher
 from distill.tracks import track
-from distill.view import AvatarView
-from engine.audio import audio_features, load_audio
-from engine.particles import canonical_names
-from engine.personalize import PersonalizeConfig, personalize
-from engine.procedural import ProceduralMotion
+from distill.view import TeacherView
+from engine.audio.features import audio_features, load_audio
+from engine.avatar.particles import canonical_names
+from engine.avatar.personalize import PersonalizeConfig, personalize
+from engine.motion.procedural import ProceduralMotion
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
@@ -36,7 +36,7 @@ def setup(photo):
 
 def test_projection_matches_the_rasterizer(setup):
     avatar = setup[0]
-    view = AvatarView(avatar, (256, 256))
+    view = TeacherView(avatar, (256, 256))
     g = view.g0
     _, means2d, _, _ = cuda_ext.ops.fully_fused_projection(g.means, g.quats, g.scales, view.viewmat[None],
                                                            view.K[None], 256, 256, 0.3, 0.01, 1e10)
@@ -45,7 +45,7 @@ def test_projection_matches_the_rasterizer(setup):
 
 def test_lift_moves_a_particle_exactly_by_the_pixel_displacement(setup):
     avatar = setup[0]
-    view = AvatarView(avatar, (256, 256))
+    view = TeacherView(avatar, (256, 256))
     du = torch.randn(3, avatar.particles.shape[0], 2, generator=torch.Generator().manual_seed(0)) * 4
     moved = view.project(avatar.particles[None] + view.lift(du))
     assert torch.allclose(moved - view.particle_pixels()[None], du, atol=1e-3)
@@ -53,7 +53,7 @@ def test_lift_moves_a_particle_exactly_by_the_pixel_displacement(setup):
 
 def test_pseudo_ground_truth_recovers_the_teachers_lip_motion(setup):
     avatar, rig, frames, truth = setup
-    view = AvatarView(avatar, frames.shape[1:3])
+    view = TeacherView(avatar, frames.shape[1:3])
     tracks = track(np.asarray(rig.image), frames, view.particle_pixels(), avatar.particle_names)
     motion, mask = lift_tracks(view, tracks.points, tracks.valid, 0.5)
     names = canonical_names()
@@ -72,9 +72,9 @@ def test_track_calibration_recovers_a_known_gain(setup):
     'tracker' reports: GainFit, from gains of 1, finds about 2 for those particles' y and leaves the rest at 1."""
     from distill.fit4d import Fit4DConfig, GainFit, TrackGain, TrackGainConfig
     from distill.losses import photometric_loss
-    from engine.decoder import DecoderConfig, GaussianDecoder
+    from engine.deform.decoder import DecoderConfig, GaussianDecoder
     avatar = setup[0]
-    view = AvatarView(avatar, (256, 256))
+    view = TeacherView(avatar, (256, 256))
     decoder = GaussianDecoder(DecoderConfig(n_particles=avatar.particles.shape[0])).requires_grad_(False)
     names = avatar.particle_names
     jaw = [names.index(n) for n in ("face:14", "face:17", "face:87", "face:317", "face:152", "face:18", "face:200")

@@ -1,4 +1,4 @@
-"""engine.identity (dlib's face descriptor, an evaluator we did not write): the astronaut matches herself,
+"""engine.evaluation.dlib_face (dlib's face descriptor, an evaluator we did not write): the astronaut matches herself,
 her mirror image closely, and scikit-image's `camera` man less than both."""
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("dlib", reason="dlib-bin is a test extra")
 pytest.importorskip("face_recognition_models", reason="face_recognition_models is a test extra")
-from engine.identity import embedding, similarity  # noqa: E402
+from engine.evaluation.dlib_face import embedding, similarity  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

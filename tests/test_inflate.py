@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from engine.inflate import inflate, poisson_height
+from engine.avatar.inflate import inflate, poisson_height
 
 
 def disc(size: int, radius: float):

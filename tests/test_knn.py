@@ -1,9 +1,9 @@
-"""engine.knn against an independent numpy brute force: full distance matrix, stable argsort."""
+"""engine.avatar.knn against an independent numpy brute force: full distance matrix, stable argsort."""
 import numpy as np
 import pytest
 import torch
 
-from engine.knn import knn
+from engine.avatar.knn import knn
 
 
 def brute(query, ref, k, exclude_self=False):

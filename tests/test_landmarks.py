@@ -6,8 +6,8 @@ import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from engine.landmarks import _assign_hands, detect  # noqa: E402
-from engine.photo import load_photo  # noqa: E402
+from engine.avatar.landmarks import _assign_hands, detect  # noqa: E402
+from engine.avatar.photo import load_photo  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 PUPILS = torch.tensor([[203.0, 101.0], [246.0, 104.0]])

@@ -1,11 +1,11 @@
-"""engine.lipsync: the lag correlation against a hand-built shifted signal, and mediapipe's mouth opening on
+"""engine.evaluation.lipsync: the lag correlation against a hand-built shifted signal, and mediapipe's mouth opening on
 the astronaut photo against the hand-annotated lip gap."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.lipsync import lagged_correlation, sync_score
+from engine.evaluation.lipsync import lagged_correlation, sync_score
 
 
 def test_lag_is_found_and_signed():
@@ -26,7 +26,7 @@ def test_mouth_opening_of_the_astronaut():
     pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
     from PIL import Image
 
-    from engine.lipsync import mouth_opening
+    from engine.evaluation.lipsync import mouth_opening
     image = np.asarray(Image.open(Path(__file__).resolve().parent.parent / "assets" / "astronaut.png").convert("RGB"))
     opening = mouth_opening([image, np.full_like(image, 255)])
     # hand annotation (512 px photo): inner lips about 7 px apart (223,143)/(223,150), eye corners about 70 px

@@ -1,4 +1,4 @@
-"""engine.motion: zero-init rest pose, save/load round trip, noise schedule, DDIM against an oracle, prefix
+"""engine.motion.dit: zero-init rest pose, save/load round trip, noise schedule, DDIM against an oracle, prefix
 inpainting, streaming == offline, classifier-free guidance, and a short training sanity check."""
 import json
 import math
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-import engine.motion as motion
-from engine.motion import (MotionDiT, MotionDiTConfig, MotionStream, alpha_bar_schedule, ddim_sample, frame_noise,
+import engine.motion.dit as motion
+from engine.motion.dit import (MotionDiT, MotionDiTConfig, MotionStream, alpha_bar_schedule, ddim_sample, frame_noise,
                            generate, q_sample, sampling_timesteps, x0_to_eps)
 
 K, C, D = 5, 3, 8

@@ -1,4 +1,4 @@
-"""The mouth split and under-layer (engine.mouth) on the astronaut: the split line runs between the inner lips,
+"""The mouth split and under-layer (engine.avatar.mouth) on the astronaut: the split line runs between the inner lips,
 and in a personalized avatar opening the jaw moves the lower lip and leaves the upper lip where it was."""
 from pathlib import Path
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from engine.landmarks import detect  # noqa: E402
-from engine.gaussians import rgb_to_sh_dc  # noqa: E402
-from engine.mouth import INTERIOR_RGB, LOWER_INNER, UPPER_INNER, mouth_sides, particle_sides, split_line_y, under_layer  # noqa: E402
-from engine.personalize import PersonalizeConfig, personalize  # noqa: E402
-from engine.photo import load_photo  # noqa: E402
-from engine.regions import FACE, LIPS, region_map  # noqa: E402
+from engine.avatar.landmarks import detect  # noqa: E402
+from engine.render.gaussians import rgb_to_sh_dc  # noqa: E402
+from engine.avatar.mouth import INTERIOR_RGB, LOWER_INNER, UPPER_INNER, mouth_sides, particle_sides, split_line_y, under_layer  # noqa: E402
+from engine.avatar.personalize import PersonalizeConfig, personalize  # noqa: E402
+from engine.avatar.photo import load_photo  # noqa: E402
+from engine.avatar.regions import FACE, LIPS, region_map  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from engine import cli  # noqa: E402
-from engine.avatar import REGIONS, Avatar  # noqa: E402
-from engine.gaussians import sh_dc_to_rgb  # noqa: E402
-from engine.landmarks import detect  # noqa: E402
-from engine.metrics import psnr  # noqa: E402
-from engine.personalize import PersonalizeConfig, front_view_metrics, personalize  # noqa: E402
-from engine.photo import load_photo  # noqa: E402
+from audioavatar import cli  # noqa: E402
+from engine.avatar.bundle import REGIONS, Avatar  # noqa: E402
+from engine.render.gaussians import sh_dc_to_rgb  # noqa: E402
+from engine.avatar.landmarks import detect  # noqa: E402
+from engine.evaluation.metrics import psnr  # noqa: E402
+from engine.avatar.personalize import PersonalizeConfig, front_view_metrics, personalize  # noqa: E402
+from engine.avatar.photo import load_photo  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 
@@ -49,9 +49,9 @@ def test_front_view_matches_the_photo(small_avatar):
 
 
 def test_the_fit_leaves_the_hidden_back_shell_alone():
-    from engine.camera import intrinsics
-    from engine.personalize import fit_front_view
-    from engine.shell import ShellConfig, build_shells
+    from engine.render.camera import intrinsics
+    from engine.avatar.personalize import fit_front_view
+    from engine.avatar.shell import ShellConfig, build_shells
 
     yy, xx = torch.meshgrid(torch.arange(48) + 0.5, torch.arange(48) + 0.5, indexing="ij")
     mask = (xx - 24) ** 2 + (yy - 24) ** 2 <= 15 ** 2
@@ -87,7 +87,7 @@ def test_bad_photos_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, mak
 
 
 def test_the_back_of_the_head_is_hair_coloured(small_avatar):
-    from engine.regions import region_map
+    from engine.avatar.regions import region_map
 
     avatar, cfg = small_avatar
     image, _ = load_photo(ASTRONAUT, max_side=cfg.max_side)
@@ -113,8 +113,8 @@ def test_a_wide_photo_is_cropped_to_the_person_and_says_so(tmp_path, capsys):
     cfg = PersonalizeConfig(max_side=192, fit_steps=0)
     avatar = personalize(tmp_path / "wide.png", cfg, progress=False)
     x0, y0, x1, y1 = avatar.meta["crop"]
-    from engine.landmarks import person_mask
-    from engine.photo import load_photo
+    from engine.avatar.landmarks import person_mask
+    from engine.avatar.photo import load_photo
     her = person_mask(load_photo(ASTRONAUT)[0]) > 0.5                 # her silhouette, segmented at full size
     on_canvas = torch.zeros(800, 1400, dtype=torch.bool)
     on_canvas[144:656, 444:956] = her

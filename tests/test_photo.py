@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.photo import load_photo
+from engine.avatar.photo import load_photo
 
 
 def save(tmp_path, name, image: Image.Image, **kw):
@@ -70,7 +70,7 @@ def test_a_folder_is_not_a_photo(tmp_path):
 
 def test_person_box_adds_the_margin_and_skips_a_photo_the_person_fills():
     import torch
-    from engine.photo import crop, person_box
+    from engine.avatar.photo import crop, person_box
     mask = torch.zeros(100, 300)
     mask[20:80, 140:170] = 1.0                       # a person 60 px tall, 30 px wide, in a wide photo
     # margin 0.1 of the 60 px height = 6 px each side: x 134..176, y 14..86 (hand computation)

@@ -1,4 +1,4 @@
-"""Tests for engine/ply.py: the standard 3DGS .ply reader/writer.
+"""Tests for engine/render/ply.py: the standard 3DGS .ply reader/writer.
 
 Reference files are built by hand here (struct / numpy), not through write_ply.
 """
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine import ply
-from engine.ply import GaussianPly, read_ply, write_ply
+from engine.render import ply
+from engine.render.ply import GaussianPly, read_ply, write_ply
 
 
 def random_gs(n: int, degree: int, seed: int = 0) -> GaussianPly:
@@ -279,10 +279,10 @@ def test_comments_written_and_ignored(tmp_path):
     assert not (tmp_path / "d.ply").exists()
 
 
-# ----------------------------------------------------------------------------- web export (engine.web_export)
+# ----------------------------------------------------------------------------- web export (engine.avatar.web_export)
 
-from engine import web_export  # noqa: E402
-from engine.web_export import WEB_FROM_WORLD, export_web_ply, rotate_x180, seal_hidden_side, web_ply  # noqa: E402
+from engine.avatar import web_export  # noqa: E402
+from engine.avatar.web_export import WEB_FROM_WORLD, export_web_ply, rotate_x180, seal_hidden_side, web_ply  # noqa: E402
 
 
 def person_gs(n_side: int = 12, seed: int = 0) -> tuple[GaussianPly, torch.Tensor, torch.Tensor]:
@@ -327,7 +327,7 @@ def test_web_frame_centred_upright_facing_plus_z():
 def test_web_quaternions_rotate_covariances():
     """Hand computation: world covariance Sigma = R S S^T R^T goes to F Sigma F^T with F = diag(1, -1, -1)."""
     from cuda_ext.reference import quat_scale_to_covar
-    from engine.quaternion import quat_multiply
+    from quaternion import quat_multiply
 
     gs = random_gs(200, 0, seed=3)
     out = rotate_x180(gs, torch.zeros(3))
@@ -361,9 +361,9 @@ def test_web_sh_rotates_with_the_avatar(degree):
 def test_web_render_matches_ours():
     """Rendering the web .ply with the camera moved by the same transform gives our render (SH degree 3,
     oblique view, so means, orientations and view-dependent colour all count)."""
-    from engine.camera import intrinsics, look_at
-    from engine.gaussians import Gaussians
-    from engine.render import render_gaussians
+    from engine.render.camera import intrinsics, look_at
+    from engine.render.gaussians import Gaussians
+    from engine.render.splat import render_gaussians
 
     gs, _, _ = person_gs(10)
     out, centre = web_ply(gs)
@@ -402,9 +402,9 @@ def test_seal_hidden_side():
 
 
 def tiny_avatar(n_side: int = 6):
-    from engine.avatar import Avatar, PhotoCamera
-    from engine.camera import intrinsics
-    from engine.gaussians import Gaussians
+    from engine.avatar.bundle import Avatar, PhotoCamera
+    from engine.render.camera import intrinsics
+    from engine.render.gaussians import Gaussians
 
     gs, normals, _ = person_gs(n_side)
     n = len(gs)
@@ -442,7 +442,7 @@ def test_export_web_ply_file(tmp_path):
 
 
 def test_cli_export_writes_the_web_ply_and_names_bad_arguments(tmp_path, capsys):
-    from engine.cli import main
+    from audioavatar.cli import main
     from test_avatar_bundle import tiny_avatar
     bundle = tiny_avatar().save_pretrained(tmp_path / "me")
     out = tmp_path / "web.ply"

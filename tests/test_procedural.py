@@ -1,4 +1,4 @@
-"""Procedural motion (engine.procedural) on the astronaut's own landmarks: chunked == offline, the jaw follows
+"""Procedural motion (engine.motion.procedural) on the astronaut's own landmarks: chunked == offline, the jaw follows
 loudness with at most one frame of lag, silence is idle motion (no jaw, but blinks and breathing), barge-in
 closes the mouth on the next frame."""
 from pathlib import Path
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from engine.landmarks import detect  # noqa: E402
-from engine.particles import canonical_names  # noqa: E402
-from engine.photo import load_photo  # noqa: E402
-from engine.procedural import ProceduralConfig, ProceduralMotion  # noqa: E402
+from engine.avatar.landmarks import detect  # noqa: E402
+from engine.avatar.particles import canonical_names  # noqa: E402
+from engine.avatar.photo import load_photo  # noqa: E402
+from engine.motion.procedural import ProceduralConfig, ProceduralMotion  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 

@@ -1,12 +1,12 @@
-"""engine.refiner: the refined slots are exactly face/lips/eyes/hands, an untrained refiner is the identity,
+"""engine.motion.refiner: the refined slots are exactly face/lips/eyes/hands, an untrained refiner is the identity,
 other slots pass through untouched, save/load round trip, the time index matters, and it learns a residual."""
 import pytest
 import torch
 
-from engine.motion import MotionDiT
-from engine.particles import canonical_slots
-from engine.refiner import FaceHandRefiner, RefinerConfig, refined_slots
-from engine.regions import BODY, EYES, FACE, HANDS, LIPS
+from engine.motion.dit import MotionDiT
+from engine.avatar.particles import canonical_slots
+from engine.motion.refiner import FaceHandRefiner, RefinerConfig, refined_slots
+from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS
 
 KC, D = len(canonical_slots()), 8
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from engine import cli  # noqa: E402
-from engine.audio import HOP, load_audio  # noqa: E402
-from engine.personalize import PersonalizeConfig, personalize  # noqa: E402
-from engine.render import render_gaussians  # noqa: E402
+from audioavatar import cli  # noqa: E402
+from engine.audio.features import HOP, load_audio  # noqa: E402
+from engine.avatar.personalize import PersonalizeConfig, personalize  # noqa: E402
+from engine.render.splat import render_gaussians
 from engine.runtime import AvatarEngine, EngineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,9 +77,9 @@ def test_mouth_moves_with_speech_and_rests_in_silence(avatar_dir, speech):
 
 
 def test_untrained_learned_models_render_the_rest_pose(avatar_dir, speech, tmp_path):
-    from engine.audio_encoder import AudioEncoder
-    from engine.motion import MotionDiT
-    from engine.refiner import FaceHandRefiner
+    from engine.audio.encoder import AudioEncoder
+    from engine.motion.dit import MotionDiT
+    from engine.motion.refiner import FaceHandRefiner
     for name, model in (("audio_encoder", AudioEncoder()), ("motion", MotionDiT()), ("refiner", FaceHandRefiner())):
         model.save_pretrained(tmp_path / "untrained" / name)
     engine = AvatarEngine(avatar_dir, EngineConfig(width=64, height=64, motion="learned",
@@ -161,7 +161,7 @@ def test_animate_writes_an_mp4_with_audio(avatar_dir, tmp_path, capsys):
     assert cli.main(["animate", str(avatar_dir), str(wav), "-o", str(out), "--size", "64"]) == 0
     assert out.is_file() and out.stat().st_size > 1000
     import subprocess
-    from engine.video import ffmpeg_exe
+    from engine.render.video import ffmpeg_exe
     probe = subprocess.run([ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True).stderr
     assert "Audio:" in probe and "Video:" in probe and "64x64" in probe
     bad = tmp_path / "bad.wav"
@@ -187,7 +187,7 @@ def test_animate_keeps_the_inputs_rate_and_channels(avatar_dir, tmp_path):
     import subprocess
 
     import soundfile as sf
-    from engine.video import ffmpeg_exe
+    from engine.render.video import ffmpeg_exe
     t = np.arange(44100) / 44100
     stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)], 1).astype(np.float32)
     wav = tmp_path / "stereo.wav"

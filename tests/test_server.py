@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from engine.personalize import PersonalizeConfig, personalize  # noqa: E402
+from engine.avatar.personalize import PersonalizeConfig, personalize  # noqa: E402
 from viewer.protocol import AUDIO_HEADER, MAGIC, pack_audio, unpack_frame  # noqa: E402
 from viewer.server import AvatarServer, ServerConfig, Session  # noqa: E402
 

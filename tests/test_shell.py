@@ -5,9 +5,9 @@ import math
 import torch
 
 import cuda_ext
-from engine.camera import intrinsics, look_at
-from engine.inflate import inflate
-from engine.shell import ShellConfig, build_shells
+from engine.render.camera import intrinsics, look_at
+from engine.avatar.inflate import inflate
+from engine.avatar.shell import ShellConfig, build_shells
 
 
 def render(g, viewmat, K, w, h):

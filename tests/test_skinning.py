@@ -1,10 +1,10 @@
-"""engine.skinning: RBF binding of points to control particles, region limits, and translation blending."""
+"""engine.avatar.skinning: RBF binding of points to control particles, region limits, and translation blending."""
 import math
 
 import pytest
 import torch
 
-from engine.skinning import blend_translations, default_sigma, skin_weights
+from engine.avatar.skinning import blend_translations, default_sigma, skin_weights
 
 
 def cloud(n, k, seed=0):

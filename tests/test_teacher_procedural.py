@@ -1,5 +1,5 @@
 """The procedural teacher (distill/teachers/procedural.py) on the astronaut photo: frame count and dtype, silence
-is the photo with the mouth closed, lip-sync measured by mediapipe (engine.lipsync, an evaluator we did not write)
+is the photo with the mouth closed, lip-sync measured by mediapipe (engine.evaluation.lipsync, an evaluator we did not write)
 against the RMS envelope of real speech (espeak-ng), the background does not move, the rest mesh warps to the
 identity, the mouth interior and closed eyelids are drawn, bad input is named, and the registry builds it."""
 from pathlib import Path
@@ -14,12 +14,12 @@ import distill.teachers.procedural as procedural  # noqa: E402
 from distill.teachers import make_teacher, teacher_names  # noqa: E402
 from distill.teachers.procedural import (CONFIG_PATH, EYE_LIDS, ProceduralTeacher,  # noqa: E402
                                          ProceduralTeacherConfig)
-from engine.audio import frame_rms, load_audio  # noqa: E402
+from engine.audio.features import frame_rms, load_audio  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.lipsync import mouth_opening, sync_score  # noqa: E402
-from engine.mouth import INTERIOR_RGB  # noqa: E402
-from engine.particles import canonical_names  # noqa: E402
-from engine.procedural import ProceduralConfig, ProceduralMotion  # noqa: E402
+from engine.evaluation.lipsync import mouth_opening, sync_score  # noqa: E402
+from engine.avatar.mouth import INTERIOR_RGB  # noqa: E402
+from engine.avatar.particles import canonical_names  # noqa: E402
+from engine.motion.procedural import ProceduralConfig, ProceduralMotion  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SIDE = 224

@@ -10,7 +10,7 @@ import torch
 
 from distill.tracks import CONFIG_PATH, TrackConfig, track
 from engine.config import from_dict, load_config
-from engine.particles import canonical_names
+from engine.avatar.particles import canonical_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 S = 256
@@ -95,7 +95,7 @@ def talking(photo):
     that the full opening moves by more than a pixel, lips and chin)."""
     pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
     from distill.teachers.procedural import ProceduralTeacher
-    from engine.procedural import ProceduralConfig, ProceduralMotion
+    from engine.motion.procedural import ProceduralConfig, ProceduralMotion
     rig = ProceduralTeacher(max_side=S).prepare(photo)
     quiet = ProceduralConfig(sway_deg=0.0, nod_deg=0.0, breath=0.0, gesture=0.0, blink_every_s=1e12)
     wide = ProceduralMotion(rig.rest_units, rig.present, quiet)(torch.zeros(6, 80), torch.ones(6))[-1]   # [K_c, 3]

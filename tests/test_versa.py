@@ -1,4 +1,4 @@
-"""engine/versa (VersaAnimator-style gesture prior) and its teacher: text features and templates by hand, one
+"""engine/motion/versa (VersaAnimator-style gesture prior) and its teacher: text features and templates by hand, one
 training step per loss on tiny random models, EMA dead-code reset, the token->pose bank against a hand mean,
 sampling through the Teacher interface, and live text control with the bundled models/versa."""
 from pathlib import Path
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.particles import canonical_names
-from engine.versa.commands import BODY_NAMES, BODY_SLOTS, COMMANDS, VOCAB, gesture_motion, text_features
-from engine.versa.prior import DEFAULT_DIR, GesturePrior, build_pose_bank
-from engine.versa.tokens import MotionTokenConfig, MotionTokenModel
-from engine.versa.vqvae import MotionVQVAE, MotionVQVAEConfig
+from engine.avatar.particles import canonical_names
+from engine.motion.versa.commands import BODY_NAMES, BODY_SLOTS, COMMANDS, VOCAB, gesture_motion, text_features
+from engine.motion.versa.prior import DEFAULT_DIR, GesturePrior, build_pose_bank
+from engine.motion.versa.tokens import MotionTokenConfig, MotionTokenModel
+from engine.motion.versa.vqvae import MotionVQVAE, MotionVQVAEConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -191,8 +191,8 @@ def test_live_command_raises_the_right_arm_in_the_next_window():
     """On the live engine: after command("raise right hand"), the next window's frames show the right elbow
     control particle (the astronaut's only right-arm particle in view) raised, against the same run without
     the command; the frames before the command and the face are unchanged."""
-    from engine.audio import load_audio
-    from engine.personalize import PersonalizeConfig, personalize
+    from engine.audio.features import load_audio
+    from engine.avatar.personalize import PersonalizeConfig, personalize
     from engine.runtime import AvatarEngine, EngineConfig
 
     avatar = personalize(ROOT / "assets" / "astronaut.png", PersonalizeConfig(max_side=160, fit_steps=5),
@@ -207,7 +207,7 @@ def test_live_command_raises_the_right_arm_in_the_next_window():
         render = engine.render_motion
 
         def record(motion):                                    # project the deformed elbow particle
-            p = avatar.particles[elbow] + motion[engine.slots][elbow] * engine.unit
+            p = avatar.particles[elbow] + engine.view().to_world(motion)[elbow]
             cam = engine.viewmat[:3, :3] @ p + engine.viewmat[:3, 3]
             ys.append(float(engine.K[1, 1] * cam[1] / cam[2] + engine.K[1, 2]))
             return render(motion)

@@ -1,4 +1,4 @@
-"""The web export (engine/web_export.py) in two third-party 3DGS viewers, in headless Chromium.
+"""The web export (engine/avatar/web_export.py) in two third-party 3DGS viewers, in headless Chromium.
 
 An avatar is exported with `export_web_ply`, served with tests/web_viewers/viewer.html and the viewers' npm
 packages (tests/web_viewers/package.json: @sparkjsdev/spark and @mkkellogg/gaussian-splats-3d on three) from a
@@ -110,9 +110,9 @@ def photograph(browser: Chrome, base: str, viewer: str, ply_name: str, eye, targ
 def our_render(avatar, info: dict, eye_web, target_web) -> np.ndarray:
     """Our renderer (normals culling, white background) from the camera the viewers got, mapped back to the
     bundle's frame: p_bundle = diag(1, -1, -1) @ p_web + centre; the web's up (+y) is our -y."""
-    from engine.camera import intrinsics, look_at
-    from engine.render import render_gaussians
-    from engine.web_export import WEB_FROM_WORLD
+    from engine.render.camera import intrinsics, look_at
+    from engine.render.splat import render_gaussians
+    from engine.avatar.web_export import WEB_FROM_WORLD
 
     centre = torch.tensor(info["centre"])
     eye = WEB_FROM_WORLD @ torch.tensor(eye_web, dtype=torch.float32) + centre
@@ -124,9 +124,9 @@ def our_render(avatar, info: dict, eye_web, target_web) -> np.ndarray:
 
 # ---- checking a picture -------------------------------------------------------------------------------------
 def face_of(img: np.ndarray) -> dict | None:
-    """MediaPipe's face in img [H, W, 3] uint8 (engine.landmarks' detector + mesh): its box (x0, y0, x1, y1),
+    """MediaPipe's face in img [H, W, 3] uint8 (engine.avatar.landmarks' detector + mesh): its box (x0, y0, x1, y1),
     the mean eye and mouth points, and whether the eyes are above the mouth; None without a face."""
-    from engine.landmarks import _face_mesh, _mediapipe
+    from engine.avatar.landmarks import _face_mesh, _mediapipe
 
     mesh, n = _face_mesh(_mediapipe(), np.ascontiguousarray(img))
     if mesh is None:
@@ -162,8 +162,8 @@ def photograph_bundle(avatar_dir: Path, out_dir: Path, browser: Chrome | None = 
     (out_dir/{spark,mkkellogg,ours}.png); -> {"export": ..., "ours": face, viewer: compare(...)}."""
     from PIL import Image
 
-    from engine.avatar import Avatar
-    from engine.web_export import export_web_ply
+    from engine.avatar.bundle import Avatar
+    from engine.avatar.web_export import export_web_ply
 
     out_dir.mkdir(parents=True, exist_ok=True)
     avatar = Avatar.from_pretrained(avatar_dir)
@@ -211,7 +211,7 @@ def browser():
 @pytest.fixture(scope="module")
 def avatar_dir(browser, tmp_path_factory):
     """The bundled photo personalized small and fast (as tests/test_browser.py does)."""
-    from engine.personalize import PersonalizeConfig, personalize
+    from engine.avatar.personalize import PersonalizeConfig, personalize
 
     out = tmp_path_factory.mktemp("avatar")
     personalize(ROOT / "assets" / "astronaut.png", PersonalizeConfig(max_side=160, fit_steps=5),

@@ -31,7 +31,7 @@ import cv2
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from engine.avatar import Avatar
+from engine.avatar.bundle import Avatar
 from engine.runtime import FPS
 from viewer.pacing import LoopWatch, RenderSlots, trim_memory
 from viewer.protocol import VERSION, ProtocolError, parse_control, short

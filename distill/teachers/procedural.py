@@ -1,12 +1,12 @@
 """The offline procedural teacher: the photo itself, made to talk by a 2-D triangle-mesh warp.
 
-No network, no weights: the motion is engine.procedural's rule-based rig, and the pixels are the photo's own,
+No network, no weights: the motion is engine.motion.procedural's rule-based rig, and the pixels are the photo's own,
 moved piecewise-affinely. `generate(reference_image, audio)` runs five steps:
 
-1. Landmarks of the photo (mediapipe through engine.landmarks; cached per image). The canonical slots the photo
+1. Landmarks of the photo (mediapipe through engine.avatar.landmarks; cached per image). The canonical slots the photo
    shows (face points, the pose joints it shows, hands) are the rest positions, in pixels; one face unit is the
-   outer-eye-corner distance (engine.particles.motion_scale).
-2. Motion: engine.procedural.ProceduralMotion on engine.audio.audio_features -> [T, K_c, 3] in face units. The
+   outer-eye-corner distance (engine.avatar.particles.motion_scale).
+2. Motion: engine.motion.procedural.ProceduralMotion on engine.audio.features.audio_features -> [T, K_c, 3] in face units. The
    image takes its x, y (pixels = face units * the unit); z is dropped.
 3. Warp: a Delaunay triangle mesh (cv2.Subdiv2D) over the moving slots and static anchors: the image border, a
    ring around the head (the face oval scaled about its centre) and a coarse grid over the rest of the image
@@ -15,10 +15,10 @@ moved piecewise-affinely. `generate(reference_image, audio)` runs five steps:
    (backward, piecewise affine): triangle ids are rasterised with cv2.fillConvexPoly, source coordinates come
    from each triangle's affine map, and cv2.remap samples the photo (bilinear).
 4. Where a warp would smear: the mouth and the eyes.
-   - Mouth: between the deformed inner lips (engine.mouth UPPER_INNER / LOWER_INNER) the warp would stretch
+   - Mouth: between the deformed inner lips (engine.avatar.mouth UPPER_INNER / LOWER_INNER) the warp would stretch
      the lips and teeth. Instead, column by column, a band as tall as the photo's own lip gap is kept: its
      upper part (teeth_share of it, the upper teeth) moves with the upper lip, the rest with the lower lip,
-     and whatever the mouth opens beyond that is the dark mouth interior (engine.mouth.INTERIOR_RGB, shaded
+     and whatever the mouth opens beyond that is the dark mouth interior (engine.avatar.mouth.INTERIOR_RGB, shaded
      top to bottom), with feathered edges. Silence, or the photo's own gap, leaves the mouth as it is.
    - Eyes: the blink is taken out of the mesh (the eye stays rigid with the head, never squashed) and drawn
      as a lid over it: column by column, the photo's strip of skin just above the eye is stretched down to the
@@ -44,13 +44,13 @@ import torch
 from torch import Tensor
 
 from distill.teachers.base import Teacher, check_inputs, register
-from engine.audio import audio_features
+from engine.audio.features import audio_features
 from engine.config import from_dict, load_config
-from engine.landmarks import Landmarks, detect
-from engine.mouth import INTERIOR_RGB, LOWER_INNER, OUTER_LIPS, UPPER_INNER
-from engine.particles import canonical_names, canonical_slots, motion_scale
-from engine.procedural import ProceduralConfig, ProceduralMotion
-from engine.regions import LIPS, face_index_sets
+from engine.avatar.landmarks import Landmarks, detect
+from engine.avatar.mouth import INTERIOR_RGB, LOWER_INNER, OUTER_LIPS, UPPER_INNER
+from engine.avatar.particles import canonical_names, canonical_slots, motion_scale
+from engine.motion.procedural import ProceduralConfig, ProceduralMotion
+from engine.avatar.regions import LIPS, face_index_sets
 
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "teachers" / "procedural.yaml"
 # mediapipe face-mesh eye contours (its FACEMESH_RIGHT_EYE / FACEMESH_LEFT_EYE tables): (upper, lower) lid,
@@ -60,7 +60,7 @@ EYE_LIDS = (((33, 246, 161, 160, 159, 158, 157, 173, 133), (33, 7, 163, 144, 145
 IRIS_FIRST = 468          # face-mesh points 468.. are the irises: inside the eye, under the lids, not in the mesh
 LID_SKIN = 0.15           # a closing lid is the photo's strip of this many face units above the eye, stretched,
 LASH = 0.04               # ... of which the lowest this many (the lashes) are carried unstretched
-LID_OVERSHOOT = 1.25      # lid drop gain, so that engine.procedural's full blink closes the eye
+LID_OVERSHOOT = 1.25      # lid drop gain, so that engine.motion.procedural's full blink closes the eye
 STATIC_GAP = 0.6          # grid anchors keep at least this far (face units) from every moving point
 RING_GAP = 0.25           # head-ring anchors keep at least this far from every moving point
 _LANDMARK_CACHE: OrderedDict[str, Landmarks] = OrderedDict()
@@ -69,7 +69,7 @@ _CACHE_SIZE = 8
 
 @dataclass
 class ProceduralTeacherConfig(ProceduralConfig):
-    """engine.procedural.ProceduralConfig's motion options (passed through), and the photo warp's own."""
+    """engine.motion.procedural.ProceduralConfig's motion options (passed through), and the photo warp's own."""
     max_side: int = 512          # the photo is downscaled to at most this many pixels on its longer side
     ring_scale: float = 1.5      # static anchors around the head: the face oval scaled by this about its centre
     teeth_share: float = 0.5     # share of the photo's own lip gap (upper teeth) that stays with the upper lip
@@ -108,7 +108,7 @@ def _landmarks(image: np.ndarray) -> Landmarks:
 
 def _rest_slots(lm: Landmarks, H: int, W: int) -> tuple[Tensor, Tensor]:
     """Canonical slots the photo shows -> (rest [K_c, 3] in pixels, present [K_c] bool). Pose joints count when
-    visible and inside the image (as engine.personalize does)."""
+    visible and inside the image (as engine.avatar.personalize does)."""
     names = canonical_names()
     source = {"face": lm.face, "pose": lm.pose, "hand_left": lm.left_hand, "hand_right": lm.right_hand}
     rest = torch.zeros(len(names), 3)
@@ -183,7 +183,7 @@ class PhotoRig:
         self.unit = motion_scale(rest_px[self.present], [names[i] for i in shown])
         self.rest_units = rest_px / self.unit                       # [K_c, 3], ProceduralMotion's rest
         # 1. moving vertices: one per distinct rest position inside the image. Not in the mesh: the irises (inside
-        #    the eyes, under the lids) and the face-mesh points on the lips that engine.procedural does not count
+        #    the eyes, under the lids) and the face-mesh points on the lips that engine.motion.procedural does not count
         #    as lips (it would move them apart from the lip contours around them and fold the mesh there)
         lips = cv2.convexHull((lm.face[list(OUTER_LIPS), :2].numpy() - 0.5).astype(np.float32))
         regions = [r for _, r in canonical_slots()]
@@ -258,7 +258,7 @@ class PhotoRig:
 
     # -- rendering -------------------------------------------------------------------------------------
     def render(self, displacement: Tensor) -> np.ndarray:
-        """displacement [K_c, 3] (face units, one frame of engine.procedural) -> frame [H, W, 3] uint8."""
+        """displacement [K_c, 3] (face units, one frame of engine.motion.procedural) -> frame [H, W, 3] uint8."""
         K = len(self.slot_vertex)
         if displacement.shape != (K, 3):
             raise ValueError(f"displacement: expected [{K}, 3], got {list(displacement.shape)}")
@@ -318,7 +318,7 @@ class PhotoRig:
     def _lids(self, V: np.ndarray) -> list[np.ndarray]:
         """Take the blink out of the mesh: each upper lid's inner points go back to where the head alone carries
         them (the lower lid's displacement), so the eye itself stays rigid. -> per eye the lid's edge y [9] for
-        the upper contour: a drop (relative to the lower lid) LID_OVERSHOOT times as far (engine.procedural's
+        the upper contour: a drop (relative to the lower lid) LID_OVERSHOOT times as far (engine.motion.procedural's
         lids stop a little short of the lower lid at a full blink), stopping on the lower lid."""
         R, edges, heads = self.vertices, [], []
         for upper, lower in self.eyes:
@@ -430,7 +430,7 @@ def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
 
 @register("procedural")
 class ProceduralTeacher(Teacher):
-    """The photo made to talk by engine.procedural's rig and a triangle-mesh warp (module docstring).
+    """The photo made to talk by engine.motion.procedural's rig and a triangle-mesh warp (module docstring).
     Options: ProceduralTeacherConfig's keys (strict), e.g. ProceduralTeacher(max_side=256, jaw_open=0.25)."""
 
     is_diffusion = False

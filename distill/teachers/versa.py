@@ -1,8 +1,8 @@
 """The VersaAnimator-style teacher (registered as "versa_animator"): reference photo + speech (+ a text
 command) -> video, with the body moved by motion tokens.
 
-generate(): the face (lips, blinks, head sway) comes from the procedural rig (engine.procedural), and the body
-slots from the gesture prior (engine.versa): motion tokens sampled from the audio and the command, window by
+generate(): the face (lips, blinks, head sway) comes from the procedural rig (engine.motion.procedural), and the body
+slots from the gesture prior (engine.motion.versa): motion tokens sampled from the audio and the command, window by
 window, decoded by the VQ-VAE. The photo is warped by the procedural teacher's mesh (PhotoRig), so no video
 diffusion runs: VersaAnimator's own pose-to-video stage has no weights here. poses() gives the token2pose
 reading of the same tokens: 2D body poses per frame.
@@ -19,11 +19,11 @@ from torch import Tensor
 
 from distill.teachers.base import Teacher, check_inputs, register
 from distill.teachers.procedural import ProceduralTeacher
-from engine.audio import audio_features
+from engine.audio.features import audio_features
 from engine.config import from_dict
-from engine.procedural import ProceduralMotion
-from engine.versa.commands import BODY_SLOTS, text_features
-from engine.versa.prior import DEFAULT_DIR, GesturePrior
+from engine.motion.procedural import ProceduralMotion
+from engine.motion.versa.commands import BODY_SLOTS, text_features
+from engine.motion.versa.prior import DEFAULT_DIR, GesturePrior
 
 
 @dataclass

@@ -50,9 +50,9 @@ def read_video(path: str | Path) -> Clip:
 
 def render_avatar(avatar_dir, wave: torch.Tensor, size: int = 512, motion: str = "learned",
                   model_dir: str = "", progress: bool = True) -> Clip:
-    """The avatar (a folder, or an engine.avatar.Avatar) driven by `wave` [S] (16 kHz) with the engine, one
+    """The avatar (a folder, or an engine.avatar.bundle.Avatar) driven by `wave` [S] (16 kHz) with the engine, one
     frame per 40 ms of audio."""
-    from engine.audio import FPS, SAMPLE_RATE
+    from engine.audio.features import FPS, SAMPLE_RATE
     from engine.runtime import AvatarEngine, EngineConfig
 
     engine = AvatarEngine(avatar_dir, EngineConfig(width=size, height=size, motion=motion, model_dir=model_dir))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from engine.landmarks import _mediapipe, quiet_native_logs
+from engine.avatar.landmarks import _mediapipe, quiet_native_logs
 
 MIN_DETECTION = 0.7                  # palm detector score (mediapipe's default 0.5 lets in suit folds and hair)
 PALM_RANGE = (0.02, 0.6)             # wrist -> middle knuckle, in frame heights

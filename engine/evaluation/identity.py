@@ -1,12 +1,12 @@
 """Identity (CSIM-like): cosine between dlib's 128-d face descriptor of the reference photo and of every n-th
-frame (engine.identity; dlib-bin and face_recognition_models are an optional extra). Reports mean and min over
+frame (engine.evaluation.dlib_face; dlib-bin and face_recognition_models are an optional extra). Reports mean and min over
 the frames with a face, and the L2 distance (dlib's same-person threshold is L2 < 0.6)."""
 from __future__ import annotations
 
 import numpy as np
 from tqdm import tqdm
 
-from engine import identity as dlib_identity
+from engine.evaluation import dlib_face as dlib_identity
 
 SKIPPED = ("skipped: dlib-bin and face_recognition_models are not installed (scripts/setup.sh test, or "
            "pip install dlib-bin face_recognition_models 'setuptools<81', brings them)")

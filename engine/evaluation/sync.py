@@ -1,4 +1,4 @@
-"""Lip sync (SyncC/SyncD-like): mediapipe's mouth opening per frame (engine.lipsync: inner lips 13/14 over the
+"""Lip sync (SyncC/SyncD-like): mediapipe's mouth opening per frame (engine.evaluation.lipsync: inner lips 13/14 over the
 eye-corner distance) against the audio RMS envelope at the clip's frame rate; the Pearson r at every lag in
 -max_lag..max_lag frames, its peak and where it is. A positive lag means the mouth follows the audio."""
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.audio import SAMPLE_RATE
-from engine.lipsync import lagged_correlation, mouth_opening, sync_score
+from engine.audio.features import SAMPLE_RATE
+from engine.evaluation.lipsync import lagged_correlation, mouth_opening, sync_score
 
 
 def envelope(wave: torch.Tensor, fps: float, n_frames: int) -> np.ndarray:

@@ -1,0 +1,172 @@
+"""Person mask and landmarks of one photo, from mediapipe 0.10.21's bundled models (offline): selfie
+segmentation, face mesh (478 points with irises), pose (33 points, complexity 1) and hands (21 points each).
+Everything comes back in pixels of the input image; personalize anchors control particles to these.
+
+mediapipe is installed by scripts/setup.sh with --no-deps (its declared jax/jaxlib dependency is ~600 MB and
+unused by these solutions); pyproject.toml lists what it does import.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging: warnings and up only
+VERBOSE_ENV = "AUDIOAVATAR_VERBOSE"             # set (the CLI's --verbose): let mediapipe's own log lines through
+_quiet_lock, _quiet_depth, _saved_fd = threading.Lock(), 0, -1
+
+
+@contextmanager
+def quiet_native_logs():
+    """mediapipe's C++ side (TFLite's "Created ... delegate", absl's `W0000 ...` lines) writes straight to file
+    descriptor 2, past sys.stderr and GLOG_minloglevel: this points fd 2 at /dev/null while the block runs,
+    unless $AUDIOAVATAR_VERBOSE is set. Re-entrant and thread-safe (the outermost block restores fd 2); Python
+    errors raised inside are reported after the block, so they are never hidden."""
+    global _quiet_depth, _saved_fd
+    if os.environ.get(VERBOSE_ENV):
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            sys.stderr.flush()
+            _saved_fd = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                os.dup2(_saved_fd, 2)
+                os.close(_saved_fd)
+
+
+def _mediapipe():
+    try:
+        import mediapipe as mp
+    except ImportError as e:
+        raise ImportError("engine.avatar.landmarks needs mediapipe==0.10.21; run scripts/setup.sh, which installs it "
+                          "with --no-deps") from e
+    return mp
+
+
+@dataclass
+class Landmarks:
+    """One person in an image of H x W pixels. x, y in pixels; z in pixels too (mediapipe's relative depth
+    scaled by the image width; smaller is closer to the camera)."""
+    mask: Tensor                      # [H, W] person probability in [0, 1]
+    face: Tensor | None               # [478, 3]
+    pose: Tensor | None               # [33, 4]: x, y, z, visibility
+    left_hand: Tensor | None          # [21, 3], the person's anatomical left
+    right_hand: Tensor | None         # [21, 3]
+    notes: list[str] = field(default_factory=list)
+
+
+def _points(landmarks, w: int, h: int, with_visibility: bool = False) -> Tensor:
+    rows = [[p.x * w, p.y * h, p.z * w] + ([p.visibility] if with_visibility else []) for p in landmarks]
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def detect(image: Tensor) -> Landmarks:
+    """image [H, W, 3] RGB float in [0, 1] -> Landmarks of the most prominent person.
+
+    Several faces: the largest is taken and `notes` says so. No face and no body: ValueError."""
+    if image.dim() != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image: expected shape [H, W, 3], got {list(image.shape)}")
+    mp = _mediapipe()
+    rgb = np.ascontiguousarray((image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
+    notes: list[str] = []
+    with quiet_native_logs():
+        mask, face, n_faces, pose, hands = _run_models(mp, rgb)
+    if n_faces > 1:
+        notes.append(f"{n_faces} faces found; using the largest")
+    if face is None and pose is None:
+        raise ValueError("no person found in the photo (no face and no body detected)")
+    left, right = _assign_hands(hands, pose)
+    return Landmarks(mask, face, pose, left, right, notes)
+
+
+def person_mask(image: Tensor, side: int = 2048) -> Tensor:
+    """image [H, W, 3] RGB float in [0, 1] -> [H, W] person probability, from mediapipe's selfie segmentation
+    (personalize's crop). The model runs at 256 px whatever it is given, but its mask comes out sharper, and
+    reaches further (a held helmet, a hand), when it is given the photo at full size rather than a small copy:
+    so only a photo over `side` pixels is shrunk first."""
+    if image.dim() != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image: expected shape [H, W, 3], got {list(image.shape)}")
+    H, W = image.shape[:2]
+    small = image.permute(2, 0, 1)[None]
+    if max(H, W) > side:
+        s = side / max(H, W)
+        small = torch.nn.functional.interpolate(small, size=(max(1, round(H * s)), max(1, round(W * s))),
+                                                mode="area")
+    rgb = np.ascontiguousarray((small[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
+    with quiet_native_logs(), _mediapipe().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        mask = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
+    return torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="bilinear")[0, 0]
+
+
+def _run_models(mp, rgb: np.ndarray):
+    """Person mask [H, W], face mesh [478, 3] (or None) and face count, pose [33, 4] (or None), hands."""
+    h, w = rgb.shape[:2]
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        mask = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
+    face, n_faces = _face_mesh(mp, rgb)
+    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose_model:
+        res = pose_model.process(rgb).pose_landmarks
+        pose = _points(res.landmark, w, h, with_visibility=True) if res else None
+    with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2) as hands_model:
+        hands = [_points(hl.landmark, w, h) for hl in (hands_model.process(rgb).multi_hand_landmarks or [])]
+    return mask, face, n_faces, pose, hands
+
+
+def _face_mesh(mp, rgb: np.ndarray) -> tuple[Tensor | None, int]:
+    """Face mesh [478, 3] of the largest face, and how many faces there are. Faces are found by the
+    full-range detector (face mesh's own detector is short-range and misses the small face of a whole-body
+    photo); the mesh runs on a square crop around the largest one and is mapped back to image pixels."""
+    h, w = rgb.shape[:2]
+    with quiet_native_logs(), mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                        min_detection_confidence=0.5) as fd:
+        boxes = [d.location_data.relative_bounding_box for d in (fd.process(rgb).detections or [])]
+    if not boxes:
+        return None, 0
+    box = max(boxes, key=lambda b: b.width * b.height)
+    cx, cy = (box.xmin + box.width / 2) * w, (box.ymin + box.height / 2) * h
+    half = 1.1 * max(box.width * w, box.height * h)                      # the face plus hair and chin
+    x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+    x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    with quiet_native_logs(), mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                              refine_landmarks=True) as fm:
+        found = fm.process(crop).multi_face_landmarks
+    if not found:
+        return None, len(boxes)
+    pts = _points(found[0].landmark, x1 - x0, y1 - y0)
+    pts[:, 0] += x0
+    pts[:, 1] += y0
+    return pts, len(boxes)
+
+
+def _assign_hands(hands: list[Tensor], pose: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """(left, right) by the distance of each hand's wrist (point 0) to the pose's wrists (15 = left,
+    16 = right): one hand goes to the nearer wrist, two hands take the pairing with the smaller total distance.
+    mediapipe's own handedness label assumes a mirrored selfie, so it is not used. Without a pose, the
+    hands keep detection order."""
+    hands = hands[:2]
+    if not hands:
+        return None, None
+    if pose is None:
+        return hands[0], hands[1] if len(hands) > 1 else None
+    dist = [[float((hd[0, :2] - pose[j, :2]).norm()) for j in (15, 16)] for hd in hands]  # [hand][left, right]
+    if len(hands) == 1:
+        return (hands[0], None) if dist[0][0] <= dist[0][1] else (None, hands[0])
+    straight = dist[0][0] + dist[1][1]
+    return (hands[0], hands[1]) if straight <= dist[0][1] + dist[1][0] else (hands[1], hands[0])

@@ -1,0 +1,97 @@
+"""The mouth: where the face tears open when the jaw drops, and what shows through.
+
+A photo shows a closed (or smiling) mouth as one continuous surface, so linear-blend skinning would stretch
+it like rubber when the jaw opens: the lower lip drags the upper teeth along, and gaps open up in random
+places. Two fixes, both made from mediapipe's inner-lip contour (face-mesh indices from its FACEMESH_LIPS table):
+
+- a split line between the inner upper and inner lower lip. Inside the mouth's column (between the mouth
+  corners, from below the nose to the chin) a Gaussian above the line binds only to control particles above it,
+  and one below binds only to particles below it. So the upper lip and teeth stay with the head and the lower
+  lip, teeth and chin go with the jaw (engine.avatar.skinning, through the side ids below).
+- an under-layer behind the face (`under_layer`): dark inside the lips (the mouth interior, which shows when
+  they part) and a blurred, softer copy of the skin elsewhere, which shows wherever the jaw stretches the
+  front shell thin, instead of the hair-coloured back of the head.
+
+Pixels are (x, y) in the photo; sides are 0 = not split, 1 = upper, 2 = lower.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.render.gaussians import Gaussians, rgb_to_sh_dc
+from engine.avatar.regions import convex_hull, polygon_mask
+
+UPPER_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)   # mediapipe face mesh, left to right corner
+LOWER_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+NOSE_BOTTOM, CHIN = 2, 152
+INTERIOR_RGB = (0.20, 0.07, 0.08)
+
+
+def split_line_y(face: Tensor, x: Tensor) -> Tensor:
+    """y of the split line [M] at pixel columns x [M] (clamped to the mouth corners): the mean of the inner
+    upper and inner lower lip contours, each linearly interpolated."""
+    def contour(ids):
+        pts = face[list(ids), :2].double().numpy()
+        order = np.argsort(pts[:, 0])
+        return pts[order, 0], pts[order, 1]
+    ux, uy = contour(UPPER_INNER)
+    lx, ly = contour(LOWER_INNER)
+    xs = x.double().numpy()
+    return torch.from_numpy((np.interp(xs, ux, uy) + np.interp(xs, lx, ly)) / 2).float()
+
+
+def mouth_sides(face: Tensor, pixels: Tensor, restrict: Tensor | None = None) -> Tensor:
+    """Side [M] (0 not split, 1 upper, 2 lower) of pixels [M, 2] (x, y). Only pixels in the mouth column are
+    split, and of those only where `restrict` [M] bool is set (default: all)."""
+    x, y = pixels[:, 0].float(), pixels[:, 1].float()
+    left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
+    top, bottom = float(face[NOSE_BOTTOM, 1]), float(face[CHIN, 1])
+    column = (x >= left) & (x <= right) & (y >= top) & (y <= bottom)
+    if restrict is not None:
+        column &= restrict
+    below = y > split_line_y(face, x)
+    side = torch.where(below, 2, 1)
+    return torch.where(column, side, torch.zeros_like(side))
+
+
+def particle_sides(face: Tensor, pixels: Tensor) -> Tensor:
+    """Side [K] (1 upper, 2 lower) of every particle at pixels [K, 2], by the split line extended flat beyond
+    the mouth corners."""
+    return torch.where(pixels[:, 1].float() > split_line_y(face, pixels[:, 0].float()), 2, 1)
+
+
+def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: Tensor, z0: float,
+                depth_behind: float) -> tuple[Gaussians, Tensor, Tensor]:
+    """A second, softer skin behind the face: Gaussians depth_behind (world units) behind the front surface
+    (front [H, W] in pixels, engine.avatar.depth), dark red on every pixel of the outer-lip hull (the mouth interior),
+    blurred photo colours on every 2nd pixel of the rest of `facial` [H, W] with twice the footprint. When the
+    jaw stretches the front shell, this layer shows through its gaps instead of the back of the head.
+    -> (Gaussians [M], pixels [M, 2] (x, y), inside_mouth [M] bool)."""
+    H, W = front.shape
+    hull = polygon_mask(convex_hull(face[list(OUTER_LIPS), :2]), H, W)
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    skin = facial & ~hull & (yy % 2 == 0) & (xx % 2 == 0)
+    ys, xs = torch.nonzero(hull | skin, as_tuple=True)
+    if ys.numel() == 0:
+        raise ValueError("face: the face and lip hull cover no pixel")
+    inside = hull[ys, xs]
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    z = z0 - front[ys, xs] * z0 / fx + depth_behind
+    means = torch.stack([(xs + 0.5 - cx) / fx * z, (ys + 0.5 - cy) / fy * z, z], -1)
+    sigma = torch.where(inside, 0.8, 1.6) * z / fx
+    blurred = _box_blur(image, 2)[ys, xs]
+    rgb = torch.where(inside[:, None], torch.tensor(INTERIOR_RGB), blurred)
+    n = means.shape[0]
+    g = Gaussians(means.float(), torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+                  torch.stack([sigma, sigma, 0.3 * sigma], -1).float(), torch.ones(n),
+                  rgb_to_sh_dc(rgb)[:, None, :].float().contiguous())
+    return g, torch.stack([xs, ys], -1), inside
+
+
+def _box_blur(image: Tensor, r: int) -> Tensor:
+    """image [H, W, 3] averaged over (2r+1)^2 windows (edges replicated)."""
+    x = torch.nn.functional.pad(image.permute(2, 0, 1)[None], (r, r, r, r), mode="replicate")
+    return torch.nn.functional.avg_pool2d(x, 2 * r + 1, 1)[0].permute(1, 2, 0)

@@ -1,0 +1,224 @@
+"""One photo -> a canonical, animatable 3D Gaussian avatar (engine.avatar.bundle.Avatar).
+
+Steps: 1 load and check the photo, 2 person mask and landmarks, 3 region labels per pixel, 4 front and back
+surface depth (inflated body, rounder head, face-mesh relief on the face; engine.avatar.depth), 5 front/back shells
+of Gaussians (dense on face and hands), 6 an under-layer behind the face: the mouth interior and a soft second
+skin (engine.avatar.mouth), 7 photometric fit of the front shell with the differentiable rasterizer, 8 control
+particles on the landmarks, lifted to 3D, 9 skinning from every Gaussian to its nearest particles of compatible
+regions, split at the mouth line so the jaw opens the mouth instead of stretching it. The photo camera is the
+world frame: viewmat identity, +z forward, the person at distance z0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+import cuda_ext
+from engine.avatar.bundle import Avatar, PhotoCamera
+from engine.render.camera import intrinsics
+from engine.render.gaussians import Gaussians, rgb_to_sh_dc
+from engine.avatar.depth import surface_depth, surface_normals
+from engine.avatar.landmarks import Landmarks, detect, person_mask
+from engine.evaluation.metrics import psnr
+from engine.avatar.mouth import mouth_sides, particle_sides, under_layer
+from engine.avatar.photo import crop, load_photo, person_box
+from engine.render.splat import facing, render_gaussians
+from engine.avatar.particles import canonical_slots
+from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
+from engine.avatar.shell import ShellConfig, build_shells
+from engine.avatar.skinning import skin_weights
+
+
+@dataclass
+class PersonalizeConfig:
+    max_side: int = 512            # the photo is downscaled to this
+    fov_y_deg: float = 20.0        # assumed vertical field of view of the photo
+    shell: ShellConfig = field(default_factory=ShellConfig)
+    fit_steps: int = 300           # photometric fit, at most (0: none, the shell's colours as sampled)
+    fit_patience: int = 25         # stop when the loss has not improved by 0.1% for this many steps
+    skin_neighbours: int = 4
+
+
+DECODE_SIDE = 2048                 # the photo is decoded at most this large, cropped to the person, then downscaled
+
+# Which particle regions a Gaussian of each region may follow.
+ALLOWED = {BODY: {BODY, HANDS}, FACE: {FACE, LIPS, EYES}, LIPS: {LIPS, FACE}, EYES: {EYES, FACE},
+           HANDS: {HANDS, BODY}, HAIR: {FACE, BODY}}
+
+
+def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: PersonalizeConfig,
+                   trainable: Tensor, progress: bool = True, visible: Tensor | None = None) -> dict:
+    """Adam on colours, opacities, scales and positions of the `trainable` [N] Gaussians (the front shell) so
+    the front render matches the photo inside the silhouette and is transparent outside it. The hidden back
+    shell stays as built: it gets only the faint gradient that leaks through the front shell, and Adam, which
+    normalises step sizes, would turn that noise into speckle. Modifies g in place; returns a loss summary."""
+    H, W = person.shape
+    keep = trainable.float()
+    def leaf(t: Tensor) -> Tensor:
+        t = t.clone().requires_grad_(True)
+        t.register_hook(lambda grad: grad * keep.view(-1, *([1] * (grad.dim() - 1))))
+        return t
+    sh, log_s, means = leaf(g.sh), leaf(g.scales.log()), leaf(g.means)
+    logit = leaf(torch.logit(g.opacities.clamp(1e-4, 1 - 1e-4)))
+    opt = torch.optim.Adam([{"params": [sh], "lr": 0.02}, {"params": [logit], "lr": 0.05},
+                            {"params": [log_s], "lr": 0.01}, {"params": [means], "lr": 2e-4}])
+    target, inside = image, person.float()[..., None]
+    view, Ks, bg = torch.eye(4)[None], K[None], torch.ones(1, 3)
+    best, since, history = float("inf"), 0, []
+    bar = tqdm(range(cfg.fit_steps), desc="fitting to the photo", unit="step", disable=not progress)
+    for _ in bar:
+        v = slice(None) if visible is None else visible       # render what the photo camera renders (culling)
+        img, alpha, _ = cuda_ext.rasterization(means[v], g.quats[v], log_s.exp()[v], torch.sigmoid(logit)[v], sh[v],
+                                               view, Ks, W, H, sh_degree=0, backgrounds=bg)
+        loss = ((img[0] - target).abs() * inside).sum() / inside.sum() + (alpha[0] * (1 - inside)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+        history.append(value)
+        bar.set_postfix(loss=f"{value:.4f}")
+        if value < best * (1 - 1e-3):
+            best, since = value, 0
+        else:
+            since += 1
+            if since >= cfg.fit_patience:
+                break
+    with torch.no_grad():                  # only trainable rows change (log/exp and logit/sigmoid do not round-trip)
+        pick = lambda new, old: torch.where(trainable.view(-1, *([1] * (old.dim() - 1))), new, old)  # noqa: E731
+        g.sh, g.opacities = pick(sh, g.sh), pick(torch.sigmoid(logit), g.opacities)
+        g.scales, g.means = pick(log_s.exp(), g.scales), pick(means, g.means)
+    return {"steps": len(history), "loss_first": history[0] if history else None,   # fit_steps 0: no fit
+            "loss_last": history[-1] if history else None}
+
+
+def control_particles(lm: Landmarks, regions: Tensor, front: Tensor, K: Tensor, shell: ShellConfig):
+    """Anchors on the landmarks the photo shows, in the canonical slot order (engine.avatar.particles): face-mesh
+    lip, eye and every 6th point, the visible pose joints from the shoulders down, and both hands; lifted onto
+    the front surface (front [H, W], depth in pixels). -> ([K, 3], [K] regions, names)."""
+    H, W = regions.shape
+    source = {"face": lm.face, "pose": lm.pose, "hand_left": lm.left_hand, "hand_right": lm.right_hand}
+    anchors: list[tuple[str, float, float, int]] = []
+    for name, region in canonical_slots():
+        kind, i = name.split(":")
+        points = source[kind]
+        if points is None:
+            continue
+        x, y = float(points[int(i), 0]), float(points[int(i), 1])
+        if kind == "pose" and not (points[int(i), 3] > 0.5 and 0 <= x < W and 0 <= y < H):
+            continue                                                       # a joint the photo does not show
+        anchors.append((name, x, y, region))
+    if not anchors:
+        raise ValueError("no landmarks to anchor control particles on")
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    pts = []
+    for _, x, y, _ in anchors:
+        xi, yi = min(max(int(x), 0), W - 1), min(max(int(y), 0), H - 1)
+        z = shell.z0 - float(front[yi, xi]) * shell.z0 / fx
+        pts.append([(x - cx) / fx * z, (y - cy) / fy * z, z])
+    return torch.tensor(pts), torch.tensor([a[3] for a in anchors]), [a[0] for a in anchors]
+
+
+def _hair_behind_the_face(g: Gaussians, g_regions: Tensor, is_front: Tensor, image: Tensor, regions: Tensor) -> None:
+    """The back of a head is hair, not a blurred copy of the face: back-shell Gaussians of the head (face,
+    lips, eyes and hair) take the mean colour of the photo's hair region (when there is one), so the back
+    of the head is one even colour with no face-shaped patch."""
+    hair = regions == HAIR
+    if int(hair.sum()) == 0:
+        return
+    behind_face = ~is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS, EYES, HAIR]))
+    mean_hair = image[hair].mean(0)
+    g.sh[behind_face, 0] = rgb_to_sh_dc(mean_hair)
+
+
+def _skinning(means: Tensor, regions: Tensor, sides: Tensor, particles: Tensor, p_regions: Tensor,
+              p_sides: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Skinning (engine.avatar.skinning) over groups = region + 8 * mouth side (engine.avatar.mouth: 0 not split, 1 upper,
+    2 lower). A Gaussian follows particles of the regions ALLOWED for its own and, when split, of its side only.
+    Where the photo lacks every allowed particle, the nearest present ones stand in."""
+    present = {(int(r), int(s)) for r, s in zip(p_regions, p_sides)}
+    present_regions = {r for r, _ in present}
+    allowed = {}
+    groups = regions + 8 * sides
+    for group in groups.unique().tolist():
+        r, s = group % 8, group // 8
+        ok_regions = (ALLOWED[r] & present_regions) or present_regions
+        same_side = {pr + 8 * ps for pr, ps in present if pr in ok_regions and (s == 0 or ps == s)}
+        allowed[group] = same_side or {pr + 8 * ps for pr, ps in present if pr in ok_regions}
+    return skin_weights(means, particles, k, point_regions=groups, particle_regions=p_regions + 8 * p_sides,
+                        allowed=allowed)
+
+
+def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True) -> Avatar:
+    """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use."""
+    # 1-2. photo (cropped to the person when the photo is much wider or taller), mask, landmarks
+    full, info = load_photo(photo, max_side=max(cfg.max_side, DECODE_SIDE))
+    H0, W0 = full.shape[:2]
+    box = person_box(person_mask(full))
+    image = crop(full, box or (0, 0, W0, H0), cfg.max_side)
+    (ow, oh), decoded = info["original_size"], W0 / info["original_size"][0]      # decoded px per photo px
+    scale = image.shape[1] / ((box[2] - box[0]) if box else W0) * decoded          # final px per photo px
+    notes = []
+    if box is not None:
+        x0, y0, x1, y1 = (round(v / decoded) for v in box)
+        notes.append(f"the photo ({ow}x{oh}) is much larger than the person in it: cropped to the person, "
+                     f"x {x0}..{x1}, y {y0}..{y1}")
+    downscaled = scale < 0.999
+    if downscaled:
+        notes.append(f"downscaled the photo{' crop' if box else ''} by {scale:.3g} to {image.shape[1]}x{image.shape[0]}")
+    lm = detect(image)
+    H, W = image.shape[:2]
+    person = lm.mask > 0.5
+    if float(person.float().mean()) < 0.01:
+        raise ValueError(f"{photo}: the person covers under 1% of the photo")
+    # 3-5. regions, relief, shells
+    regions = region_map(lm, person)
+    fine = (regions == FACE) | (regions == LIPS) | (regions == EYES) | (regions == HANDS)
+    depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress)
+    K = intrinsics(W, H, cfg.fov_y_deg)
+    g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
+    g_regions = regions[pixel[:, 1], pixel[:, 0]]
+    is_back = ~is_front
+    _hair_behind_the_face(g, g_regions, is_front, image, regions)
+    # 6. the under-layer: mouth interior and a soft second skin behind the face
+    sides = torch.zeros(len(g), dtype=torch.long)
+    if lm.face is not None:
+        facial = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
+        sides = mouth_sides(lm.face, pixel + 0.5, is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS])))
+        world_per_face_unit = float((lm.face[33, :2] - lm.face[263, :2]).norm()) * cfg.shell.z0 / float(K[0, 0])
+        under, under_px, in_mouth = under_layer(lm.face, image, facial, depth[0], K, cfg.shell.z0,
+                                                0.08 * world_per_face_unit)
+        g = Gaussians.cat([g, under])
+        g_regions = torch.cat([g_regions, torch.where(in_mouth, LIPS, regions[under_px[:, 1], under_px[:, 0]])])
+        under_sides = torch.where(in_mouth, 1, mouth_sides(lm.face, under_px + 0.5))   # the interior stays with the head
+        sides = torch.cat([sides, under_sides])
+        is_front = torch.cat([is_front, torch.zeros(len(under), dtype=torch.bool)])
+        is_back = torch.cat([is_back, torch.zeros(len(under), dtype=torch.bool)])
+    # outward normals of the surface each Gaussian sits on (the under-layer: the front's), for back-face culling
+    front_n, back_n = (surface_normals(d, K, cfg.shell.z0, side) for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
+    all_px = pixel if lm.face is None else torch.cat([pixel, under_px])
+    normals = torch.where(is_back[:, None], back_n[all_px[:, 1], all_px[:, 0]], front_n[all_px[:, 1], all_px[:, 0]])
+    # 7. photometric fit of the front shell, with everything the photo camera renders in place
+    visible = facing(normals, g.means, torch.eye(4))
+    fit = fit_front_view(g, image, person, K, cfg, is_front, progress, visible)
+    # 8-9. particles and skinning
+    particles, particle_regions, names = control_particles(lm, regions, depth[0], K, cfg.shell)
+    p_sides = torch.ones(len(names), dtype=torch.long)
+    if lm.face is not None:
+        p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2])
+    skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
+                                        cfg.skin_neighbours)
+    meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
+            "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
+    return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
+                  PhotoCamera(K, torch.eye(4), W, H), meta, normals).validate()
+
+
+def front_view_metrics(avatar: Avatar, image: Tensor, person: Tensor) -> dict:
+    """The front re-render through the photo camera, and its PSNR (dB) inside the person mask."""
+    cam = avatar.camera
+    img, alpha = render_gaussians(avatar.gaussians, cam.viewmat, cam.K, cam.width, cam.height, normals=avatar.normals)
+    return {"psnr_in_mask": psnr(img, image, person), "render": img, "alpha": alpha[..., 0]}

@@ -1,0 +1,23 @@
+"""MotionSource: what the live engine (engine/runtime.py) asks of a motion source. Two follow it:
+engine.motion.procedural.ProceduralMotion (rules) and engine.motion.learned.LearnedMotion (distilled models).
+
+    push(mel [t, n_mels], rms [t]) -> canonical motion [t, K_c, 3] (face units), t >= 0, causal: frame i
+                                      depends only on frames <= i, so any chunking gives the same motion
+    reset()                           forget everything; the next frame is frame 0
+    interrupt()                       barge-in: forget the speech context, keep the time index (blinks and
+                                      idle motion go on without a jump)
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from torch import Tensor
+
+
+@runtime_checkable
+class MotionSource(Protocol):
+    def push(self, mel: Tensor, rms: Tensor) -> Tensor: ...
+
+    def reset(self) -> None: ...
+
+    def interrupt(self) -> None: ...
