@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-import distill.teachers.paha  # noqa: E402,F401  (registers "paha")
+import distill.teachers.paha  # noqa: E402,F401
 from distill.teachers.paha import pipeline as P  # noqa: E402
 from distill.teachers.paha import training as T  # noqa: E402
 from distill.teachers.paha.config import PAHAConfig  # noqa: E402

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-import distill.teachers.vivid  # noqa: E402,F401  (registers "vivid_animator")
+import distill.teachers.vivid  # noqa: E402,F401
 from distill.teachers.vivid import pct  # noqa: E402
 from distill.teachers.vivid import pipeline as P  # noqa: E402
 from distill.teachers.vivid import training as T  # noqa: E402

@@ -1,4 +1,5 @@
-"""Audio-driven talking-video teachers (distill/teachers/base.py has the interface and the registry)."""
-from distill.teachers.base import Teacher, make_teacher, register, teacher_names
+"""Audio-driven talking-video teachers: base.py has the interface, registry.py builds them by name."""
+from distill.teachers.base import Teacher
+from distill.teachers.registry import make_teacher, register, teacher_names
 
 __all__ = ["Teacher", "make_teacher", "register", "teacher_names"]

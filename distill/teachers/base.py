@@ -6,8 +6,8 @@ Every teacher makes videos:
 A diffusion teacher also exposes its denoiser, for score distillation (VSD, distill/losses):
     encode(images [B, 3, H, W] in [-1, 1]) -> latents;  decode(latents) -> images
     score(noisy_latents, timestep, conditions) -> eps (the predicted noise)
-Teachers register by name (`register`); `make_teacher(name, **config)` builds one, and its YAML config lives in
-configs/teachers/<name>.yaml. diffusers/transformers are imported only by modules under distill/teachers/.
+Teachers are built by name (distill/teachers/registry.py: `make_teacher(name, **config)`); each one's YAML
+config lives in configs/teachers/<name>.yaml. diffusers/transformers are imported only by modules under distill/teachers/.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 FPS, SAMPLE_RATE = 25, 16000
-_REGISTRY: dict[str, Callable[..., "Teacher"]] = {}
 
 
 class Teacher(ABC):
@@ -122,30 +121,6 @@ class LatentDiffusionTeacher(Teacher):
         return self._pipe.decode_latents(self.components, latents)
 
 
-def register(name: str):
-    """Class decorator: make a Teacher constructible by name."""
-    def wrap(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"teacher {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-    return wrap
-
-
-def teacher_names() -> list[str]:
-    _import_builtin()
-    return sorted(_REGISTRY)
-
-
-def make_teacher(name: str, **config) -> Teacher:
-    """Build a registered teacher; ValueError naming the known ones for an unknown name."""
-    _import_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"teacher: unknown name {name!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**config)
-
-
 def check_inputs(reference_image, audio) -> tuple[np.ndarray, Tensor]:
     """reference_image [H, W, 3] (uint8, or float in [0, 1]) and audio [S] float -> (uint8 array, float tensor)."""
     img = reference_image.detach().cpu().numpy() if isinstance(reference_image, Tensor) else np.asarray(reference_image)
@@ -159,12 +134,3 @@ def check_inputs(reference_image, audio) -> tuple[np.ndarray, Tensor]:
     if not bool(torch.isfinite(a).all()):
         raise ValueError("audio: contains NaN or inf")
     return img, a
-
-
-def _import_builtin() -> None:
-    """Importing the built-in teachers registers them (diffusion ones import diffusers only when built)."""
-    import distill.teachers.echomimic_v2  # noqa: F401
-    import distill.teachers.paha  # noqa: F401
-    import distill.teachers.procedural  # noqa: F401
-    import distill.teachers.versa  # noqa: F401
-    import distill.teachers.vivid  # noqa: F401

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import Teacher, check_inputs, register
+from distill.teachers.base import Teacher, check_inputs
 from engine.audio.features import audio_features
 from engine.config import from_dict, load_config
 from engine.avatar.landmarks import Landmarks, detect
@@ -428,10 +428,10 @@ def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
-@register("procedural")
 class ProceduralTeacher(Teacher):
     """The photo made to talk by engine.motion.procedural's rig and a triangle-mesh warp (module docstring).
     Options: ProceduralTeacherConfig's keys (strict), e.g. ProceduralTeacher(max_side=256, jaw_open=0.25)."""
+    name = "procedural"
 
     is_diffusion = False
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import Teacher, check_inputs, register
+from distill.teachers.base import Teacher, check_inputs
 from distill.teachers.procedural import ProceduralTeacher
 from engine.audio.features import audio_features
 from engine.config import from_dict
@@ -34,8 +34,8 @@ class VersaAnimatorConfig:
     steps: int = 4                   # MaskGIT decoding steps per window
 
 
-@register("versa_animator")
 class VersaAnimatorTeacher(Teacher):
+    name = "versa_animator"
     is_diffusion = False
 
     def __init__(self, **config):

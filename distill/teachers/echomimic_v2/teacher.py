@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import LatentDiffusionTeacher, register
+from distill.teachers.base import LatentDiffusionTeacher
 
 from .config import EchoMimicV2Config
 
 
-@register("echomimic_v2")
 class EchoMimicV2Teacher(LatentDiffusionTeacher):
+    name = "echomimic_v2"
     config_class = EchoMimicV2Config
 
     def __init__(self, **config):

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import LatentDiffusionTeacher, register
+from distill.teachers.base import LatentDiffusionTeacher
 
 from .config import PAHAConfig
 
 
-@register("paha")
 class PAHATeacher(LatentDiffusionTeacher):
+    name = "paha"
     config_class = PAHAConfig
     denoiser = "model"
 

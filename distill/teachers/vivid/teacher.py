@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distill.teachers.base import LatentDiffusionTeacher, register
+from distill.teachers.base import LatentDiffusionTeacher
 
 from .config import VividAnimatorConfig
 
 
-@register("vivid_animator")
 class VividAnimatorTeacher(LatentDiffusionTeacher):
+    name = "vivid_animator"
     config_class = VividAnimatorConfig
 
     def __init__(self, **config):
