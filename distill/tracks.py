@@ -138,8 +138,8 @@ def _lk_checked(lk: dict, cfg: TrackConfig, prev, nxt, start: np.ndarray, guess:
 
 def _mesh(rgb: np.ndarray) -> np.ndarray | None:
     """Face-mesh x, y [478, 2] of the largest face in rgb [H, W, 3] uint8 (OpenCV pixels), or None."""
-    from engine.avatar.landmarks import _face_mesh, _mediapipe
-    face, _ = _face_mesh(_mediapipe(), np.ascontiguousarray(rgb))
+    from engine.avatar.landmarks import face_mesh
+    face, _ = face_mesh(np.ascontiguousarray(rgb))
     return None if face is None else face[:, :2].double().numpy() - 0.5
 
 

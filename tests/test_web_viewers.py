@@ -126,9 +126,9 @@ def our_render(avatar, info: dict, eye_web, target_web) -> np.ndarray:
 def face_of(img: np.ndarray) -> dict | None:
     """MediaPipe's face in img [H, W, 3] uint8 (engine.avatar.landmarks' detector + mesh): its box (x0, y0, x1, y1),
     the mean eye and mouth points, and whether the eyes are above the mouth; None without a face."""
-    from engine.avatar.landmarks import _face_mesh, _mediapipe
+    from engine.avatar.landmarks import face_mesh
 
-    mesh, n = _face_mesh(_mediapipe(), np.ascontiguousarray(img))
+    mesh, n = face_mesh(np.ascontiguousarray(img))
     if mesh is None:
         return None
     pts = mesh[:, :2].numpy()

@@ -50,7 +50,8 @@ def quiet_native_logs():
                 os.close(_saved_fd)
 
 
-def _mediapipe():
+def mediapipe_module():
+    """The mediapipe package (0.10.21, which ships its models), or an ImportError saying how to install it."""
     try:
         import mediapipe as mp
     except ImportError as e:
@@ -82,7 +83,7 @@ def detect(image: Tensor) -> Landmarks:
     Several faces: the largest is taken and `notes` says so. No face and no body: ValueError."""
     if image.dim() != 3 or image.shape[-1] != 3:
         raise ValueError(f"image: expected shape [H, W, 3], got {list(image.shape)}")
-    mp = _mediapipe()
+    mp = mediapipe_module()
     rgb = np.ascontiguousarray((image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
     notes: list[str] = []
     with quiet_native_logs():
@@ -109,7 +110,7 @@ def person_mask(image: Tensor, side: int = 2048) -> Tensor:
         small = torch.nn.functional.interpolate(small, size=(max(1, round(H * s)), max(1, round(W * s))),
                                                 mode="area")
     rgb = np.ascontiguousarray((small[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
-    with quiet_native_logs(), _mediapipe().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+    with quiet_native_logs(), mediapipe_module().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         mask = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
     return torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="bilinear")[0, 0]
 
@@ -119,7 +120,7 @@ def _run_models(mp, rgb: np.ndarray):
     h, w = rgb.shape[:2]
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         mask = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
-    face, n_faces = _face_mesh(mp, rgb)
+    face, n_faces = face_mesh(rgb)
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose_model:
         res = pose_model.process(rgb).pose_landmarks
         pose = _points(res.landmark, w, h, with_visibility=True) if res else None
@@ -128,11 +129,11 @@ def _run_models(mp, rgb: np.ndarray):
     return mask, face, n_faces, pose, hands
 
 
-def _face_mesh(mp, rgb: np.ndarray) -> tuple[Tensor | None, int]:
-    """Face mesh [478, 3] of the largest face, and how many faces there are. Faces are found by the
+def face_mesh(rgb: np.ndarray) -> tuple[Tensor | None, int]:
+    """Face mesh [478, 3] (pixels) of the largest face in rgb [H, W, 3] uint8, and how many faces there are. Faces are found by the
     full-range detector (face mesh's own detector is short-range and misses the small face of a whole-body
     photo); the mesh runs on a square crop around the largest one and is mapped back to image pixels."""
-    h, w = rgb.shape[:2]
+    mp, h, w = mediapipe_module(), *rgb.shape[:2]
     with quiet_native_logs(), mp.solutions.face_detection.FaceDetection(model_selection=1,
                                                                         min_detection_confidence=0.5) as fd:
         boxes = [d.location_data.relative_bounding_box for d in (fd.process(rgb).detections or [])]

@@ -10,14 +10,14 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from engine.avatar.bundle import REGIONS
-from engine.avatar.landmarks import Landmarks, _mediapipe
+from engine.avatar.landmarks import Landmarks, mediapipe_module
 
 BODY, FACE, LIPS, EYES, HANDS, HAIR = (REGIONS.index(r) for r in ("body", "face", "lips", "eyes", "hands", "hair"))
 
 
 def face_index_sets() -> dict[str, list[int]]:
     """Face-mesh vertex indices of the face oval, the lips and each eye (from mediapipe's tables)."""
-    conn = _mediapipe().solutions.face_mesh_connections
+    conn = mediapipe_module().solutions.face_mesh_connections
     def verts(edges):
         return sorted({i for e in edges for i in e})
     return {"oval": verts(conn.FACEMESH_FACE_OVAL), "lips": verts(conn.FACEMESH_LIPS),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from engine.avatar.landmarks import _mediapipe, quiet_native_logs
+from engine.avatar.landmarks import mediapipe_module, quiet_native_logs
 
 MIN_DETECTION = 0.7                  # palm detector score (mediapipe's default 0.5 lets in suit folds and hair)
 PALM_RANGE = (0.02, 0.6)             # wrist -> middle knuckle, in frame heights
@@ -55,7 +55,7 @@ def keypoint_spread(tracks: dict[str, list[np.ndarray]]) -> dict[str, float]:
 
 def hand_scores(frames: np.ndarray, stride: int = 1, progress: bool = False) -> dict:
     """frames [T, H, W, 3] uint8 -> the measures in the module docstring, over every `stride`-th frame."""
-    mp = _mediapipe()
+    mp = mediapipe_module()
     aspect = frames.shape[2] / frames.shape[1]     # x is given in widths, y in heights: both in heights
     index = list(range(0, len(frames), stride))
     found, scores, rejected = [], [], 0

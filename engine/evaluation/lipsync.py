@@ -14,17 +14,16 @@ import math
 import numpy as np
 from tqdm import tqdm
 
-from engine.avatar.landmarks import _face_mesh, _mediapipe
+from engine.avatar.landmarks import face_mesh
 
 UPPER_LIP, LOWER_LIP, EYE_CORNERS = 13, 14, (33, 263)
 
 
 def mouth_opening(frames, progress: bool = False) -> np.ndarray:
     """frames: iterable of [H, W, 3] uint8 RGB -> [T] mouth opening (NaN where no face was found)."""
-    mp = _mediapipe()
     out = []
     for frame in tqdm(frames, desc="measuring mouth opening", unit="frame", disable=not progress):
-        face, _ = _face_mesh(mp, np.ascontiguousarray(frame))
+        face, _ = face_mesh(np.ascontiguousarray(frame))
         if face is None:
             out.append(math.nan)
             continue
