@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.pretrained import atomic_file_write
+
 
 def to_uint8(frame) -> np.ndarray:
     """[H, W, 3] float in [0, 1] (tensor or array) -> uint8 array."""
@@ -17,12 +19,9 @@ def to_uint8(frame) -> np.ndarray:
 
 
 def write_png(path: str | Path, frame) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(to_uint8(frame)).save(tmp)
-    os.replace(tmp, path)
-    return path
+    """frame [H, W, 3] in [0, 1] -> a PNG at path, written atomically (engine.pretrained.atomic_file_write)."""
+    image = Image.fromarray(to_uint8(frame))
+    return atomic_file_write(path, lambda f: image.save(f, format="PNG"))
 
 
 def ffmpeg_exe() -> str:
