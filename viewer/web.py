@@ -27,6 +27,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_URL = 2048                 # characters of the request target
 WARMING_RETRY_S = 2            # Retry-After while the renderer warms up
 WILDCARD = ("0.0.0.0", "::", "")
+# The viewer's own types, not left to mimetypes (which reads /etc/mime.types or the Windows registry, where .js
+# can be text/plain): browsers refuse an ES module, or under nosniff a stylesheet, of any other type.
+STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 
 
 def is_loopback(host: str) -> bool:
@@ -107,7 +110,7 @@ def static_response(path: str, head: bool = False) -> Response:
         body = target.read_bytes()
     except (OSError, ValueError):
         return text(HTTPStatus.NOT_FOUND, "not found", head=head)
-    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    kind = STATIC_TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return response(HTTPStatus.OK, body, kind, head=head)
 
 
