@@ -2,7 +2,7 @@
 
 Everything that parses bytes from the network lives here and raises ProtocolError (a ValueError) with a
 message fit to send back to the client. viewer/server.py and viewer/client.py both use it; the browser's
-viewer/static/viewer.js implements the same layout.
+viewer/static/protocol.js implements the same layout.
 """
 from __future__ import annotations
 
