@@ -40,3 +40,19 @@ def photo():
     image = np.array(Image.open(Path(__file__).resolve().parent.parent / "assets" / "astronaut.png").convert("RGB"))
     image.flags.writeable = False
     return image
+
+
+@pytest.fixture(scope="module")
+def chrome():
+    """A headless Chromium driven over WebDriver (tests/webdriver_client.py), closed after the module; the test
+    skips when this machine has no chromium + chromedriver (scripts/setup.sh test installs them)."""
+    from webdriver_client import BrowserMissing, Chrome, find_browser
+    try:
+        find_browser()
+    except BrowserMissing as e:
+        pytest.skip(str(e))
+    browser = Chrome.start()
+    try:
+        yield browser
+    finally:
+        browser.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from webdriver_client import BrowserMissing, Chrome, find_browser, kill_group
+from webdriver_client import BrowserMissing, find_browser, kill_group
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT = 120      # the first start may JIT-build the C++ splatting kernels
@@ -162,12 +162,8 @@ def _wait_serving(proc: subprocess.Popen, lines: queue.Queue, log: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def browser(browser_paths):
-    chrome = Chrome.start()
-    try:
-        yield chrome
-    finally:
-        chrome.close()
+def browser(browser_paths, chrome):
+    return chrome
 
 
 # ---- the test ----------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import asyncio
 import http.client
 import json
 import socket
-import threading
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ from viewer.pacing import LoopWatch, RenderSlots  # noqa: E402
 from viewer.protocol import pack_audio  # noqa: E402
 from viewer.server import AvatarServer, ServerConfig, Session  # noqa: E402
 from viewer.web import allowed_hosts, host_ok  # noqa: E402
+from warming_server import warming_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -128,24 +128,7 @@ def test_head_long_urls_missing_host_and_health(server):
 
 
 def test_warming_up_answers_503_and_health_until_the_renderer_is_ready(avatar):
-    release = threading.Event()
-
-    class SlowWarmUp(AvatarServer):
-        def _warm_up(self):
-            assert release.wait(30)
-            super()._warm_up()
-
-    server = SlowWarmUp(avatar, ServerConfig(port=0, size=64, motion="procedural"))
-    listening, ready, stop = threading.Event(), threading.Event(), []
-    loop = asyncio.new_event_loop()
-
-    def run():
-        stop.append(asyncio.Event())
-        loop.run_until_complete(server.run(lambda port: ready.set(), stop[0], lambda port: listening.set()))
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        assert listening.wait(30)
+    with warming_server(avatar, hold_s=30) as (server, release, ready):
         port = server.port
         status, _, body = http_request(port, "GET", "/health")
         assert status == 200 and json.loads(body)["status"] == "warming" and not ready.is_set()
@@ -162,10 +145,6 @@ def test_warming_up_answers_503_and_health_until_the_renderer_is_ready(avatar):
             await ws.close()
             return welcome
         assert asyncio.run(session())["type"] == "welcome"
-    finally:
-        release.set()
-        loop.call_soon_threadsafe(stop[0].set)
-        thread.join(10)
 
 
 HUGE = "9" * 5000

@@ -31,7 +31,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webdriver_client import BrowserMissing, Chrome, find_browser  # noqa: E402
+from webdriver_client import Chrome  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "tests" / "web_viewers"
@@ -192,20 +192,13 @@ NODE_FILES = ("three/build/three.module.js", "@sparkjsdev/spark/dist/spark.modul
 
 
 @pytest.fixture(scope="module")
-def browser():
-    try:
-        find_browser()
-    except BrowserMissing as e:
-        pytest.skip(str(e))
+def browser(request):
+    """The conftest's headless Chromium, once the pinned web viewers are installed (else the test skips)."""
     missing = [f for f in NODE_FILES if not (WEB / "node_modules" / f).is_file()]
     if missing:
         pytest.skip(f"web viewer packages not installed ({missing[0]} missing): npm ci --prefix tests/web_viewers")
     pytest.importorskip("mediapipe")
-    chrome = Chrome.start()
-    try:
-        yield chrome
-    finally:
-        chrome.close()
+    return request.getfixturevalue("chrome")
 
 
 @pytest.fixture(scope="module")
