@@ -37,12 +37,12 @@ class AvatarView:
         self.avatar, self.W, self.H = avatar, int(width), int(height)
         self.viewmat, self.K, self.background = viewmat.float().clone(), K.float().clone(), background
         g = avatar.gaussians
-        self.kept = (facing(avatar.normals, g.means, self.viewmat) if avatar.normals is not None
-                     else torch.ones(len(g), dtype=torch.bool)).nonzero().squeeze(1)    # [N'] into the avatar
-        self.g0: Gaussians = g.select(self.kept) if avatar.normals is not None else g
-        self.skin_index, self.skin_weight = ((avatar.skin_index[self.kept], avatar.skin_weight[self.kept])
-                                             if avatar.normals is not None
-                                             else (avatar.skin_index, avatar.skin_weight))
+        if avatar.normals is None:                                       # no facing known: keep them all
+            self.g0, self.skin_index, self.skin_weight = g, avatar.skin_index, avatar.skin_weight
+        else:
+            keep = facing(avatar.normals, g.means, self.viewmat).nonzero().squeeze(1)   # [N'] into the avatar
+            self.g0 = g.select(keep)
+            self.skin_index, self.skin_weight = avatar.skin_index[keep], avatar.skin_weight[keep]
         self.slots = slot_index(avatar.particle_names)                   # [K] canonical slot of each particle
         self.unit = motion_scale(avatar.particles, avatar.particle_names)
 
