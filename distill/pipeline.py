@@ -247,7 +247,7 @@ def distill(cfg: DistillConfig, run_dir: str | Path, resume: bool = False, progr
         raise ValueError("data: no training clips (corpus train split empty and no extra_audio)")
     first = train_clips[0]
     size = first.frames().shape[1:3]
-    view = TeacherView(avatar, size)                  # white background, as the avatar was fitted and the engine renders
+    view = TeacherView(avatar, size)       # white background, as the avatar was fitted and the engine renders
     person = _person_mask(first.reference())         # [H, W]: where the photometric losses and the metrics count
     # 4-5. tracks and pseudo-GT motion
     clips = [run.clip_tensors(view, c) for c in _progress(train_clips, progress and is_main(ctx), "tracks + fit4d")]

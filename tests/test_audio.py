@@ -1,4 +1,5 @@
-"""engine.audio.features / engine.audio.encoder: resampling, causal log-mel, streaming == offline, files, bad audio, encoders.
+"""engine.audio.features / engine.audio.encoder: resampling, causal log-mel, streaming == offline, files, bad
+audio, the encoder.
 
 References are independent of the code under test: hand-computed filterbank values, numpy FFTs, pure tones of
 known frequency and amplitude, and scipy.signal.resample_poly where scipy is installed.

@@ -88,7 +88,8 @@ class Avatar:
         if self.normals is not None and tuple(self.normals.shape) != (N, 3):
             raise ValueError(f"avatar normals: expected shape {[N, 3]}, got {list(self.normals.shape)}")
         if self.decoder is not None and self.decoder.config.n_particles != K:
-            raise ValueError(f"avatar decoder: made for {self.decoder.config.n_particles} particles, the avatar has {K}")
+            raise ValueError(f"avatar decoder: made for {self.decoder.config.n_particles} particles, "
+                             f"the avatar has {K}")
         if len(self.particle_names) != K:
             raise ValueError(f"avatar particle_names: expected {K} names, got {len(self.particle_names)}")
         if N and (int(self.regions.min()) < 0 or int(self.regions.max()) >= len(REGIONS)):

@@ -130,9 +130,9 @@ def _run_models(mp, rgb: np.ndarray):
 
 
 def face_mesh(rgb: np.ndarray) -> tuple[Tensor | None, int]:
-    """Face mesh [478, 3] (pixels) of the largest face in rgb [H, W, 3] uint8, and how many faces there are. Faces are found by the
-    full-range detector (face mesh's own detector is short-range and misses the small face of a whole-body
-    photo); the mesh runs on a square crop around the largest one and is mapped back to image pixels."""
+    """Face mesh [478, 3] (pixels) of the largest face in rgb [H, W, 3] uint8, and how many faces there are.
+    Faces are found by the full-range detector (face mesh's own detector is short-range and misses the small face
+    of a whole-body photo); the mesh runs on a square crop around the largest one and is mapped back to pixels."""
     mp, h, w = mediapipe_module(), *rgb.shape[:2]
     with quiet_native_logs(), mp.solutions.face_detection.FaceDetection(model_selection=1,
                                                                         min_detection_confidence=0.5) as fd:

@@ -29,7 +29,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from engine.avatar.bundle import Avatar
 from engine.render.ply import GaussianPly, write_ply
+from engine.render.splat import facing
 
 # p_web = WEB_FROM_WORLD @ (p_world - centre): 180 degrees about x.
 WEB_FROM_WORLD = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
@@ -111,9 +113,6 @@ def export_web_ply(avatar, out: str | Path, seal_back: bool = True) -> dict:
     holding 98% of the visible Gaussians (to frame a camera: distance = radius / sin(fov_y / 2)), and the
     photo camera in the web frame (position; look-at: the point of its optical axis nearest the origin; up;
     vertical field of view; image size)."""
-    from engine.avatar.bundle import Avatar   # engine.avatar.bundle imports engine.render.ply; keep this module light to import
-    from engine.render.splat import facing
-
     if not isinstance(avatar, Avatar):
         avatar = Avatar.from_pretrained(avatar)
     src = avatar.gaussians.to_ply()

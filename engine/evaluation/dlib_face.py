@@ -4,7 +4,8 @@ shape predictor, descriptor network). An optional extra: `available()` says whet
 report "skipped" when it cannot.
 
 dlib's cosines are compressed: different people score about 0.80-0.89 and the same person 0.94 or more
-(measured on this project's machines, docs/evaluation.md). So the L2 distance is reported too; dlib's own same-person threshold is L2 < 0.6.
+(measured on this project's machines, docs/evaluation.md). So the L2 distance is reported too; dlib's own
+same-person threshold is L2 < 0.6.
 """
 from __future__ import annotations
 
