@@ -16,7 +16,7 @@ import torch
 
 from engine.render.camera import look_at
 from engine.avatar.landmarks import detect
-from engine.evaluation.metrics import psnr, ssim
+from engine.render.metrics import psnr, ssim
 from engine.avatar.personalize import front_view_metrics, personalize
 from engine.avatar.photo import load_photo
 from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS, region_map

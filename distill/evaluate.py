@@ -6,7 +6,7 @@ For each held-out clip (voices and sentences never trained on, distill/data.py):
     frames      the avatar from the photo camera at the teacher's frame size (distill/view.py), on white
     lip sync    mediapipe's mouth opening of the rendered frames vs the audio's RMS envelope, Pearson r at the
                 best lag in +-10 frames (engine/evaluation/lipsync.py; issue 4 uses the same measure)
-    fidelity    PSNR and SSIM (engine/evaluation/metrics.py) of the rendered frames vs the teacher's frames, inside the
+    fidelity    PSNR and SSIM (engine/render/metrics.py) of the rendered frames vs the teacher's frames, inside the
                 person's mask of the reference (mediapipe segmentation; issue 3 measures the same way): the
                 person, not the photo's background, which the avatar does not have
 Clip scores are averaged over the clips (lip sync over all frames concatenated, so short clips count by length).
@@ -21,7 +21,7 @@ from torch import Tensor
 
 from engine.audio.features import frame_rms
 from engine.evaluation.lipsync import mouth_opening, sync_score
-from engine.evaluation.metrics import psnr, ssim
+from engine.render.metrics import psnr, ssim
 from engine.motion.dit import generate
 from engine.motion.procedural import ProceduralMotion
 from engine.render.video import Mp4Writer

@@ -2,7 +2,7 @@
 
     photometric   renders [B, H, W, 3] vs teacher frames [B, H, W, 3] (both in [0, 1]) inside a mask [B, H, W]:
                   L1, and 1 - SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, the
-                  same window as engine.evaluation.metrics.ssim_map, here in float32 and batched, with gradients)
+                  same window as engine.render.metrics.ssim_map, here in float32 and batched, with gradients)
     trajectory    sum_i sum_t ||u_hat_t^i - u_t^i||^2 (AudioAvatar §3.3): projected Gaussian centres [B, T, P, 2]
                   against the teacher video's 2-D tracks [B, T, P, 2] where the tracks are valid [B, T, P]; the
                   sum is divided by the number of valid terms (so batch size and track count do not set the
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.avatar.knn import knn
-from engine.evaluation.metrics import separable_blur
+from engine.render.metrics import separable_blur
 
 SSIM_SIGMA, SSIM_RADIUS, SSIM_C1, SSIM_C2 = 1.5, 5, 0.01 ** 2, 0.03 ** 2
 
@@ -41,7 +41,7 @@ def _check_images(pred: Tensor, target: Tensor, mask: Tensor | None) -> None:
 
 def ssim_map(a: Tensor, b: Tensor) -> Tensor:
     """Per-pixel SSIM [B, H, W] of a, b [B, H, W, 3] in [0, 1], averaged over channels; borders as
-    engine.evaluation.metrics.ssim_map (valid windows, statistics padded by replication)."""
+    engine.render.metrics.ssim_map (valid windows, statistics padded by replication)."""
     x = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=a.dtype, device=a.device)
     g = torch.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
     g = g / g.sum()

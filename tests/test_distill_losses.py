@@ -1,4 +1,4 @@
-"""distill/losses.py against independent references: hand computations, engine.evaluation.metrics (float64 SSIM) and
+"""distill/losses.py against independent references: hand computations, engine.render.metrics (float64 SSIM) and
 scikit-image's structural_similarity; distill/view.py's projection against the renderer, and fit4d's lift."""
 import math
 
@@ -8,7 +8,7 @@ import torch
 
 from distill.fit4d import fill_gaps
 from distill.losses import arap_loss, knn_graph, photometric_loss, ssim_map, trajectory_loss
-from engine.evaluation.metrics import ssim as ssim_reference
+from engine.render.metrics import ssim as ssim_reference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from engine.evaluation.metrics import psnr, ssim
+from engine.render.metrics import psnr, ssim
 
 skimage_metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is a test extra")
 
@@ -16,7 +16,7 @@ def test_psnr_and_ssim_match_scikit_image():
     ref = skimage_metrics.structural_similarity(a.numpy(), b.numpy(), data_range=1.0, channel_axis=-1,
                                                 gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     # scikit-image averages only the pixels whose window fits (it crops 5 px borders); do the same
-    from engine.evaluation.metrics import ssim_map
+    from engine.render.metrics import ssim_map
     ours = float(ssim_map(a, b)[5:-5, 5:-5].mean())
     assert abs(ours - ref) < 1e-4, (ours, ref)
     assert ssim(a, a) == pytest.approx(1.0, abs=1e-6)

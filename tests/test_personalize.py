@@ -9,7 +9,7 @@ from audioavatar import cli  # noqa: E402
 from engine.avatar.bundle import REGIONS, Avatar  # noqa: E402
 from engine.render.gaussians import sh_dc_to_rgb  # noqa: E402
 from engine.avatar.landmarks import detect  # noqa: E402
-from engine.evaluation.metrics import psnr  # noqa: E402
+from engine.render.metrics import psnr  # noqa: E402
 from engine.avatar.personalize import PersonalizeConfig, front_view_metrics, personalize  # noqa: E402
 from engine.avatar.photo import load_photo  # noqa: E402
 

@@ -23,7 +23,7 @@ from engine.render.camera import intrinsics
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 from engine.avatar.depth import surface_depth, surface_normals
 from engine.avatar.landmarks import Landmarks, detect, person_mask
-from engine.evaluation.metrics import psnr
+from engine.render.metrics import psnr
 from engine.avatar.mouth import mouth_sides, particle_sides, under_layer
 from engine.avatar.photo import crop, load_photo, person_box
 from engine.render.splat import facing, render_gaussians

@@ -6,5 +6,6 @@
   turntable.py   stills and orbits as png / mp4
   ply.py         the standard 3DGS .ply
   video.py       mp4 writing (ffmpeg, audio muxed in) and png
+  metrics.py     PSNR and SSIM of images (the fit's report, benchmarks, the distillation's losses' reference)
 An avatar seen through a camera, deformed by its decoder, is engine/view.py (`AvatarView`), one level up.
 """
