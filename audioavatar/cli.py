@@ -53,8 +53,8 @@ def _render_config(args):
 
 
 def _load_scene(path: Path):
-    from engine.render.ply import read_ply
     from engine.render.gaussians import Gaussians
+    from engine.render.ply import read_ply
 
     if path.is_dir() and (path / "avatar.json").is_file():
         from engine.avatar.bundle import Avatar
@@ -118,8 +118,8 @@ def cmd_animate(args) -> dict:
 
     from engine.audio.features import SAMPLE_RATE, load_audio
     from engine.config import load_config
-    from engine.runtime import FPS, AvatarEngine, EngineConfig
     from engine.render.video import Mp4Writer
+    from engine.runtime import FPS, AvatarEngine, EngineConfig
 
     cfg = load_config(EngineConfig, args.config) if args.config else EngineConfig()
     if args.size is not None:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from distill.embedding import EmbeddingConfig
 from distill.fit4d import Fit4DConfig
 from distill.tracks import TrackConfig
 from engine.audio.encoder import AudioEncoderConfig
 from engine.config import from_dict, load_config, read_yaml
-from distill.embedding import EmbeddingConfig
 from engine.motion.dit import MotionDiTConfig
 from engine.motion.refiner import RefinerConfig
 

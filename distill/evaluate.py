@@ -21,9 +21,9 @@ from torch import Tensor
 
 from engine.audio.features import frame_rms
 from engine.evaluation.lipsync import mouth_opening, sync_score
-from engine.render.metrics import psnr, ssim
 from engine.motion.dit import generate
 from engine.motion.procedural import ProceduralMotion
+from engine.render.metrics import psnr, ssim
 from engine.render.video import Mp4Writer
 
 

@@ -26,23 +26,23 @@ import torch
 import yaml
 
 from distill import data as teacher_data
+from distill.checkpoint import batch_indices
 from distill.config import REPO, DistillConfig
 from distill.dataset import ClipTensors, Windows
 from distill.dist import DistContext, barrier, init_distributed, is_main
-from distill.checkpoint import batch_indices
+from distill.embedding import AudioMotionEmbedding
 from distill.fit4d import (DecoderFit, GainFit, TrackGain, TrackGainConfig, calibrate_tracks, lift_displacement,
                            lift_tracks, track_displacement)
 from distill.objectives import EmbeddingObjective, FinetuneObjective, MotionObjective
 from distill.train import Stage, is_done, run_stage, step_generator
 from distill.view import TeacherView, crop_frames
-from engine.audio.features import audio_features
 from engine.audio.encoder import AudioEncoder
+from engine.audio.features import audio_features
 from engine.avatar.bundle import Avatar
-from engine.pretrained import atomic_file_write
 from engine.deform.decoder import DecoderConfig, GaussianDecoder
-from distill.embedding import AudioMotionEmbedding
 from engine.motion.dit import MotionDiT
 from engine.motion.refiner import FaceHandRefiner
+from engine.pretrained import atomic_file_write
 
 MODEL_DIRS = {"encoder": "audio_encoder", "dit": "motion", "refiner": "refiner", "embedding": "embedding"}
 VARIANTS = ("learned", "learned_no_refiner", "procedural")

@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.config import load_config
 from engine.avatar.particles import canonical_names
+from engine.config import load_config
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "tracks.yaml"
 

@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from engine.audio.features import audio_features
 from engine.config import from_dict, read_yaml
-from engine.pretrained import atomic_dir_write, check_replaceable
 from engine.motion.procedural import ProceduralMotion
 from engine.motion.versa.commands import BODY_SLOTS, COMMANDS, gesture_motion, text_features
 from engine.motion.versa.prior import GesturePrior, build_pose_bank
 from engine.motion.versa.tokens import MotionTokenConfig, MotionTokenModel
 from engine.motion.versa.vqvae import MotionVQVAE, MotionVQVAEConfig
+from engine.pretrained import atomic_dir_write, check_replaceable
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -121,9 +121,10 @@ class AvatarEngine:
             self._gesture: deque = deque()      # motion [K_c, 3] a text command adds to the next frames
             self._pending16k = np.zeros(0, np.float32)
             self.index = 0
-            self.source: MotionSource = (ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
-                           if self.motion_source == "procedural"
-                           else LearnedMotion(self.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed))
+            self.source: MotionSource = (
+                ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
+                if self.motion_source == "procedural"
+                else LearnedMotion(self.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed))
 
     def push_audio(self, pcm, sample_rate: int = SAMPLE_RATE, speaking: bool = True) -> int:
         """Queue speech: pcm [s] or [s, channels] (float in [-1, 1] or int16) at sample_rate. Any chunk size; a

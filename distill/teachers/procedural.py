@@ -45,12 +45,12 @@ from torch import Tensor
 
 from distill.teachers.base import Teacher, check_inputs
 from engine.audio.features import audio_features
-from engine.config import from_dict, load_config
 from engine.avatar.landmarks import Landmarks, detect
 from engine.avatar.mouth import INTERIOR_RGB, LOWER_INNER, OUTER_LIPS, UPPER_INNER
 from engine.avatar.particles import canonical_names, canonical_slots, motion_scale
-from engine.motion.procedural import ProceduralConfig, ProceduralMotion
 from engine.avatar.regions import LIPS, face_index_sets
+from engine.config import from_dict, load_config
+from engine.motion.procedural import ProceduralConfig, ProceduralMotion
 
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "teachers" / "procedural.yaml"
 # mediapipe face-mesh eye contours (its FACEMESH_RIGHT_EYE / FACEMESH_LEFT_EYE tables): (upper, lower) lid,

@@ -28,9 +28,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from engine.deform.decoder import DecoderConfig, GaussianDecoder
+from engine.pretrained import atomic_dir_write
 from engine.render.gaussians import Gaussians
 from engine.render.ply import read_ply, write_ply
-from engine.pretrained import atomic_dir_write
 
 FORMAT_VERSION = 1
 REGIONS = ("body", "face", "lips", "eyes", "hands", "hair")   # region id = index; "hair" also holds "other"

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 from engine.avatar.regions import convex_hull, polygon_mask
+from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 
 UPPER_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)   # mediapipe face mesh, left to right corner
 LOWER_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)

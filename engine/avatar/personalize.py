@@ -19,18 +19,18 @@ from tqdm import tqdm
 
 import cuda_ext
 from engine.avatar.bundle import Avatar, PhotoCamera
-from engine.render.camera import intrinsics
-from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 from engine.avatar.depth import surface_depth, surface_normals
 from engine.avatar.landmarks import Landmarks, detect, person_mask
-from engine.render.metrics import psnr
 from engine.avatar.mouth import mouth_sides, particle_sides, under_layer
-from engine.avatar.photo import crop, load_photo, person_box
-from engine.render.splat import facing, render_gaussians
 from engine.avatar.particles import canonical_slots
+from engine.avatar.photo import crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
 from engine.avatar.shell import ShellConfig, build_shells
 from engine.avatar.skinning import skin_weights
+from engine.render.camera import intrinsics
+from engine.render.gaussians import Gaussians, rgb_to_sh_dc
+from engine.render.metrics import psnr
+from engine.render.splat import facing, render_gaussians
 
 
 @dataclass

@@ -38,8 +38,8 @@ import torch
 from torch import Tensor, nn
 
 from cuda_ext.reference import SH_C0
-from engine.render.gaussians import Gaussians
 from engine.pretrained import Pretrained
+from engine.render.gaussians import Gaussians
 
 DELTA_CHANNELS = 13
 D_MEAN, D_ROTVEC, D_LOG_SCALE, D_COLOR, D_OPACITY = slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12), slice(12, 13)

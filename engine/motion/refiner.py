@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from engine.motion.dit import AdaLNBlock, FinalLayer, check_tensor, masked_mse, sinusoidal_embedding
 from engine.avatar.particles import canonical_slots
-from engine.pretrained import Pretrained
 from engine.avatar.regions import EYES, FACE, HANDS, LIPS
+from engine.motion.dit import AdaLNBlock, FinalLayer, check_tensor, masked_mse, sinusoidal_embedding
+from engine.pretrained import Pretrained
 
 REFINED_REGIONS = (FACE, LIPS, EYES, HANDS)    # engine.avatar.regions ids
 
