@@ -1,21 +1,26 @@
 """engine/view.py: the one render path. The live engine's frame and the distillation's render of the same motion
 agree; a crop is the window of the whole frame; an image background equals a grey level of the same value;
 canonical <-> world motion round-trips; an avatar keeps its trained decoder on disk and the engine uses it."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from distill.view import TeacherView
+from engine.audio.features import audio_features, load_audio
 from engine.avatar.bundle import Avatar, PhotoCamera
+from engine.avatar.particles import canonical_slots
 from engine.deform.decoder import DecoderConfig, GaussianDecoder
 from engine.motion.learned import LearnedMotion
 from engine.motion.procedural import ProceduralMotion
 from engine.motion.source import MotionSource
 from engine.render.camera import intrinsics, look_at
 from engine.render.gaussians import Gaussians
-from engine.runtime import AvatarEngine, EngineConfig
+from engine.runtime import DEFAULT_MODEL_DIR, AvatarEngine, EngineConfig
 from engine.view import AvatarView
 
+ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64
 
 
@@ -126,6 +131,18 @@ def test_the_avatar_keeps_its_decoder_and_the_engine_uses_it(tmp_path):
 
 
 def test_both_motion_sources_follow_the_protocol():
-    assert isinstance(ProceduralMotion.for_avatar(body_avatar()), MotionSource)
-    for name in ("push", "reset", "interrupt"):
-        assert callable(getattr(LearnedMotion, name))
+    """push gives [t, K_c, 3]; reset replays the same motion; interrupt keeps the time index; the procedural rig
+    is strictly causal (later audio in the same push leaves earlier frames as they were)."""
+    mel, rms = audio_features(load_audio(ROOT / "assets" / "speech.wav")[:16000 * 2])            # 50 frames
+    later = torch.cat([mel[:20], mel[:30].flip(0)]), torch.cat([rms[:20], rms[:30].flip(0)])
+    for source in (ProceduralMotion.for_avatar(body_avatar()), LearnedMotion(DEFAULT_MODEL_DIR, 2, 1.0, 0)):
+        assert isinstance(source, MotionSource)
+        whole = source.push(mel, rms)
+        assert whole.shape == (50, len(canonical_slots()), 3) and float(whole.abs().max()) > 0.01
+        source.reset()
+        assert torch.equal(source.push(mel, rms), whole)
+        source.interrupt()
+        assert source.frame == 50
+    rig = ProceduralMotion.for_avatar(body_avatar())
+    same, changed = rig(mel, rms), rig(*later)                 # __call__: a whole clip from a fresh state
+    assert torch.equal(changed[:20], same[:20]) and not torch.equal(changed[20:], same[20:])

@@ -14,8 +14,9 @@ from engine.motion.refiner import FaceHandRefiner
 
 class LearnedMotion:
     """The distilled models as a live motion source (engine/motion/source.py): log-mel -> AudioEncoder stream
-    (engine/audio/encoder.py) -> MotionStream (the DiT, engine/motion/dit.py) -> FaceHandRefiner at the time
-    index t (engine/motion/refiner.py), all causal. The loudness input is not used: the encoder hears it."""
+    (engine/audio/encoder.py, causal) -> MotionStream (the DiT over windows of the frames pushed so far,
+    engine/motion/dit.py) -> FaceHandRefiner at the time index t (engine/motion/refiner.py). No look-ahead past
+    the audio pushed. The loudness input is not used: the encoder hears it."""
 
     def __init__(self, model_dir: str | Path, steps: int, guidance: float, seed: int):
         root = Path(model_dir)

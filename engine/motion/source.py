@@ -1,8 +1,11 @@
 """MotionSource: what the live engine (engine/runtime.py) asks of a motion source. Two follow it:
 engine.motion.procedural.ProceduralMotion (rules) and engine.motion.learned.LearnedMotion (distilled models).
 
-    push(mel [t, n_mels], rms [t]) -> canonical motion [t, K_c, 3] (face units), t >= 0, causal: frame i
-                                      depends only on frames <= i, so any chunking gives the same motion
+    push(mel [t, n_mels], rms [t]) -> canonical motion [t, K_c, 3] (face units), t >= 0, with no look-ahead
+                                      past the audio pushed so far. The procedural rig is strictly causal (any
+                                      chunking gives the same motion); the learned source samples a DiT window
+                                      over the frames it is given, so the frames of one push see each other and
+                                      chunk sizes change its draws
     reset()                           forget everything; the next frame is frame 0
     interrupt()                       barge-in: forget the speech context, keep the time index (blinks and
                                       idle motion go on without a jump)
