@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.avatar.depth import face_front_depth, surface_depth
-from engine.avatar.inflate import inflate
+from engine.avatar.inflate import inflate, inflate_open
 from engine.avatar.regions import BODY, FACE, HAIR
 
 
@@ -34,9 +34,12 @@ def test_head_is_a_ball_and_body_is_flattened():
     assert float(front[~person].abs().max()) == 0.0
     # the head's centre is about one head radius deep (a ball), far deeper than the body relief there
     assert abs(float(front[16, 32]) - 10.0) < 1.0, float(front[16, 32])
-    body_only = 0.6 * inflate(person)
+    body_only = 0.6 * inflate_open(person)
     assert float(front[16, 32]) > 1.5 * float(body_only[16, 32])
     assert torch.equal(front[torso & ~head], body_only[torso & ~head])
+    # the torso runs off the bottom of the frame: it goes on there, not thinning to a point on the frame's edge
+    assert float(front[63, 32]) > 0.9 * float(front[48, 32]) > 0
+    assert float(0.6 * inflate(person)[63, 32]) < 0.3 * float(front[48, 32])   # what a closed silhouette gave
 
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"

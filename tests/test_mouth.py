@@ -8,10 +8,12 @@ import torch
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
 from engine.avatar.landmarks import detect  # noqa: E402
 from engine.render.gaussians import rgb_to_sh_dc  # noqa: E402
-from engine.avatar.mouth import INTERIOR_RGB, LOWER_INNER, UPPER_INNER, mouth_sides, particle_sides, split_line_y, under_layer  # noqa: E402
+from engine.avatar.mouth import (LOWER_INNER, UPPER_INNER, closing_shift, in_gap, mouth_sides,  # noqa: E402
+                                 particle_sides, split_line_y, under_layer)
 from engine.avatar.personalize import PersonalizeConfig, personalize  # noqa: E402
 from engine.avatar.photo import load_photo  # noqa: E402
 from engine.avatar.regions import FACE, LIPS, region_map  # noqa: E402
+from engine.avatar.teeth import OVERLAP, inner_lip_mask, mouth_colours  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 
@@ -61,11 +63,45 @@ def test_opening_the_jaw_moves_only_the_lower_lip(face192):
     g_px = (K @ (avatar.gaussians.means / avatar.gaussians.means[:, 2:]).T).T[:, :2]
     lips = (avatar.regions == LIPS) & (avatar.gaussians.means[:, 2] < 2.5)   # not the back of the head (z > z0)
     sides = mouth_sides(lm.face, g_px)
-    clear = (g_px[:, 1] - split_line_y(lm.face, g_px[:, 0])).abs() > 0.5  # not on the line (the fit moved means a bit)
+    eye = float((lm.face[33, :2] - lm.face[263, :2]).norm())
+    # not on the line (the fit moved means a bit), nor where the tooth rows reach across it (engine.avatar.teeth)
+    clear = (g_px[:, 1] - split_line_y(lm.face, g_px[:, 0])).abs() > 0.5 + OVERLAP * eye
     sides = torch.where(clear, sides, torch.zeros_like(sides))
     upper_lip, lower_lip = lips & (sides == 1), lips & (sides == 2)
     assert int(upper_lip.sum()) > 10 and int(lower_lip.sum()) > 10
-    interior = (avatar.gaussians.sh[:, 0] - rgb_to_sh_dc(torch.tensor(INTERIOR_RGB))).abs().amax(-1) < 1e-4
+    regions = region_map(lm, lm.mask > 0.5)
+    opening = inner_lip_mask(lm.face, *regions.shape)
+    dark = mouth_colours(image, (lm.mask > 0.5) & (regions == LIPS) & ~opening, opening)["interior"]
+    interior = (avatar.gaussians.sh[:, 0] - rgb_to_sh_dc(dark)).abs().amax(-1) < 1e-4
+    assert int(interior.sum()) > 10
     assert float(moved[interior].abs().max()) == 0.0                     # the mouth interior stays with the head
     assert float(moved[upper_lip].abs().max()) == 0.0                    # so does the upper lip ...
     assert float(moved[lower_lip & ~interior].min()) == pytest.approx(0.05)   # ... and the lower lip drops
+
+
+def synthetic_face(gap: float = 8.0) -> torch.Tensor:
+    """A face-mesh stand-in [478, 3] with only what the mouth code reads: eye corners 60 px apart, the nose
+    bottom at y 50, the chin at y 96, inner lip contours flat at y 66 (upper) and 66 + gap (lower) between
+    x 35 and 65, meeting at the corners."""
+    face = torch.zeros(478, 3)
+    face[33, :2], face[263, :2] = torch.tensor([20.0, 40.0]), torch.tensor([80.0, 40.0])
+    face[2, :2], face[152, :2] = torch.tensor([50.0, 50.0]), torch.tensor([50.0, 96.0])
+    for ids, y in ((UPPER_INNER, 66.0), (LOWER_INNER, 66.0 + gap)):
+        xs = torch.linspace(35, 65, len(ids))
+        for i, x in zip(ids, xs):
+            face[i, :2] = torch.tensor([float(x), y])
+    face[78, :2], face[308, :2] = torch.tensor([35.0, 66.0 + gap / 2]), torch.tensor([65.0, 66.0 + gap / 2])
+    return face
+
+
+def test_closing_shift_brings_the_lips_together_and_leaves_nose_and_chin():
+    face = synthetic_face(gap=8.0)
+    pts = torch.tensor([[50.0, 66.0], [50.0, 74.0], [50.0, 50.0], [50.0, 96.0], [50.0, 58.0], [50.0, 66.0]])
+    sides = torch.tensor([1, 2, 1, 2, 1, 0])
+    dy = closing_shift(face, pts, sides)
+    # half the 8 px gap at the inner lips, nothing at the nose and the chin, half-way up: half of that, side 0: none
+    assert dy.tolist() == pytest.approx([4.0, -4.0, 0.0, 0.0, 2.0, 0.0])
+    moved = pts[:2, 1] + dy[:2]
+    assert float(moved[0]) == pytest.approx(float(moved[1]))            # the inner lips meet
+    assert in_gap(face, torch.tensor([[50.0, 70.0], [50.0, 60.0], [20.0, 70.0]])).tolist() == [True, False, False]
+    assert closing_shift(synthetic_face(gap=0.0), pts, sides).abs().max() == 0   # a closed photo mouth: no change

@@ -69,3 +69,65 @@ def test_orbit_to_30_degrees_has_no_holes():
         sil = torch.nn.functional.max_pool2d(sil[None, None], 3, 1, 1)[0, 0] > 0
         coverage = float((alpha[sil] > 0.5).float().mean())
         assert coverage >= 0.95, f"{angle} degrees: alpha covers {coverage:.3f} of the silhouette"
+
+
+def test_surfels_lie_in_the_surface_and_stretch_with_its_slope():
+    from cuda_ext.reference import quat_to_rotmat
+    from engine.avatar.shell import quats_from_frames, surfel_frames
+
+    gen = torch.Generator().manual_seed(0)
+    n = torch.randn(400, 3, generator=gen)
+    n = n / n.norm(dim=1, keepdim=True)
+    n[:3] = torch.tensor([0.0, 0.0, -1.0])                                   # facing the camera exactly
+    quats, stretch = surfel_frames(n, 4.0)
+    R = quat_to_rotmat(quats)
+    assert float((R[:, :, 2] - n).abs().max()) < 1e-4                        # local z is the normal
+    assert float((torch.linalg.det(R) - 1).abs().max()) < 1e-4
+    lean = torch.cat([n[:, :2], torch.zeros(400, 1)], 1)
+    tilted = lean.norm(dim=1) > 0.1
+    assert float((R[tilted, :, 0] * n[tilted]).sum(-1).abs().max()) < 1e-4    # local x in the surface ...
+    assert bool(((R[tilted, :, 0] * lean[tilted]).sum(-1) > 0).all())         # ... along the slope
+    assert torch.allclose(stretch, (1 / n[:, 2].abs()).clamp(max=4.0), rtol=1e-5)
+    Q = torch.linalg.qr(torch.randn(50, 3, 3, generator=gen))[0]
+    Q = Q * torch.linalg.det(Q).sign()[:, None, None]
+    assert float((quat_to_rotmat(quats_from_frames(Q)) - Q).abs().max()) < 1e-5
+
+
+def test_a_ball_seen_from_the_side_has_no_see_through_stripes():
+    image, mask = photo_of_a_ball()
+    K = intrinsics(96, 96, 30.0)
+    cfg = ShellConfig(stride=2)
+    g, _, _ = build_shells(image, mask, (inflate(mask),) * 2, K, None, cfg)
+    target = torch.tensor([0.0, 0.0, cfg.z0])
+    vm = look_at(target + cfg.z0 * torch.tensor([1.0, 0.0, 0.0]), target)   # 90 degrees: edge-on to the photo
+    _, alpha = render(g, vm, K, 96, 96)
+    inside = alpha > 0.5
+    rows, cols = inside.any(1).nonzero()[:, 0], inside.any(0).nonzero()[:, 0]
+    core = alpha[int(rows.min()) + 3:int(rows.max()) - 2, int(cols.min()) + 3:int(cols.max()) - 2]
+    # the silhouette of a ball from the side is a disc: inside its bounding box's core, a disc-shaped area
+    yy, xx = torch.meshgrid(torch.arange(core.shape[0]) + 0.5, torch.arange(core.shape[1]) + 0.5, indexing="ij")
+    cy, cx = core.shape[0] / 2, core.shape[1] / 2
+    disc = ((yy - cy) / cy) ** 2 + ((xx - cx) / cx) ** 2 < 0.8
+    # camera-facing discs (before surfels) covered 0.69 of it here, in rings; surfels 0.988
+    assert float((core[disc] > 0.5).float().mean()) > 0.97
+
+
+def test_caps_close_a_body_cut_by_the_frame():
+    from engine.avatar.shell import frame_caps
+
+    mask = torch.zeros(64, 64, dtype=torch.bool)
+    mask[30:, 12:52] = True                                                  # runs off the bottom edge
+    front, back = torch.full((64, 64), 8.0), torch.full((64, 64), 12.0)
+    K = intrinsics(64, 64, 30.0)
+    cfg = ShellConfig()
+    g, px, normals = frame_caps(mask, (front, back), K, cfg, step=4)
+    assert len(g) > 0 and bool((px[:, 1] == 63).all())                       # only on the bottom edge
+    assert set(px[:, 0].tolist()) == set(range(12, 52, 4))
+    assert torch.allclose(normals, torch.tensor([0.0, 1.0, 0.0]).expand_as(normals))
+    fx = float(K[0, 0])
+    z = g.means[:, 2]
+    assert float(z.min()) >= cfg.z0 - 8.0 * cfg.z0 / fx and float(z.max()) <= cfg.z0 + 12.0 * cfg.z0 / fx
+    assert len(set(z.tolist())) == len(range(-8 + 2, 12, 4))                 # a column through the depth, 4 px apart
+    none, _, _ = frame_caps(torch.zeros(64, 64, dtype=torch.bool) | (torch.arange(64)[:, None] - 32).abs().lt(5)
+                            & (torch.arange(64)[None] - 32).abs().lt(5), (front, back), K, cfg)
+    assert len(none) == 0                                                    # a person inside the frame: no caps

@@ -2,7 +2,8 @@
 
 engine.avatar.shell places the front shell at z0 - front and the back shell at z0 + back, for each pixel [H, W].
 
-- Body: the inflated silhouette (engine.avatar.inflate) times ShellConfig.thickness. This is a flattened round body:
+- Body: the inflated silhouette (engine.avatar.inflate, open at the photo's frame: a body cut off by the frame
+  goes on past it) times ShellConfig.thickness. This is a flattened round body:
   a torso is wider than it is deep.
 - Head: a head is about as deep as it is wide. So the head region (face, lips, eyes, hair) is inflated on its own
   and scaled to a ball: sqrt(2) * relief is exactly the sphere for a disc (engine.avatar.inflate's identity), times
@@ -21,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from engine.avatar.inflate import inflate
+from engine.avatar.inflate import inflate_open
 from engine.avatar.knn import knn
 from engine.avatar.regions import EYES, FACE, HAIR, LIPS, face_index_sets
 
@@ -41,12 +42,12 @@ def surface_depth(person: Tensor, regions: Tensor, face: Tensor | None, thicknes
     -> (front [H, W], back [H, W]) depths in pixels, >= 0, zero outside the person."""
     if person.shape != regions.shape:
         raise ValueError(f"person/regions: shapes differ, {list(person.shape)} vs {list(regions.shape)}")
-    body = thickness * inflate(person, progress=progress)
+    body = thickness * inflate_open(person, progress=progress)
     front, back = body.clone(), body.clone()
     head = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES, HAIR]))
     if int(head.sum()) == 0:
         return front, back
-    ball = head_roundness * math.sqrt(2.0) * inflate(head)
+    ball = head_roundness * math.sqrt(2.0) * inflate_open(head)
     front = torch.where(head, torch.maximum(body, ball), front)
     back = front.clone()
     facial = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))

@@ -56,3 +56,13 @@ def poisson_height(mask: Tensor, tol: float = 1e-6, max_iter: int = 5000, progre
 def inflate(mask: Tensor, **kwargs) -> Tensor:
     """Rounded relief depth [H, W] in pixels: sqrt(2 h); a disc of radius R gives sqrt(R^2 - r^2) / sqrt(2)."""
     return torch.sqrt(2.0 * poisson_height(mask, **kwargs).clamp(min=0))
+
+
+def inflate_open(mask: Tensor, margin: float = 0.25, **kwargs) -> Tensor:
+    """`inflate`, where the photo's frame is not the person's edge: a body cut off by the bottom of a half-body
+    portrait goes on below it, so it must not thin to a point there. The mask is extended past every side of the
+    frame by margin * its longer side (edge pixels replicated) before the relief is solved, then cropped back."""
+    H, W = mask.shape
+    pad = max(1, int(margin * max(H, W)))
+    wide = F.pad(mask.float()[None, None], (pad, pad, pad, pad), mode="replicate")[0, 0]
+    return inflate(wide > 0.5, **kwargs)[pad:pad + H, pad:pad + W]

@@ -12,6 +12,11 @@ places. Two fixes, both made from mediapipe's inner-lip contour (face-mesh indic
   they part) and a blurred, softer copy of the skin elsewhere, which shows wherever the jaw stretches the
   front shell thin, instead of the hair-coloured back of the head.
 
+- lips that can close (`closing_shift`): a photo that smiles with parted lips would otherwise keep its gap as
+  the rest pose, so no /p b m/ could ever be shown. The avatar's rest mouth is closed instead: the upper lip
+  slides down and the lower lip up by half the gap each, fading to nothing at the nose and the chin, and the
+  photo's own pixels between the lips are left out of the skin (engine.avatar.teeth builds what is behind).
+
 Pixels are (x, y) in the photo; sides are 0 = not split, 1 = upper, 2 = lower.
 """
 from __future__ import annotations
@@ -63,12 +68,48 @@ def particle_sides(face: Tensor, pixels: Tensor) -> Tensor:
     return torch.where(pixels[:, 1].float() > split_line_y(face, pixels[:, 0].float()), 2, 1)
 
 
+def _contours(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """y of the inner upper and inner lower lip contours [M] at columns x [M] (clamped to the mouth corners)."""
+    def contour(ids):
+        pts = face[list(ids), :2].double().numpy()
+        order = np.argsort(pts[:, 0])
+        return np.interp(x.double().numpy(), pts[order, 0], pts[order, 1])
+    return torch.from_numpy(contour(UPPER_INNER)).float(), torch.from_numpy(contour(LOWER_INNER)).float()
+
+
+def in_gap(face: Tensor, pixels: Tensor) -> Tensor:
+    """[M] bool: pixels [M, 2] (x, y) strictly between the inner upper and inner lower lip (the photo's open
+    mouth), between the mouth corners."""
+    x, y = pixels[:, 0].float(), pixels[:, 1].float()
+    left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
+    upper, lower = _contours(face, x)
+    return (x > left) & (x < right) & (y > upper + 0.5) & (y < lower - 0.5)
+
+
+def closing_shift(face: Tensor, pixels: Tensor, sides: Tensor) -> Tensor:
+    """Vertical shift dy [M] (pixels) that closes the photo's lip gap, for points at pixels [M, 2] on
+    mouth side sides [M] (engine.avatar.mouth_sides; 0 never moves): the upper side moves down by half the gap
+    at its column, times a weight that is 1 at the inner lip and 0 at the nose bottom; the lower side moves up,
+    fading to 0 at the chin."""
+    x, y = pixels[:, 0].float(), pixels[:, 1].float()
+    upper, lower = _contours(face, x)
+    half = ((lower - upper) / 2).clamp(min=0)
+    nose, chin = float(face[NOSE_BOTTOM, 1]), float(face[CHIN, 1])
+    w_up = ((y - nose) / (upper - nose).clamp(min=1.0)).clamp(0, 1)
+    w_low = ((chin - y) / (chin - lower).clamp(min=1.0)).clamp(0, 1)
+    dy = torch.where(sides == 1, half * w_up, torch.where(sides == 2, -half * w_low, torch.zeros_like(x)))
+    return dy
+
+
 def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: Tensor, z0: float,
-                depth_behind: float) -> tuple[Gaussians, Tensor, Tensor]:
+                depth_behind: float, interior_rgb: Tensor | None = None,
+                mouth_behind: float | None = None) -> tuple[Gaussians, Tensor, Tensor]:
     """A second, softer skin behind the face: Gaussians depth_behind (world units) behind the front surface
     (front [H, W] in pixels, engine.avatar.depth), dark red on every pixel of the outer-lip hull (the mouth interior),
     blurred photo colours on every 2nd pixel of the rest of `facial` [H, W] with twice the footprint. When the
     jaw stretches the front shell, this layer shows through its gaps instead of the back of the head.
+    interior_rgb [3] colours the mouth interior (default INTERIOR_RGB) and mouth_behind (world units, default
+    depth_behind) sets it deeper than the skin, to leave room for the teeth (engine.avatar.teeth).
     -> (Gaussians [M], pixels [M, 2] (x, y), inside_mouth [M] bool)."""
     H, W = front.shape
     hull = polygon_mask(convex_hull(face[list(OUTER_LIPS), :2]), H, W)
@@ -79,11 +120,13 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
         raise ValueError("face: the face and lip hull cover no pixel")
     inside = hull[ys, xs]
     fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
-    z = z0 - front[ys, xs] * z0 / fx + depth_behind
+    deep = depth_behind if mouth_behind is None else mouth_behind
+    z = z0 - front[ys, xs] * z0 / fx + torch.where(inside, deep, depth_behind)
     means = torch.stack([(xs + 0.5 - cx) / fx * z, (ys + 0.5 - cy) / fy * z, z], -1)
     sigma = torch.where(inside, 0.8, 1.6) * z / fx
     blurred = _box_blur(image, 2)[ys, xs]
-    rgb = torch.where(inside[:, None], torch.tensor(INTERIOR_RGB), blurred)
+    interior = torch.tensor(INTERIOR_RGB) if interior_rgb is None else interior_rgb
+    rgb = torch.where(inside[:, None], interior, blurred)
     n = means.shape[0]
     g = Gaussians(means.float(), torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
                   torch.stack([sigma, sigma, 0.3 * sigma], -1).float(), torch.ones(n),

@@ -2,7 +2,8 @@
 
 Steps: 1 load and check the photo, 2 person mask and landmarks, 3 region labels per pixel, 4 front and back
 surface depth (inflated body, rounder head, face-mesh relief on the face; engine.avatar.depth), 5 front/back shells
-of Gaussians (dense on face and hands), 6 an under-layer behind the face: the mouth interior and a soft second
+of surfels (dense on face and hands; engine.avatar.shell), the back coloured per region from the photo's own
+surfaces, never mirrored (engine.avatar.backside), 6 an under-layer behind the face: the mouth interior and a soft second
 skin (engine.avatar.mouth), 7 photometric fit of the front shell with the differentiable rasterizer, 8 control
 particles on the landmarks, lifted to 3D, 9 skinning from every Gaussian to its nearest particles of compatible
 regions, split at the mouth line so the jaw opens the mouth instead of stretching it. The photo camera is the
@@ -18,15 +19,17 @@ from torch import Tensor
 from tqdm import tqdm
 
 import cuda_ext
+from engine.avatar.backside import back_colours
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals
 from engine.avatar.landmarks import Landmarks, detect, person_mask
-from engine.avatar.mouth import mouth_sides, particle_sides, under_layer
+from engine.avatar.mouth import closing_shift, in_gap, mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
-from engine.avatar.shell import ShellConfig, build_shells
+from engine.avatar.shell import ShellConfig, build_shells, frame_caps
 from engine.avatar.skinning import skin_weights
+from engine.avatar.teeth import inner_lip_mask, mouth_colours, mouth_insides
 from engine.render.camera import intrinsics
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 from engine.render.metrics import psnr
@@ -122,18 +125,6 @@ def control_particles(lm: Landmarks, regions: Tensor, front: Tensor, K: Tensor, 
     return torch.tensor(pts), torch.tensor([a[3] for a in anchors]), [a[0] for a in anchors]
 
 
-def _hair_behind_the_face(g: Gaussians, g_regions: Tensor, is_front: Tensor, image: Tensor, regions: Tensor) -> None:
-    """The back of a head is hair, not a blurred copy of the face: back-shell Gaussians of the head (face,
-    lips, eyes and hair) take the mean colour of the photo's hair region (when there is one), so the back
-    of the head is one even colour with no face-shaped patch."""
-    hair = regions == HAIR
-    if int(hair.sum()) == 0:
-        return
-    behind_face = ~is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS, EYES, HAIR]))
-    mean_hair = image[hair].mean(0)
-    g.sh[behind_face, 0] = rgb_to_sh_dc(mean_hair)
-
-
 def _skinning(means: Tensor, regions: Tensor, sides: Tensor, particles: Tensor, p_regions: Tensor,
               p_sides: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Skinning (engine.avatar.skinning) over groups = region + 8 * mouth side (engine.avatar.mouth: 0 not split, 1 upper,
@@ -150,6 +141,44 @@ def _skinning(means: Tensor, regions: Tensor, sides: Tensor, particles: Tensor, 
         allowed[group] = same_side or {pr + 8 * ps for pr, ps in present if pr in ok_regions}
     return skin_weights(means, particles, k, point_regions=groups, particle_regions=p_regions + 8 * p_sides,
                         allowed=allowed)
+
+
+def _mouth_layers(face: Tensor, image: Tensor, person: Tensor, regions: Tensor, front: Tensor, K: Tensor,
+                  z0: float) -> tuple[Gaussians, Tensor, Tensor, Tensor, Tensor]:
+    """The layers behind the face (engine.avatar.mouth.under_layer) and inside the mouth (engine.avatar.teeth),
+    coloured from the photo's lips and teeth. -> (Gaussians [M], pixel [M, 2] (x, y, int), region [M], mouth
+    side [M], is_tooth [M] bool: teeth and tongue, which are already laid out for a closed mouth)."""
+    H, W = person.shape
+    facial = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
+    world_per_face_unit = float((face[33, :2] - face[263, :2]).norm()) * z0 / float(K[0, 0])
+    opening = inner_lip_mask(face, H, W)
+    colours = mouth_colours(image, person & (regions == LIPS) & ~opening, opening)
+    under, under_px, in_mouth = under_layer(face, image, facial, front, K, z0, 0.08 * world_per_face_unit,
+                                            colours["interior"], 0.25 * world_per_face_unit)
+    under_regions = torch.where(in_mouth, LIPS, regions[under_px[:, 1], under_px[:, 0]])
+    under_sides = torch.where(in_mouth, 1, mouth_sides(face, under_px + 0.5))   # the interior stays with the head
+    inside, inside_px, inside_sides = mouth_insides(face, front, K, z0, colours)
+    inside_px = torch.stack([inside_px[:, 0].long().clamp(0, W - 1), inside_px[:, 1].long().clamp(0, H - 1)], 1)
+    is_tooth = torch.cat([torch.zeros(len(under), dtype=torch.bool), torch.ones(len(inside), dtype=torch.bool)])
+    return (Gaussians.cat([under, inside]), torch.cat([under_px, inside_px]),
+            torch.cat([under_regions, torch.full((len(inside),), LIPS)]), torch.cat([under_sides, inside_sides]),
+            is_tooth)
+
+
+def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, is_front: Tensor, teeth: Tensor,
+                     particles: Tensor, names: list[str], p_sides: Tensor, K: Tensor) -> Tensor:
+    """Closes the photo's lip gap in the rest pose (engine.avatar.mouth.closing_shift): moves the skin's
+    Gaussians [N] (not the teeth) and the control particles [K, 3] in place, and returns which Gaussians to
+    keep [N] bool: all but the front skin between the photo's inner lips (its teeth or dark mouth, which the
+    built mouth replaces)."""
+    fy = float(K[1, 1])
+    dy = closing_shift(face, pixel.float() + 0.5, torch.where(teeth, 0, sides))
+    g.means[:, 1] += dy * g.means[:, 2] / fy
+    uv = (K @ (particles / particles[:, 2:]).T).T[:, :2]
+    in_column = mouth_sides(face, uv) != 0
+    p_dy = closing_shift(face, uv, torch.where(in_column, p_sides, 0))
+    particles[:, 1] += p_dy * particles[:, 2] / fy
+    return ~(is_front & in_gap(face, pixel.float() + 0.5))
 
 
 def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True) -> Avatar:
@@ -182,25 +211,31 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
     is_back = ~is_front
-    _hair_behind_the_face(g, g_regions, is_front, image, regions)
-    # 6. the under-layer: mouth interior and a soft second skin behind the face
+    g.sh[is_back, 0] = rgb_to_sh_dc(back_colours(image, person, regions, pixel[is_back]))
+    # 6. the under-layer (mouth interior, a soft second skin behind the face), teeth and tongue
     sides = torch.zeros(len(g), dtype=torch.long)
+    extra_px = torch.zeros(0, 2, dtype=torch.long)
+    teeth = torch.zeros(len(g), dtype=torch.bool)
     if lm.face is not None:
-        facial = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
         sides = mouth_sides(lm.face, pixel + 0.5, is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS])))
-        world_per_face_unit = float((lm.face[33, :2] - lm.face[263, :2]).norm()) * cfg.shell.z0 / float(K[0, 0])
-        under, under_px, in_mouth = under_layer(lm.face, image, facial, depth[0], K, cfg.shell.z0,
-                                                0.08 * world_per_face_unit)
-        g = Gaussians.cat([g, under])
-        g_regions = torch.cat([g_regions, torch.where(in_mouth, LIPS, regions[under_px[:, 1], under_px[:, 0]])])
-        under_sides = torch.where(in_mouth, 1, mouth_sides(lm.face, under_px + 0.5))   # the interior stays with the head
-        sides = torch.cat([sides, under_sides])
-        is_front = torch.cat([is_front, torch.zeros(len(under), dtype=torch.bool)])
-        is_back = torch.cat([is_back, torch.zeros(len(under), dtype=torch.bool)])
+        inner, extra_px, extra_regions, extra_sides, extra_teeth = _mouth_layers(lm.face, image, person, regions,
+                                                                                 depth[0], K, cfg.shell.z0)
+        g = Gaussians.cat([g, inner])
+        g_regions, sides = torch.cat([g_regions, extra_regions]), torch.cat([sides, extra_sides])
+        none = torch.zeros(len(inner), dtype=torch.bool)
+        is_front, is_back, teeth = torch.cat([is_front, none]), torch.cat([is_back, none]), torch.cat([teeth, extra_teeth])
+    # caps where the person runs off the photo's edge, painted like the back
+    caps, caps_px, caps_n = frame_caps(person, depth, K, cfg.shell)
+    caps.sh[:, 0] = rgb_to_sh_dc(back_colours(image, person, regions, caps_px))
+    none = torch.zeros(len(caps), dtype=torch.bool)
+    g, g_regions = Gaussians.cat([g, caps]), torch.cat([g_regions, regions[caps_px[:, 1], caps_px[:, 0]]])
+    sides, teeth = torch.cat([sides, torch.zeros(len(caps), dtype=torch.long)]), torch.cat([teeth, none])
+    is_front, is_back = torch.cat([is_front, none]), torch.cat([is_back, none])
     # outward normals of the surface each Gaussian sits on (the under-layer: the front's), for back-face culling
     front_n, back_n = (surface_normals(d, K, cfg.shell.z0, side) for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
-    all_px = pixel if lm.face is None else torch.cat([pixel, under_px])
+    all_px = torch.cat([pixel, extra_px, caps_px])
     normals = torch.where(is_back[:, None], back_n[all_px[:, 1], all_px[:, 0]], front_n[all_px[:, 1], all_px[:, 0]])
+    normals[len(normals) - len(caps):] = caps_n
     # 7. photometric fit of the front shell, with everything the photo camera renders in place
     visible = facing(normals, g.means, torch.eye(4))
     fit = fit_front_view(g, image, person, K, cfg, is_front, progress, visible)
@@ -209,6 +244,9 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     p_sides = torch.ones(len(names), dtype=torch.long)
     if lm.face is not None:
         p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2])
+    if lm.face is not None:                 # the rest mouth is closed, whatever the photo's lips do
+        keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, names, p_sides, K)
+        g, g_regions, sides, normals = g.select(keep), g_regions[keep], sides[keep], normals[keep]
     skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
                                         cfg.skin_neighbours)
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,

@@ -7,6 +7,12 @@ viewmat identity, +z forward) at depth z0 - front and z0 + back, where front and
 pixels (engine.avatar.depth), converted to world units at z0. Front colours come from the photo; the back takes a
 heavily blurred copy (a plausible fill for the unseen side). The photometric fit in personalize refines the
 front shell.
+
+Each Gaussian is a surfel: a flat disc lying in the surface (its thin axis along the surface normal, from
+engine.avatar.depth.surface_normals), stretched along the surface's slope by 1 / cos(tilt) (at most
+max_stretch) so that the patch of surface one pixel sample stands for is covered from every side. Discs that
+all faced the photo camera were thin edge-on lines from the side: the stacked rings and see-through stripes
+of a relief card.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine.avatar.depth import surface_normals
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 
 
@@ -30,6 +37,7 @@ class ShellConfig:
     footprint: float = 0.6     # Gaussian sigma as a fraction of the sample spacing
     opacity: float = 0.95
     back_blur: float = 12.0    # blur (pixels) of the photo colours used for the back shell
+    max_stretch: float = 4.0   # a surfel's largest stretch along a steep slope (1 / cos(tilt), clamped)
 
 
 def _blur(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
@@ -45,6 +53,45 @@ def _blur(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
     num = sep(image.permute(2, 0, 1) * m)
     den = sep(m).clamp(min=1e-6)
     return (num / den).permute(1, 2, 0)
+
+
+def quats_from_frames(R: Tensor) -> Tensor:
+    """Unit wxyz quaternions [M, 4] of rotation matrices R [M, 3, 3] (columns = the local axes in world):
+    Shepperd's method, choosing per row the largest of w, x, y, z to divide by."""
+    m = R.double()
+    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    cand = torch.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], 1)
+    big = cand.argmax(1)
+    q = torch.zeros(len(m), 4, dtype=torch.float64)
+    r = torch.sqrt((1.0 + 2.0 * cand.gather(1, big[:, None])[:, 0] - tr).clamp(min=1e-12))   # 4 * |component| / 2
+    s = 0.5 / r
+    w_, x_, y_, z_ = (big == 0), (big == 1), (big == 2), (big == 3)
+    q[w_] = torch.stack([0.5 * r, (m[:, 2, 1] - m[:, 1, 2]) * s, (m[:, 0, 2] - m[:, 2, 0]) * s,
+                         (m[:, 1, 0] - m[:, 0, 1]) * s], 1)[w_]
+    q[x_] = torch.stack([(m[:, 2, 1] - m[:, 1, 2]) * s, 0.5 * r, (m[:, 0, 1] + m[:, 1, 0]) * s,
+                         (m[:, 0, 2] + m[:, 2, 0]) * s], 1)[x_]
+    q[y_] = torch.stack([(m[:, 0, 2] - m[:, 2, 0]) * s, (m[:, 0, 1] + m[:, 1, 0]) * s, 0.5 * r,
+                         (m[:, 1, 2] + m[:, 2, 1]) * s], 1)[y_]
+    q[z_] = torch.stack([(m[:, 1, 0] - m[:, 0, 1]) * s, (m[:, 0, 2] + m[:, 2, 0]) * s,
+                         (m[:, 1, 2] + m[:, 2, 1]) * s, 0.5 * r], 1)[z_]
+    q = torch.where(q[:, :1] < 0, -q, q)
+    return (q / q.norm(dim=1, keepdim=True)).float()
+
+
+def surfel_frames(normals: Tensor, max_stretch: float) -> tuple[Tensor, Tensor]:
+    """Orientation and in-plane stretch of surfels with unit normals [M, 3] (photo camera axes, the camera
+    looks along +z). Local x runs along the steepest slope (the image-plane direction the normal leans to),
+    local z along the normal. -> (quats [M, 4] wxyz, stretch [M] = min(1 / |n_z|, max_stretch) along local x)."""
+    n = normals / normals.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    lean = torch.cat([n[:, :2], torch.zeros_like(n[:, :1])], 1)
+    flat = lean.norm(dim=1, keepdim=True) < 1e-6                          # facing the camera: any in-plane axis
+    lean = torch.where(flat, torch.tensor([[1.0, 0.0, 0.0]]), lean)
+    t1 = lean - (lean * n).sum(1, keepdim=True) * n
+    t1 = t1 / t1.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    t2 = torch.linalg.cross(n, t1)
+    quats = quats_from_frames(torch.stack([t1, t2, n], 2))
+    stretch = (1.0 / n[:, 2].abs().clamp(min=1e-6)).clamp(max=max_stretch)
+    return quats, stretch
 
 
 def _samples(mask: Tensor, fine: Tensor, fine_step: int, coarse_step: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -75,6 +122,7 @@ def build_shells(image: Tensor, mask: Tensor, depth: tuple[Tensor, Tensor], K: T
     fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
     world_per_px = cfg.z0 / fx
     blurred = _blur(image, mask, cfg.back_blur)
+    normal_maps = [surface_normals(d, K, cfg.z0, side) for d, side in ((front, -1.0), (back, 1.0))]
     shells = []
     for side, (fine_step, coarse_step) in enumerate(((1, cfg.stride), (cfg.back_fine_stride, cfg.back_stride))):
         ys, xs, spacing = _samples(mask, fine, fine_step, coarse_step)
@@ -82,11 +130,49 @@ def build_shells(image: Tensor, mask: Tensor, depth: tuple[Tensor, Tensor], K: T
         z = cfg.z0 + dz * world_per_px
         means = torch.stack([(xs + 0.5 - cx) / fx * z, (ys + 0.5 - cy) / fy * z, z], -1)
         sigma = cfg.footprint * spacing * z / fx
-        scales = torch.stack([sigma, sigma, 0.3 * sigma], -1)
-        shells.append((means, scales, colors, torch.stack([xs, ys], -1), torch.full((len(xs),), side == 0)))
-    means, scales, colors, pixel, is_front = (torch.cat(parts) for parts in zip(*shells))
+        quats, stretch = surfel_frames(normal_maps[side][ys, xs], cfg.max_stretch)
+        scales = torch.stack([sigma * stretch, sigma, 0.3 * sigma], -1)
+        shells.append((means, quats, scales, colors, torch.stack([xs, ys], -1), torch.full((len(xs),), side == 0)))
+    means, quats, scales, colors, pixel, is_front = (torch.cat(parts) for parts in zip(*shells))
     n = means.shape[0]
-    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(n, 4).contiguous()
     sh = rgb_to_sh_dc(colors)[:, None, :].contiguous()
     g = Gaussians(means.float(), quats, scales.float(), torch.full((n,), cfg.opacity), sh.float())
     return g, pixel, is_front
+
+
+def frame_caps(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellConfig = ShellConfig(),
+               step: int = 4) -> tuple[Gaussians, Tensor, Tensor]:
+    """Where the person runs off the photo's edge (a half-body portrait's bottom row), the front and back
+    shells end in an open cut, which an orbiting camera looks straight into. Cap it: on every step-th mask
+    pixel of the frame's outermost rows and columns, a column of flat discs from the front surface to the
+    back one, facing out of the frame. mask [H, W] bool, depth = (front, back) [H, W] pixels.
+    -> (Gaussians [M] (colour: grey; the caller paints them), pixel [M, 2] (x, y), outward normals [M, 3])."""
+    H, W = mask.shape
+    front, back = depth
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    along_x, along_y = torch.arange(0, W, step), torch.arange(0, H, step)
+    edges = [(along_x, torch.zeros_like(along_x), (0.0, -1.0)), (along_x, torch.full_like(along_x, H - 1), (0.0, 1.0)),
+             (torch.zeros_like(along_y), along_y, (-1.0, 0.0)), (torch.full_like(along_y, W - 1), along_y, (1.0, 0.0))]
+    parts = []
+    for xs, ys, (nx, ny) in edges:
+        on = mask[ys, xs]
+        xs, ys = xs[on], ys[on]
+        for x, y in zip(xs.tolist(), ys.tolist()):
+            lo, hi = -float(front[y, x]), float(back[y, x])
+            if hi - lo < step:
+                continue
+            dz = torch.arange(lo + step / 2, hi, float(step))
+            parts.append((torch.full_like(dz, x), torch.full_like(dz, y), dz, torch.tensor([nx, ny, 0.0]).expand(len(dz), 3)))
+    if not parts:
+        return Gaussians(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 1, 3)), \
+            torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 3)
+    X, Y, DZ, N = (torch.cat(p) for p in zip(*parts))
+    z = cfg.z0 + DZ * cfg.z0 / fx
+    means = torch.stack([(X + 0.5 - cx) / fx * z, (Y + 0.5 - cy) / fy * z, z], -1)
+    t1 = torch.tensor([0.0, 0.0, 1.0]).expand(len(X), 3)
+    quats = quats_from_frames(torch.stack([t1, torch.linalg.cross(N, t1), N], 2))
+    sigma = cfg.footprint * step * z / fx
+    n = len(X)
+    g = Gaussians(means.float(), quats, torch.stack([sigma, sigma, 0.3 * sigma], -1).float(),
+                  torch.full((n,), cfg.opacity), rgb_to_sh_dc(torch.full((n, 3), 0.5))[:, None, :].float())
+    return g, torch.stack([X, Y], -1).long(), N.float()

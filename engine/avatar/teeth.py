@@ -1,0 +1,103 @@
+"""The inside of the mouth: upper and lower teeth and a tongue, which show when the jaw opens.
+
+A photo of a closed mouth shows no teeth, so they are built, not sampled: two rows of Gaussians behind the
+lips, along the split line between the inner lips (engine.avatar.mouth), curving back toward the mouth corners
+like a dental arch so that the corners stay dark. The upper row hangs from the upper jaw (side 1: it stays with
+the head), the lower row and the tongue ride on the jaw (side 2). When the lips meet they hide all of it.
+
+Sizes are in eye widths (the outer eye corner distance, face-mesh points 33 and 263), from adult proportions:
+an upper central incisor is ~10.5 mm tall and the outer eye corners are ~90-100 mm apart (Proffit, Contemporary
+Orthodontics, tooth dimensions; Farkas, Anthropometry of the Head and Face, ex-ex width), so a row shows about
+0.10 eye widths; the lower row shows less.
+
+Colours come from the photo: its own teeth when it shows them (light, low-chroma pixels between the inner lips),
+otherwise a light ivory; gums and tongue are the photo's lip colour, darkened. A greyscale photo has no chroma,
+and neither does its mouth.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.avatar.mouth import LOWER_INNER, UPPER_INNER, split_line_y
+from engine.avatar.regions import polygon_mask
+from engine.render.gaussians import Gaussians, rgb_to_sh_dc
+
+IVORY = (0.90, 0.87, 0.80)     # an unstained tooth, lit
+UPPER_ROW, LOWER_ROW = 0.10, 0.075   # visible crown heights, eye widths
+OVERLAP = 0.015                # each row reaches past the split line into the other's side (eye widths)
+ARCH = 0.16                    # how far back the row's ends sit behind its middle (eye widths)
+BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
+
+
+def is_greyscale(image: Tensor) -> bool:
+    """True when the photo has no colour: every pixel's channels agree within 2 grey levels."""
+    return bool(float((image.max(-1).values - image.min(-1).values).max()) <= 2.0 / 255.0)
+
+
+def inner_lip_mask(face: Tensor, height: int, width: int) -> Tensor:
+    """[H, W] bool: inside the inner-lip contour (the visible mouth opening) of face [478, 3] pixels."""
+    ring = list(UPPER_INNER) + list(reversed(LOWER_INNER[1:-1]))
+    return polygon_mask([(float(face[i, 0]), float(face[i, 1])) for i in ring], height, width)
+
+
+def mouth_colours(image: Tensor, lips: Tensor, opening: Tensor) -> dict[str, Tensor]:
+    """Colours [3] for teeth, gums and tongue from the photo: image [H, W, 3], lips [H, W] bool (the lip
+    region), opening [H, W] bool (between the inner lips)."""
+    lum = image @ torch.tensor([0.299, 0.587, 0.114])
+    chroma = image.max(-1).values - image.min(-1).values
+    toothy = opening & (lum >= 0.55) & (chroma <= 0.15)
+    grey = is_greyscale(image)
+    if int(toothy.sum()) >= 12:
+        tooth = image[toothy].median(0).values
+    else:
+        tooth = torch.tensor(IVORY)
+    lip = image[lips].median(0).values if int(lips.sum()) else torch.tensor([0.6, 0.35, 0.35])
+    if grey:
+        tooth, lip = tooth.mean().expand(3).clone(), lip.mean().expand(3).clone()
+    return {"tooth": tooth, "gum": 0.75 * lip, "tongue": 0.8 * lip, "interior": 0.3 * lip}
+
+
+def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: dict[str, Tensor]
+                  ) -> tuple[Gaussians, Tensor, Tensor]:
+    """Teeth and tongue for a face [478, 3] (pixels) whose front surface depth is front [H, W] (pixels,
+    engine.avatar.depth) seen through K [3, 3] at distance z0. -> (Gaussians [M], pixels [M, 2] (x, y) each
+    was laid out at, side [M]: 1 upper jaw (stays with the head), 2 lower jaw)."""
+    H, W = front.shape
+    eye = float((face[33, :2] - face[263, :2]).norm())
+    left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
+    if eye <= 0 or right - left < 2:
+        raise ValueError("face: the mouth corners or eye corners coincide; cannot place the teeth")
+    centre, half = (left + right) / 2, (right - left) / 2
+    parts = []
+    # rows of teeth: 1 px apart across the mouth, sloping back toward the corners
+    for side, top, bottom, colour in ((1, -UPPER_ROW, OVERLAP, "tooth"), (2, -OVERLAP, LOWER_ROW, "tooth"),
+                                      (2, 0.03, 0.09, "tongue")):
+        span = 0.62 if colour == "tongue" else 0.92
+        xs = torch.arange(centre - span * half, centre + span * half + 1e-3, 1.0)
+        mid = split_line_y(face, xs)
+        rows = torch.arange(top * eye, bottom * eye + 1e-3, 1.0)
+        X = xs[:, None].expand(-1, len(rows)).reshape(-1)
+        Y = (mid[:, None] + rows[None, :]).reshape(-1)
+        u = ((X - centre) / half).clamp(-1, 1)                               # -1 .. 1 across the mouth
+        back = (BEHIND + (0.05 if colour == "tongue" else 0.0) + ARCH * u ** 2) * eye
+        rgb = colours[colour].expand(len(X), 3).clone()
+        if colour == "tooth":
+            depth_in_row = ((Y - mid.repeat_interleave(len(rows))) / eye - (top if side == 1 else bottom))
+            gum = (depth_in_row.abs() < 0.012)                                # the row's root edge: gum
+            rgb[gum] = colours["gum"]
+            gaps = torch.cos(np.pi * (X - centre) / (0.23 * half)).abs() < 0.12   # seams between crowns
+            rgb[gaps & ~gum] *= 0.9
+        parts.append((X, Y, back, rgb, torch.full((len(X),), side)))
+    X, Y, back, rgb, side = (torch.cat(p) for p in zip(*parts))
+    xi, yi = X.long().clamp(0, W - 1), Y.long().clamp(0, H - 1)
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    z = z0 - front[yi, xi] * z0 / fx + back * z0 / fx
+    means = torch.stack([(X - cx) / fx * z, (Y - cy) / fy * z, z], -1)
+    sigma = 0.6 * z / fx
+    n = len(X)
+    g = Gaussians(means.float(), torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+                  torch.stack([sigma, sigma, 0.5 * sigma], -1).float(), torch.ones(n),
+                  rgb_to_sh_dc(rgb.clamp(0, 1))[:, None, :].float().contiguous())
+    return g, torch.stack([X, Y], -1), side.long()

@@ -1,0 +1,51 @@
+"""The unseen side (engine.avatar.backside): made from the photo's own surfaces, without the front's layout."""
+import torch
+
+from engine.avatar.backside import DETAIL_LIMIT, back_colours
+from engine.avatar.regions import BODY, FACE, HAIR
+
+
+def jacket_with_a_tie(size: int = 96):
+    """A blue textured jacket filling a rectangle, with a narrow red tie down the middle and a round badge."""
+    gen = torch.Generator().manual_seed(3)
+    image = torch.ones(size, size, 3)
+    person = torch.zeros(size, size, dtype=torch.bool)
+    person[20:, 10:86] = True
+    jacket = torch.tensor([0.2, 0.3, 0.6])
+    image[person] = (jacket + 0.03 * torch.randn(int(person.sum()), 3, generator=gen)).clamp(0, 1)
+    image[20:, 46:50] = torch.tensor([0.8, 0.1, 0.1])                          # the tie
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    badge = (yy - 50) ** 2 + (xx - 25) ** 2 < 36
+    image[badge] = torch.tensor([0.9, 0.9, 0.2])
+    regions = torch.where(person, BODY, 0)
+    return image, person, regions, jacket, badge
+
+
+def test_the_back_of_a_jacket_has_no_tie_and_no_badge():
+    image, person, regions, jacket, badge = jacket_with_a_tie()
+    ys, xs = torch.nonzero(person, as_tuple=True)
+    rgb = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    back = torch.ones_like(image)
+    back[ys, xs] = rgb
+    tie = back[30:, 46:50].reshape(-1, 3)
+    assert float((tie - jacket).abs().amax(-1).max()) < 0.1 + DETAIL_LIMIT   # the tie's place is jacket
+    assert float((back[badge] - jacket).abs().amax(-1).max()) < 0.1 + DETAIL_LIMIT
+    assert float((back[person] - jacket).norm(dim=-1).mean()) < 0.08
+    again = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    assert torch.equal(again, rgb)                                            # the same seed: the same colours
+    other = back_colours(image, person, regions, torch.stack([xs, ys], 1), seed=1)
+    assert not torch.equal(other, rgb)
+
+
+def test_behind_the_face_is_hair():
+    image = torch.ones(64, 64, 3)
+    regions = torch.zeros(64, 64, dtype=torch.long)
+    regions[8:24, 16:48] = HAIR
+    regions[24:50, 20:44] = FACE
+    person = regions > 0
+    hair, skin = torch.tensor([0.35, 0.2, 0.1]), torch.tensor([0.9, 0.7, 0.6])
+    image[regions == HAIR] = hair
+    image[regions == FACE] = skin
+    ys, xs = torch.nonzero(regions == FACE, as_tuple=True)
+    rgb = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    assert float((rgb - hair).abs().max()) < 1e-5                             # a plain hair colour, no face

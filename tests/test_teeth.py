@@ -1,0 +1,51 @@
+"""Teeth and tongue (engine.avatar.teeth): rows on the right jaw, behind the lips, arching back; colours from
+the photo, with no chroma for a greyscale photo."""
+import torch
+
+from engine.avatar.mouth import split_line_y
+from engine.avatar.teeth import (IVORY, LOWER_ROW, OVERLAP, UPPER_ROW, is_greyscale, mouth_colours,
+                                 mouth_insides)
+from engine.render.gaussians import sh_dc_to_rgb
+from tests.test_mouth import synthetic_face
+
+
+def test_colours_come_from_the_photo_and_a_grey_photo_gets_a_grey_mouth():
+    image = torch.zeros(20, 20, 3)
+    image[..., 0], image[..., 1], image[..., 2] = 0.7, 0.3, 0.35              # red lips everywhere
+    lips = torch.zeros(20, 20, dtype=torch.bool)
+    lips[:10] = True
+    opening = torch.zeros(20, 20, dtype=torch.bool)
+    opening[12:16, 5:15] = True
+    c = mouth_colours(image, lips, opening)
+    assert torch.allclose(c["tooth"], torch.tensor(IVORY))                    # no teeth in the photo: ivory
+    assert torch.allclose(c["interior"], 0.3 * torch.tensor([0.7, 0.3, 0.35]))
+    image[12:16, 5:15] = torch.tensor([0.8, 0.8, 0.75])                       # the photo shows its teeth
+    assert torch.allclose(mouth_colours(image, lips, opening)["tooth"], torch.tensor([0.8, 0.8, 0.75]))
+    grey = image.mean(-1, keepdim=True).expand(20, 20, 3).contiguous()
+    assert is_greyscale(grey) and not is_greyscale(image)
+    for name, rgb in mouth_colours(grey, lips, torch.zeros_like(opening)).items():
+        assert float(rgb.max() - rgb.min()) == 0.0, name
+
+
+def test_rows_sit_on_their_jaw_behind_the_lips_and_arch_back():
+    face = synthetic_face(gap=0.0)
+    front = torch.full((120, 120), 10.0)                                       # a flat face 10 px in front of z0
+    K = torch.tensor([[200.0, 0, 60], [0, 200.0, 60], [0, 0, 1]])
+    colours = mouth_colours(torch.full((8, 8, 3), 0.5), torch.ones(8, 8, dtype=torch.bool),
+                            torch.zeros(8, 8, dtype=torch.bool))
+    g, px, side = mouth_insides(face, front, K, 2.5, colours)
+    eye = 60.0
+    dy = (px[:, 1] - split_line_y(face, px[:, 0])) / eye
+    upper, lower = side == 1, side == 2
+    assert int(upper.sum()) > 50 and int(lower.sum()) > 50
+    assert float(dy[upper].min()) >= -UPPER_ROW - 1e-3 and float(dy[upper].max()) <= OVERLAP + 1e-3
+    assert float(dy[lower].min()) >= -OVERLAP - 1e-3 and float(dy[lower].max()) <= 0.09 + 1e-3
+    assert LOWER_ROW < UPPER_ROW
+    surface = 2.5 - 10.0 * 2.5 / 200.0
+    assert float(g.means[:, 2].min()) > surface                               # all behind the lips
+    middle = (px[:, 0] - 50).abs() < 1
+    ends = (px[:, 0] - 50).abs() > 12
+    assert float(g.means[upper & ends, 2].mean()) > float(g.means[upper & middle, 2].mean()) + 0.01
+    rgb = sh_dc_to_rgb(g.sh[:, 0])
+    light = rgb.mean(-1) > 0.6
+    assert float(light[upper].float().mean()) > 0.6                           # mostly crowns, a gum edge
