@@ -91,3 +91,16 @@ def test_validate_names_the_inconsistent_part():
     a.regions = a.regions[:-1]
     with pytest.raises(ValueError, match=r"regions: expected shape \[300\]"):
         a.validate()
+
+
+def test_a_tall_photo_is_fitted_into_a_square_frame_unstretched():
+    K = intrinsics(240, 500, 20.0)                                          # a tall portrait, 240 x 500
+    cam = PhotoCamera(K, torch.eye(4), 240, 500)
+    K2 = cam.scaled_K(512, 512)
+    assert float(K2[0, 0]) == pytest.approx(float(K2[1, 1]))               # one scale: nothing stretched
+    assert float(K2[1, 1]) == pytest.approx(float(K[1, 1]) * 512 / 500)
+    point = torch.tensor([0.1, -0.3, 2.5])                                  # any point: the same place in the photo
+    uv, uv2 = (K @ point / point[2])[:2], (K2 @ point / point[2])[:2]
+    s, margin = 512 / 500, (512 - 240 * 512 / 500) / 2
+    assert torch.allclose(uv2, torch.stack([uv[0] * s + margin, uv[1] * s]), atol=1e-3)
+    assert torch.allclose(cam.scaled_K(240, 500), K)                        # its own size: unchanged

@@ -3,8 +3,8 @@ the photo, with no chroma for a greyscale photo."""
 import torch
 
 from engine.avatar.mouth import split_line_y
-from engine.avatar.teeth import (IVORY, LOWER_ROW, OVERLAP, UPPER_ROW, is_greyscale, mouth_colours,
-                                 mouth_insides)
+from engine.avatar.teeth import (IVORY, LOWER_ROW, LOWER_SHOW, UPPER_ROW, UPPER_SHOW, is_greyscale,
+                                 mouth_colours, mouth_insides)
 from engine.render.gaussians import sh_dc_to_rgb
 from tests.test_mouth import synthetic_face
 
@@ -38,8 +38,8 @@ def test_rows_sit_on_their_jaw_behind_the_lips_and_arch_back():
     dy = (px[:, 1] - split_line_y(face, px[:, 0])) / eye
     upper, lower = side == 1, side == 2
     assert int(upper.sum()) > 50 and int(lower.sum()) > 50
-    assert float(dy[upper].min()) >= -UPPER_ROW - 1e-3 and float(dy[upper].max()) <= OVERLAP + 1e-3
-    assert float(dy[lower].min()) >= -OVERLAP - 1e-3 and float(dy[lower].max()) <= 0.09 + 1e-3
+    assert float(dy[upper].min()) >= -UPPER_ROW - 1e-3 and float(dy[upper].max()) <= UPPER_SHOW + 1e-3
+    assert float(dy[lower].min()) >= -LOWER_SHOW - 1e-3 and float(dy[lower].max()) <= 0.11 + 1e-3
     assert LOWER_ROW < UPPER_ROW
     surface = 2.5 - 10.0 * 2.5 / 200.0
     assert float(g.means[:, 2].min()) > surface                               # all behind the lips

@@ -47,10 +47,14 @@ class PhotoCamera:
     height: int
 
     def scaled_K(self, width: int, height: int) -> Tensor:
-        """K [3, 3] of this camera for an image of width x height (same field of view, pixels rescaled)."""
+        """K [3, 3] of this camera for an image of width x height: the photo's frame fitted inside it with its
+        aspect kept (one scale for x and y, centred; a tall photo in a square frame gets side margins), so a
+        face is never stretched."""
+        s = min(width / self.width, height / self.height)
         K = self.K.clone().float()
-        K[0] *= width / self.width
-        K[1] *= height / self.height
+        K[0, 0], K[1, 1] = K[0, 0] * s, K[1, 1] * s
+        K[0, 2] = K[0, 2] * s + (width - s * self.width) / 2
+        K[1, 2] = K[1, 2] * s + (height - s * self.height) / 2
         return K
 
 

@@ -7,8 +7,9 @@ the head), the lower row and the tongue ride on the jaw (side 2). When the lips 
 
 Sizes are in eye widths (the outer eye corner distance, face-mesh points 33 and 263), from adult proportions:
 an upper central incisor is ~10.5 mm tall and the outer eye corners are ~90-100 mm apart (Proffit, Contemporary
-Orthodontics, tooth dimensions; Farkas, Anthropometry of the Head and Face, ex-ex width), so a row shows about
-0.10 eye widths; the lower row shows less.
+Orthodontics, tooth dimensions; Farkas, Anthropometry of the Head and Face, ex-ex width), so a row is about
+0.10 eye widths tall; the lower row shows less. The rows cross the split line (UPPER_SHOW, LOWER_SHOW): shut,
+each lip hides the other row's edge; open, the lips part over the incisors' edges, as in speech.
 
 Colours come from the photo: its own teeth when it shows them (light, low-chroma pixels between the inner lips),
 otherwise a light ivory; gums and tongue are the photo's lip colour, darkened. A greyscale photo has no chroma,
@@ -25,8 +26,11 @@ from engine.avatar.regions import polygon_mask
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 
 IVORY = (0.90, 0.87, 0.80)     # an unstained tooth, lit
-UPPER_ROW, LOWER_ROW = 0.10, 0.075   # visible crown heights, eye widths
-OVERLAP = 0.015                # each row reaches past the split line into the other's side (eye widths)
+UPPER_ROW, LOWER_ROW = 0.10, 0.075   # crown heights above / below the split line, eye widths
+UPPER_SHOW = 0.04              # the upper incisors' edges hang this far below the split line (the lower lip hides
+                               # them when the mouth is shut): ~3-4 mm, the incisor display of relaxed parted lips
+LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
+OVERLAP = max(UPPER_SHOW, LOWER_SHOW)   # how far either row reaches across the split line
 ARCH = 0.16                    # how far back the row's ends sit behind its middle (eye widths)
 BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
 
@@ -72,8 +76,8 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
     centre, half = (left + right) / 2, (right - left) / 2
     parts = []
     # rows of teeth: 1 px apart across the mouth, sloping back toward the corners
-    for side, top, bottom, colour in ((1, -UPPER_ROW, OVERLAP, "tooth"), (2, -OVERLAP, LOWER_ROW, "tooth"),
-                                      (2, 0.03, 0.09, "tongue")):
+    for side, top, bottom, colour in ((1, -UPPER_ROW, UPPER_SHOW, "tooth"), (2, -LOWER_SHOW, LOWER_ROW, "tooth"),
+                                      (2, 0.05, 0.11, "tongue")):
         span = 0.62 if colour == "tongue" else 0.92
         xs = torch.arange(centre - span * half, centre + span * half + 1e-3, 1.0)
         mid = split_line_y(face, xs)
@@ -95,7 +99,7 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
     fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
     z = z0 - front[yi, xi] * z0 / fx + back * z0 / fx
     means = torch.stack([(X - cx) / fx * z, (Y - cy) / fy * z, z], -1)
-    sigma = 0.6 * z / fx
+    sigma = 0.75 * z / fx                                                  # 1 px apart: no gaps
     n = len(X)
     g = Gaussians(means.float(), torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
                   torch.stack([sigma, sigma, 0.5 * sigma], -1).float(), torch.ones(n),
