@@ -5,7 +5,8 @@ surface depth (inflated body, rounder head, face-mesh relief on the face; engine
 of Gaussians (dense on face and hands), 6 an under-layer behind the face: the mouth interior and a soft second
 skin (engine.avatar.mouth), 7 photometric fit of the front shell with the differentiable rasterizer, 8 control
 particles on the landmarks, lifted to 3D, 9 skinning from every Gaussian to its nearest particles of compatible
-regions, split at the mouth line so the jaw opens the mouth instead of stretching it. The photo camera is the
+regions, split at the mouth line so the jaw opens the mouth instead of stretching it; arms and legs ride their
+bones (engine.avatar.limbs). The photo camera is the
 world frame: viewmat identity, +z forward, the person at distance z0.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import cuda_ext
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals
 from engine.avatar.landmarks import Landmarks, detect, person_mask
+from engine.avatar.limbs import limb_skinning
 from engine.avatar.mouth import mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import crop, load_photo, person_box
@@ -211,10 +213,12 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2])
     skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
                                         cfg.skin_neighbours)
+    skin_index, skin_weight, bones = limb_skinning(all_px + 0.5, g.means, g_regions, lm.pose, particles, names,
+                                                   skin_index, skin_weight)      # arms and legs on their bones
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
             "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
     return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
-                  PhotoCamera(K, torch.eye(4), W, H), meta, normals).validate()
+                  PhotoCamera(K, torch.eye(4), W, H), meta, normals, bones=bones).validate()
 
 
 def front_view_metrics(avatar: Avatar, image: Tensor, person: Tensor) -> dict:

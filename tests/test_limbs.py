@@ -1,0 +1,85 @@
+"""Articulated arms and legs (issue 18) on a tiny synthetic skeleton: arm Gaussians ride their own arm's bones and
+turn with them."""
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("cv2")
+from engine.avatar.limbs import (BONES, TORSO, LimbRig, body_parts, bone_ends, limb_skinning,  # noqa: E402
+                                 quat_mul, rotvec_quat)
+from engine.avatar.skinning import blend_translations  # noqa: E402
+from engine.render.gaussians import Gaussians  # noqa: E402
+from skeleton import JOINTS, pose  # noqa: E402
+
+
+def test_body_parts_label_each_limb_and_the_torso():
+    names = {n: i for i, (n, _, _) in enumerate(BONES)}
+    pts = torch.tensor([[74.0, 102.0], [126.0, 102.0], [78.0, 75.0], [100.0, 90.0], [88.0, 170.0], [85.0, 190.0]])
+    part = body_parts(pts, pose()).tolist()
+    assert part == [names["right_forearm"], names["left_forearm"], names["right_upper_arm"], TORSO,
+                    names["right_shin"], names["right_foot"]]
+
+
+def _avatar_particles():
+    """World particles at the joints (x, y from the photo, z = 10) with their pose names."""
+    names = [f"pose:{j}" for j in range(11, 33)]
+    particles = torch.tensor([[*JOINTS[j], 10.0] for j in range(11, 33)], dtype=torch.float32)
+    return particles, names
+
+
+def test_an_arm_gaussian_follows_only_its_own_bone():
+    particles, names = _avatar_particles()
+    pix = torch.tensor([[76.0, 102.0], [124.0, 102.0], [100.0, 90.0]])     # right forearm, left forearm, torso
+    means = torch.cat([pix, torch.full((3, 1), 10.0)], 1)
+    regions = torch.zeros(3, dtype=torch.long)                              # body
+    K = len(names)
+    old_index = torch.tensor([[names.index("pose:16"), names.index("pose:15"), 0, 1]] * 3)   # any old rows
+    old_weight = torch.full((3, 4), 0.25)
+    index, weight, bones = limb_skinning(pix, means, regions, pose(), particles, names, old_index, old_weight)
+    assert torch.allclose(weight.sum(1), torch.ones(3))
+    used = [{names[int(i)] for i, w in zip(index[r], weight[r]) if w > 0} for r in range(3)]
+    assert used[0] <= {"pose:14", "pose:16"} and used[1] <= {"pose:13", "pose:15"}
+    assert used[2] <= {"pose:11", "pose:12", "pose:23", "pose:24"}         # the torso never follows an elbow
+    assert bones.tolist() == [1, 3, -1]                                     # right_forearm, left_forearm, none
+    # the right forearm Gaussian sits at t ~ 0.48 along elbow -> wrist: weights (1 - t, t)
+    w = {names[int(i)]: float(x) for i, x in zip(index[0], weight[0]) if x > 0}
+    assert w["pose:16"] == pytest.approx(12 / 25, abs=0.02) and w["pose:14"] == pytest.approx(13 / 25, abs=0.02)
+    assert K == 22
+
+
+def test_a_hand_without_hand_points_rides_the_forearm_rigidly():
+    particles, names = _avatar_particles()
+    keep = [n for n in names if n not in {f"pose:{j}" for j in (17, 18, 19, 20, 21, 22)}]
+    particles = particles[[names.index(n) for n in keep]]
+    pix = torch.tensor([[73.0, 124.0]])                                     # beyond the right wrist
+    means = torch.cat([pix, torch.full((1, 1), 10.0)], 1)
+    index, weight, bones = limb_skinning(pix, means, torch.tensor([4]), pose(), particles, keep,
+                                         torch.zeros(1, 4, dtype=torch.long), torch.full((1, 4), 0.25))
+    assert bones.tolist() == [1]
+    assert {keep[int(i)] for i, w in zip(index[0], weight[0]) if w > 0} == {"pose:16"}
+
+
+def test_the_rig_turns_a_gaussian_with_its_bone():
+    """A forearm turned 90 degrees about the elbow: the skinning alone moves the point on the bone, the rig also
+    turns its offset from the bone (else the arm flattens into a ribbon) and its orientation."""
+    names = ["pose:12", "pose:14", "pose:16"]
+    particles = torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])   # shoulder, elbow, wrist
+    means = torch.tensor([[0.1, 0.5, 0.0]])                                 # beside the forearm, halfway
+    index, weight = torch.tensor([[1, 2, 1, 1]]), torch.tensor([[0.5, 0.5, 0.0, 0.0]])
+    motion = torch.zeros(3, 3)
+    motion[2] = torch.tensor([1.0, -1.0, 0.0])                              # wrist to (1, 0, 0)
+    g = Gaussians(means + blend_translations(motion, index, weight), torch.tensor([[1.0, 0.0, 0.0, 0.0]]),
+                  torch.full((1, 3), 0.01), torch.ones(1), torch.zeros(1, 1, 3))
+    assert torch.allclose(g.means, torch.tensor([[0.6, 0.0, 0.0]]))         # translation only: not turned
+    rig = LimbRig(particles, names, means, torch.tensor([1]))
+    out = rig.apply(g, motion)
+    assert torch.allclose(out.means, torch.tensor([[0.5, -0.1, 0.0]]), atol=1e-6)
+    expected = rotvec_quat(torch.tensor([[0.0, 0.0, -math.pi / 2]]))
+    assert torch.allclose(out.quats, quat_mul(expected, g.quats), atol=1e-6)
+    assert torch.equal(rig.apply(g, torch.zeros(3, 3)).means, g.means)     # at rest: unchanged
+
+
+def test_bone_ends_name_the_particles():
+    ends = bone_ends(["pose:14", "pose:12"])
+    assert ends[0].tolist() == [1, 0] and ends[1].tolist() == [0, -1]
