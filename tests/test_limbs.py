@@ -1,5 +1,5 @@
 """Articulated arms and legs (issue 18) on a tiny synthetic skeleton: arm Gaussians ride their own arm's bones and
-turn with them."""
+turn with them, and "raise" turns the arm chain up about the shoulder while the other arm keeps still."""
 import math
 
 import pytest
@@ -83,3 +83,51 @@ def test_the_rig_turns_a_gaussian_with_its_bone():
 def test_bone_ends_name_the_particles():
     ends = bone_ends(["pose:14", "pose:12"])
     assert ends[0].tolist() == [1, 0] and ends[1].tolist() == [0, -1]
+
+
+def _arm_particles():
+    names = ["pose:11", "pose:12", "pose:13", "pose:14", "pose:15", "pose:16"] + \
+        [f"hand_right:{i}" for i in range(21)]
+    p = [[1.0, 0.0, 5.0], [-1.0, 0.0, 5.0], [1.1, 1.0, 5.0], [-1.1, 1.0, 5.0], [1.2, 2.0, 5.0], [-1.2, 2.0, 5.0]]
+    p += [[-1.2 + 0.01 * i, 2.1 + 0.02 * i, 5.0] for i in range(21)]
+    return torch.tensor(p), names
+
+
+def test_raise_turns_the_right_arm_up_and_leaves_the_left():
+    from engine.motion.versa.arms import raise_arm
+    particles, names = _arm_particles()
+    move = raise_arm(particles, names, "right", torch.tensor([0.0, 0.5, 1.0]))
+    assert float(move[0].abs().max()) == 0.0                                # at rest
+    up = particles + move[-1]
+    S, E, W = up[1], up[3], up[5]
+    assert float(W[1]) < float(S[1]) - 1.0, "the right wrist is not above the right shoulder"
+    assert float(E[1]) < float(S[1]) and float(E[0]) < float(S[0])         # the elbow out to the side, up
+    for a, b in ((1, 3), (3, 5)):                                           # the bones keep their lengths
+        assert float((up[a] - up[b]).norm()) == pytest.approx(float((particles[a] - particles[b]).norm()), abs=1e-5)
+    rest_hand, up_hand = particles[6:] - particles[5], up[6:] - W           # the hand turns with the wrist
+    assert torch.allclose(rest_hand.norm(dim=1), up_hand.norm(dim=1), atol=1e-5)
+    assert float(move[:, [0, 2, 4]].abs().max()) == 0.0                     # the left arm
+    mid = particles + move[1]
+    assert float((mid[5] - mid[3]).norm()) == pytest.approx(float((particles[5] - particles[3]).norm()), abs=1e-5)
+
+
+def test_a_command_moves_only_the_named_arm():
+    from engine.avatar.particles import canonical_names
+    from engine.motion.versa.arms import arm_gesture
+    particles, names = _arm_particles()
+    slots = canonical_names()
+    where = [slots.index(n) for n in names]
+
+    def to_canonical(world):
+        out = world.new_zeros(*world.shape[:-2], len(slots), 3)
+        out[..., where, :] = world
+        return out
+    prior = torch.randn(48, len(slots), 3)                                 # the prior's gesture, leaking everywhere
+    out = arm_gesture("raise right hand", prior, particles, names, to_canonical)
+    left = [slots.index(n) for n in ("pose:11", "pose:13", "pose:15", "pose:17", "hand_left:0")]
+    assert float(out[:, left].abs().max()) == 0.0
+    knee = slots.index("pose:26")
+    assert torch.equal(out[:, knee], prior[:, knee])                        # not an arm: the prior's
+    wrist, shoulder = slots.index("pose:16"), slots.index("pose:12")
+    peak = (particles[5] + out[24, wrist])[1]
+    assert float(peak) < float(particles[1, 1]) and float(out[:, shoulder].abs().max()) == 0.0
