@@ -131,3 +131,12 @@ def test_a_command_moves_only_the_named_arm():
     wrist, shoulder = slots.index("pose:16"), slots.index("pose:12")
     peak = (particles[5] + out[24, wrist])[1]
     assert float(peak) < float(particles[1, 1]) and float(out[:, shoulder].abs().max()) == 0.0
+
+
+def test_an_arm_without_a_wrist_goes_up_straight():
+    from engine.motion.versa.arms import STRAIGHT_ARM_UP_DEG, raise_arm
+    particles, names = _arm_particles()
+    particles, names = particles[:4], names[:4]                            # shoulders and elbows only
+    up = particles + raise_arm(particles, names, "right", torch.tensor([1.0]))[0]
+    d = up[3] - up[1]
+    assert math.degrees(math.atan2(-float(d[1]), -float(d[0]))) == pytest.approx(STRAIGHT_ARM_UP_DEG, abs=1e-3)

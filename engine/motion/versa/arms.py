@@ -4,7 +4,8 @@ The gesture prior (prior.py) speaks in face units and lifts the hand points by a
 on a full-body photo that leaves the wrist below the shoulder, and a translation is not a raised arm. So for the
 arm a command names, the engine replaces the prior's motion with the arm's own chain turned to a raised pose
 (`raise_arm`): the upper arm out to the side and 30 degrees up, the forearm straight up, the hand carried
-rigidly by the wrist. The bones turn through the horizontal outward direction (so an arm hanging down swings
+rigidly by the wrist. An avatar whose photo shows the elbow but not the wrist has a straight arm (its forearm
+rides the upper arm, engine.avatar.limbs): that arm goes 60 degrees up. The bones turn through the horizontal outward direction (so an arm hanging down swings
 up at the side instead of through the body), eased in and out over the window like the prior's templates
 (commands._envelope). A wave adds the prior's sideways swing to the wrist and hand. The arm the command does
 not name, shoulder included, stays exactly where the speech motion puts it.
@@ -26,6 +27,7 @@ from engine.avatar.particles import canonical_names
 from .commands import _envelope
 
 UPPER_ARM_UP_DEG = 30.0                          # the raised upper arm, above the horizontal
+STRAIGHT_ARM_UP_DEG = 60.0                       # the same for an arm without a wrist particle: it stays straight
 JOINTS = {"right": (12, 14, 16), "left": (11, 13, 15)}      # shoulder, elbow, wrist
 
 
@@ -72,14 +74,14 @@ def raise_arm(particles: Tensor, names: list[str], side: str, envelope: Tensor) 
     else:
         sign = -1.0 if side == "right" else 1.0          # a person facing the camera: their right on the left
     out = particles.new_tensor([sign, 0.0, 0.0])
-    a = math.radians(UPPER_ARM_UP_DEG)
+    wrist = where.get(f"pose:{w_j}", where.get(f"hand_{side}:0"))
+    a = math.radians(UPPER_ARM_UP_DEG if wrist is not None else STRAIGHT_ARM_UP_DEG)
     up_out, up = particles.new_tensor([sign * math.cos(a), -math.sin(a), 0.0]), particles.new_tensor([0.0, -1.0, 0.0])
     e = envelope.to(particles.dtype)
     v1 = E - S
     R1 = _path(v1 / v1.norm().clamp_min(1e-12), out, up_out, e)                       # [T, 3, 3]
     E_t = S + (R1 @ v1)                                                               # [T, 3]
     move[:, where[f"pose:{e_j}"]] = E_t - E
-    wrist = where.get(f"pose:{w_j}", where.get(f"hand_{side}:0"))
     if wrist is None:
         return move
     W = particles[wrist]
