@@ -80,6 +80,25 @@ def test_the_rig_turns_a_gaussian_with_its_bone():
     assert torch.equal(rig.apply(g, torch.zeros(3, 3)).means, g.means)     # at rest: unchanged
 
 
+def test_a_leaning_bone_turned_about_the_view_axis_does_not_roll():
+    """A forearm leaning out of the image plane, turned 150 degrees about the view axis: the Gaussians beside it
+    turn with it about that axis too. The shortest arc between the two directions would roll the limb about
+    itself, turning its camera-facing relief sideways (a speckled, see-through arm)."""
+    from engine.avatar.limbs import rotvec_matrix
+    names = ["pose:12", "pose:14", "pose:16"]
+    particles = torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.3]])
+    side = torch.nn.functional.normalize(torch.tensor([0.0, -0.3, 1.0]), dim=0)   # off the bone, towards z
+    means = (particles[1] + 0.5 * (particles[2] - particles[1]) + 0.1 * side)[None]
+    Rz = rotvec_matrix(torch.tensor([0.0, 0.0, math.radians(150)]))
+    motion = torch.zeros(3, 3)
+    motion[2] = Rz @ particles[2] - particles[2]
+    index, weight = torch.tensor([[1, 2, 1, 1]]), torch.tensor([[0.5, 0.5, 0.0, 0.0]])
+    g = Gaussians(means + blend_translations(motion, index, weight), torch.tensor([[1.0, 0.0, 0.0, 0.0]]),
+                  torch.full((1, 3), 0.01), torch.ones(1), torch.zeros(1, 1, 3))
+    out = LimbRig(particles, names, means, torch.tensor([1])).apply(g, motion)
+    assert torch.allclose(out.means[0], Rz @ means[0], atol=1e-5)
+
+
 def test_bone_ends_name_the_particles():
     ends = bone_ends(["pose:14", "pose:12"])
     assert ends[0].tolist() == [1, 0] and ends[1].tolist() == [0, -1]

@@ -15,17 +15,23 @@ segment in 2D, or the torso, the quadrilateral of shoulders and hips) and `limb_
 Skinning is translation-only (engine.avatar.skinning), which keeps a point on the segment on the moved segment
 but leaves its offset from the bone unrotated: a raised arm would flatten into a ribbon. So the avatar also
 stores each Gaussian's bone (`Avatar.bones` [N], -1 for none) and `LimbRig` adds, per frame, the rotation of
-the bone (the shortest arc from its rest direction to its moved one) to that offset and to the Gaussian's own
-orientation. Near a joint the rotation is blended half-and-half with the neighbouring bone's (the torso counts
-as a bone that never turns), so an elbow bends without a crease.
+the bone to that offset and to the Gaussian's own orientation. Two joints fix a bone's direction but not its
+roll about itself; the shortest arc between two directions that both lean out of the image plane rolls the
+limb, and a relief shell rolled sideways shows its edge (a speckled, see-through arm). So the rotation is
+`facing_rotation`: the turn about the view axis between the two directions' azimuths, then the small tilt
+left, which keeps what faced the camera facing it. Near a joint the rotation is blended half-and-half with the
+neighbouring bone's (the torso counts as a bone that never turns), so an elbow bends without a crease.
 
 Pose indices follow mediapipe: even = the person's right, odd = the person's left.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from cuda_ext.reference import quat_to_rotmat
 from engine.avatar.bundle import REGIONS
 from engine.avatar.skinning import skin_weights
 from engine.render.gaussians import Gaussians
@@ -183,6 +189,25 @@ def rotvec_between(u: Tensor, v: Tensor) -> Tensor:
     return torch.where(s > 1e-12, axis / s.clamp_min(1e-12) * angle, torch.zeros_like(axis))
 
 
+def facing_rotation(u: Tensor, v: Tensor) -> Tensor:
+    """Unit quaternions [..., 4] wxyz taking directions u to v [..., 3]: first about the view axis z by the
+    angle between their projections on the image plane (none where either projection vanishes), then by the
+    shortest arc left, so a limb turned in the image plane does not roll."""
+    az_u, az_v = torch.atan2(u[..., 1], u[..., 0]), torch.atan2(v[..., 1], v[..., 0])
+    planar = (u[..., :2].norm(dim=-1) > 1e-9 * u.norm(dim=-1)) & (v[..., :2].norm(dim=-1) > 1e-9 * v.norm(dim=-1))
+    phi = torch.where(planar, torch.remainder(az_v - az_u + math.pi, 2 * math.pi) - math.pi, torch.zeros_like(az_u))
+    zero = torch.zeros_like(phi)
+    qz = torch.stack([(phi / 2).cos(), zero, zero, (phi / 2).sin()], -1)
+    turned = (rotvec_matrix(torch.stack([zero, zero, phi], -1)) @ u[..., None])[..., 0]
+    return quat_mul(rotvec_quat(rotvec_between(turned, v)), qz)
+
+
+def quat_nlerp(p: Tensor, q: Tensor, s: Tensor) -> Tensor:
+    """Normalised blend of unit quaternions [..., 4] (q taken on p's side), s [..., 1] in [0, 1]."""
+    q = torch.where((p * q).sum(-1, keepdim=True) < 0, -q, q)
+    return torch.nn.functional.normalize((1 - s) * p + s * q, dim=-1)
+
+
 def rotvec_matrix(r: Tensor) -> Tensor:
     """Rotation vectors [..., 3] -> matrices [..., 3, 3] (Rodrigues)."""
     theta = r.norm(dim=-1, keepdim=True)[..., None]                                   # [..., 1, 1]
@@ -239,23 +264,26 @@ class LimbRig:
         return len(self.rows) > 0
 
     def rotations(self, motion: Tensor) -> Tensor:
-        """Particle motion [K, 3] (world) -> each bone's rotation vector [B + 1, 3] (the last: the torso, 0)."""
+        """Particle motion [K, 3] (world) -> each bone's rotation, a unit quaternion [B + 1, 4] wxyz
+        (`facing_rotation`; the last row: the torso, which does not turn)."""
         ends = self.ends.clamp_min(0)
-        rest = self.particles[ends[:, 1]] - self.particles[ends[:, 0]]
+        rest = (self.particles[ends[:, 1]] - self.particles[ends[:, 0]]).to(motion.dtype)
         moved = rest + motion[ends[:, 1]] - motion[ends[:, 0]]
-        r = rotvec_between(rest.to(motion.dtype), moved)
-        r = torch.where((self.ends >= 0).all(1, keepdim=True), r, torch.zeros_like(r))
-        return torch.cat([r, r.new_zeros(1, 3)])
+        q = facing_rotation(rest, moved)
+        identity = torch.zeros_like(q)
+        identity[:, 0] = 1
+        q = torch.where((self.ends >= 0).all(1, keepdim=True), q, identity)
+        return torch.cat([q, identity[:1]])
 
     def apply(self, g: Gaussians, motion: Tensor) -> Gaussians:
         """Deformed Gaussians g [N] (skinned by `motion` [K, 3]) -> the same with each bone Gaussian's offset from
         its bone, and its orientation, turned by its bone's rotation."""
         if not self:
             return g
-        r_bone = self.rotations(motion)
-        r = (1 - self.share) * r_bone[self.bone] + self.share * r_bone[self.other]     # [M, 3]
-        R = rotvec_matrix(r)
+        q_bone = self.rotations(motion)
+        q = quat_nlerp(q_bone[self.bone], q_bone[self.other], self.share.to(q_bone.dtype))     # [M, 4]
+        R = quat_to_rotmat(q)
         offset = self.offset.to(g.means.dtype)
         means = g.means.index_add(0, self.rows, (R @ offset[:, :, None])[..., 0] - offset)
-        quats = g.quats.index_copy(0, self.rows, quat_mul(rotvec_quat(r), g.quats[self.rows]))
+        quats = g.quats.index_copy(0, self.rows, quat_mul(q, g.quats[self.rows]))
         return Gaussians(means, quats, g.scales, g.opacities, g.sh)

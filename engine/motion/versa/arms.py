@@ -5,8 +5,9 @@ on a full-body photo that leaves the wrist below the shoulder, and a translation
 arm a command names, the engine replaces the prior's motion with the arm's own chain turned to a raised pose
 (`raise_arm`): the upper arm out to the side and 30 degrees up, the forearm straight up, the hand carried
 rigidly by the wrist. An avatar whose photo shows the elbow but not the wrist has a straight arm (its forearm
-rides the upper arm, engine.avatar.limbs): that arm goes 60 degrees up. The bones turn through the horizontal outward direction (so an arm hanging down swings
-up at the side instead of through the body), eased in and out over the window like the prior's templates
+rides the upper arm, engine.avatar.limbs): that arm goes 60 degrees up. The bones turn about the view axis
+through the horizontal outward direction (so an arm hanging down swings up at the side instead of through the
+body, and its front keeps facing the camera), eased in and out over the window like the prior's templates
 (commands._envelope). A wave adds the prior's sideways swing to the wrist and hand. The arm the command does
 not name, shoulder included, stays exactly where the speech motion puts it.
 
@@ -38,23 +39,25 @@ def arm_slots(side: str) -> list[str]:
         [f"hand_{side}:{i}" for i in range(21)]
 
 
-def _turn(u: Tensor, v: Tensor) -> Tensor:
-    """Rotation vector [3] taking unit direction u to v; about the view axis z when they are opposite."""
-    r = rotvec_between(u, v)
-    if float(r.norm()) == 0.0 and float((u * v).sum()) < 0:
-        axis = torch.tensor([0.0, 0.0, 1.0], dtype=u.dtype)
-        axis = axis - (axis * u).sum() * u
-        r = axis / axis.norm().clamp_min(1e-12) * math.pi
-    return r
+def _azimuth(d: Tensor) -> float:
+    return math.atan2(float(d[1]), float(d[0]))
+
+
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
 
 
 def _path(rest: Tensor, out: Tensor, target: Tensor, e: Tensor) -> Tensor:
-    """Rotation matrices [T, 3, 3] turning the bone direction `rest` [3] (unit) through `out` to `target` as
-    e [T] goes 0 -> 1 (the first half of e to `out`, the second on to `target`)."""
-    first, second = _turn(rest, out), _turn(out, target)
-    s1 = (2 * e).clamp(0, 1)[:, None]
-    s2 = (2 * e - 1).clamp(0, 1)[:, None]
-    return rotvec_matrix(s2 * second) @ rotvec_matrix(s1 * first)
+    """Rotation matrices [T, 3, 3] turning the bone direction `rest` [3] (unit) to `target` (in the image plane)
+    as e [T] goes 0 -> 1: about the view axis, the way that passes `out`, by e of the whole angle, and by e of
+    the small tilt out of the image plane left (engine.avatar.limbs.facing_rotation: the limb does not roll)."""
+    phi = _wrap(_azimuth(out) - _azimuth(rest)) + _wrap(_azimuth(target) - _azimuth(out))
+    if float(rest[:2].norm()) < 1e-9:                              # pointing at the camera: no azimuth
+        phi = 0.0
+    zero = torch.zeros_like(e)
+    turn = rotvec_matrix(torch.stack([zero, zero, e * phi], -1))                    # [T, 3, 3]
+    tilt = rotvec_between(rotvec_matrix(rest.new_tensor([0.0, 0.0, phi])) @ rest, target)
+    return rotvec_matrix(e[:, None] * tilt) @ turn
 
 
 def raise_arm(particles: Tensor, names: list[str], side: str, envelope: Tensor) -> Tensor:
