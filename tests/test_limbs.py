@@ -159,3 +159,17 @@ def test_an_arm_without_a_wrist_goes_up_straight():
     up = particles + raise_arm(particles, names, "right", torch.tensor([1.0]))[0]
     d = up[3] - up[1]
     assert math.degrees(math.atan2(-float(d[1]), -float(d[0]))) == pytest.approx(STRAIGHT_ARM_UP_DEG, abs=1e-3)
+
+
+def test_an_arm_without_an_elbow_keeps_the_prior_s_motion():
+    from engine.avatar.particles import canonical_names
+    from engine.motion.versa.arms import arm_gesture, raise_arm
+    particles, names = _arm_particles()
+    keep = [i for i, n in enumerate(names) if n != "pose:14"]
+    particles, names = particles[keep], [names[i] for i in keep]
+    assert raise_arm(particles, names, "right", torch.ones(3)) is None
+    slots = canonical_names()
+    prior = torch.randn(48, len(slots), 3)
+    out = arm_gesture("raise right hand", prior, particles, names, lambda w: None)
+    wrist = slots.index("hand_right:0")
+    assert torch.equal(out[:, wrist], prior[:, wrist])

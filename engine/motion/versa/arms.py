@@ -60,16 +60,16 @@ def _path(rest: Tensor, out: Tensor, target: Tensor, e: Tensor) -> Tensor:
     return rotvec_matrix(e[:, None] * tilt) @ turn
 
 
-def raise_arm(particles: Tensor, names: list[str], side: str, envelope: Tensor) -> Tensor:
+def raise_arm(particles: Tensor, names: list[str], side: str, envelope: Tensor) -> Tensor | None:
     """Particles [K, 3] (rest, world) with names, side 'right' or 'left', envelope [T] in [0, 1] -> world
-    displacement [T, K, 3] of that arm raised by `envelope` (0 elsewhere, and all 0 when the avatar lacks the
-    shoulder or the elbow)."""
+    displacement [T, K, 3] of that arm raised by `envelope` (0 elsewhere), or None when the avatar lacks the
+    shoulder or the elbow (no chain to turn)."""
     T, K = envelope.shape[0], particles.shape[0]
     move = particles.new_zeros(T, K, 3)
     where = {n: i for i, n in enumerate(names)}
     s_j, e_j, w_j = JOINTS[side]
     if f"pose:{s_j}" not in where or f"pose:{e_j}" not in where:
-        return move
+        return None
     S, E = particles[where[f"pose:{s_j}"]], particles[where[f"pose:{e_j}"]]
     other = where.get(f"pose:{JOINTS['left' if side == 'right' else 'right'][0]}")
     if other is not None and float(S[0] - particles[other][0]) != 0:
@@ -111,6 +111,7 @@ def commanded_sides(text: str) -> list[str]:
 def arm_gesture(text: str, gesture: Tensor, particles: Tensor, names: list[str], to_canonical) -> Tensor:
     """The prior's gesture [T, K_c, 3] (face units) for `text` -> the same with each named arm's slots replaced by
     its raised chain (plus, for a wave, the prior's sideways swing of the hand) and the other arm's slots 0.
+    A named arm without a shoulder or elbow particle keeps the prior's motion (it has no chain to turn).
     to_canonical: world motion [T, K, 3] -> canonical [T, K_c, 3] (engine.view.AvatarView.to_canonical)."""
     sides = commanded_sides(text)
     if not sides:
@@ -125,8 +126,10 @@ def arm_gesture(text: str, gesture: Tensor, particles: Tensor, names: list[str],
         if side not in sides:
             out[:, idx] = 0
             continue
-        raised = to_canonical(raise_arm(particles, names, side, env))                   # [T, K_c, 3]
-        out[:, idx] = raised[:, idx]
+        move = raise_arm(particles, names, side, env)
+        if move is None:
+            continue
+        out[:, idx] = to_canonical(move)[:, idx]                                          # [T, K_c, 3]
         if waving:
             hand = torch.tensor([slot[n] for n in arm_slots(side)[2:]])
             swing = gesture[:, hand, 0].mean(1)                                          # [T] sideways
