@@ -120,7 +120,7 @@ def person_mask(image: Tensor, side: int = 2048) -> Tensor:
         with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
             selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
         pose, pose_seg = _pose(mp, rgb)
-    mask = person_alone(selfie, pose_seg, pose)
+    mask = person_alone(selfie, pose_seg, pose, threshold=0.25)       # person_box's threshold: keep the unsure parts
     return torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="bilinear")[0, 0]
 
 

@@ -26,12 +26,13 @@ from engine.avatar.limbs import BONES, LEGS, TORSO_JOINTS, body_parts, body_scal
 
 
 def person_alone(selfie: Tensor, pose_mask: Tensor | None = None, pose: Tensor | None = None,
-                 face: Tensor | None = None, far: float = 1.2) -> Tensor:
+                 face: Tensor | None = None, far: float = 1.2, threshold: float = 0.5) -> Tensor:
     """selfie, pose_mask [H, W] person probabilities; pose [33, >=4] (x, y px, z, visibility) and face [P, >=2]
     in the same pixels (either may be None) -> [H, W] probability: max(selfie, pose_mask) where the person
-    alone is, 0 elsewhere."""
+    alone is, 0 elsewhere. The pieces are those of probability > threshold (a lower one keeps more of what
+    the selfie model is unsure of: a crop wants that, a silhouette does not)."""
     prob = selfie if pose_mask is None else torch.maximum(selfie, pose_mask)
-    person = (prob > 0.5).numpy()
+    person = (prob > threshold).numpy()
     if pose is not None and pose_mask is not None:
         person = _attached(person, (pose_mask > 0.5).numpy(), pose)
     if pose is not None:
