@@ -6,8 +6,8 @@ of Gaussians (dense on face and hands), 6 an under-layer behind the face: the mo
 skin (engine.avatar.mouth), 7 photometric fit of the front shell with the differentiable rasterizer, 8 control
 particles on the landmarks, lifted to 3D, 9 skinning from every Gaussian to its nearest particles of compatible
 regions, split at the mouth line so the jaw opens the mouth instead of stretching it; arms and legs ride their
-bones (engine.avatar.limbs). The photo camera is the
-world frame: viewmat identity, +z forward, the person at distance z0.
+bones (engine.avatar.limbs). The photo camera is the world frame: viewmat identity, +z forward, the person at
+distance z0.
 """
 from __future__ import annotations
 
