@@ -167,12 +167,16 @@ class AvatarEngine:
     def command(self, text: str) -> int:
         """A text gesture command ("raise right hand", "wave left hand", ...; engine.motion.versa.commands.COMMANDS)
         shapes the body over the next window: the frames whose motion is generated after this call (frames
-        already generated keep theirs). A new command replaces one still running. Returns the window's length
-        in frames. ValueError for a word outside the vocabulary, or when no gesture prior is installed."""
+        already generated keep theirs). A new command replaces one still running. The arm a command names turns
+        about its shoulder to a raised pose and the other arm keeps still (engine.motion.versa.arms). Returns the
+        window's length in frames. ValueError for a word outside the vocabulary, or when no gesture prior is installed."""
+        from engine.motion.versa.arms import arm_gesture
         from engine.motion.versa.commands import text_features
         text_features(text)                                  # validate before loading anything
         prior = self._gesture_prior()
         gesture = prior.gesture(text)                        # [W, K_c, 3] face units
+        a = self.avatar                                      # the named arm turns about its shoulder, the other rests
+        gesture = arm_gesture(text, gesture, a.particles, a.particle_names, self.view().to_canonical)
         with self._lock:
             self._gesture = deque(gesture.unbind(0))
         return int(gesture.shape[0])

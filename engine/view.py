@@ -2,7 +2,8 @@
 distillation (distill/view.py, which adds what training needs: projections, crops, anchors).
 
     canonical motion [..., K_c, 3] (face units) ─ to_world ─▶ particle motion [..., K, 3] (world units)
-    ─ decoder.deform (engine/deform) ─▶ deformed Gaussians ─ splat (engine/render/splat) ─▶ rgb, alpha
+    ─ decoder.deform (engine/deform) ─▶ deformed Gaussians ─ limb bones turn (engine/avatar/limbs)
+    ─ splat (engine/render/splat) ─▶ rgb, alpha
 
 A view is built once per camera and holds what does not change from frame to frame: the Gaussians facing the
 camera (`facing` on the rest pose: the motions are small, and a thin shell's back is hidden by its front) with
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from engine.avatar.bundle import Avatar
+from engine.avatar.limbs import LimbRig
 from engine.avatar.particles import canonical_slots, motion_scale, slot_index
 from engine.deform.decoder import GaussianDecoder
 from engine.render.gaussians import Gaussians
@@ -43,6 +45,10 @@ class AvatarView:
             keep = facing(avatar.normals, g.means, self.viewmat).nonzero().squeeze(1)   # [N'] into the avatar
             self.g0 = g.select(keep)
             self.skin_index, self.skin_weight = avatar.skin_index[keep], avatar.skin_weight[keep]
+        self.rig = None                                                  # limb bones: arms and legs turn
+        if avatar.bones is not None:
+            bones = avatar.bones if avatar.normals is None else avatar.bones[keep]
+            self.rig = LimbRig(avatar.particles, avatar.particle_names, self.g0.means, bones) or None
         self.slots = slot_index(avatar.particle_names)                   # [K] canonical slot of each particle
         self.unit = motion_scale(avatar.particles, avatar.particle_names)
 
@@ -75,6 +81,8 @@ class AvatarView:
             K[0, 2] -= x0
             K[1, 2] -= y0
         g = decoder.deform(self.g0, self.skin_index, self.skin_weight, motion)
+        if self.rig is not None:
+            g = self.rig.apply(g, motion)
         if not isinstance(self.background, Tensor):
             rgb, alpha = splat(g, self.viewmat, K, w, h, self.background)
             return rgb, alpha, g

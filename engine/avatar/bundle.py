@@ -8,7 +8,8 @@ weights), and the camera of the source photo. On disk (`save_pretrained(dir)`):
                          z ~ 2.5); for web 3DGS viewers use `audioavatar export` (engine/avatar/web_export.py)
     avatar.json          format version, region names, particle names, the photo's camera, metadata
     avatar.safetensors   regions [N], particles [K, 3], particle_regions [K], skin_index [N, J], skin_weight [N, J],
-                         normals [N, 3] (optional: which way each Gaussian faces, for back-face culling)
+                         normals [N, 3] (optional: which way each Gaussian faces, for back-face culling),
+                         bones [N] (optional: the limb bone each Gaussian turns with, engine/avatar/limbs.py)
     decoder/             optional: the avatar's trained GaussianDecoder (engine/deform/decoder.py, its own
                          save_pretrained folder), written by the distillation; without it the avatar moves by
                          skinning alone (`deformer`)
@@ -71,6 +72,7 @@ class Avatar:
     meta: dict = field(default_factory=dict)
     normals: Tensor | None = None  # [N, 3] outward facing of each Gaussian (unit, or 0 = unknown): back-face culling
     decoder: GaussianDecoder | None = None   # trained for this avatar (distill/), or None
+    bones: Tensor | None = None    # [N] int64: the limb bone each Gaussian turns with (engine.avatar.limbs), -1 none
 
     def deformer(self) -> GaussianDecoder:
         """The decoder that moves this avatar: its trained one, or an untrained one for its K particles, whose
@@ -91,6 +93,8 @@ class Avatar:
                 raise ValueError(f"avatar {name}: expected shape {list(shape)}, got {list(t.shape)}")
         if self.normals is not None and tuple(self.normals.shape) != (N, 3):
             raise ValueError(f"avatar normals: expected shape {[N, 3]}, got {list(self.normals.shape)}")
+        if self.bones is not None and tuple(self.bones.shape) != (N,):
+            raise ValueError(f"avatar bones: expected shape {[N]}, got {list(self.bones.shape)}")
         if self.decoder is not None and self.decoder.config.n_particles != K:
             raise ValueError(f"avatar decoder: made for {self.decoder.config.n_particles} particles, "
                              f"the avatar has {K}")
@@ -114,6 +118,8 @@ class Avatar:
                   "skin_index": self.skin_index.contiguous(), "skin_weight": self.skin_weight.contiguous()}
         if self.normals is not None:
             arrays["normals"] = self.normals.float().contiguous()
+        if self.bones is not None:
+            arrays["bones"] = self.bones.long().contiguous()
         config = {"format_version": FORMAT_VERSION, "regions": list(REGIONS), "n_gaussians": len(self.gaussians),
                   "n_particles": int(self.particles.shape[0]), "skin_neighbours": int(self.skin_index.shape[1]),
                   "particle_names": self.particle_names,
@@ -157,7 +163,7 @@ class Avatar:
                      arrays["particle_regions"], list(config["particle_names"]), arrays["skin_index"],
                      arrays["skin_weight"], PhotoCamera(torch.tensor(cam["K"]), torch.tensor(cam["viewmat"]),
                                                         int(cam["width"]), int(cam["height"])),
-                     dict(config.get("meta", {})), arrays.get("normals"))
+                     dict(config.get("meta", {})), arrays.get("normals"), bones=arrays.get("bones"))
         if (d / "decoder").is_dir():
             avatar.decoder = GaussianDecoder.from_pretrained(d / "decoder")
         return avatar.validate()

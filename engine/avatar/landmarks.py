@@ -1,6 +1,8 @@
 """Person mask and landmarks of one photo, from mediapipe 0.10.21's bundled models (offline): selfie
-segmentation, face mesh (478 points with irises), pose (33 points, complexity 1) and hands (21 points each).
-Everything comes back in pixels of the input image; personalize anchors control particles to these.
+segmentation, face mesh (478 points with irises), pose (33 points, complexity 1, with its segmentation) and
+hands (21 points each). Everything comes back in pixels of the input image; personalize anchors control
+particles to these. The person mask is the person alone (engine.avatar.silhouette: no ground, props or overlays
+unless held or worn), from both the selfie and the pose segmentation.
 
 mediapipe is installed by scripts/setup.sh with --no-deps (its declared jax/jaxlib dependency is ~600 MB and
 unused by these solutions); pyproject.toml lists what it does import.
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor
+
+from engine.avatar.silhouette import person_alone
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging: warnings and up only
 VERBOSE_ENV = "AUDIOAVATAR_VERBOSE"             # set (the CLI's --verbose): let mediapipe's own log lines through
@@ -64,7 +68,7 @@ def mediapipe_module():
 class Landmarks:
     """One person in an image of H x W pixels. x, y in pixels; z in pixels too (mediapipe's relative depth
     scaled by the image width; smaller is closer to the camera)."""
-    mask: Tensor                      # [H, W] person probability in [0, 1]
+    mask: Tensor                      # [H, W] person probability in [0, 1], the person alone
     face: Tensor | None               # [478, 3]
     pose: Tensor | None               # [33, 4]: x, y, z, visibility
     left_hand: Tensor | None          # [21, 3], the person's anatomical left
@@ -97,10 +101,11 @@ def detect(image: Tensor) -> Landmarks:
 
 
 def person_mask(image: Tensor, side: int = 2048) -> Tensor:
-    """image [H, W, 3] RGB float in [0, 1] -> [H, W] person probability, from mediapipe's selfie segmentation
-    (personalize's crop). The model runs at 256 px whatever it is given, but its mask comes out sharper, and
-    reaches further (a held helmet, a hand), when it is given the photo at full size rather than a small copy:
-    so only a photo over `side` pixels is shrunk first."""
+    """image [H, W, 3] RGB float in [0, 1] -> [H, W] probability of the person alone (personalize's crop), from
+    mediapipe's selfie and pose segmentation and its pose (engine.avatar.silhouette). The selfie model runs at
+    256 px whatever it is given, but its mask comes out sharper, and reaches further (a held helmet, a hand),
+    when it is given the photo at full size rather than a small copy: so only a photo over `side` pixels is
+    shrunk first."""
     if image.dim() != 3 or image.shape[-1] != 3:
         raise ValueError(f"image: expected shape [H, W, 3], got {list(image.shape)}")
     H, W = image.shape[:2]
@@ -110,20 +115,34 @@ def person_mask(image: Tensor, side: int = 2048) -> Tensor:
         small = torch.nn.functional.interpolate(small, size=(max(1, round(H * s)), max(1, round(W * s))),
                                                 mode="area")
     rgb = np.ascontiguousarray((small[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
-    with quiet_native_logs(), mediapipe_module().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
-        mask = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
+    mp = mediapipe_module()
+    with quiet_native_logs():
+        with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+            selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
+        pose, pose_seg = _pose(mp, rgb)
+    mask = person_alone(selfie, pose_seg, pose, threshold=0.25)       # person_box's threshold: keep the unsure parts
     return torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="bilinear")[0, 0]
 
 
+def _pose(mp, rgb: np.ndarray) -> tuple[Tensor | None, Tensor | None]:
+    """mediapipe pose on rgb [H, W, 3] uint8 -> (pose [33, 4] in pixels, its segmentation [H, W]), or Nones."""
+    h, w = rgb.shape[:2]
+    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as model:
+        res = model.process(rgb)
+    if res.pose_landmarks is None:
+        return None, None
+    seg = None if res.segmentation_mask is None else torch.from_numpy(res.segmentation_mask.astype(np.float32))
+    return _points(res.pose_landmarks.landmark, w, h, with_visibility=True), seg
+
+
 def _run_models(mp, rgb: np.ndarray):
-    """Person mask [H, W], face mesh [478, 3] (or None) and face count, pose [33, 4] (or None), hands."""
+    """Person mask [H, W] (the person alone), face mesh [478, 3] (or None) and face count, pose [33, 4] (or None), hands."""
     h, w = rgb.shape[:2]
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
-        mask = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
+        selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
     face, n_faces = face_mesh(rgb)
-    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose_model:
-        res = pose_model.process(rgb).pose_landmarks
-        pose = _points(res.landmark, w, h, with_visibility=True) if res else None
+    pose, pose_seg = _pose(mp, rgb)
+    mask = person_alone(selfie, pose_seg, pose, face)
     with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2) as hands_model:
         hands = [_points(hl.landmark, w, h) for hl in (hands_model.process(rgb).multi_hand_landmarks or [])]
     return mask, face, n_faces, pose, hands

@@ -6,8 +6,9 @@ of surfels (dense on face and hands; engine.avatar.shell), the back coloured per
 surfaces, never mirrored (engine.avatar.backside), 6 an under-layer behind the face: the mouth interior and a soft second
 skin (engine.avatar.mouth), 7 photometric fit of the front shell with the differentiable rasterizer, 8 control
 particles on the landmarks, lifted to 3D, 9 skinning from every Gaussian to its nearest particles of compatible
-regions, split at the mouth line so the jaw opens the mouth instead of stretching it. The photo camera is the
-world frame: viewmat identity, +z forward, the person at distance z0.
+regions, split at the mouth line so the jaw opens the mouth instead of stretching it; arms and legs ride their
+bones (engine.avatar.limbs). The photo camera is the world frame: viewmat identity, +z forward, the person at
+distance z0.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from engine.avatar.backside import back_colours
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals
 from engine.avatar.landmarks import Landmarks, detect, person_mask
+from engine.avatar.limbs import limb_skinning
 from engine.avatar.mouth import closing_shift, in_gap, mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import crop, load_photo, person_box
@@ -166,7 +168,7 @@ def _mouth_layers(face: Tensor, image: Tensor, person: Tensor, regions: Tensor, 
 
 
 def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, is_front: Tensor, teeth: Tensor,
-                     particles: Tensor, names: list[str], p_sides: Tensor, K: Tensor) -> Tensor:
+                     particles: Tensor, p_sides: Tensor, K: Tensor) -> Tensor:
     """Closes the photo's lip gap in the rest pose (engine.avatar.mouth.closing_shift): moves the skin's
     Gaussians [N] (not the teeth) and the control particles [K, 3] in place, and returns which Gaussians to
     keep [N] bool: all but the front skin between the photo's inner lips (its teeth or dark mouth, which the
@@ -245,14 +247,16 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     if lm.face is not None:
         p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2])
     if lm.face is not None:                 # the rest mouth is closed, whatever the photo's lips do
-        keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, names, p_sides, K)
-        g, g_regions, sides, normals = g.select(keep), g_regions[keep], sides[keep], normals[keep]
+        keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, p_sides, K)
+        g, g_regions, sides, normals, all_px = g.select(keep), g_regions[keep], sides[keep], normals[keep], all_px[keep]
     skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
                                         cfg.skin_neighbours)
+    skin_index, skin_weight, bones = limb_skinning(all_px + 0.5, g.means, g_regions, lm.pose, particles, names,
+                                                   skin_index, skin_weight)      # arms and legs on their bones
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
             "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
     return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
-                  PhotoCamera(K, torch.eye(4), W, H), meta, normals).validate()
+                  PhotoCamera(K, torch.eye(4), W, H), meta, normals, bones=bones).validate()
 
 
 def front_view_metrics(avatar: Avatar, image: Tensor, person: Tensor) -> dict:

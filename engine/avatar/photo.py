@@ -57,7 +57,7 @@ def _fit(im: Image.Image, max_side: int) -> Image.Image:
     return im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.LANCZOS)
 
 
-def person_box(mask: Tensor, margin: float = 0.15, min_gain: float = 0.75,
+def person_box(mask: Tensor, margin: float = 0.15, min_gain: float = 0.9,
                threshold: float = 0.25) -> tuple[int, int, int, int] | None:
     """mask [H, W] person probability -> the crop (x0, y0, x1, y1) holding the person (mask > threshold: a low
     one, as a cut-off hand or hat costs more than some background) with `margin`
