@@ -31,7 +31,7 @@ UPPER_SHOW = 0.04              # the upper incisors' edges hang this far below t
                                # them when the mouth is shut): ~3-4 mm, the incisor display of relaxed parted lips
 LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
 OVERLAP = max(UPPER_SHOW, LOWER_SHOW)   # how far either row reaches across the split line
-ARCH = 0.16                    # how far back the row's ends sit behind its middle (eye widths)
+ARCH = 0.05                    # how far back the row's ends sit behind its middle (eye widths)
 BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
 
 
