@@ -37,7 +37,7 @@ class ShellConfig:
     footprint: float = 0.6     # Gaussian sigma as a fraction of the sample spacing
     opacity: float = 0.95
     back_blur: float = 12.0    # blur (pixels) of the photo colours used for the back shell
-    max_stretch: float = 4.0   # a surfel's largest stretch along a steep slope (1 / cos(tilt), clamped)
+    max_stretch: float = 12.0  # a surfel's largest stretch along a steep slope (1 / cos(tilt), clamped)
 
 
 def _blur(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
