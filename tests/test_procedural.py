@@ -93,3 +93,21 @@ def test_bad_shapes_are_named(rest):
         ProceduralMotion(rest[0][:10], rest[1][:10])
     with pytest.raises(ValueError, match="mel/rms"):
         ProceduralMotion(rest[0], rest[1]).push(torch.zeros(3, 80), torch.zeros(2))
+
+
+def test_a_closed_rest_mouth_opens_as_one_lower_lip(rest):
+    """The avatar's rest mouth is closed (engine.avatar.mouth.closing_shift): both inner lips lie on one line.
+    The jaw must still carry the whole lower lip, inner edge included, and leave the upper lip."""
+    from engine.avatar.mouth import LOWER_INNER, UPPER_INNER
+
+    pos, present, where = rest[0].clone(), rest[1], rest[2]
+    line = (pos[where["face:13"], 1] + pos[where["face:14"], 1]) / 2
+    for i in set(UPPER_INNER) | set(LOWER_INNER):
+        pos[where[f"face:{i}"], 1] = line                                 # shut: the photo's lip gap closed
+    mel, rms = speech()
+    motion = ProceduralMotion(pos, present, ProceduralConfig(sway_deg=0.0, nod_deg=0.0), seed=1)(mel, rms)
+    drop = lambda i: motion[:, where[f"face:{i}"], 1]                     # noqa: E731
+    loud = int(rms.argmax())
+    assert float(drop(14)[loud] - drop(13)[loud]) > 0.15                  # the inner lips part
+    assert float(drop(14)[loud]) == pytest.approx(float(drop(17)[loud]), rel=0.1)   # inner and outer together
+    assert float(drop(13)[loud]) <= 0.0                                   # the upper lip does not come down

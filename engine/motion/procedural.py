@@ -30,6 +30,9 @@ from engine.avatar.particles import canonical_names, canonical_slots
 from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS
 
 FPS = 25
+# mediapipe face-mesh lip points (its FACEMESH_LIPS contours), split at the mouth corners 61/291 (outer), 78/308 (inner)
+UPPER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415)
+LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)
 
 
 @dataclass
@@ -121,14 +124,20 @@ class ProceduralMotion:
         self.corner_w = torch.zeros(len(names), 3)
         self.lid_drop = torch.zeros(len(names))
         if bool(ok[where["face:13"]]) and bool(ok[where["face:14"]]):
-            up, low, chin = p[where["face:13"], 1], p[where["face:14"], 1], p[face, 1].max()   # chin: lowest
+            low_outer = "face:17" if bool(ok[where["face:17"]]) else "face:14"
+            up, low, chin = p[where["face:13"], 1], p[where[low_outer], 1], p[face, 1].max()   # chin: lowest
             cx = p[where["face:13"], 0]
-            # jaw weight: 0 above the lip line, ramping to 1 at the lower lip, fading toward the ears
+            # jaw weight: 0 above the lip line, ramping to 1 at the lower lip's outer edge, fading toward the ears.
+            # The lips themselves go by name: the whole lower lip rides the jaw and the upper lip stays, because
+            # a closed rest mouth puts both inner lips on one line, where their heights cannot tell them apart.
             ramp = ((p[:, 1] - up) / (low - up).clamp(min=1e-3)).clamp(0, 1)
+            index = torch.tensor([int(n.split(":")[1]) if n.startswith("face:") else -1 for n in names])
+            ramp = torch.where(torch.isin(index, torch.tensor(LOWER_LIP)), 1.0, ramp)
+            ramp = torch.where(torch.isin(index, torch.tensor(UPPER_LIP)), 0.0, ramp)
             half_width = (chin - up).abs().clamp(min=0.2) * 1.6
             self.jaw_w = torch.where(face, ramp * torch.exp(-((p[:, 0] - cx) / half_width) ** 2), torch.zeros(()))
             lips = ok & (regions == LIPS)
-            self.upper_lip = lips & (p[:, 1] <= up)
+            self.upper_lip = lips & torch.isin(index, torch.tensor(UPPER_LIP))
             dx = p[:, 0] - cx
             self.corner_w[:, 0] = torch.where(lips, dx / dx[lips].abs().max().clamp(min=1e-3), torch.zeros(()))
             self.pivot = torch.stack([cx, chin + 0.6, p[face, 2].mean() + 0.8])
