@@ -112,22 +112,26 @@ def test_a_ball_seen_from_the_side_has_no_see_through_stripes():
     assert float((core[disc] > 0.5).float().mean()) > 0.97
 
 
-def test_caps_close_a_body_cut_by_the_frame():
-    from engine.avatar.shell import frame_caps
+def test_rim_walls_close_the_seam_and_the_cut_by_the_frame():
+    from engine.avatar.shell import rim_walls
 
     mask = torch.zeros(64, 64, dtype=torch.bool)
     mask[30:, 12:52] = True                                                  # runs off the bottom edge
     front, back = torch.full((64, 64), 8.0), torch.full((64, 64), 12.0)
     K = intrinsics(64, 64, 30.0)
     cfg = ShellConfig()
-    g, px, normals = frame_caps(mask, (front, back), K, cfg, step=4)
-    assert len(g) > 0 and bool((px[:, 1] == 63).all())                       # only on the bottom edge
-    assert set(px[:, 0].tolist()) == set(range(12, 52, 4))
-    assert torch.allclose(normals, torch.tensor([0.0, 1.0, 0.0]).expand_as(normals))
+    g, px, normals = rim_walls(mask, (front, back), K, cfg, step=3)
+    x, y = px[:, 0], px[:, 1]
+    on_ring = (y == 30) | (y == 63) | (x == 12) | (x == 51)
+    assert bool(on_ring.all()) and bool(mask[y, x].all())                    # only the mask's outermost ring
+    bottom = (y == 63) & (x > 14) & (x < 49)
+    left = (x == 12) & (y > 33) & (y < 60)
+    assert torch.allclose(normals[bottom], torch.tensor([0.0, 1.0, 0.0]).expand(int(bottom.sum()), 3), atol=1e-4)
+    assert torch.allclose(normals[left], torch.tensor([-1.0, 0.0, 0.0]).expand(int(left.sum()), 3), atol=1e-4)
+    from cuda_ext.reference import quat_to_rotmat
+    assert float((quat_to_rotmat(g.quats)[:, :, 2] - normals).abs().max()) < 1e-4   # discs face outward
     fx = float(K[0, 0])
     z = g.means[:, 2]
     assert float(z.min()) >= cfg.z0 - 8.0 * cfg.z0 / fx and float(z.max()) <= cfg.z0 + 12.0 * cfg.z0 / fx
-    assert len(set(z.tolist())) == len(range(-8 + 2, 12, 4))                 # a column through the depth, 4 px apart
-    none, _, _ = frame_caps(torch.zeros(64, 64, dtype=torch.bool) | (torch.arange(64)[:, None] - 32).abs().lt(5)
-                            & (torch.arange(64)[None] - 32).abs().lt(5), (front, back), K, cfg)
-    assert len(none) == 0                                                    # a person inside the frame: no caps
+    column = (x == 20) & (y == 63)
+    assert int(column.sum()) == 7                                            # 20 px of depth, 3 px apart at most

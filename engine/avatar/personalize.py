@@ -29,7 +29,7 @@ from engine.avatar.mouth import closing_shift, in_gap, mouth_sides, particle_sid
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
-from engine.avatar.shell import ShellConfig, build_shells, frame_caps
+from engine.avatar.shell import ShellConfig, build_shells, rim_walls
 from engine.avatar.skinning import skin_weights
 from engine.avatar.teeth import inner_lip_mask, mouth_colours, mouth_insides
 from engine.render.camera import intrinsics
@@ -226,9 +226,11 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         g_regions, sides = torch.cat([g_regions, extra_regions]), torch.cat([sides, extra_sides])
         none = torch.zeros(len(inner), dtype=torch.bool)
         is_front, is_back, teeth = torch.cat([is_front, none]), torch.cat([is_back, none]), torch.cat([teeth, extra_teeth])
-    # caps where the person runs off the photo's edge, painted like the back
-    caps, caps_px, caps_n = frame_caps(person, depth, K, cfg.shell)
-    caps.sh[:, 0] = rgb_to_sh_dc(back_colours(image, person, regions, caps_px))
+    # the side wall where front meets back, and caps where the person runs off the photo's edge: halfway
+    # between the photo's colour and the back's
+    caps, caps_px, caps_n = rim_walls(person, depth, K, cfg.shell)
+    caps.sh[:, 0] = rgb_to_sh_dc(0.5 * (image[caps_px[:, 1], caps_px[:, 0]]
+                                        + back_colours(image, person, regions, caps_px)))
     none = torch.zeros(len(caps), dtype=torch.bool)
     g, g_regions = Gaussians.cat([g, caps]), torch.cat([g_regions, regions[caps_px[:, 1], caps_px[:, 0]]])
     sides, teeth = torch.cat([sides, torch.zeros(len(caps), dtype=torch.long)]), torch.cat([teeth, none])

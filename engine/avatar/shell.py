@@ -37,7 +37,7 @@ class ShellConfig:
     footprint: float = 0.6     # Gaussian sigma as a fraction of the sample spacing
     opacity: float = 0.95
     back_blur: float = 12.0    # blur (pixels) of the photo colours used for the back shell
-    max_stretch: float = 12.0  # a surfel's largest stretch along a steep slope (1 / cos(tilt), clamped)
+    max_stretch: float = 4.0   # a surfel's largest stretch along a steep slope (1 / cos(tilt), clamped)
 
 
 def _blur(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
@@ -140,34 +140,36 @@ def build_shells(image: Tensor, mask: Tensor, depth: tuple[Tensor, Tensor], K: T
     return g, pixel, is_front
 
 
-def frame_caps(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellConfig = ShellConfig(),
-               step: int = 4) -> tuple[Gaussians, Tensor, Tensor]:
-    """Where the person runs off the photo's edge (a half-body portrait's bottom row), the front and back
-    shells end in an open cut, which an orbiting camera looks straight into. Cap it: on every step-th mask
-    pixel of the frame's outermost rows and columns, a column of flat discs from the front surface to the
-    back one, facing out of the frame. mask [H, W] bool, depth = (front, back) [H, W] pixels.
-    -> (Gaussians [M] (colour: grey; the caller paints them), pixel [M, 2] (x, y), outward normals [M, 3])."""
+def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellConfig = ShellConfig(),
+              step: int = 3) -> tuple[Gaussians, Tensor, Tensor]:
+    """The side wall of the person: where the front and back shells meet at the silhouette, and where the
+    person runs off the photo's edge (a half-body portrait's bottom row: an open cut an orbiting camera looks
+    straight into). Seen from the side, that rim is the whole view, and two shells meeting edge-on leave a seam.
+    On every other pixel of the mask's outermost ring (frame edges included), a column of flat discs from the
+    front surface to the back one, step pixels apart, facing outward (the mask's 2-D outward normal; out of the
+    frame at its edges). mask [H, W] bool, depth = (front, back) [H, W] pixels.
+    -> (Gaussians [M] (grey: the caller paints them), pixel [M, 2] (x, y), outward normals [M, 3])."""
     H, W = mask.shape
     front, back = depth
     fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
-    along_x, along_y = torch.arange(0, W, step), torch.arange(0, H, step)
-    edges = [(along_x, torch.zeros_like(along_x), (0.0, -1.0)), (along_x, torch.full_like(along_x, H - 1), (0.0, 1.0)),
-             (torch.zeros_like(along_y), along_y, (-1.0, 0.0)), (torch.full_like(along_y, W - 1), along_y, (1.0, 0.0))]
-    parts = []
-    for xs, ys, (nx, ny) in edges:
-        on = mask[ys, xs]
-        xs, ys = xs[on], ys[on]
-        for x, y in zip(xs.tolist(), ys.tolist()):
-            lo, hi = -float(front[y, x]), float(back[y, x])
-            if hi - lo < step:
-                continue
-            dz = torch.arange(lo + step / 2, hi, float(step))
-            parts.append((torch.full_like(dz, x), torch.full_like(dz, y), dz, torch.tensor([nx, ny, 0.0]).expand(len(dz), 3)))
-    if not parts:
-        return Gaussians(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 1, 3)), \
-            torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 3)
-    X, Y, DZ, N = (torch.cat(p) for p in zip(*parts))
-    z = cfg.z0 + DZ * cfg.z0 / fx
+    m = mask.float()[None, None]
+    inner = F.max_pool2d(F.pad(1 - m, (1, 1, 1, 1), value=1.0), 3, 1)[0, 0] < 0.5     # beyond the frame: outside
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    ring = mask & ~inner & ((yy + xx) % 2 == 0)
+    soft = _blur(m[0, 0, ..., None].expand(H, W, 3), torch.ones(H, W, dtype=torch.bool), 2.0)[..., 0]
+    soft = F.pad(soft[None, None], (1, 1, 1, 1), value=0.0)[0, 0]                       # the frame's edge: outside
+    gy, gx = torch.gradient(soft)
+    ys, xs = torch.nonzero(ring, as_tuple=True)
+    n2 = -torch.stack([gx[ys + 1, xs + 1], gy[ys + 1, xs + 1]], 1)
+    n2 = n2 / n2.norm(dim=1, keepdim=True).clamp(min=1e-9)
+    lo, hi = -front[ys, xs], back[ys, xs]
+    count = ((hi - lo) / step).ceil().clamp(min=1).long()
+    pick = torch.repeat_interleave(torch.arange(len(ys)), count)
+    first = torch.cumsum(count, 0) - count
+    k = torch.arange(int(count.sum())) - first[pick]
+    dz = lo[pick] + (k.float() + 0.5) * (hi - lo)[pick] / count[pick]
+    X, Y, N = xs[pick].float(), ys[pick].float(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
+    z = cfg.z0 + dz * cfg.z0 / fx
     means = torch.stack([(X + 0.5 - cx) / fx * z, (Y + 0.5 - cy) / fy * z, z], -1)
     t1 = torch.tensor([0.0, 0.0, 1.0]).expand(len(X), 3)
     quats = quats_from_frames(torch.stack([t1, torch.linalg.cross(N, t1), N], 2))
