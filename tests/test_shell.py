@@ -124,14 +124,14 @@ def test_rim_walls_close_the_seam_and_the_cut_by_the_frame():
     x, y = px[:, 0], px[:, 1]
     on_ring = (y == 30) | (y == 63) | (x == 12) | (x == 51)
     assert bool(on_ring.all()) and bool(mask[y, x].all())                    # only the mask's outermost ring
-    bottom = (y == 63) & (x > 14) & (x < 49)
-    left = (x == 12) & (y > 33) & (y < 60)
-    assert torch.allclose(normals[bottom], torch.tensor([0.0, 1.0, 0.0]).expand(int(bottom.sum()), 3), atol=1e-4)
-    assert torch.allclose(normals[left], torch.tensor([-1.0, 0.0, 0.0]).expand(int(left.sum()), 3), atol=1e-4)
+    bottom = (y == 63) & (x > 18) & (x < 45)                              # away from the corners
+    left = (x == 12) & (y > 37) & (y < 56)
+    assert torch.allclose(normals[bottom], torch.tensor([0.0, 1.0, 0.0]).expand(int(bottom.sum()), 3), atol=1e-3)
+    assert torch.allclose(normals[left], torch.tensor([-1.0, 0.0, 0.0]).expand(int(left.sum()), 3), atol=1e-3)
     from cuda_ext.reference import quat_to_rotmat
     assert float((quat_to_rotmat(g.quats)[:, :, 2] - normals).abs().max()) < 1e-4   # discs face outward
     fx = float(K[0, 0])
     z = g.means[:, 2]
     assert float(z.min()) >= cfg.z0 - 8.0 * cfg.z0 / fx and float(z.max()) <= cfg.z0 + 12.0 * cfg.z0 / fx
-    column = (x == 20) & (y == 63)
+    column = (x == 21) & (y == 63)                                           # (x + y) even: on the ring
     assert int(column.sum()) == 7                                            # 20 px of depth, 3 px apart at most
