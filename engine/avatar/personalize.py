@@ -20,6 +20,7 @@ from tqdm import tqdm
 import cuda_ext
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals
+from engine.avatar.eyelids import rig_eyelids
 from engine.avatar.landmarks import Landmarks, detect, person_mask
 from engine.avatar.mouth import mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
@@ -211,6 +212,9 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2])
     skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
                                         cfg.skin_neighbours)
+    if lm.face is not None:                    # blinks move the lids and the eye opening, nothing else
+        skin_index, skin_weight = rig_eyelids(lm.face, K, g, g_regions, is_front, is_back, particles,
+                                              particle_regions, names, skin_index, skin_weight)
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
             "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
     return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
