@@ -9,6 +9,7 @@ import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
+from engine.avatar.eyelids import EYEBALLS, lid_partners  # noqa: E402
 from engine.avatar.landmarks import detect  # noqa: E402
 from engine.avatar.particles import canonical_names  # noqa: E402
 from engine.avatar.photo import load_photo  # noqa: E402
@@ -86,6 +87,28 @@ def test_silence_is_idle_and_interrupt_closes_the_mouth(rest):
     pm.interrupt()
     after = pm.push(torch.zeros(1, 80), torch.zeros(1))
     assert float(after[0, where["face:14"], 1] - after[0, where["face:13"], 1]) < 0.01
+
+
+def test_a_blink_puts_every_upper_lid_vertex_on_its_lower_lid_partner(rest):
+    """Closed means closed: at the blink's peak the upper lid lies on the lower lid (the old rig dropped the lid
+    points by 1.8 x their height above the eye's mean line, which stops short of the lower lid)."""
+    T = 25 * 20
+    cfg = ProceduralConfig(sway_deg=0.0, nod_deg=0.0, breath=0.0)       # the lids alone
+    quiet = ProceduralMotion(rest[0], rest[1], cfg, seed=0)(torch.zeros(T, 80), torch.zeros(T))
+    where, pos = rest[2], rest[0] + quiet                                 # [T, K_c, 3] face units
+    pairs = [(where[u], where[lo]) for u, lo in lid_partners()]
+    assert len(pairs) == 14                                               # 7 per eye, corners excluded
+    gap = torch.stack([(pos[:, u] - pos[:, lo]).norm(dim=-1) for u, lo in pairs], 1)   # [T, 14]
+    open_gap = torch.stack([(rest[0][u] - rest[0][lo]).norm() for u, lo in pairs])
+    assert float(open_gap[[1, 2, 3, 8, 9, 10]].min()) > 0.02              # the photo's eyes are open
+    closed = gap.max(1).values < 1e-5
+    assert int(closed.sum()) >= 4                                         # two frames per blink, several blinks
+    assert bool((gap[~closed].max(1).values > 0.3 * open_gap.max()).any())   # and open in between
+    corners = [where[f"face:{i}"] for i in (33, 133, 263, 362)]
+    assert float(quiet[:, corners].abs().max()) < 1e-6                    # the corners stay
+    balls = [where[e] for e in EYEBALLS]                                  # and the eyeballs go back, behind the lid
+    torch.testing.assert_close(quiet[closed][:, balls], torch.tensor([0.0, 0.0, cfg.eye_back]).expand(
+        int(closed.sum()), 2, 3), atol=1e-6, rtol=0)
 
 
 def test_bad_shapes_are_named(rest):

@@ -23,6 +23,7 @@ import cuda_ext
 from engine.avatar.backside import back_colours
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals
+from engine.avatar.eyelids import rig_eyelids
 from engine.avatar.landmarks import Landmarks, detect, person_mask
 from engine.avatar.limbs import limb_skinning
 from engine.avatar.mouth import closing_shift, in_gap, mouth_sides, particle_sides, under_layer
@@ -251,8 +252,12 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     if lm.face is not None:                 # the rest mouth is closed, whatever the photo's lips do
         keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, p_sides, K)
         g, g_regions, sides, normals, all_px = g.select(keep), g_regions[keep], sides[keep], normals[keep], all_px[keep]
+        is_front, is_back = is_front[keep], is_back[keep]
     skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
                                         cfg.skin_neighbours)
+    if lm.face is not None:                    # blinks move the lids and the eye opening, nothing else
+        skin_index, skin_weight = rig_eyelids(lm.face, K, g, g_regions, is_front, is_back, particles,
+                                              particle_regions, names, skin_index, skin_weight)
     skin_index, skin_weight, bones = limb_skinning(all_px + 0.5, g.means, g_regions, lm.pose, particles, names,
                                                    skin_index, skin_weight)      # arms and legs on their bones
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,

@@ -13,7 +13,10 @@ What moves, and what drives it:
   bright sounds (i, e) and rounds them inwards on dark ones (o, u).
 - head: slow sway (yaw, roll) from smooth deterministic noise; a nod (pitch) answering each loudness onset
   (a prosody peak). The head pivots about a point below and behind the chin.
-- eyes: blinks at random intervals (mean 4 s), 5 frames each: the upper lids drop onto the lower lids.
+- eyes: blinks at random intervals (mean 4 s), 5 frames each: every upper-lid vertex moves onto its partner on
+  the lower lid (engine.avatar.eyelids.lid_partners), so a closed eye is closed, and the eyeball slots
+  (eyelids.EYEBALLS) move back, so what the eye opening showed hides behind the lid; the avatar's eyelid skinning
+  carries the lid's motion to the lid only and the eyeball's to the eye opening only.
 - breathing: a 4 s cycle that lifts the shoulders and everything above them slightly.
 - beat gestures: onsets of stressed syllables (loud onsets) lift the wrists and hands, with a damped bounce.
 - silence: the jaw closes and the gestures fade, while sway, blinks and breathing go on (idle motion).
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from engine.avatar.eyelids import EYEBALLS, lid_partners
 from engine.avatar.particles import canonical_names, canonical_slots
 from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS
 
@@ -47,6 +51,7 @@ class ProceduralConfig:
     nod_deg: float = 4.0         # head nod on a loudness onset
     onset: float = 0.12          # loudness jump (per frame, 0..1 scale) that counts as an onset
     blink_every_s: float = 4.0   # mean time between blinks
+    eye_back: float = 0.2        # a closed blink pushes the eyeballs back this far (face units), behind the lids
     breath_period_s: float = 4.0
     breath: float = 0.02         # shoulder lift, face units
     gesture: float = 0.35        # hand lift on a stressed onset, face units
@@ -122,7 +127,7 @@ class ProceduralMotion:
         self.head = face
         self.jaw_w = torch.zeros(len(names))
         self.corner_w = torch.zeros(len(names), 3)
-        self.lid_drop = torch.zeros(len(names))
+        self.lid_shut = torch.zeros(len(names), 3)
         if bool(ok[where["face:13"]]) and bool(ok[where["face:14"]]):
             low_outer = "face:17" if bool(ok[where["face:17"]]) else "face:14"
             up, low, chin = p[where["face:13"], 1], p[where[low_outer], 1], p[face, 1].max()   # chin: lowest
@@ -144,16 +149,21 @@ class ProceduralMotion:
         else:
             self.upper_lip = torch.zeros(len(names), dtype=torch.bool)
             self.pivot = p[face].mean(0) if bool(face.any()) else torch.zeros(3)
-        eyes = ok & (regions == EYES)
-        for side in ("33", "263"):            # lids of each eye: drop the points above that eye's centre line
-            if not bool(ok[where[f"face:{side}"]]):
-                continue
-            near = eyes & ((p[:, 0] - p[where[f"face:{side}"], 0]).abs() < 0.45)
-            if bool(near.any()):
-                centre = p[near, 1].mean()
-                self.lid_drop = torch.where(near & (p[:, 1] < centre), (centre - p[:, 1]) * 1.8, self.lid_drop)
+        # blink: each upper-lid vertex (corners excepted) goes onto its partner on the lower lid
+        for upper, lower in lid_partners():
+            u, lo = where[upper], where[lower]
+            if bool(ok[u]) and bool(ok[lo]):
+                self.lid_shut[u] = p[lo] - p[u]
+        self.eyeballs = torch.tensor([where[e] for e in EYEBALLS if bool(ok[where[e]])], dtype=torch.long)
         self.shoulders = ok & (regions == BODY)
         self.hands = ok & (regions == HANDS)
+
+    def blink_offsets(self, amount: float) -> Tensor:
+        """The blink alone [K_c, 3] (face units) at amount 0 (open) .. 1 (closed): the upper lids on the way to
+        the lower lids, the eyeballs back (by amount^2: behind the lid only once it is mostly down)."""
+        out = self.lid_shut * amount
+        out[self.eyeballs, 2] += self.cfg.eye_back * amount * amount
+        return out
 
     # -- per frame --------------------------------------------------------------------------------------
     def _step(self, mel: Tensor, rms: float) -> Tensor:
@@ -187,7 +197,7 @@ class ProceduralMotion:
         out[:, 1] += self.jaw_w * c.jaw_open * self.level
         out[self.upper_lip, 1] -= 0.12 * c.jaw_open * self.level
         out[:, 0] += self.corner_w[:, 0] * c.corner_spread * tilt
-        out[:, 1] += self.lid_drop * blink
+        out += self.blink_offsets(blink)
         breath = c.breath * 0.5 * (1 - math.cos(2 * math.pi * f / (c.breath_period_s * FPS)))
         out[self.shoulders | self.head | self.hands, 1] -= breath
         out[self.hands, 1] -= self.hand
