@@ -63,11 +63,11 @@ def blink(particles, names, back=0.3):
 
 def test_the_lid_follows_the_upper_lid_fully_and_nothing_outside_the_lids_moves():
     face, particles, p_regions, names = drawn_face()
-    probes = {"lash line": (120.0, 92.0), "lid": (120.0, 91.0), "opening": (120.0, 100.0),
+    probes = {"lash line": (120.0, 92.0), "lashes": (120.0, 95.0), "lid": (120.0, 91.0), "opening": (120.0, 100.0),
               "above the brow": (120.0, 76.0), "under the brow": (120.0, 83.0), "below the eye": (120.0, 109.0),
               "beside the eye": (94.0, 96.0), "behind": (120.0, 91.0)}
     means = torch.cat([lift(p, Z + (1.0 if k == "behind" else 0.0)) for k, p in probes.items()])
-    regions = torch.tensor([EYES if k == "opening" else FACE for k in probes])
+    regions = torch.tensor([EYES if k in ("opening", "lashes") else FACE for k in probes])
     is_front = torch.tensor([k != "behind" for k in probes])
     index, weight = skin_weights(means, particles, 4)
     moving = torch.tensor([names.index(u) for u, _ in lid_partners()])
@@ -91,6 +91,7 @@ def test_the_lid_follows_the_upper_lid_fully_and_nothing_outside_the_lids_moves(
     y = moved[:, 1] / moved[:, 2] * F                                      # pixel rows after the blink
     got = dict(zip(probes, y.tolist()))
     assert abs(got["lash line"] - 106.0) < 0.05                            # the lash line lands on the lower lid
+    assert abs(got["lashes"] - 106.0) < 0.05                               # the lashes just below it too, no lower
     assert abs(got["lid"] - 105.0) < 0.05                                  # the lid above it comes along
     shift = dict(zip(probes, (moved - means).unbind(0)))
     torch.testing.assert_close(shift["opening"], motion[names.index(EYEBALLS[0])])   # the eye goes back, alone

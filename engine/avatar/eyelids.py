@@ -11,10 +11,11 @@ it follow the lid a little and bend. `eyelid_skinning` rebinds the Gaussians aro
   upper lid with weight f: f = 1 on the lowest LID_RIGID of that zone (the lid itself: the lash line lands on
   the lower lid), then falls smoothly to 0 (the skin under the brow stretches). The rest of its weight goes to
   its nearest particles that a blink does not move. Nothing at or above the brow follows the lid.
-- in the eye opening (between the upper and the lower lid: the white, the iris, the lower lashes; its top
-  LASH share is the upper lash line, which goes with the lid), a Gaussian follows its eye's eyeball particle
-  alone. The lids do not drag it; a closing blink pushes it back behind the under-layer, and the lid slides
-  down over it.
+- the top LASH share of the eye opening is the upper lash line: it goes with the lid too, squeezed so that all
+  of it lands on the lower lid's line (f = (y_lower - y) / (y_lower - y_upper)), a thin line as on a closed eye.
+- in the rest of the eye opening (the white, the iris, the lower lashes), a Gaussian follows its eye's eyeball
+  particle alone. The lids do not drag it; a closing blink pushes it back behind the under-layer, and the lid
+  slides down over it.
 - every other Gaussian that the plain skinning tied to a lid or eyeball particle (skin below the eye, beyond
   the corners, the back of the head, the under-layer) is rebound to its nearest particles a blink does not move.
 
@@ -24,9 +25,9 @@ weight f, and the others on what holds it in place, with weight 1 - f; rows stil
 (which moves all face particles together) moves them rigidly as before.
 
 The stretched lid thins out, and where it does the under-layer behind the face shows (engine.avatar.mouth
-.under_layer, a blurred copy of the photo): behind the eye opening, that copy is the dark of the iris.
-`cover_the_eyes` gives the under-layer behind each eye opening the colour of that eye's upper lid (the skin
-between the lid crease and the brow), so a closed eye is skin-coloured all the way down to the lash line.
+.under_layer, a blurred copy of the photo): behind the eye opening, that copy is the dark of the iris, blurred a
+little beyond it. `cover_the_eyes` gives the under-layer behind each lid and eye opening the median colour of
+that eye's upper lid, so a closed eye is lid-coloured all the way down to the lash line.
 
 Positions are photo pixels (x right, y down).
 """
@@ -55,7 +56,7 @@ LID_RIGID = 0.5                                  # and its lower part (the lid p
 LASH = 0.3                                       # the top of the opening (this share of its height) is lash line:
                                                  # it goes with the lid
 COVER_MARGIN = 0.25                              # the under-layer is recoloured this far (x the eye's height) around
-                                                 # the opening too: its Gaussians are wide and blurred
+                                                 # the opening too: it is blurred, and its Gaussians are wide
 
 
 def lid_partners() -> list[tuple[str, str]]:
@@ -104,7 +105,8 @@ def lid_follow(face: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         inside = column & (y >= lash) & (y <= y_low)
         lid = column & (y < lash) & (y > top)
         f_lid = 1.0 - _smoothstep(((y_up - y) / np.maximum(y_up - top, 1e-9) - LID_RIGID) / (1 - LID_RIGID))
-        here = np.where(lid, f_lid, 0.0)
+        f_lash = (y_low - y) / np.maximum(y_low - y_up, 1e-9)     # the lash strip lands on the lower lid's line
+        here = np.where(lid, np.where(y >= y_up, f_lash, f_lid), 0.0)
         take = (inside | lid) & (which < 0)
         f, which, opening = np.where(take, here, f), np.where(take, e, which), np.where(take, inside, opening)
     return torch.from_numpy(np.clip(f, 0, 1)).float(), torch.from_numpy(which), torch.from_numpy(opening)
@@ -117,29 +119,30 @@ def project(K: Tensor, means: Tensor) -> Tensor:
 
 
 def cover_the_eyes(face: Tensor, K: Tensor, g: Gaussians, regions: Tensor, is_front: Tensor, under: Tensor) -> int:
-    """Recolour (in place) the under-layer Gaussians (`under` [N] bool) behind each eye opening, widened by
-    COVER_MARGIN of the eye's height, with the median colour of that eye's upper lid between crease and brow
-    (front-shell face Gaussians with 0 < f < 1; all front face Gaussians when there are too few of those).
-    Returns how many were recoloured."""
+    """Recolour (in place) the under-layer Gaussians (`under` [N] bool) behind each eye's lid zone and opening
+    (the opening widened by COVER_MARGIN of the eye's height) with the median colour of that eye's upper lid
+    above the lash line (front-shell face Gaussians with f > 0; all front face Gaussians when there are too few
+    of those). Returns how many were recoloured."""
     pixels = project(K, g.means)
     f, which, _ = lid_follow(face, pixels)
     rgb = sh_dc_to_rgb(g.sh[:, 0])
     skin = is_front & (regions == FACE)
     x, y = pixels[:, 0], pixels[:, 1]
     done = 0
+    xs = x.double().numpy()
     for e, (upper, lower, _) in enumerate(EYES_ARCS):
-        lid = skin & (which == e) & (f > 0) & (f < 1)
+        ux, uy, _ = _arc(face, upper)
+        lx, ly, _ = _arc(face, lower)
+        y_up = torch.from_numpy(np.interp(xs, ux, uy)).float()
+        y_low = torch.from_numpy(np.interp(xs, lx, ly)).float()
+        lid = skin & (which == e) & (f > 0) & (y < y_up)
         source = lid if int(lid.sum()) >= 5 else skin
         if not bool(source.any()):
             continue
         colour = rgb[source].median(0).values
-        ux, uy, _ = _arc(face, upper)
-        lx, ly, _ = _arc(face, lower)
         m = COVER_MARGIN * float(np.max(ly) - np.min(uy))
-        xs = x.double().numpy()
-        y_up = torch.from_numpy(np.interp(xs, ux, uy)).float()
-        y_low = torch.from_numpy(np.interp(xs, lx, ly)).float()
-        behind = under & (x >= ux[0] - m) & (x <= ux[-1] + m) & (y >= y_up - m) & (y <= y_low + m)
+        near = (x >= ux[0] - m) & (x <= ux[-1] + m) & (y >= y_up - m) & (y <= y_low + m)
+        behind = under & (near | (which == e))
         g.sh[behind, 0] = rgb_to_sh_dc(colour)
         done += int(behind.sum())
     return done
