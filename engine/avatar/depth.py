@@ -25,6 +25,7 @@ from torch import Tensor
 from engine.avatar.inflate import inflate_open
 from engine.avatar.knn import knn
 from engine.avatar.regions import EYES, FACE, HAIR, LIPS, face_index_sets
+from engine.render.camera import unproject
 
 
 def face_front_depth(face: Tensor, pixels: Tensor, k: int = 4) -> Tensor:
@@ -69,11 +70,11 @@ def surface_normals(depth: Tensor, K: Tensor, z0: float, side: float) -> Tensor:
     Normals come from the cross product of the surface's pixel derivatives (central differences), so near the
     rim of the silhouette, where the inflated relief is steep, they turn sideways. engine.render.splat culls by them."""
     H, W = depth.shape
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    fx = float(K[0, 0])
     z = z0 + side * depth.double() * z0 / fx
     yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5, torch.arange(W, dtype=torch.float64) + 0.5,
                             indexing="ij")
-    P = torch.stack([(xx - cx) / fx * z, (yy - cy) / fy * z, z], -1)          # [H, W, 3]
+    P = unproject(xx, yy, z, K)                                           # [H, W, 3]
     dv, du = torch.gradient(P, dim=(0, 1))
     n = torch.linalg.cross(du, dv)
     n = torch.where((n[..., 2:3] * side) < 0, -n, n)                        # outward: the front faces -z, the back +z

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from engine.avatar.regions import convex_hull, polygon_mask
+from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 
 UPPER_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)   # mediapipe face mesh, left to right corner
@@ -119,10 +120,10 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     if ys.numel() == 0:
         raise ValueError("face: the face and lip hull cover no pixel")
     inside = hull[ys, xs]
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    fx = float(K[0, 0])
     deep = depth_behind if mouth_behind is None else mouth_behind
     z = z0 - front[ys, xs] * z0 / fx + torch.where(inside, deep, depth_behind)
-    means = torch.stack([(xs + 0.5 - cx) / fx * z, (ys + 0.5 - cy) / fy * z, z], -1)
+    means = unproject(xs + 0.5, ys + 0.5, z, K)
     sigma = torch.where(inside, 0.8, 1.6) * z / fx
     blurred = _box_blur(image, 2)[ys, xs]
     interior = torch.tensor(INTERIOR_RGB) if interior_rgb is None else interior_rgb

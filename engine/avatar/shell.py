@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.avatar.depth import surface_normals
+from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 
 
@@ -119,7 +120,7 @@ def build_shells(image: Tensor, mask: Tensor, depth: tuple[Tensor, Tensor], K: T
         raise ValueError(f"image/depth: expected [{H}, {W}, 3] and two [{H}, {W}], got {list(image.shape)}, "
                          f"{list(front.shape)}, {list(back.shape)}")
     fine = torch.zeros_like(mask) if fine is None else fine
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    fx = float(K[0, 0])
     world_per_px = cfg.z0 / fx
     blurred = _blur(image, mask, cfg.back_blur)
     normal_maps = [surface_normals(d, K, cfg.z0, side) for d, side in ((front, -1.0), (back, 1.0))]
@@ -128,7 +129,7 @@ def build_shells(image: Tensor, mask: Tensor, depth: tuple[Tensor, Tensor], K: T
         ys, xs, spacing = _samples(mask, fine, fine_step, coarse_step)
         dz, colors = (-front[ys, xs], image[ys, xs]) if side == 0 else (back[ys, xs], blurred[ys, xs])
         z = cfg.z0 + dz * world_per_px
-        means = torch.stack([(xs + 0.5 - cx) / fx * z, (ys + 0.5 - cy) / fy * z, z], -1)
+        means = unproject(xs + 0.5, ys + 0.5, z, K)
         sigma = cfg.footprint * spacing * z / fx
         quats, stretch = surfel_frames(normal_maps[side][ys, xs], cfg.max_stretch)
         scales = torch.stack([sigma * stretch, sigma, 0.3 * sigma], -1)
@@ -151,7 +152,7 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
     -> (Gaussians [M] (grey: the caller paints them), pixel [M, 2] (x, y), outward normals [M, 3])."""
     H, W = mask.shape
     front, back = depth
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    fx = float(K[0, 0])
     m = mask.float()[None, None]
     inner = F.max_pool2d(F.pad(1 - m, (1, 1, 1, 1), value=1.0), 3, 1)[0, 0] < 0.5     # beyond the frame: outside
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
@@ -170,7 +171,7 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
     dz = lo[pick] + (k.float() + 0.5) * (hi - lo)[pick] / count[pick]
     X, Y, N = xs[pick].float(), ys[pick].float(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
     z = cfg.z0 + dz * cfg.z0 / fx
-    means = torch.stack([(X + 0.5 - cx) / fx * z, (Y + 0.5 - cy) / fy * z, z], -1)
+    means = unproject(X + 0.5, Y + 0.5, z, K)
     t1 = torch.tensor([0.0, 0.0, 1.0]).expand(len(X), 3)
     quats = quats_from_frames(torch.stack([t1, torch.linalg.cross(N, t1), N], 2))
     sigma = cfg.footprint * step * z / fx

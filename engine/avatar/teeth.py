@@ -23,6 +23,7 @@ from torch import Tensor
 
 from engine.avatar.mouth import LOWER_INNER, UPPER_INNER, split_line_y
 from engine.avatar.regions import polygon_mask
+from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 
 IVORY = (0.90, 0.87, 0.80)     # an unstained tooth, lit
@@ -96,9 +97,9 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
         parts.append((X, Y, back, rgb, torch.full((len(X),), side)))
     X, Y, back, rgb, side = (torch.cat(p) for p in zip(*parts))
     xi, yi = X.long().clamp(0, W - 1), Y.long().clamp(0, H - 1)
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    fx = float(K[0, 0])
     z = z0 - front[yi, xi] * z0 / fx + back * z0 / fx
-    means = torch.stack([(X - cx) / fx * z, (Y - cy) / fy * z, z], -1)
+    means = unproject(X, Y, z, K)
     sigma = 0.75 * z / fx                                                  # 1 px apart: no gaps
     n = len(X)
     g = Gaussians(means.float(), torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),

@@ -16,6 +16,13 @@ def intrinsics(width: int, height: int, fov_y_deg: float = 30.0) -> Tensor:
     return torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=torch.float32)
 
 
+def unproject(x: Tensor, y: Tensor, z: Tensor, K: Tensor) -> Tensor:
+    """Camera-frame points [..., 3] at depth z [...] along the rays through pixel coordinates x, y [...] (continuous:
+    a pixel's centre is its index + 0.5) of intrinsics K [3, 3]."""
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    return torch.stack([(x - cx) / fx * z, (y - cy) / fy * z, z], -1)
+
+
 def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     """World -> camera matrix [4, 4] for a camera at eye [3] looking at target [3]; `up` [3] is world up
     (default -y, so images come out upright in OpenCV axes)."""
