@@ -32,6 +32,15 @@ def photo_of_a_ball(size=96):
     return image, mask
 
 
+def shells_of_a_ball():
+    """The ball's front and back shells (stride 2) on its full inflated relief -> (Gaussians, K [3, 3], config)."""
+    image, mask = photo_of_a_ball()
+    K = intrinsics(96, 96, 30.0)
+    cfg = ShellConfig(stride=2)
+    g, _, _ = build_shells(image, mask, (inflate(mask),) * 2, K, None, cfg)
+    return g, K, cfg
+
+
 def test_front_view_reproduces_the_photo_inside_the_silhouette():
     image, mask = photo_of_a_ball()
     K = intrinsics(96, 96, 30.0)
@@ -51,10 +60,7 @@ def test_front_view_reproduces_the_photo_inside_the_silhouette():
 
 
 def test_orbit_to_30_degrees_has_no_holes():
-    image, mask = photo_of_a_ball()
-    K = intrinsics(96, 96, 30.0)
-    cfg = ShellConfig(stride=2)
-    g, _, _ = build_shells(image, mask, (inflate(mask),) * 2, K, None, cfg)
+    g, K, cfg = shells_of_a_ball()
     target = torch.tensor([0.0, 0.0, cfg.z0])
     for angle in (-30.0, 30.0):
         a = math.radians(angle)
@@ -94,10 +100,7 @@ def test_surfels_lie_in_the_surface_and_stretch_with_its_slope():
 
 
 def test_a_ball_seen_from_the_side_has_no_see_through_stripes():
-    image, mask = photo_of_a_ball()
-    K = intrinsics(96, 96, 30.0)
-    cfg = ShellConfig(stride=2)
-    g, _, _ = build_shells(image, mask, (inflate(mask),) * 2, K, None, cfg)
+    g, K, cfg = shells_of_a_ball()
     target = torch.tensor([0.0, 0.0, cfg.z0])
     vm = look_at(target + cfg.z0 * torch.tensor([1.0, 0.0, 0.0]), target)   # 90 degrees: edge-on to the photo
     _, alpha = render(g, vm, K, 96, 96)
