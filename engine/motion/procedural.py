@@ -30,13 +30,14 @@ import torch
 from torch import Tensor
 
 from engine.avatar.eyelids import EYEBALLS, lid_partners
+from engine.avatar.mouth import LOWER_INNER, OUTER_LIPS, UPPER_INNER
 from engine.avatar.particles import canonical_names, canonical_slots
 from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS
 
 FPS = 25
-# mediapipe face-mesh lip points (its FACEMESH_LIPS contours), split at the mouth corners 61/291 (outer), 78/308 (inner)
-UPPER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415)
-LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)
+# mediapipe face-mesh lip points (engine.avatar.mouth's contours), without the mouth corners 61/291 and 78/308
+UPPER_LIP = OUTER_LIPS[1:10] + UPPER_INNER[1:-1]
+LOWER_LIP = OUTER_LIPS[11:] + LOWER_INNER[1:-1]
 
 
 @dataclass
