@@ -93,7 +93,7 @@ def test_a_blink_puts_every_upper_lid_vertex_on_its_lower_lid_partner(rest):
     """Closed means closed: at the blink's peak the upper lid lies on the lower lid (the old rig dropped the lid
     points by 1.8 x their height above the eye's mean line, which stops short of the lower lid)."""
     T = 25 * 20
-    cfg = ProceduralConfig(sway_deg=0.0, nod_deg=0.0, breath=0.0)       # the lids alone
+    cfg = ProceduralConfig(sway_deg=0.0, nod_deg=0.0, breath=0.0, saccade=0.0)   # the lids alone
     quiet = ProceduralMotion(rest[0], rest[1], cfg, seed=0)(torch.zeros(T, 80), torch.zeros(T))
     where, pos = rest[2], rest[0] + quiet                                 # [T, K_c, 3] face units
     pairs = [(where[u], where[lo]) for u, lo in lid_partners()]
@@ -134,3 +134,20 @@ def test_a_closed_rest_mouth_opens_as_one_lower_lip(rest):
     assert float(drop(14)[loud] - drop(13)[loud]) > 0.15                  # the inner lips part
     assert float(drop(14)[loud]) == pytest.approx(float(drop(17)[loud]), rel=0.1)   # inner and outer together
     assert float(drop(13)[loud]) <= 0.0                                   # the upper lip does not come down
+
+
+def test_saccades_jump_and_hold_the_gaze(rest):
+    """The eyeballs (and nothing else, with the head, lids and breath still) jump to a new point now and then,
+    within the configured reach, and hold it between jumps."""
+    T = 25 * 30
+    cfg = ProceduralConfig(sway_deg=0.0, nod_deg=0.0, breath=0.0, blink_every_s=1e9, saccade=0.02)
+    quiet = ProceduralMotion(rest[0], rest[1], cfg, seed=4)(torch.zeros(T, 80), torch.zeros(T))
+    balls = [rest[2][e] for e in EYEBALLS]
+    gaze = quiet[:, balls[0], :2]                                          # [T, 2]
+    torch.testing.assert_close(quiet[:, balls[1], :2], gaze, atol=1e-6, rtol=0)   # both eyes together
+    others = torch.ones(quiet.shape[1], dtype=torch.bool)
+    others[balls] = False
+    assert float(quiet[:, others].abs().max()) < 1e-6
+    jumps = int(((gaze[1:] - gaze[:-1]).abs() > 1e-5).any(1).sum())
+    assert 10 <= jumps <= 40                                              # ~1 per 1.5 s over 30 s
+    assert float(gaze[:, 0].abs().max()) <= 0.02 and float(gaze[:, 1].abs().max()) <= 0.01

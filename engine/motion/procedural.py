@@ -33,6 +33,7 @@ from engine.avatar.eyelids import EYEBALLS, lid_partners
 from engine.avatar.mouth import LOWER_INNER, OUTER_LIPS, UPPER_INNER
 from engine.avatar.particles import canonical_names, canonical_slots
 from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS
+from engine.motion.articulate import Articulator
 
 FPS = 25
 # mediapipe face-mesh lip points (engine.avatar.mouth's contours), without the mouth corners 61/291 and 78/308
@@ -48,11 +49,14 @@ class ProceduralConfig:
     release: float = 0.5         # per-frame smoothing toward a quieter value
     jaw_open: float = 0.30       # chin drop at full loudness, face units (1 = outer eye corner distance)
     corner_spread: float = 0.06  # mouth-corner spread / rounding range, face units
-    sway_deg: float = 2.5        # head sway amplitude (yaw, roll)
-    nod_deg: float = 4.0         # head nod on a loudness onset
+    sway_deg: float = 4.0        # head sway amplitude (yaw, roll); 2.5 gave a nose-tip std of 0.036 eye widths,
+                                 # under issue 19's 0.05 (docs/phonemes.md)
+    nod_deg: float = 6.0         # head nod on a loudness onset
     onset: float = 0.12          # loudness jump (per frame, 0..1 scale) that counts as an onset
     blink_every_s: float = 4.0   # mean time between blinks
     eye_back: float = 0.2        # a closed blink pushes the eyeballs back this far (face units), behind the lids
+    saccade: float = 0.012       # gaze jumps: the eyeballs shift up to this far (face units) ...
+    saccade_every_s: float = 1.5  # ... at random intervals of this mean
     breath_period_s: float = 4.0
     breath: float = 0.02         # shoulder lift, face units
     gesture: float = 0.35        # hand lift on a stressed onset, face units
@@ -98,6 +102,7 @@ class ProceduralMotion:
         self.cfg, self.seed, self.present = cfg, seed, present.bool()
         self.rest = torch.where(self.present[:, None], rest.float(), torch.zeros(()))
         self._rig(torch.tensor([r for _, r in slots]), canonical_names())
+        self.articulator = Articulator(self)
         self.reset()
 
     @classmethod
@@ -114,6 +119,7 @@ class ProceduralMotion:
     def reset(self) -> None:
         self.frame, self.level, self.slow, self.nod, self.nod_v, self.hand, self.hand_v = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
         self.blink_left = 0
+        self.gaze = torch.zeros(2)
 
     def interrupt(self) -> None:
         """Barge-in: speech stops now, so the jaw closes and gestures stop on the next frame (idle motion,
@@ -143,12 +149,14 @@ class ProceduralMotion:
             half_width = (chin - up).abs().clamp(min=0.2) * 1.6
             self.jaw_w = torch.where(face, ramp * torch.exp(-((p[:, 0] - cx) / half_width) ** 2), torch.zeros(()))
             lips = ok & (regions == LIPS)
+            self.lip_slots = lips
             self.upper_lip = lips & torch.isin(index, torch.tensor(UPPER_LIP))
             dx = p[:, 0] - cx
             self.corner_w[:, 0] = torch.where(lips, dx / dx[lips].abs().max().clamp(min=1e-3), torch.zeros(()))
             self.pivot = torch.stack([cx, chin + 0.6, p[face, 2].mean() + 0.8])
         else:
             self.upper_lip = torch.zeros(len(names), dtype=torch.bool)
+            self.lip_slots = torch.zeros(len(names), dtype=torch.bool)
             self.pivot = p[face].mean(0) if bool(face.any()) else torch.zeros(3)
         # blink: each upper-lid vertex (corners excepted) goes onto its partner on the lower lid
         for upper, lower in lid_partners():
@@ -193,12 +201,17 @@ class ProceduralMotion:
             self.blink_left = 5
         blink = (0.0, 0.5, 1.0, 1.0, 0.5)[self.blink_left - 1] if self.blink_left else 0.0
         self.blink_left = max(self.blink_left - 1, 0)
+        # saccades: the gaze jumps to a new random point now and then, and holds it
+        if _hash_uniform(self.seed, f, 3) < 1.0 / (c.saccade_every_s * FPS):
+            self.gaze = torch.tensor([2 * _hash_uniform(self.seed, f, 4) - 1,
+                                      0.5 * (2 * _hash_uniform(self.seed, f, 5) - 1)]) * c.saccade
         # displacements [K_c, 3]
         out = torch.zeros_like(self.rest)
         out[:, 1] += self.jaw_w * c.jaw_open * self.level
         out[self.upper_lip, 1] -= 0.12 * c.jaw_open * self.level
         out[:, 0] += self.corner_w[:, 0] * c.corner_spread * tilt
         out += self.blink_offsets(blink)
+        out[self.eyeballs, :2] += self.gaze
         breath = c.breath * 0.5 * (1 - math.cos(2 * math.pi * f / (c.breath_period_s * FPS)))
         out[self.shoulders | self.head | self.hands, 1] -= breath
         out[self.hands, 1] -= self.hand
@@ -211,14 +224,31 @@ class ProceduralMotion:
         self.frame += 1
         return torch.where(self.present[:, None], out, torch.zeros(()))
 
-    def push(self, mel: Tensor, rms: Tensor) -> Tensor:
-        """mel [t, n_mels], rms [t] -> displacements [t, K_c, 3] (face units)."""
+    def push(self, mel: Tensor, rms: Tensor, visemes: Tensor | None = None) -> Tensor:
+        """mel [t, n_mels], rms [t] -> displacements [t, K_c, 3] (face units). visemes [t, V]
+        (engine/motion/visemes.py; from timed marks) shape the lips through engine.motion.articulate on the rows
+        that are not NaN; the rules themselves do not hear phonemes."""
         if mel.dim() != 2 or rms.shape != (mel.shape[0],):
             raise ValueError(f"mel/rms: expected [t, n_mels] and [t], got {list(mel.shape)} and {list(rms.shape)}")
         frames = [self._step(mel[i], float(rms[i])) for i in range(mel.shape[0])]
-        return torch.stack(frames) if frames else torch.zeros(0, *self.rest.shape)
+        out = torch.stack(frames) if frames else torch.zeros(0, *self.rest.shape)
+        return articulate_rows(self.articulator, out, visemes)
 
-    def __call__(self, mel: Tensor, rms: Tensor) -> Tensor:
+    def __call__(self, mel: Tensor, rms: Tensor, visemes: Tensor | None = None) -> Tensor:
         """Offline: a whole clip from a fresh state."""
         self.reset()
-        return self.push(mel, rms)
+        return self.push(mel, rms, visemes)
+
+
+def articulate_rows(articulator: Articulator, motion: Tensor, visemes: Tensor | None) -> Tensor:
+    """motion [t, K_c, 3] with the lips shaped by visemes [t, V] where a row is not NaN (None: unchanged)."""
+    if visemes is None:
+        return motion
+    if visemes.shape != (motion.shape[0], articulator.n_visemes):
+        raise ValueError(f"visemes: expected [{motion.shape[0]}, {articulator.n_visemes}], "
+                         f"got {list(visemes.shape)}")
+    rows = ~torch.isnan(visemes).any(1)
+    if bool(rows.any()):
+        motion = motion.clone()
+        motion[rows] = articulator.apply(motion[rows], visemes[rows])
+    return motion
