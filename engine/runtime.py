@@ -37,6 +37,7 @@ from engine.avatar.bundle import Avatar
 from engine.motion.learned import LearnedMotion
 from engine.motion.procedural import ProceduralConfig, ProceduralMotion
 from engine.motion.source import MotionSource
+from engine.motion.visemes import ALPHABETS, FPS as VISEME_FPS, VISEMES, marks_to_weights
 from engine.render.camera import look_at
 from engine.view import AvatarView
 
@@ -62,6 +63,8 @@ class EngineConfig:
     threads: int = 0             # torch threads for this process; 0 leaves torch's default
     gesture_dir: str = ""        # text gesture commands (command()): a gesture prior folder (engine/motion/versa);
                                  # "" = the bundled models/versa
+    alive: bool = True           # learned: add the procedural life layer (blinks, gaze, sway, nods, breathing) and
+                                 # the viseme model's lip shapes (engine/motion/learned.py); false: the models alone
 
     def __post_init__(self):
         if self.motion not in MOTION_SOURCES:
@@ -121,10 +124,13 @@ class AvatarEngine:
             self._gesture: deque = deque()      # motion [K_c, 3] a text command adds to the next frames
             self._pending16k = np.zeros(0, np.float32)
             self.index = 0
+            self._utterance: int | None = None   # frame index where the utterance being pushed began
+            self._marks: list = []               # (first frame, last frame, alphabet, marks) from push_marks
+            rig = ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
             self.source: MotionSource = (
-                ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
-                if self.motion_source == "procedural"
-                else LearnedMotion(self.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed))
+                rig if self.motion_source == "procedural"
+                else LearnedMotion(self.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed,
+                                   rig=rig if self.cfg.alive else None, life=self.procedural_cfg))
 
     def push_audio(self, pcm, sample_rate: int = SAMPLE_RATE, speaking: bool = True) -> int:
         """Queue speech: pcm [s] or [s, channels] (float in [-1, 1] or int16) at sample_rate. Any chunk size; a
@@ -133,6 +139,10 @@ class AvatarEngine:
             raise ValueError(f"sample_rate: expected an int in 1000..384000, got {sample_rate!r}")
         mono = to_mono(pcm)
         with self._lock:
+            if not speaking:
+                self._utterance = None
+            elif self._utterance is None and mono.shape[0]:
+                self._utterance = self._next_frame_locked()
             flushed = 0
             if self._rate != sample_rate:
                 flushed = self._flush_locked()
@@ -150,7 +160,47 @@ class AvatarEngine:
     def end_audio(self) -> int:
         """The stream is over: emit the frames still held back by the resampler."""
         with self._lock:
+            self._utterance = None
             return self._flush_locked()
+
+    def push_marks(self, marks, alphabet: str) -> int:
+        """Timed phoneme or viseme marks of the utterance being pushed (or of the next one, when none is):
+        marks [(start_s, end_s, symbol)], times from the utterance's first audio sample, alphabet one of
+        engine.motion.visemes.ALPHABETS ("microsoft" for Azure's viseme ids, "polly", "arpabet", "espeak",
+        "viseme"). Over the time they span the mouth follows them exactly instead of what the audio suggests
+        (docs/protocol.md, `marks`). Several calls for one utterance add up. Returns how many marks were taken.
+        ValueError names a bad mark or alphabet; nothing is kept then."""
+        if alphabet not in ALPHABETS:
+            raise ValueError(f"alphabet: expected one of {ALPHABETS}, got {alphabet!r}")
+        if not isinstance(marks, (list, tuple)):
+            raise ValueError(f"marks: expected a list of [start_s, end_s, symbol], got {type(marks).__name__}")
+        marks = [tuple(m) if isinstance(m, (list, tuple)) else m for m in marks]
+        span = marks_to_weights(marks, 0, alphabet)           # validates every mark (0 frames: nothing else)
+        del span
+        if not marks:
+            return 0
+        end_s = max(float(m[1]) for m in marks)
+        with self._lock:
+            first = self._utterance if self._utterance is not None else self._next_frame_locked()
+            self._marks.append((first, first + int(math.ceil(end_s * VISEME_FPS)), alphabet, marks))
+        return len(marks)
+
+    def _next_frame_locked(self) -> int:
+        """The index the next feature frame will get (frames are numbered in the order they are queued)."""
+        return self.index + len(self._queue) + len(self._features)
+
+    def _visemes_locked(self, first: int, n: int) -> Tensor | None:
+        """Viseme weights [n, V] for frames first..first+n-1 from the marks (NaN rows where none apply)."""
+        self._marks = [m for m in self._marks if m[1] >= first]
+        if not self._marks:
+            return None
+        out = torch.full((n, len(VISEMES)), float("nan"))
+        frames = torch.arange(first, first + n)
+        for start, end, alphabet, marks in self._marks:
+            w = marks_to_weights(marks, n, alphabet, offset_s=(first - start) / VISEME_FPS)
+            rows = (frames >= start - 2) & (frames <= end)
+            out[rows] = w[rows]
+        return out
 
     def interrupt(self) -> int:
         """Barge-in: drop every queued frame not yet rendered and close the mouth now. Returns frames dropped."""
@@ -161,6 +211,7 @@ class AvatarEngine:
             self._pending16k = np.zeros(0, np.float32)
             if self._audio is not None:
                 self._audio, self._echo = AudioStream(self._rate), Resampler(self._rate)
+            self._utterance, self._marks = None, []
             self.source.interrupt()
             return dropped
 
@@ -216,10 +267,13 @@ class AvatarEngine:
 
     def _generate_locked(self) -> None:
         """Run the motion source over up to MAX_BATCH queued feature frames."""
+        first = self.index + len(self._queue)
         batch = [self._features.popleft() for _ in range(min(len(self._features), MAX_BATCH))]
         if not batch:
             return
-        motion = self.source.push(torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]))
+        visemes = self._visemes_locked(first, len(batch))
+        mel, rms = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+        motion = self.source.push(mel, rms, visemes) if visemes is not None else self.source.push(mel, rms)
         for m, (_, _, audio, speaking) in zip(motion, batch):
             if self._gesture:
                 m = m + self._gesture.popleft()

@@ -82,7 +82,7 @@ def test_untrained_learned_models_render_the_rest_pose(avatar_dir, speech, tmp_p
     from engine.motion.refiner import FaceHandRefiner
     for name, model in (("audio_encoder", AudioEncoder()), ("motion", MotionDiT()), ("refiner", FaceHandRefiner())):
         model.save_pretrained(tmp_path / "untrained" / name)
-    engine = AvatarEngine(avatar_dir, EngineConfig(width=64, height=64, motion="learned",
+    engine = AvatarEngine(avatar_dir, EngineConfig(width=64, height=64, motion="learned", alive=False,
                                                    model_dir=str(tmp_path / "untrained")))
     engine.push_audio(speech[:16000].numpy(), 16000)
     a = engine.avatar
@@ -203,3 +203,36 @@ def test_animate_keeps_the_inputs_rate_and_channels(avatar_dir, tmp_path):
     spectrum = np.abs(np.fft.rfft(mid, axis=0))
     freqs = np.fft.rfftfreq(len(mid), 1 / 44100)
     assert abs(freqs[spectrum[:, 0].argmax()] - 440) < 5 and abs(freqs[spectrum[:, 1].argmax()] - 660) < 5
+
+
+def test_marks_reach_the_motion_source_on_their_frames(avatar_dir, speech):
+    """push_marks: times count from the utterance's first sample, which here starts at frame 10 (after 0.4 s of
+    silence); the source gets exactly marks_to_weights' rows for the frames the marks span, NaN elsewhere."""
+    from engine.motion.visemes import marks_to_weights
+    engine = AvatarEngine(avatar_dir, SMALL)
+    seen = []
+    push = engine.source.push
+
+    def spy(mel, rms, visemes=None):               # no marks in a batch: None, i.e. NaN rows
+        seen.append(torch.full((mel.shape[0], 6), float("nan")) if visemes is None else visemes.clone())
+        return push(mel, rms, visemes)
+
+    engine.source.push = spy
+    engine.push_silence(0.4)
+    engine.push_audio(speech[:16000].numpy(), 16000)
+    marks = [(0.2, 0.3, 21), (0.3, 0.5, 2)]                      # microsoft ids: p b m, then aa
+    assert engine.push_marks(marks, "microsoft") == 2
+    frames = list(engine.frames())
+    assert len(frames) == 35
+    got = torch.cat(seen)
+    assert got.shape[0] == 35
+    want = marks_to_weights(marks, 25, "microsoft")               # the utterance's own frames 0..24
+    span = torch.zeros(35, dtype=torch.bool)
+    span[10 - 2:10 + 13 + 1] = True                               # 2 frames before it .. the last mark's end
+    assert torch.isnan(got[~span]).all()
+    torch.testing.assert_close(got[12:23], want[2:13], atol=1e-5, rtol=0)
+    assert abs(float(got[15, 1]) - 1.0) < 1e-5                    # mid-closure: the closed viseme, fully
+    with pytest.raises(ValueError, match="alphabet"):
+        engine.push_marks(marks, "ipa")
+    with pytest.raises(ValueError, match="0..21"):
+        engine.push_marks([(0.0, 0.1, 99)], "microsoft")

@@ -129,6 +129,11 @@ def test_interrupt_and_camera(server):
         assert "unknown word(s) ['dance', 'wildly']" in (await next_json(ws))["message"]
         await ws.send(json.dumps({"type": "gesture", "text": "raise right hand"}))   # the bundled models/versa
         assert await next_json(ws) == {"type": "gesture", "text": "raise right hand", "frames": 48}
+        await ws.send(json.dumps({"type": "marks", "alphabet": "microsoft", "marks": [[0.0, 0.1, 99]]}))
+        assert "0..21" in (await next_json(ws))["message"]           # named, and the session goes on
+        await ws.send(json.dumps({"type": "marks", "alphabet": "microsoft", "marks": [[0.0, 0.1, 21]]}))
+        await ws.send(json.dumps({"type": "stats"}))
+        assert (await next_json(ws))["type"] == "stats"               # good marks have no reply
         await ws.close()
     asyncio.run(run())
 

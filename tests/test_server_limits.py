@@ -175,6 +175,8 @@ BAD_VALUES = [
     '{"type": "camera", "yaw": %s}' % HUGE, '{"type": %s}' % HUGE[:300],
     json.dumps({"type": "gesture", "text": "raise " * 2000}), json.dumps({"type": "gesture", "text": 5}),
     json.dumps({"type": "gesture", "text": "x" * 150}), json.dumps({"type": "hello", "version": 1}),
+    json.dumps({"type": "marks", "alphabet": "viseme", "marks": [[0, 0.1, "open"]] * 5000}),
+    json.dumps({"type": "marks", "alphabet": 3, "marks": []}),
     json.dumps({"type": "x" * 10000}),
 ]
 

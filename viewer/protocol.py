@@ -84,7 +84,9 @@ def unpack_frame(data: bytes) -> dict:
 _NUMBER = (int, float)
 CONTROL = {"hello": {"version": ((int,), True), "token": ((str,), False)},
            "camera": {"yaw": (_NUMBER, True), "pitch": (_NUMBER, False), "zoom": (_NUMBER, False)},
-           "end": {}, "interrupt": {}, "stats": {}, "gesture": {"text": ((str,), True)}}
+           "end": {}, "interrupt": {}, "stats": {}, "gesture": {"text": ((str,), True)},
+           "marks": {"alphabet": ((str,), True), "marks": ((list,), True)}}
+MAX_MARKS = 4096                  # marks in one `marks` message (each is checked by AvatarEngine.push_marks)
 MAX_INT = 2 ** 53                 # any integer field beyond +-this is refused (and never printed in full)
 MAX_TEXT = {"token": 1024, "text": 200}     # characters
 ZOOM_RANGE = (0.1, 10.0)          # camera zoom: 1 = the photo's framing, > 1 closer
@@ -133,4 +135,6 @@ def parse_control(text: str) -> dict:
             raise ProtocolError(f"camera: zoom must lie in [{ZOOM_RANGE[0]}, {ZOOM_RANGE[1]}], got {short(zoom)}")
         if abs(msg["yaw"]) > MAX_ANGLE or abs(msg.get("pitch", 0.0)) > MAX_ANGLE:
             raise ProtocolError("camera: yaw and pitch must lie within +-1e6 degrees")
+    if msg["type"] == "marks" and len(msg["marks"]) > MAX_MARKS:
+        raise ProtocolError(f"marks: at most {MAX_MARKS} marks in one message, got {len(msg['marks'])}")
     return msg

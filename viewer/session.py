@@ -178,6 +178,11 @@ class Session:
                 await self.error(f"gesture: {e}")
                 return
             await self.send_json({"type": "gesture", "text": msg["text"], "frames": frames})
+        elif kind == "marks":
+            try:
+                await asyncio.to_thread(self.engine.push_marks, msg["marks"], msg["alphabet"])
+            except ValueError as e:
+                await self.error(f"marks: {e}")
         elif kind == "hello":
             await self.error("hello: already said")
 

@@ -1,5 +1,6 @@
 """LearnedMotion: the distilled audio encoder, motion DiT and refiner as one live motion source, loaded from a
-model folder (audio_encoder/, motion/, refiner/: each a save_pretrained folder, the layout distill/ exports)."""
+model folder (audio_encoder/, motion/, refiner/: each a save_pretrained folder, the layout distill/ exports;
+visemes/ when present: the viseme model of distill/visemes.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,16 +10,29 @@ from torch import Tensor
 
 from engine.audio.encoder import AudioEncoder
 from engine.motion.dit import MotionDiT, MotionStream
+from engine.motion.procedural import ProceduralConfig, ProceduralMotion, articulate_rows
 from engine.motion.refiner import FaceHandRefiner
+from engine.motion.visemes import VisemeStream, load_viseme_model
+
+# What the learned source takes from the procedural rig when it is given one ("alive between and during words",
+# issue 19): blinks, saccades, sway and nods on loudness onsets, breathing; sampled, not predicted from audio.
+# Its jaw, mouth corners and gestures stay off: the DiT and the viseme model move those.
+LIFE = dict(jaw_open=0.0, corner_spread=0.0, gesture=0.0)
 
 
 class LearnedMotion:
     """The distilled models as a live motion source (engine/motion/source.py): log-mel -> AudioEncoder stream
     (engine/audio/encoder.py, causal) -> MotionStream (the DiT over windows of the frames pushed so far,
     engine/motion/dit.py) -> FaceHandRefiner at the time index t (engine/motion/refiner.py). No look-ahead past
-    the audio pushed. The loudness input is not used: the encoder hears it."""
+    the audio pushed. The loudness input is not used by the models: the encoder hears it.
 
-    def __init__(self, model_dir: str | Path, steps: int, guidance: float, seed: int):
+    With `rig` (the avatar's ProceduralMotion, which knows its lips and lids), two more things join in: the viseme
+    model (MODEL_DIR/visemes, audio alone) shapes the lips through engine.motion.articulate, and a procedural
+    life layer (LIFE: blinks, gaze, sway and nods, breathing) is added to the models' motion. Viseme weights given
+    to push() (timed marks) take the model's place on their rows."""
+
+    def __init__(self, model_dir: str | Path, steps: int, guidance: float, seed: int,
+                 rig: ProceduralMotion | None = None, life: ProceduralConfig | None = None):
         root = Path(model_dir)
         if not root.is_dir():
             raise ValueError(f"model_dir: not a folder: {root}")
@@ -29,24 +43,51 @@ class LearnedMotion:
             raise ValueError(f"model_dir: audio encoder dim {self.encoder.config.dim} != motion audio_dim "
                              f"{self.dit.config.audio_dim}")
         self.steps, self.guidance, self.seed = steps, guidance, seed
+        self.rig = rig
+        viseme_model = load_viseme_model(root) if rig is not None else None
+        self.visemes = VisemeStream(viseme_model) if viseme_model is not None else None
+        self.life = None
+        if rig is not None:
+            cfg = life or ProceduralConfig()
+            cfg = ProceduralConfig(**{**cfg.__dict__, **LIFE})
+            self.life = ProceduralMotion(rig.rest, rig.present, cfg, seed)
         self.reset()
 
     def reset(self) -> None:
         self.enc_stream = self.encoder.stream()
         self.motion = MotionStream(self.dit, steps=self.steps, seed=self.seed, guidance=self.guidance)
         self.frame = 0
+        if self.visemes is not None:
+            self.visemes.reset()
+        if self.life is not None:
+            self.life.reset()
 
-    def push(self, mel: Tensor, rms: Tensor) -> Tensor:
-        """mel [t, n_mels], rms [t] -> canonical motion [t, K_c, 3] (face units)."""
+    def push(self, mel: Tensor, rms: Tensor, visemes: Tensor | None = None) -> Tensor:
+        """mel [t, n_mels], rms [t] -> canonical motion [t, K_c, 3] (face units). visemes [t, V]: timed marks'
+        weights (rows of NaN: none there, the viseme model's weights instead)."""
         with torch.no_grad():
             feats = self.enc_stream.push(mel)
             x = self.motion.push(feats)
             t = torch.arange(self.frame, self.frame + x.shape[0])
             self.frame += x.shape[0]
-            return self.refiner(x[None], feats[None], t[None])[0] if x.shape[0] else x
+            if not x.shape[0]:
+                return x
+            x = self.refiner(x[None], feats[None], t[None])[0]
+            if self.rig is None:
+                return x
+            x = x + self.life.push(mel, rms)
+            heard = self.visemes.push(mel) if self.visemes is not None else None
+            if visemes is None:
+                visemes = heard
+            elif heard is not None:
+                visemes = torch.where(torch.isnan(visemes), heard, visemes)
+            return articulate_rows(self.rig.articulator, x, visemes)
 
     def interrupt(self) -> None:
         """Barge-in: forget the speech context (encoder history and the DiT's prefix), keep the time index."""
         frame = self.frame
+        life = self.life.frame if self.life is not None else 0
         self.reset()
         self.frame = frame
+        if self.life is not None:
+            self.life.frame = life        # blinks and sway go on where they were
