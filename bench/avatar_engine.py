@@ -9,6 +9,7 @@
   (engine.evaluation.lipsync): peak correlation and its lag.
 
 Usage: python bench/avatar_engine.py [--avatar DIR] [--seconds 30] [--sources procedural,learned] [--no-lipsync]
+       [--lipsync-audio a.wav,b.wav]
 Without --avatar the bundled photo is personalized first (about 30 s).
 """
 from __future__ import annotations
@@ -97,17 +98,25 @@ def worker(avatar: str, source: str, seconds: float) -> None:
     print(json.dumps(out))
 
 
-def lipsync(avatar: str, source: str) -> dict:
+def recordings(paths: str) -> np.ndarray:
+    """Audio files (comma-separated) at 16 kHz, back to back with 0.3 s of silence between: [S]."""
+    from engine.audio.features import load_audio
+    gap = np.zeros(int(0.3 * 16000), np.float32)
+    return np.concatenate([part for p in paths.split(",") for part in (load_audio(p).numpy(), gap)])
+
+
+def lipsync(avatar: str, source: str, audio: str = "") -> dict:
     from engine.audio.features import frame_rms
     from engine.evaluation.lipsync import mouth_opening, sync_score
     import torch
-    wave = speech(10.0)
+    wave = recordings(audio) if audio else speech(10.0)
     engine = make_engine(avatar, source)
     engine.push_audio(wave, 16000)
     frames = [f.image for f in engine.frames()]
     opening = mouth_opening(frames)
     envelope = frame_rms(torch.from_numpy(wave)).numpy()[: len(frames)]
     return {"source": source, "metric": "mouth opening (mediapipe face mesh) vs audio RMS",
+            "audio": audio or "assets/speech.wav", "seconds": round(wave.shape[0] / 16000, 2),
             **{k: round(v, 3) if isinstance(v, float) else v for k, v in sync_score(opening, envelope, 5).items()}}
 
 
@@ -117,6 +126,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--sources", default="procedural,learned")
     ap.add_argument("--no-lipsync", action="store_true")
+    ap.add_argument("--lipsync-audio", default="", help="comma-separated audio files for the lip-sync line "
+                    "(e.g. real recordings); default 10 s of assets/speech.wav")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -131,7 +142,7 @@ def main() -> None:
                             "--seconds", str(args.seconds)], check=True)
         if not args.no_lipsync:
             for source in args.sources.split(","):
-                print(json.dumps(lipsync(avatar, source)))
+                print(json.dumps(lipsync(avatar, source, args.lipsync_audio)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ The split's clips are spoken back to back as one stream per motion source (about
 One JSON line per (motion source, clip), cut from that stream, then one summary line per motion source (all
 clips pooled: bilabials and vowels pooled, blinks per 10 s over the whole stream, nose std over all its frames).
 
-Usage: python bench/phonemes.py [--avatar DIR] [--motion procedural,learned] [--size 256] [--split heldout]
+Usage: python bench/phonemes.py [--avatar DIR] [--motion procedural,learned,procedural+marks] [--size 256] [--split heldout]
        [--clips N] [--sheet docs/img/visemes_baseline.png]
 Without --avatar the bundled photo is personalized first (about 30 s). The held-out sentences are for
 measuring only: nobody tunes on them (tune on --split train).
@@ -60,12 +60,15 @@ def clips(split: str) -> list[dict]:
     return out
 
 
-def render_clip(engine, wave16: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def render_clip(engine, wave16: np.ndarray, marks=None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Drive the engine with speech (16 kHz [S]) from a reset -> landmarks [T, 478, 3] (NaN rows: no face) and
-    the frames, T x [H, W, 3] uint8."""
+    the frames, T x [H, W, 3] uint8. marks: espeak phoneme marks [(start_s, end_s, mnemonic)] of the speech,
+    given to the engine (AvatarEngine.push_marks) as a TTS that knows its text would."""
     from engine.avatar.landmarks import face_mesh
     engine.reset()
     engine.push_audio(wave16, 16000)
+    if marks:
+        engine.push_marks(marks, "espeak")
     engine.end_audio()
     lms, images = [], []
     for frame in engine.frames():
@@ -152,8 +155,15 @@ def run_source(avatar: str, source: str, todo: list[dict], size: int, sheet: Pat
         sp = synthesize(clip["text"], clip["voice"], clip["rate"], clip["pitch"])
         speeches.append(sp)
         waves.append(Resampler(sp.sample_rate, 16000)(torch.from_numpy(sp.wave)).numpy())
-    engine = AvatarEngine(avatar, EngineConfig(width=size, height=size, motion=source))
-    lms, images = render_clip(engine, np.concatenate(waves))
+    motion, _, with_marks = source.partition("+")
+    if with_marks not in ("", "marks"):
+        raise ValueError(f"--motion: expected SOURCE or SOURCE+marks, got {source!r}")
+    engine = AvatarEngine(avatar, EngineConfig(width=size, height=size, motion=motion))
+    marks, offset = [], 0
+    for sp, wave in zip(speeches, waves):
+        marks += [(a + offset / 16000, b + offset / 16000, p) for a, b, p in sp.phonemes]
+        offset += wave.shape[0]
+    lms, images = render_clip(engine, np.concatenate(waves), marks if with_marks else None)
     whole = pm.frame_measures(lms)
     done, picks, offset = [], [], 0
     for clip, sp, wave in zip(todo, speeches, waves):
@@ -164,7 +174,7 @@ def run_source(avatar: str, source: str, todo: list[dict], size: int, sheet: Pat
         m = {k: (v[first:stop] if k != "unit" else v) for k, v in whole.items()}
         done.append((m, phonemes))
         fig = clip_figures(m, phonemes)
-        print(json.dumps({"source": engine.motion_source, **clip, "seconds": round(sp.seconds, 2),
+        print(json.dumps({"source": engine.motion_source + ("+marks" if with_marks else ""), **clip, "seconds": round(sp.seconds, 2),
                           "first_frame": first, **{k: round(v, 4) if isinstance(v, float) else v
                                                    for k, v in fig.items()}}), flush=True)
         if sheet is not None:
@@ -174,7 +184,7 @@ def run_source(avatar: str, source: str, todo: list[dict], size: int, sheet: Pat
                     if sum(p[0] == cls for p in picks) < 4 and i < len(images) and np.isfinite(lms[i]).all():
                         picks.append((cls, ph, images[i], lms[i]))
         offset += wave.shape[0]
-    out = summary(engine.motion_source, done)
+    out = summary(engine.motion_source + ("+marks" if with_marks else ""), done)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out), flush=True)
     if sheet is not None and picks:
@@ -189,7 +199,8 @@ def phoneme_class_of(mnemonic: str) -> str | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--avatar", help="avatar folder (default: personalize assets/astronaut.png into a temp folder)")
-    ap.add_argument("--motion", default="procedural,learned", help="comma-separated motion sources")
+    ap.add_argument("--motion", default="procedural,learned",
+                    help="comma-separated motion sources; SOURCE+marks also gives the engine espeak's phoneme marks")
     ap.add_argument("--size", type=int, default=256, help="rendered frame side in pixels")
     ap.add_argument("--split", default="heldout", choices=["heldout", "train", "all"])
     ap.add_argument("--clips", type=int, default=0, help="only the first N clips of the split (0: all)")
