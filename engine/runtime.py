@@ -126,6 +126,7 @@ class AvatarEngine:
             self.index = 0
             self._utterance: int | None = None   # frame index where the utterance being pushed began
             self._marks: list = []               # (first frame, last frame, alphabet, marks) from push_marks
+            self._early_marks: list = []         # (alphabet, marks, end_s) sent before their utterance's audio
             rig = ProceduralMotion.for_avatar(self.avatar, self.procedural_cfg, self.cfg.seed)
             self.source: MotionSource = (
                 rig if self.motion_source == "procedural"
@@ -143,6 +144,9 @@ class AvatarEngine:
                 self._utterance = None
             elif self._utterance is None and mono.shape[0]:
                 self._utterance = self._next_frame_locked()
+                for alphabet, marks, end_s in self._early_marks:       # marks sent before their audio
+                    self._bind_marks_locked(alphabet, marks, end_s)
+                self._early_marks = []
             flushed = 0
             if self._rate != sample_rate:
                 flushed = self._flush_locked()
@@ -181,9 +185,15 @@ class AvatarEngine:
             return 0
         end_s = max(float(m[1]) for m in marks)
         with self._lock:
-            first = self._utterance if self._utterance is not None else self._next_frame_locked()
-            self._marks.append((first, first + int(math.ceil(end_s * VISEME_FPS)), alphabet, marks))
+            if self._utterance is None:
+                self._early_marks.append((alphabet, marks, end_s))   # bound when the utterance's audio starts
+            else:
+                self._bind_marks_locked(alphabet, marks, end_s)
         return len(marks)
+
+    def _bind_marks_locked(self, alphabet: str, marks: list, end_s: float) -> None:
+        first = self._utterance
+        self._marks.append((first, first + int(math.ceil(end_s * VISEME_FPS)), alphabet, marks))
 
     def _next_frame_locked(self) -> int:
         """The index the next feature frame will get (frames are numbered in the order they are queued)."""
@@ -211,7 +221,7 @@ class AvatarEngine:
             self._pending16k = np.zeros(0, np.float32)
             if self._audio is not None:
                 self._audio, self._echo = AudioStream(self._rate), Resampler(self._rate)
-            self._utterance, self._marks = None, []
+            self._utterance, self._marks, self._early_marks = None, [], []
             self.source.interrupt()
             return dropped
 

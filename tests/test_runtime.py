@@ -207,7 +207,8 @@ def test_animate_keeps_the_inputs_rate_and_channels(avatar_dir, tmp_path):
 
 def test_marks_reach_the_motion_source_on_their_frames(avatar_dir, speech):
     """push_marks: times count from the utterance's first sample, which here starts at frame 10 (after 0.4 s of
-    silence); the source gets exactly marks_to_weights' rows for the frames the marks span, NaN elsewhere."""
+    silence, pushed after the marks: marks sent early wait for their audio); the source gets exactly
+    marks_to_weights' rows for the frames the marks span, NaN elsewhere."""
     from engine.motion.visemes import marks_to_weights
     engine = AvatarEngine(avatar_dir, SMALL)
     seen = []
@@ -218,10 +219,10 @@ def test_marks_reach_the_motion_source_on_their_frames(avatar_dir, speech):
         return push(mel, rms, visemes)
 
     engine.source.push = spy
+    marks = [(0.2, 0.3, 21), (0.3, 0.5, 2)]                      # microsoft ids: p b m, then aa
+    assert engine.push_marks(marks, "microsoft") == 2            # before the audio: bound when it starts
     engine.push_silence(0.4)
     engine.push_audio(speech[:16000].numpy(), 16000)
-    marks = [(0.2, 0.3, 21), (0.3, 0.5, 2)]                      # microsoft ids: p b m, then aa
-    assert engine.push_marks(marks, "microsoft") == 2
     frames = list(engine.frames())
     assert len(frames) == 35
     got = torch.cat(seen)

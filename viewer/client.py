@@ -84,9 +84,14 @@ class AvatarClient:
         self._reader = asyncio.create_task(self._read())
         return self.welcome
 
-    async def speak(self, chunks: AsyncIterator, sample_rate: int = 16000) -> int:
+    async def speak(self, chunks: AsyncIterator, sample_rate: int = 16000, marks: list | None = None,
+                    alphabet: str = "microsoft") -> int:
         """Send PCM chunks (int16 arrays/bytes, or float arrays in [-1, 1]) as they come, then end the utterance.
-        Returns the number of samples sent."""
+        marks: the TTS's timed visemes or phonemes [(start_s, end_s, symbol)] from the utterance's start, in
+        `alphabet` (docs/protocol.md, `marks`); the mouth then follows them exactly. More can be sent while the
+        audio streams with send_marks(). Returns the number of samples sent."""
+        if marks:
+            await self.send_marks(marks, alphabet)
         sent = 0
         async for chunk in chunks:
             pcm = np.frombuffer(chunk, dtype="<i2") if isinstance(chunk, (bytes, bytearray)) else np.asarray(chunk)
@@ -97,6 +102,11 @@ class AvatarClient:
             sent += pcm.size
         await self._ws.send(json.dumps({"type": "end"}))
         return sent
+
+    async def send_marks(self, marks: list, alphabet: str = "microsoft") -> None:
+        """Timed visemes or phonemes of the utterance being spoken, or of the next one (docs/protocol.md)."""
+        await self._ws.send(json.dumps({"type": "marks", "alphabet": alphabet,
+                                        "marks": [[float(a), float(b), s] for a, b, s in marks]}))
 
     async def interrupt(self) -> int:
         """Barge-in; returns the index of the first frame after it."""

@@ -51,6 +51,7 @@ from engine.avatar.particles import canonical_names, canonical_slots, motion_sca
 from engine.avatar.regions import LIPS, face_index_sets
 from engine.config import from_dict, load_config
 from engine.motion.procedural import ProceduralConfig, ProceduralMotion
+from engine.motion.visemes import marks_to_weights
 
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "teachers" / "procedural.yaml"
 # mediapipe face-mesh eye contours (its FACEMESH_RIGHT_EYE / FACEMESH_LEFT_EYE tables): (upper, lower) lid,
@@ -448,10 +449,14 @@ class ProceduralTeacher(Teacher):
         image = _downscale(image, self.config.max_side)
         return PhotoRig(image, _landmarks(image), self.config)
 
-    def generate(self, reference_image, audio: Tensor, hand_poses: Tensor | None = None, seed: int = 0) -> np.ndarray:
+    def generate(self, reference_image, audio: Tensor, hand_poses: Tensor | None = None, seed: int = 0,
+                 phonemes=None, alphabet: str = "espeak") -> np.ndarray:
         """reference_image [H, W, 3], audio [S] (16 kHz mono) -> frames [T, H', W', 3] uint8 at 25 fps,
         T = S // 640, H' x W' the photo downscaled to max_side. hand_poses is ignored: the rig makes its own
-        beat gestures. The same inputs and seed give the same frames."""
+        beat gestures. phonemes: the audio's phoneme timeline [(start_s, end_s, symbol)] in `alphabet`
+        (engine/motion/visemes.py; distill/phonemes.py gives espeak-ng's): with it the lips shut on p b m, round
+        and spread (the phonetic teacher); without, they follow loudness only. The same inputs and seed give the
+        same frames."""
         # 1. inputs
         image, audio = check_inputs(reference_image, audio)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -461,6 +466,7 @@ class ProceduralTeacher(Teacher):
         rig = PhotoRig(image, _landmarks(image), self.config)
         # 3. motion of the canonical slots [T, K_c, 3], face units
         mel, rms = audio_features(audio)
-        motion = ProceduralMotion(rig.rest_units, rig.present, self.config.motion(), int(seed))(mel, rms)
+        visemes = None if phonemes is None else marks_to_weights(phonemes, mel.shape[0], alphabet)
+        motion = ProceduralMotion(rig.rest_units, rig.present, self.config.motion(), int(seed))(mel, rms, visemes)
         # 4. frames
         return rig.render_clip(motion)

@@ -13,7 +13,8 @@ What moves, and what drives it:
   bright sounds (i, e) and rounds them inwards on dark ones (o, u).
 - head: slow sway (yaw, roll) from smooth deterministic noise; a nod (pitch) answering each loudness onset
   (a prosody peak). The head pivots about a point below and behind the chin.
-- eyes: blinks at random intervals (mean 4 s), 5 frames each: every upper-lid vertex moves onto its partner on
+- eyes: blinks at random intervals (mean 4 s), BLINK's 6 frames each (240 ms, 3 of them shut: with 2, a face
+  tracker at 25 fps missed some blinks on small faces): every upper-lid vertex moves onto its partner on
   the lower lid (engine.avatar.eyelids.lid_partners), so a closed eye is closed, and the eyeball slots
   (eyelids.EYEBALLS) move back, so what the eye opening showed hides behind the lid; the avatar's eyelid skinning
   carries the lid's motion to the lid only and the eyeball's to the eye opening only.
@@ -36,6 +37,7 @@ from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS
 from engine.motion.articulate import Articulator
 
 FPS = 25
+BLINK = (0.5, 1.0, 1.0, 1.0, 0.6, 0.25)    # lid closure per frame of a blink, in time order
 # mediapipe face-mesh lip points (engine.avatar.mouth's contours), without the mouth corners 61/291 and 78/308
 UPPER_LIP = OUTER_LIPS[1:10] + UPPER_INNER[1:-1]
 LOWER_LIP = OUTER_LIPS[11:] + LOWER_INNER[1:-1]
@@ -198,8 +200,8 @@ class ProceduralMotion:
             setattr(self, name + "_v", v)
         # blinks
         if self.blink_left == 0 and _hash_uniform(self.seed, f, 1) < 1.0 / (c.blink_every_s * FPS):
-            self.blink_left = 5
-        blink = (0.0, 0.5, 1.0, 1.0, 0.5)[self.blink_left - 1] if self.blink_left else 0.0
+            self.blink_left = len(BLINK)
+        blink = BLINK[len(BLINK) - self.blink_left] if self.blink_left else 0.0
         self.blink_left = max(self.blink_left - 1, 0)
         # saccades: the gaze jumps to a new random point now and then, and holds it
         if _hash_uniform(self.seed, f, 3) < 1.0 / (c.saccade_every_s * FPS):
