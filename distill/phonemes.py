@@ -135,6 +135,15 @@ def _library():
     return lib
 
 
+def available() -> bool:
+    """True when libespeak-ng can be loaded (tests that speak skip otherwise)."""
+    try:
+        _library()
+        return True
+    except RuntimeError:
+        return False
+
+
 def _by_language(lib, voice: str) -> str | None:
     """The voice file for a language code such as "en-gb" (whose voice is the file gmw/en, so that
     espeak_SetVoiceByName does not find it by that name): the eSpeak (not mbrola) voice listing the language

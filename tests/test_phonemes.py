@@ -11,15 +11,7 @@ from bench import phoneme_metrics as pm
 from distill import phonemes as P
 
 
-def _have_espeak() -> bool:
-    try:
-        P._library()
-        return True
-    except RuntimeError:
-        return False
-
-
-needs_espeak = pytest.mark.skipif(not _have_espeak(), reason="libespeak-ng absent (apt install espeak-ng)")
+needs_espeak = pytest.mark.skipif(not P.available(), reason="libespeak-ng absent (apt install espeak-ng)")
 
 
 def _rms(wave: np.ndarray, sr: int, t0: float, t1: float) -> float:

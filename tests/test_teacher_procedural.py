@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
 
 import distill.teachers.procedural as procedural  # noqa: E402
+from distill.phonemes import available as phonemes_available  # noqa: E402
 from distill.teachers import make_teacher, teacher_names  # noqa: E402
 from distill.teachers.procedural import (CONFIG_PATH, EYE_LIDS, ProceduralTeacher,  # noqa: E402
                                          ProceduralTeacherConfig)
@@ -154,6 +155,7 @@ def test_registry_config_and_landmark_cache(photo, monkeypatch):
     assert len(calls) == 1 and np.array_equal(first.vertices, second.vertices)
 
 
+@pytest.mark.skipif(not phonemes_available(), reason="libespeak-ng absent (apt install espeak-ng)")
 def test_a_phoneme_timeline_shuts_the_lips_on_p_b_m(teacher, photo, rig):
     """The phonetic teacher: given espeak-ng's phoneme timeline, the inner-lip gap at the bilabials' middle frames
     (mediapipe) is under half of what loudness alone gives, and under the smiling photo's own gap. (Not zero: the

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
+from distill.phonemes import available as phonemes_available  # noqa: E402
 from engine.avatar.landmarks import detect  # noqa: E402
 from engine.avatar.mouth import LOWER_INNER, UPPER_INNER  # noqa: E402
 from engine.avatar.particles import canonical_names  # noqa: E402
@@ -140,6 +141,7 @@ def test_procedural_push_takes_marks_only_where_given(rig):
         proc(mel, rms, torch.zeros(6, 3))
 
 
+@pytest.mark.skipif(not phonemes_available(), reason="libespeak-ng absent (apt install espeak-ng)")
 def test_viseme_model_trains_saves_and_streams(tmp_path):
     from distill.visemes import evaluate, train
     from engine.audio.encoder import AudioEncoderConfig
