@@ -1,7 +1,6 @@
 """Procedural motion (engine.motion.procedural) on the astronaut's own landmarks: chunked == offline, the jaw follows
 loudness with at most one frame of lag, silence is idle motion (no jaw, but blinks and breathing), barge-in
 closes the mouth on the next frame."""
-from pathlib import Path
 
 import math
 
@@ -10,28 +9,15 @@ import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
 from engine.avatar.eyelids import EYEBALLS, lid_partners  # noqa: E402
-from engine.avatar.landmarks import detect  # noqa: E402
 from engine.avatar.particles import canonical_names  # noqa: E402
-from engine.avatar.photo import load_photo  # noqa: E402
 from engine.motion.procedural import ProceduralConfig, ProceduralMotion  # noqa: E402
+from face_rest import astronaut_rest  # noqa: E402
 
-ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 
 
 @pytest.fixture(scope="module")
 def rest():
-    image, _ = load_photo(ASTRONAUT, max_side=256)
-    lm = detect(image)
-    unit = float((lm.face[33, :2] - lm.face[263, :2]).norm())
-    names = canonical_names()
-    rest = torch.zeros(len(names), 3)
-    present = torch.zeros(len(names), dtype=torch.bool)
-    for i, name in enumerate(names):
-        kind, j = name.split(":")
-        if kind == "face":
-            rest[i] = lm.face[int(j)] / unit
-            present[i] = True
-    return rest, present, {n: i for i, n in enumerate(names)}
+    return astronaut_rest()
 
 
 def speech(T=200, seed=0):

@@ -4,23 +4,19 @@ own landmark rig (closed shuts the inner lips whatever the jaw did, rounding nar
 mouth by the configured amounts); the viseme model trains, saves and streams like the offline model."""
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
 from distill.phonemes import available as phonemes_available  # noqa: E402
-from engine.avatar.landmarks import detect  # noqa: E402
 from engine.avatar.mouth import LOWER_INNER, UPPER_INNER  # noqa: E402
-from engine.avatar.particles import canonical_names  # noqa: E402
-from engine.avatar.photo import load_photo  # noqa: E402
 from engine.motion.articulate import ArticulationConfig  # noqa: E402
 from engine.motion.procedural import ProceduralConfig, ProceduralMotion  # noqa: E402
+from face_rest import astronaut_rest  # noqa: E402
 from engine.motion.visemes import (CLOSED, NEUTRAL, OPEN, ROUNDED, SPREAD, VISEMES, VisemeStream,  # noqa: E402
                                    load_viseme_model, marks_to_weights, viseme_of)
 
-ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 
 
 def test_marks_cover_frames_and_a_closure_starts_early():
@@ -63,17 +59,9 @@ def test_bad_marks_are_named(marks, alphabet, message):
 
 @pytest.fixture(scope="module")
 def rig():
-    image, _ = load_photo(ASTRONAUT, max_side=256)
-    lm = detect(image)
-    unit = float((lm.face[33, :2] - lm.face[263, :2]).norm())
-    names = canonical_names()
-    rest, present = torch.zeros(len(names), 3), torch.zeros(len(names), dtype=torch.bool)
-    for i, name in enumerate(names):
-        kind, j = name.split(":")
-        if kind == "face":
-            rest[i], present[i] = lm.face[int(j)] / unit, True
+    rest, present, where = astronaut_rest()
     still = ProceduralConfig(sway_deg=0.0, nod_deg=0.0, blink_every_s=1e9, saccade=0.0, breath=0.0)
-    return ProceduralMotion(rest, present, still, seed=0), {n: i for i, n in enumerate(names)}
+    return ProceduralMotion(rest, present, still, seed=0), where
 
 
 def _loud(rig, T=6):
