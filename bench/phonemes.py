@@ -6,8 +6,8 @@ The split's clips are spoken back to back as one stream per motion source (about
 One JSON line per (motion source, clip), cut from that stream, then one summary line per motion source (all
 clips pooled: bilabials and vowels pooled, blinks per 10 s over the whole stream, nose std over all its frames).
 
-Usage: python bench/phonemes.py [--avatar DIR] [--motion procedural,learned,procedural+marks] [--size 256] [--split heldout]
-       [--clips N] [--sheet docs/img/visemes_baseline.png]
+Usage: python bench/phonemes.py [--avatar DIR] [--motion procedural,learned,procedural+marks] [--size 256]
+       [--split heldout] [--clips N] [--sheet docs/img/visemes_baseline.png]
 Without --avatar the bundled photo is personalized first (about 30 s). The held-out sentences are for
 measuring only: nobody tunes on them (tune on --split train).
 """
@@ -174,7 +174,8 @@ def run_source(avatar: str, source: str, todo: list[dict], size: int, sheet: Pat
         m = {k: (v[first:stop] if k != "unit" else v) for k, v in whole.items()}
         done.append((m, phonemes))
         fig = clip_figures(m, phonemes)
-        print(json.dumps({"source": engine.motion_source + ("+marks" if with_marks else ""), **clip, "seconds": round(sp.seconds, 2),
+        name = engine.motion_source + ("+marks" if with_marks else "")
+        print(json.dumps({"source": name, **clip, "seconds": round(sp.seconds, 2),
                           "first_frame": first, **{k: round(v, 4) if isinstance(v, float) else v
                                                    for k, v in fig.items()}}), flush=True)
         if sheet is not None:

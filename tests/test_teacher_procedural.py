@@ -139,7 +139,8 @@ def test_registry_config_and_landmark_cache(photo, monkeypatch):
     assert "procedural" in teacher_names()
     built = make_teacher("procedural", max_side=200, jaw_open=0.25)
     assert isinstance(built, ProceduralTeacher) and not built.is_diffusion
-    assert built.config.motion() == ProceduralConfig(jaw_open=0.25)
+    calm = dict(sway_deg=2.5, nod_deg=4.0, saccade=0.0)                  # the teacher's calmer head
+    assert built.config.motion() == ProceduralConfig(jaw_open=0.25, **calm)
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['jaw'\].*valid keys"):
         make_teacher("procedural", jaw=0.2)
     with pytest.raises(ValueError, match="max_side"):

@@ -70,7 +70,12 @@ _CACHE_SIZE = 8
 
 @dataclass
 class ProceduralTeacherConfig(ProceduralConfig):
-    """engine.motion.procedural.ProceduralConfig's motion options (passed through), and the photo warp's own."""
+    """engine.motion.procedural.ProceduralConfig's motion options (passed through), and the photo warp's own.
+    The head keeps the calmer sway and nods, and no saccades, that the shipped models were distilled with
+    (docs/distillation.md); the live rig's own defaults are livelier (issue 19)."""
+    sway_deg: float = 2.5
+    nod_deg: float = 4.0
+    saccade: float = 0.0
     max_side: int = 512          # the photo is downscaled to at most this many pixels on its longer side
     ring_scale: float = 1.5      # static anchors around the head: the face oval scaled by this about its centre
     teeth_share: float = 0.5     # share of the photo's own lip gap (upper teeth) that stays with the upper lip
