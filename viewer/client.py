@@ -94,14 +94,22 @@ class AvatarClient:
             await self.send_marks(marks, alphabet)
         sent = 0
         async for chunk in chunks:
-            pcm = np.frombuffer(chunk, dtype="<i2") if isinstance(chunk, (bytes, bytearray)) else np.asarray(chunk)
-            if pcm.size == 0:
-                continue
-            self._seq += 1
-            await self._ws.send(pack_audio(pcm, sample_rate, self._seq))
-            sent += pcm.size
-        await self._ws.send(json.dumps({"type": "end"}))
+            sent += await self.send_audio(chunk, sample_rate)
+        await self.end()
         return sent
+
+    async def send_audio(self, chunk, sample_rate: int = 16000) -> int:
+        """One chunk of speech (int16 array/bytes, or floats in [-1, 1]); returns its sample count."""
+        pcm = np.frombuffer(chunk, dtype="<i2") if isinstance(chunk, (bytes, bytearray)) else np.asarray(chunk)
+        if pcm.size == 0:
+            return 0
+        self._seq += 1
+        await self._ws.send(pack_audio(pcm, sample_rate, self._seq))
+        return int(pcm.size)
+
+    async def end(self) -> None:
+        """The utterance is over: the server flushes its last partial frame."""
+        await self._ws.send(json.dumps({"type": "end"}))
 
     async def send_marks(self, marks: list, alphabet: str = "microsoft") -> None:
         """Timed visemes or phonemes of the utterance being spoken, or of the next one (docs/protocol.md)."""
