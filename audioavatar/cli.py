@@ -190,6 +190,20 @@ def cmd_serve(args) -> dict:
                        motion=args.motion, model_dir=args.model_dir or "")
     if cfg.size < 16 or cfg.size % 2:
         raise UserError(f"--size: need an even size of at least 16 pixels, got {cfg.size}")
+    if args.workers < 1:
+        raise UserError(f"--workers: expected >= 1, got {args.workers}")
+    if args.workers > 1:
+        from viewer.workers import run_workers, worker_threads
+        cfg.check()
+        serve = [args.avatar, "--host", cfg.host, "--size", str(cfg.size), "--max-sessions", str(cfg.max_sessions),
+                 "--motion", cfg.motion, *(["--token", cfg.token] if cfg.token else []),
+                 *(["--model-dir", cfg.model_dir] if cfg.model_dir else []),
+                 *[a for origin in cfg.allow_origins for a in ("--allow-origin", origin)]]
+        threads = getattr(args, "threads", None) or worker_threads(args.workers)
+        code = run_workers(serve, args.workers, cfg.port, threads)
+        if code:
+            raise UserError(f"--workers: a worker stopped with exit code {code}")
+        return {}
     server = AvatarServer(args.avatar, cfg)
     shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
 
@@ -346,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="motion source (default: learned, the bundled distilled models)")
     p.add_argument("--model-dir", help="learned motion: folder with audio_encoder/, motion/, refiner/ "
                                        "(default: the bundled models/default)")
+    p.add_argument("--workers", type=int, default=1, help="server processes on ports P, P+1, ... sharing the cores, "
+                   "for a balancer in front (viewer/workers.py, docs/scaling.md)")
     p.set_defaults(func=cmd_serve)
     p = command("teach", help="a teacher's talking video of a photo (the distillation's training data)")
     p.add_argument("photo")

@@ -16,12 +16,14 @@ extras=${1:-}
 # pypiqe (no-reference PIQE, engine/evaluation) declares opencv-python; opencv-python-headless provides its cv2.
 .venv/bin/python -m pip install --quiet --no-deps pypiqe==1.2
 # Test-only system tools from Debian, when this machine can install them (root + apt): headless Chromium and
-# chromedriver for the browser-viewer test, espeak-ng for the TTS example. Without them those tests skip.
+# chromedriver for the browser-viewer test, espeak-ng for the TTS example, haproxy for the balancer test
+# (deploy/haproxy.cfg). Without them those tests skip.
 if [ "$extras" = "test" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   missing=""
   command -v chromium >/dev/null || missing="$missing chromium"
   command -v chromedriver >/dev/null || missing="$missing chromium-driver"
   command -v espeak-ng >/dev/null || missing="$missing espeak-ng"
+  command -v haproxy >/dev/null || missing="$missing haproxy"
   if [ -n "$missing" ]; then
     echo "setup: installing$missing (apt)"
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } \

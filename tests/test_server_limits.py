@@ -127,17 +127,44 @@ def test_head_long_urls_missing_host_and_health(server):
     assert status == 200 and json.loads(body)["status"] == "ready" and json.loads(body)["max_sessions"] == 8
 
 
+def test_capacity_says_when_the_worker_is_full(avatar):
+    """/capacity: 200 with the free slots while there is room, 503 once every session slot is taken."""
+    s = Running(avatar, max_sessions=2)
+    port = s.server.port
+
+    async def run():
+        status, _, body = http_request(port, "GET", "/capacity")
+        assert status == 200 and json.loads(body)["free"] == 2
+        ws1, _ = await hello(s.url)
+        status, _, body = http_request(port, "GET", "/capacity")
+        assert status == 200 and json.loads(body)["free"] == 1 and json.loads(body)["sessions"] == 1
+        ws2, _ = await hello(s.url)
+        status, _, body = http_request(port, "GET", "/capacity")
+        assert status == 503 and json.loads(body)["free"] == 0
+        assert http_request(port, "GET", "/healthz")[0] == 200               # full, but healthy
+        await ws1.close()
+        await ws2.close()
+    try:
+        asyncio.run(run())
+    finally:
+        s.close()
+
+
 def test_warming_up_answers_503_and_health_until_the_renderer_is_ready(avatar):
     with warming_server(avatar, hold_s=30) as (server, release, ready):
         port = server.port
         status, _, body = http_request(port, "GET", "/health")
         assert status == 200 and json.loads(body)["status"] == "warming" and not ready.is_set()
+        assert http_request(port, "GET", "/healthz")[0] == 503               # a balancer keeps away ...
+        status, _, body = http_request(port, "GET", "/capacity")
+        assert status == 503 and json.loads(body)["free"] == 0                # ... and sends no session here
         status, headers, body = http_request(port, "GET", "/ws", UPGRADE)
         assert status == 503 and int(headers["Retry-After"]) > 0 and b"warming up" in body
         assert http_request(port, "GET", "/")[0] == 200                    # the page loads and says so
         release.set()
         assert ready.wait(60)
         assert json.loads(http_request(port, "GET", "/health")[2])["status"] == "ready"
+        assert http_request(port, "GET", "/healthz")[0] == 200
 
         async def session():
             ws, welcome = await hello(f"ws://127.0.0.1:{port}/ws")

@@ -5,7 +5,10 @@
     Host header not naming this server  403 (DNS rebinding: a page from another site whose name was re-pointed
                                         at this address must not reach the loopback server, where no token is
                                         needed); a missing or malformed one is 400
-    /health                             200 JSON {"status": "warming" | "ready", "sessions", "max_sessions"}
+    /health                             200 JSON {"status": "warming" | "ready", "sessions", "max_sessions", "free"}
+    /healthz                            the same JSON; 200 once warm, else 503 (a balancer's health check)
+    /capacity                           the same JSON; 200 while a session slot is free, else 503 (a balancer
+                                        sends new sessions only to workers with room: viewer/workers.py)
     /ws                                 403 for a foreign Origin, 503 + Retry-After while warming up, else the
                                         upgrade (the session cap is counted in the handler, from connect)
     anything else                       a file under viewer/static/, or 404 (no path can leave that folder)
@@ -139,10 +142,14 @@ class Gate:
         if not host_ok(host, cfg.host, self.hosts):
             return text(HTTPStatus.FORBIDDEN, "this server is not reachable under that host name (start it with "
                         "--allow-origin http://NAME:PORT to allow one)", head=head)
-        if route == "/health":
-            body = json.dumps({"status": self.server.state, "sessions": self.server.admitted,
-                               "max_sessions": cfg.max_sessions}).encode()
-            return response(HTTPStatus.OK, body, "application/json", head=head)
+        if route in ("/health", "/healthz", "/capacity"):
+            state, admitted = self.server.state, self.server.admitted
+            free = max(cfg.max_sessions - admitted, 0) if state == "ready" else 0
+            body = json.dumps({"status": state, "sessions": admitted, "max_sessions": cfg.max_sessions,
+                               "free": free}).encode()
+            ok = {"/health": True, "/healthz": state == "ready", "/capacity": free > 0}[route]
+            return response(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json",
+                            head=head)
         if route != "/ws":
             return static_response(path, head=head)
         origin = request.headers.get("Origin")
