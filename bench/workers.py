@@ -38,12 +38,13 @@ def start(avatar: str, cores: list[int], size: int, motion: str, max_sessions: i
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     urls = []
     for _ in range(workers):
-        line = proc.stdout.readline().strip()             # "worker I serving http://HOST:PORT/"
+        line = proc.stdout.readline().strip()             # "[worker I ]serving http://HOST:PORT/"
         if "serving http" not in line:
             proc.kill()
             raise RuntimeError(f"the server did not start: {line!r}")
         urls.append(line.split()[-1].replace("http://", "ws://") + "ws")
-    proc.stdout.readline()                                # "serving W workers"
+    if workers > 1:
+        proc.stdout.readline()                            # "serving W workers"
     return proc, urls
 
 
