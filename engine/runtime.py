@@ -46,6 +46,7 @@ MOTION_SOURCES = ("procedural", "learned")
 # The distilled models shipped with the project (models/default/README.md: how they were trained).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 MAX_BATCH = 24        # feature frames moved per motion-source call (one DiT window's new part by default)
+MAX_MARKS_HELD = 20000   # timed marks (push_marks) waiting for their frames; more is refused
 
 
 @dataclass
@@ -140,17 +141,19 @@ class AvatarEngine:
             raise ValueError(f"sample_rate: expected an int in 1000..384000, got {sample_rate!r}")
         mono = to_mono(pcm)
         with self._lock:
-            if not speaking:
-                self._utterance = None
-            elif self._utterance is None and mono.shape[0]:
-                self._utterance = self._next_frame_locked()
-                for alphabet, marks, end_s in self._early_marks:       # marks sent before their audio
-                    self._bind_marks_locked(alphabet, marks, end_s)
-                self._early_marks = []
             flushed = 0
             if self._rate != sample_rate:
                 flushed = self._flush_locked()
                 self._audio, self._echo, self._rate = AudioStream(sample_rate), Resampler(sample_rate), sample_rate
+            if not speaking:
+                self._utterance = None
+            elif self._utterance is None and mono.shape[0]:
+                # the utterance starts in the next frame to be queued (within one frame: audio held back in the
+                # open stream's last partial frame counts as before it)
+                self._utterance = self._next_frame_locked()
+                for alphabet, marks, end_s in self._early_marks:       # marks sent before their audio
+                    self._bind_marks_locked(alphabet, marks, end_s)
+                self._early_marks = []
             mel, rms = self._audio.push(mono)
             echo = self._echo.push(mono)
             return flushed + self._enqueue_locked(mel, rms, echo, speaking)
@@ -179,12 +182,15 @@ class AvatarEngine:
         if not isinstance(marks, (list, tuple)):
             raise ValueError(f"marks: expected a list of [start_s, end_s, symbol], got {type(marks).__name__}")
         marks = [tuple(m) if isinstance(m, (list, tuple)) else m for m in marks]
-        span = marks_to_weights(marks, 0, alphabet)           # validates every mark (0 frames: nothing else)
-        del span
+        marks_to_weights(marks, 0, alphabet)                  # validates every mark (0 frames: nothing else)
         if not marks:
             return 0
         end_s = max(float(m[1]) for m in marks)
         with self._lock:
+            held = sum(len(m[-1]) for m in self._marks) + sum(len(m[1]) for m in self._early_marks)
+            if held + len(marks) > MAX_MARKS_HELD:
+                raise ValueError(f"marks: {held} marks are already waiting for their frames; at most "
+                                 f"{MAX_MARKS_HELD} may wait (send them as the speech goes)")
             if self._utterance is None:
                 self._early_marks.append((alphabet, marks, end_s))   # bound when the utterance's audio starts
             else:

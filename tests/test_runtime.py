@@ -237,3 +237,15 @@ def test_marks_reach_the_motion_source_on_their_frames(avatar_dir, speech):
         engine.push_marks(marks, "ipa")
     with pytest.raises(ValueError, match="0..21"):
         engine.push_marks([(0.0, 0.1, 99)], "microsoft")
+
+
+def test_marks_waiting_are_bounded(avatar_dir):
+    from engine.runtime import MAX_MARKS_HELD
+    engine = AvatarEngine(avatar_dir, SMALL)
+    chunk = [(i * 0.01, i * 0.01 + 0.01, "open") for i in range(4000)]
+    for _ in range(MAX_MARKS_HELD // 4000):
+        engine.push_marks(chunk, "viseme")
+    with pytest.raises(ValueError, match="already waiting"):
+        engine.push_marks(chunk[:1], "viseme")
+    engine.interrupt()                                          # a barge-in forgets them
+    assert engine.push_marks(chunk, "viseme") == 4000

@@ -3,6 +3,7 @@ model folder (audio_encoder/, motion/, refiner/: each a save_pretrained folder, 
 visemes/ when present: the viseme model of distill/visemes.py)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -48,9 +49,7 @@ class LearnedMotion:
         self.visemes = VisemeStream(viseme_model) if viseme_model is not None else None
         self.life = None
         if rig is not None:
-            cfg = life or ProceduralConfig()
-            cfg = ProceduralConfig(**{**cfg.__dict__, **LIFE})
-            self.life = ProceduralMotion(rig.rest, rig.present, cfg, seed)
+            self.life = ProceduralMotion(rig.rest, rig.present, replace(life or ProceduralConfig(), **LIFE), seed)
         self.reset()
 
     def reset(self) -> None:
