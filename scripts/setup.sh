@@ -30,11 +30,10 @@ if [ "$extras" = "test" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]
       >/dev/null 2>&1 || echo "setup: could not install$missing; the tests that need them will skip"
   fi
 fi
-# The Pipecat and LiveKit environments of tests/test_pipecat.py and tests/test_livekit.py (scripts/setup_pipecat.sh,
-# scripts/setup_livekit.sh: those frameworks need protobuf 5, which the engine's mediapipe cannot share).
+# The Pipecat and LiveKit environments of tests/test_pipecat.py and tests/test_livekit.py (scripts/setup_agents.sh:
+# those frameworks need protobuf 5, which the engine's mediapipe cannot share).
 if [ "$extras" = "test" ]; then
-  bash scripts/setup_pipecat.sh || echo "setup: could not make .venv-pipecat; tests/test_pipecat.py will skip"
-  bash scripts/setup_livekit.sh || echo "setup: could not make .venv-livekit; tests/test_livekit.py will skip"
+  bash scripts/setup_agents.sh all || echo "setup: could not make .venv-pipecat/.venv-livekit; their tests will skip"
 fi
 # npm packages of the third-party web-viewer test (tests/test_web_viewers.py: Spark, mkkellogg's viewer, three),
 # pinned in tests/web_viewers/package-lock.json; reinstalled only when the lock is newer. Without npm it skips.

@@ -18,7 +18,7 @@ Everything else passes through. `StartFrame` opens the websocket session, `EndFr
 The service is a client of the server, so an agent's environment needs only pipecat-ai, websockets and numpy,
 not the engine: pipecat-ai needs protobuf >= 5.29 and the engine's mediapipe 0.10.21 fails to parse its graphs
 under protobuf 5 (docs/agents.md). Install: `pip install pipecat-ai==1.14.0 websockets` and this repository with
-`pip install --no-deps -e .` (scripts/setup.sh test makes .venv-pipecat that way).
+`pip install --no-deps -e .` (scripts/setup_agents.sh makes .venv-pipecat that way).
 """
 from __future__ import annotations
 
