@@ -30,6 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.threads import configure_threads  # noqa: E402
+
+configure_threads(None)        # the CLI's thread count and wait policy, set before torch is imported (engine/threads.py)
 from _speech import speech  # noqa: E402
 
 
