@@ -60,7 +60,7 @@ async def stream_session(url: str, wave: np.ndarray) -> dict:
     server_ms = np.asarray([f["latency_us"] / 1e3 for _, f in spoken])
     steady = [t for t, _ in frames if start + 1.0 <= t <= end - 1.5]
     pct = lambda a, q: round(float(np.percentile(a, q)), 1)  # noqa: E731
-    return {"speech_frames": len(spoken), "chunks": len(sent_at),
+    return {"frames": len(frames), "speech_frames": len(spoken), "chunks": len(sent_at),
             "fps_steady": round(len(steady) / max(end - 2.5 - start, 1e-9), 2),
             "server_latency_ms_p50": pct(server_ms, 50), "server_latency_ms_p95": pct(server_ms, 95),
             "server_latency_ms_max": round(float(server_ms.max()), 1), "server_latency_first_ms": round(float(server_ms[0]), 1),

@@ -5,6 +5,7 @@ summary line.
 A trial: N clients (spread over the workers round-robin, as a least-connections balancer would) each stream the
 bundled speech in 40 ms chunks at real-time pace for --seconds; the trial holds if every session receives >= 24
 frames per second over its steady part (bench/server.py's stream_session). N climbs from 1 until a trial fails.
+Each trial also reports the server's CPU time (all its processes, from /proc) per frame received by a session.
 
 Usage: python bench/workers.py [--avatar DIR] [--size 256] [--seconds 8] [--motion learned] [--cores 0,1]
 Without --avatar the bundled photo is personalized first (about 30 s). Linux only (taskset).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,6 +50,25 @@ def start(avatar: str, cores: list[int], size: int, motion: str, max_sessions: i
     return proc, urls
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)   # ppid, cpu
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [q for q, (parent, _) in stats.items() if parent == p and q not in tree]
+    return sum(stats[p][1] for p in tree if p in stats)
+
+
 def trial(urls: list[str], n: int, wave: np.ndarray) -> list[dict]:
     async def all_sessions():
         return await asyncio.gather(*(stream_session(urls[i % len(urls)], wave) for i in range(n)))
@@ -59,12 +80,15 @@ def capacity(avatar: str, cores: list[int], args, wave: np.ndarray) -> int:
     held = 0
     try:
         for n in range(1, 33):
+            cpu0 = cpu_seconds(proc.pid)
             got = trial(urls, n, wave)
+            cpu = cpu_seconds(proc.pid) - cpu0
             fps = [g["fps_steady"] for g in got]
             p95 = max(g["server_latency_ms_p95"] for g in got)
             ok = min(fps) >= 24.0
             print(json.dumps({"cores": len(cores), "workers": len(urls), "sessions": n, "min_fps": min(fps),
-                              "median_fps": float(np.median(fps)), "worst_p95_latency_ms": p95, "held": ok}),
+                              "median_fps": float(np.median(fps)), "worst_p95_latency_ms": p95, "held": ok,
+                              "server_cpu_ms_per_session_frame": round(1e3 * cpu / sum(g["frames"] for g in got), 2)}),
                   flush=True)
             if not ok:
                 break
