@@ -58,9 +58,13 @@ class AudioAvatarVideoService(FrameProcessor):
             await self._open()
             await self.push_frame(frame, direction)
         elif isinstance(frame, TTSAudioRawFrame):
-            await self._send_audio(frame)
+            if self._client is not None:
+                await self._send_audio(frame)
         elif isinstance(frame, TTSStoppedFrame):
-            await self._client.end()
+            if self._client is not None:
+                await self._client.end()
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, InterruptionFrame) and self._client is None:
             await self.push_frame(frame, direction)
         elif isinstance(frame, InterruptionFrame):
             self._interrupting = True                # until the reply: no speaking frame goes out
@@ -77,8 +81,14 @@ class AudioAvatarVideoService(FrameProcessor):
     async def _open(self) -> None:
         if self._client is not None:
             return
-        self._client = AvatarClient(self._url, self._token, on_frame=self._frames.put_nowait)
-        await self._client.connect()
+        client = AvatarClient(self._url, self._token, on_frame=self._frames.put_nowait)
+        try:
+            await client.connect()
+        except (OSError, RuntimeError, ValueError) as e:      # refused, wrong token or version, bad URL
+            await self.push_error(error_msg=f"AudioAvatar: cannot open a session at {self._url}: {e}",
+                                  exception=e, force_treat_as_permanent=True)   # this service cannot work
+            return
+        self._client = client
         self._out_task = self.create_task(self._push_video())
 
     async def _close(self) -> None:

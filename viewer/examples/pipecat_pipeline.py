@@ -83,7 +83,8 @@ async def run(url: str, sentences: list[str], interrupt_after: int, tail_s: floa
     sink = Sink()
     worker = PipelineWorker(Pipeline([avatar, sink]), idle_timeout_secs=None)
     runner = WorkerRunner(handle_sigint=False)
-    running = asyncio.create_task(runner.run(worker))
+    await runner.add_workers(worker)
+    running = asyncio.create_task(runner.run())
     t0 = time.perf_counter()
     report: dict = {}
     for k, text in enumerate(sentences):
