@@ -32,7 +32,12 @@ from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 UPPER_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)   # mediapipe face mesh, left to right corner
 LOWER_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+# The lips by name, without the corners (61/291 outer, 78/308 inner). On a closed mouth both inner lips lie on one
+# line, where a point's height cannot tell upper from lower: the name can.
+UPPER_LIP = OUTER_LIPS[1:10] + UPPER_INNER[1:-1]
+LOWER_LIP = OUTER_LIPS[11:] + LOWER_INNER[1:-1]
 NOSE_BOTTOM, CHIN = 2, 152
+JAW_REACH = 0.4          # eye widths below the lips the dark interior reaches (the widest jaw drop is ~0.35)
 INTERIOR_RGB = (0.20, 0.07, 0.08)
 
 
@@ -63,10 +68,16 @@ def mouth_sides(face: Tensor, pixels: Tensor, restrict: Tensor | None = None) ->
     return torch.where(column, side, torch.zeros_like(side))
 
 
-def particle_sides(face: Tensor, pixels: Tensor) -> Tensor:
+def particle_sides(face: Tensor, pixels: Tensor, names: list[str] | None = None) -> Tensor:
     """Side [K] (1 upper, 2 lower) of every particle at pixels [K, 2], by the split line extended flat beyond
-    the mouth corners."""
-    return torch.where(pixels[:, 1].float() > split_line_y(face, pixels[:, 0].float()), 2, 1)
+    the mouth corners; a particle named for a lip landmark ("face:I", I in UPPER_LIP / LOWER_LIP) takes its
+    lip's side whatever its height (names [K], optional)."""
+    side = torch.where(pixels[:, 1].float() > split_line_y(face, pixels[:, 0].float()), 2, 1)
+    for k, name in enumerate(names or []):
+        kind, _, i = name.partition(":")
+        if kind == "face" and i.isdigit():
+            side[k] = 1 if int(i) in UPPER_LIP else 2 if int(i) in LOWER_LIP else side[k]
+    return side
 
 
 def _contours(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,7 +117,8 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
                 depth_behind: float, interior_rgb: Tensor | None = None,
                 mouth_behind: float | None = None) -> tuple[Gaussians, Tensor, Tensor]:
     """A second, softer skin behind the face: Gaussians depth_behind (world units) behind the front surface
-    (front [H, W] in pixels, engine.avatar.depth), dark red on every pixel of the outer-lip hull (the mouth interior),
+    (front [H, W] in pixels, engine.avatar.depth), dark red on every pixel of the outer-lip hull and JAW_REACH below
+    it (the mouth interior),
     blurred photo colours on every 2nd pixel of the rest of `facial` [H, W] with twice the footprint. When the
     jaw stretches the front shell, this layer shows through its gaps instead of the back of the head.
     interior_rgb [3] colours the mouth interior (default INTERIOR_RGB) and mouth_behind (world units, default
@@ -114,12 +126,22 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     -> (Gaussians [M], pixels [M, 2] (x, y), inside_mouth [M] bool)."""
     H, W = front.shape
     hull = polygon_mask(convex_hull(face[list(OUTER_LIPS), :2]), H, W)
+    # the interior reaches below the lips as far as the jaw drops (JAW_REACH eye widths), behind the chin: a
+    # lower lip that drops further than its own height uncovers it, not the background
+    eye = float((face[33, :2] - face[263, :2]).norm())
+    below = torch.zeros_like(hull)
+    for d in range(1, max(int(JAW_REACH * eye), 1) + 1):
+        below[d:] |= hull[:-d]
+    mouth = hull | (below & facial)                                     # never outside the face
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     skin = facial & ~hull & (yy % 2 == 0) & (xx % 2 == 0)
-    ys, xs = torch.nonzero(hull | skin, as_tuple=True)
+    ys, xs = torch.nonzero(mouth | skin, as_tuple=True)
     if ys.numel() == 0:
         raise ValueError("face: the face and lip hull cover no pixel")
-    inside = hull[ys, xs]
+    inside = mouth[ys, xs]
+    extra_ys, extra_xs = torch.nonzero(mouth & skin, as_tuple=True)     # below the lips: skin in front as well
+    ys, xs = torch.cat([ys, extra_ys]), torch.cat([xs, extra_xs])
+    inside = torch.cat([inside, torch.zeros(len(extra_ys), dtype=torch.bool)])
     fx = float(K[0, 0])
     deep = depth_behind if mouth_behind is None else mouth_behind
     z = z0 - front[ys, xs] * z0 / fx + torch.where(inside, deep, depth_behind)

@@ -248,7 +248,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     particles, particle_regions, names = control_particles(lm, regions, depth[0], K, cfg.shell)
     p_sides = torch.ones(len(names), dtype=torch.long)
     if lm.face is not None:
-        p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2])
+        p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2], names)
     if lm.face is not None:                 # the rest mouth is closed, whatever the photo's lips do
         keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, p_sides, K)
         g, g_regions, sides, normals, all_px = g.select(keep), g_regions[keep], sides[keep], normals[keep], all_px[keep]

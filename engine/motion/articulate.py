@@ -21,12 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from engine.avatar.mouth import LOWER_INNER, OUTER_LIPS, UPPER_INNER
+from engine.avatar.mouth import LOWER_INNER, LOWER_LIP, UPPER_INNER
 from engine.avatar.particles import canonical_names
 from engine.motion.visemes import CLOSED, LABIODENTAL, OPEN, ROUNDED, SPREAD, VISEMES
 
 LOW, HIGH = 0.1, 0.6
-LOWER_LIP = OUTER_LIPS[11:] + LOWER_INNER[1:-1]     # without the corners (as engine.motion.procedural's)
 LABIODENTAL_LIFT = 0.85
 
 

@@ -31,16 +31,13 @@ import torch
 from torch import Tensor
 
 from engine.avatar.eyelids import EYEBALLS, lid_partners
-from engine.avatar.mouth import LOWER_INNER, OUTER_LIPS, UPPER_INNER
+from engine.avatar.mouth import LOWER_LIP, UPPER_LIP
 from engine.avatar.particles import canonical_names, canonical_slots
 from engine.avatar.regions import BODY, EYES, FACE, HANDS, LIPS
 from engine.motion.articulate import Articulator
 
 FPS = 25
 BLINK = (0.5, 1.0, 1.0, 1.0, 0.6, 0.25)    # lid closure per frame of a blink, in time order
-# mediapipe face-mesh lip points (engine.avatar.mouth's contours), without the mouth corners 61/291 and 78/308
-UPPER_LIP = OUTER_LIPS[1:10] + UPPER_INNER[1:-1]
-LOWER_LIP = OUTER_LIPS[11:] + LOWER_INNER[1:-1]
 
 
 @dataclass
