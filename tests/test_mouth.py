@@ -9,7 +9,8 @@ pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup
 from engine.avatar.landmarks import detect  # noqa: E402
 from engine.render.gaussians import rgb_to_sh_dc  # noqa: E402
 from engine.avatar.mouth import (LOWER_INNER, UPPER_INNER, closing_shift, in_gap, mouth_sides,  # noqa: E402
-                                 particle_sides, split_line_y, under_layer)
+                                 particle_sides, split_line_y, under_layer, JAW_REACH, LOWER_LIP,
+                                 OUTER_LIPS, UPPER_LIP)
 from engine.avatar.personalize import PersonalizeConfig, personalize  # noqa: E402
 from engine.avatar.photo import load_photo  # noqa: E402
 from engine.avatar.regions import FACE, LIPS, region_map  # noqa: E402
@@ -50,6 +51,13 @@ def test_under_layer_is_dark_inside_the_lips_and_skin_elsewhere(face192):
     rgb = 0.5 + 0.28209479177387814 * g.sh[:, 0]                          # SH C0
     assert float(rgb[inside].mean()) < 0.2 < float(rgb[~inside].mean())
     assert torch.allclose(g.means[:, 2], torch.full((len(g),), 2.51))     # depth_behind behind a flat front
+    # the interior reaches JAW_REACH eye widths below the lower lip (inside the face), with skin in front of it
+    eye = float((lm.face[33, :2] - lm.face[263, :2]).norm())
+    x, y = int(lm.face[17, 0]), int(lm.face[17, 1] + 0.5 * JAW_REACH * eye)    # below the lower lip's middle
+    here = (px[:, 0] == x) & (px[:, 1] == y)
+    assert bool(facial[y, x]) and bool((here & inside).any())
+    too_far = (px[:, 1] > lm.face[list(OUTER_LIPS), 1].max() + JAW_REACH * eye + 1) & inside
+    assert not bool(too_far.any())
 
 
 def test_opening_the_jaw_moves_only_the_lower_lip(face192):
@@ -110,3 +118,14 @@ def test_closing_shift_brings_the_lips_together_and_leaves_nose_and_chin():
     assert float(moved[0]) == pytest.approx(float(moved[1]))            # the inner lips meet
     assert in_gap(face, torch.tensor([[50.0, 70.0], [50.0, 60.0], [20.0, 70.0]])).tolist() == [True, False, False]
     assert closing_shift(synthetic_face(gap=0.0), pts, sides).abs().max() == 0   # a closed photo mouth: no change
+
+
+def test_on_a_closed_mouth_lip_particles_take_their_lips_side_by_name():
+    """Both inner lips on one line (gap 0): by height alone a lower inner-lip point is on the line, and its side a
+    coin toss; by its name it is lower, and an upper one upper. Corners and other particles keep the line's rule."""
+    face = synthetic_face(gap=0.0)
+    names = ["face:14", "face:87", "face:13", "face:82", "face:61", "body:0"]
+    px = face[[14, 87, 13, 82, 61, 14], :2].clone()
+    px[5, 1] += 30.0                                                     # a body particle well below the mouth
+    assert particle_sides(face, px, names).tolist() == [2, 2, 1, 1, int(particle_sides(face, px[4:5])), 2]
+    assert 14 in LOWER_LIP and 13 in UPPER_LIP and 61 not in UPPER_LIP + LOWER_LIP
