@@ -71,10 +71,18 @@ class Articulator:
         self.lower_lip = lower
         self.usable = len(self.upper_inner) > 0 and len(self.lower_inner) > 0
 
-    def opening(self, motion: Tensor) -> Tensor:
-        """motion [t, K_c, 3] -> the inner lips' mean vertical opening per frame [t] (face units, >= 0)."""
-        pos = self.rest[None] + motion
-        return (pos[:, self.lower_inner, 1].mean(1) - pos[:, self.upper_inner, 1].mean(1)).clamp(min=0)
+    def apply_where(self, motion: Tensor, weights: Tensor | None) -> Tensor:
+        """apply() on the rows of weights [t, V] that are not NaN (timed marks cover only part of a batch);
+        None leaves the motion as it is."""
+        if weights is None:
+            return motion
+        if weights.shape != (motion.shape[0], self.n_visemes):
+            raise ValueError(f"visemes: expected [{motion.shape[0]}, {self.n_visemes}], got {list(weights.shape)}")
+        rows = ~torch.isnan(weights).any(1)
+        if bool(rows.any()):
+            motion = motion.clone()
+            motion[rows] = self.apply(motion[rows], weights[rows])
+        return motion
 
     def apply(self, motion: Tensor, weights: Tensor) -> Tensor:
         if weights.shape != (motion.shape[0], len(VISEMES)):
@@ -82,13 +90,15 @@ class Articulator:
         if not self.usable or motion.shape[0] == 0:
             return motion
         c, a = self.cfg, amount(weights.to(motion.dtype))
-        gap = self.opening(motion)[:, None]                           # [t, 1]
+        pos = self.rest[None] + motion
+        pair_gap = (pos[:, self.lower_inner, 1] - pos[:, self.upper_inner, 1]).clamp(min=0)   # [t, pairs]
+        # the inner lips' mean vertical opening [t, 1] (face units)
+        gap = (pos[:, self.lower_inner, 1].mean(1) - pos[:, self.upper_inner, 1].mean(1)).clamp(min=0)[:, None]
         jaw, lower = self.jaw_w[None], self.lower_lip[None].to(motion.dtype)
         # how far each slot would rise to shut the mouth: the jaw's share of the mean opening, and for the
         # lower inner lip exactly its own gap to its upper partner
-        shut = (gap * jaw).clone()
-        pos = self.rest[None] + motion
-        shut[:, self.lower_inner] = (pos[:, self.lower_inner, 1] - pos[:, self.upper_inner, 1]).clamp(min=0)
+        shut = gap * jaw
+        shut[:, self.lower_inner] = pair_gap
         out = motion.clone()
         f = a[:, LABIODENTAL, None]
         share = (a[:, CLOSED, None] + f * (LABIODENTAL_LIFT * lower + 0.5 * (1 - lower))

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from engine.audio.encoder import AudioEncoder
 from engine.motion.dit import MotionDiT, MotionStream
-from engine.motion.procedural import ProceduralConfig, ProceduralMotion, articulate_rows
+from engine.motion.procedural import ProceduralConfig, ProceduralMotion
 from engine.motion.refiner import FaceHandRefiner
 from engine.motion.visemes import VisemeStream, load_viseme_model
 
@@ -80,7 +80,7 @@ class LearnedMotion:
                 visemes = heard
             elif heard is not None:
                 visemes = torch.where(torch.isnan(visemes), heard, visemes)
-            return articulate_rows(self.rig.articulator, x, visemes)
+            return self.rig.articulator.apply_where(x, visemes)
 
     def interrupt(self) -> None:
         """Barge-in: forget the speech context (encoder history and the DiT's prefix), keep the time index."""

@@ -231,23 +231,10 @@ class ProceduralMotion:
             raise ValueError(f"mel/rms: expected [t, n_mels] and [t], got {list(mel.shape)} and {list(rms.shape)}")
         frames = [self._step(mel[i], float(rms[i])) for i in range(mel.shape[0])]
         out = torch.stack(frames) if frames else torch.zeros(0, *self.rest.shape)
-        return articulate_rows(self.articulator, out, visemes)
+        return self.articulator.apply_where(out, visemes)
 
     def __call__(self, mel: Tensor, rms: Tensor, visemes: Tensor | None = None) -> Tensor:
         """Offline: a whole clip from a fresh state."""
         self.reset()
         return self.push(mel, rms, visemes)
 
-
-def articulate_rows(articulator: Articulator, motion: Tensor, visemes: Tensor | None) -> Tensor:
-    """motion [t, K_c, 3] with the lips shaped by visemes [t, V] where a row is not NaN (None: unchanged)."""
-    if visemes is None:
-        return motion
-    if visemes.shape != (motion.shape[0], articulator.n_visemes):
-        raise ValueError(f"visemes: expected [{motion.shape[0]}, {articulator.n_visemes}], "
-                         f"got {list(visemes.shape)}")
-    rows = ~torch.isnan(visemes).any(1)
-    if bool(rows.any()):
-        motion = motion.clone()
-        motion[rows] = articulator.apply(motion[rows], visemes[rows])
-    return motion
