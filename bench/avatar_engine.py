@@ -20,7 +20,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from engine.threads import configure_threads  # noqa: E402
 
 configure_threads(None)        # the CLI's thread count and wait policy, set before torch is imported (engine/threads.py)
+from _avatar import avatar_folder  # noqa: E402
 from _speech import speech  # noqa: E402
 
 
@@ -135,11 +135,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args.avatar, args.worker, args.seconds)
-    with tempfile.TemporaryDirectory() as tmp:
-        avatar = args.avatar
-        if avatar is None:
-            from engine.avatar.personalize import personalize
-            avatar = str(personalize(ROOT / "assets" / "astronaut.png", progress=False).save_pretrained(Path(tmp) / "a"))
+    with avatar_folder(args.avatar) as avatar:
         for source in args.sources.split(","):
             subprocess.run([sys.executable, __file__, "--worker", source, "--avatar", avatar,
                             "--seconds", str(args.seconds)], check=True)

@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import phoneme_metrics as pm  # noqa: E402
+from bench._avatar import avatar_folder  # noqa: E402
 
 # Dense in /p b m/ and rounded / spread vowels. HELD-OUT: the second half; never tune on it.
 SENTENCES = [
@@ -210,11 +210,7 @@ def main() -> None:
     if args.size < 64:
         ap.error(f"--size: expected >= 64 pixels, got {args.size}")
     todo = clips(args.split)[: args.clips or None]
-    with tempfile.TemporaryDirectory() as tmp:
-        avatar = args.avatar
-        if avatar is None:
-            from engine.avatar.personalize import personalize
-            avatar = str(personalize(ROOT / "assets" / "astronaut.png", progress=False).save_pretrained(Path(tmp) / "a"))
+    with avatar_folder(args.avatar) as avatar:
         for source in args.motion.split(","):
             run_source(avatar, source, todo, args.size, args.sheet if source == "learned" else None)
 

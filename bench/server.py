@@ -17,7 +17,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _avatar import avatar_folder  # noqa: E402
 from _speech import speech  # noqa: E402
 from viewer.protocol import pack_audio, unpack_frame  # noqa: E402
 
@@ -74,11 +74,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--size", type=int, default=512)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        avatar = args.avatar
-        if avatar is None:
-            from engine.avatar.personalize import personalize
-            avatar = str(personalize(ROOT / "assets" / "astronaut.png", progress=False).save_pretrained(Path(tmp) / "a"))
+    with avatar_folder(args.avatar) as avatar:
         proc = subprocess.Popen([sys.executable, "-m", "audioavatar", "serve", avatar, "--port", "0",
                                  "--size", str(args.size)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:

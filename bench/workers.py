@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _avatar import avatar_folder  # noqa: E402
 from _speech import speech  # noqa: E402
 from server import stream_session  # noqa: E402  (bench/server.py)
 
@@ -109,11 +109,7 @@ def main() -> None:
     args = ap.parse_args()
     cores = [int(c) for c in args.cores.split(",")]
     wave = (speech(args.seconds) * 32767).astype(np.int16)
-    with tempfile.TemporaryDirectory() as tmp:
-        avatar = args.avatar
-        if avatar is None:
-            from engine.avatar.personalize import personalize
-            avatar = str(personalize(ROOT / "assets" / "astronaut.png", progress=False).save_pretrained(Path(tmp) / "a"))
+    with avatar_folder(args.avatar) as avatar:
         one = capacity(avatar, cores[:1], args, wave)
         many = capacity(avatar, cores, args, wave)
     print(json.dumps({"summary": True, "size": args.size, "motion": args.motion, "seconds": args.seconds,
