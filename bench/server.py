@@ -27,22 +27,28 @@ sys.path.insert(0, str(ROOT))
 
 from _avatar import avatar_folder  # noqa: E402
 from _speech import speech  # noqa: E402
-from viewer.protocol import pack_audio, unpack_frame  # noqa: E402
+from viewer.protocol import pack_audio, unpack_frame, unpack_motion  # noqa: E402
 
 
-async def stream_session(url: str, wave: np.ndarray) -> dict:
-    """One client: hello, stream wave (16 kHz int16) in real time, collect every frame's timing."""
+async def stream_session(url: str, wave: np.ndarray, render: str = "server") -> dict:
+    """One client: hello (asking for `render`: "server" frames or "client" motion), stream wave (16 kHz int16) in
+    real time, collect every frame's timing and the bytes received (wire_kbps_steady: kB per second)."""
     from websockets.asyncio.client import connect
     ws = await connect(url, max_size=None)
-    await ws.send(json.dumps({"type": "hello", "version": 1}))
-    assert json.loads(await ws.recv())["type"] == "welcome"
+    await ws.send(json.dumps({"type": "hello", "version": 1, "render": render}))
+    welcome = json.loads(await ws.recv())
+    assert welcome["type"] == "welcome" and welcome["render"] == render, welcome
+    unpack = unpack_motion if render == "client" else unpack_frame
     sent_at: list[float] = []
     frames: list[tuple[float, dict]] = []
+    sizes: list[tuple[float, int]] = []
 
     async def receive():
         async for msg in ws:
+            now = time.perf_counter()
+            sizes.append((now, len(msg)))
             if isinstance(msg, bytes):
-                frames.append((time.perf_counter(), unpack_frame(msg)))
+                frames.append((now, unpack(msg)))
 
     reader = asyncio.create_task(receive())
     await asyncio.sleep(1.0)                                  # idle frames first, as a viewer would see
@@ -59,9 +65,11 @@ async def stream_session(url: str, wave: np.ndarray) -> dict:
     client_ms = np.asarray([(t - sent_at[k]) * 1e3 for k, (t, _) in enumerate(spoken[: len(sent_at)])])
     server_ms = np.asarray([f["latency_us"] / 1e3 for _, f in spoken])
     steady = [t for t, _ in frames if start + 1.0 <= t <= end - 1.5]
+    steady_bytes = sum(n for t, n in sizes if start + 1.0 <= t <= end - 1.5)
     pct = lambda a, q: round(float(np.percentile(a, q)), 1)  # noqa: E731
     return {"frames": len(frames), "speech_frames": len(spoken), "chunks": len(sent_at),
             "fps_steady": round(len(steady) / max(end - 2.5 - start, 1e-9), 2),
+            "wire_kbps_steady": round(steady_bytes / 1e3 / max(end - 2.5 - start, 1e-9), 1),
             "server_latency_ms_p50": pct(server_ms, 50), "server_latency_ms_p95": pct(server_ms, 95),
             "server_latency_ms_max": round(float(server_ms.max()), 1), "server_latency_first_ms": round(float(server_ms[0]), 1),
             "client_latency_ms_p50": pct(client_ms, 50), "client_latency_ms_p95": pct(client_ms, 95),

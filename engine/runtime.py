@@ -11,6 +11,9 @@ Data path, one step per call:
     frames() / aframes()   -> engine.view.AvatarView of the current camera: canonical slots -> this avatar's
                               particles (x face unit) -> the avatar's decoder (GaussianDecoder.deform) -> splat
                               -> Frame(uint8 image, pts, audio)
+    next_motion()          -> instead of rendering, the frame's deformation inputs for a client that splats the
+                              packed avatar itself (engine/avatar/splat_pack.py): MotionFrame(particle
+                              translations, decoder deltas, limb-bone rotations, audio)
 
 A frame exists as soon as its 40 ms of audio has arrived (no look-ahead), so latency is one frame period plus
 compute. `interrupt()` (barge-in) drops queued speech and closes the mouth on the next frame; `push_silence()`
@@ -34,6 +37,7 @@ from torch import Tensor
 from engine._alloc import keep_freed_memory
 from engine.audio.features import HOP, SAMPLE_RATE, AudioStream, Resampler, to_mono
 from engine.avatar.bundle import Avatar
+from engine.avatar.limbs import LimbRig
 from engine.motion.learned import LearnedMotion
 from engine.motion.procedural import ProceduralConfig, ProceduralMotion
 from engine.motion.source import MotionSource
@@ -85,6 +89,19 @@ class Frame:
     speaking: bool      # False for silence pushed by push_silence() or after interrupt()
 
 
+@dataclass
+class MotionFrame:
+    """A frame for a client that deforms and renders the avatar itself (engine/avatar/splat_pack.py): what the
+    server sends instead of an image (viewer/protocol.py's motion message)."""
+    index: int
+    pts: float
+    translation: np.ndarray      # [K, 3] float32, world units: particle motion + the decoder's d_mean
+    deltas: np.ndarray | None    # [K, 10] float32: d_rotvec, d_log_scale, d_color (RGB), d_opacity; None = all 0
+    bones: np.ndarray | None     # [B + 1, 4] float32 wxyz limb-bone rotations (last: the torso); None = no bones
+    audio: np.ndarray            # [640] float32, the 16 kHz audio this frame shows
+    speaking: bool
+
+
 class AvatarEngine:
     def __init__(self, avatar: Avatar | str | Path, cfg: EngineConfig = EngineConfig()):
         """avatar: an Avatar, or its folder; its trained decoder deforms it (Avatar.deformer: the rest pose
@@ -102,6 +119,7 @@ class AvatarEngine:
         solid = a.gaussians.opacities > 0.5
         self.pivot = torch.tensor([0.0, 0.0, float(a.gaussians.means[solid, 2].median())])
         self._view: AvatarView | None = None
+        self._bone_rig: LimbRig | None = None   # client_motion's bone rotations (the whole avatar's bones)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.procedural_cfg = ProceduralConfig()
@@ -354,6 +372,33 @@ class AvatarEngine:
             return None
         index, (motion, audio, speaking) = taken
         return Frame(index, index / FPS, self.render_motion(motion), audio, speaking)
+
+    def next_motion(self) -> MotionFrame | None:
+        """The oldest queued frame as motion for a client-side renderer (no rendering here), or None."""
+        taken = self._take()
+        if taken is None:
+            return None
+        index, (motion, audio, speaking) = taken
+        translation, deltas, bones = self.client_motion(motion)
+        return MotionFrame(index, index / FPS, translation, deltas, bones, audio, speaking)
+
+    def client_motion(self, motion: Tensor) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Canonical motion [K_c, 3] (face units) -> (translation [K, 3], deltas [K, 10] or None, bones
+        [B + 1, 4] or None): the per-particle inputs of the deformation AvatarView.splat does (decoder, then limb
+        bones), for a client that applies them to the packed avatar (MotionFrame)."""
+        with torch.no_grad():
+            world = self.view().to_world(motion)                                       # [K, 3]
+            d = self.decoder(world[None])[0]                                           # [K, 13]
+            translation = (world + d[:, 0:3]).float().numpy()
+            deltas = d[:, 3:].float().numpy() if bool(d[:, 3:].any()) else None
+            bones = None
+            if self.avatar.bones is not None:
+                if self._bone_rig is None:
+                    a = self.avatar
+                    self._bone_rig = LimbRig(a.particles, a.particle_names, a.gaussians.means, a.bones)
+                if self._bone_rig:
+                    bones = self._bone_rig.rotations(world).float().numpy()
+        return translation, deltas, bones
 
     def skip_frame(self) -> bool:
         """Drop the oldest queued frame unrendered (a live session that fell behind catches up this way): its

@@ -20,6 +20,8 @@ Limits, each against one measured abuse:
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 import hmac
 import json
 import logging
@@ -32,9 +34,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from engine.avatar.bundle import Avatar
+from engine.avatar.splat_pack import pack_avatar
 from engine.runtime import FPS
 from viewer.pacing import LoopWatch, RenderSlots, trim_memory
-from viewer.protocol import VERSION, ProtocolError, parse_control, short
+from viewer.protocol import RENDER_MODES, VERSION, ProtocolError, parse_control, short
 from viewer.session import ClientStalled, Session, make_engine
 from viewer.web import Gate, is_loopback
 
@@ -63,6 +66,8 @@ class ServerConfig:
     warm_up: bool = True             # build/load the kernels and render one frame before accepting sessions
     motion: str = "learned"          # engine.runtime.EngineConfig.motion
     model_dir: str = ""              # "" = the bundled models/default
+    render: str = "server"           # a hello without "render": "server" (JPEG frames) or "client" (motion only;
+                                     # the page splats the avatar from /avatar.splat itself)
 
     def check(self) -> None:
         if not is_loopback(self.host) and not self.token:
@@ -77,6 +82,8 @@ class ServerConfig:
                 raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
         if self.send_queue < 1:
             raise ValueError(f"send_queue: expected >= 1, got {self.send_queue}")
+        if self.render not in RENDER_MODES:
+            raise ValueError(f"--render: expected one of {list(RENDER_MODES)}, got {self.render!r}")
 
 
 class AvatarServer:
@@ -93,6 +100,7 @@ class AvatarServer:
         self.watch = LoopWatch()
         self.process_request = Gate(self)
         self._trim: asyncio.Task | None = None
+        self._splat: tuple[bytes, bytes, str] | None = None   # (packed avatar, gzip'd, ETag): splat()
 
     async def handler(self, ws: ServerConnection) -> None:
         # Admission is counted here, before any await: asyncio runs this check and the increment in one step,
@@ -121,17 +129,30 @@ class AvatarServer:
             await asyncio.to_thread(trim_memory)
         self._trim = asyncio.create_task(later())
 
+    def splat(self) -> tuple[bytes, bytes, str]:
+        """(the avatar packed for client rendering, the same gzip'd, its ETag), made once."""
+        if self._splat is None:
+            blob = pack_avatar(self.avatar)
+            self._splat = (blob, gzip.compress(blob, 6, mtime=0), '"' + hashlib.sha256(blob).hexdigest()[:32] + '"')
+        return self._splat
+
     async def _serve_session(self, ws: ServerConnection) -> None:
-        if not await self._hello(ws):
+        hello = await self._hello(ws)
+        if hello is None:
             return
+        render = hello.get("render", self.cfg.render)
         engine = await asyncio.to_thread(make_engine, self)    # loading the motion models takes ~1 s
-        session = Session(self, ws, engine)
+        session = Session(self, ws, engine, render=render)
         self.sessions[session.id] = session
         try:
-            await ws.send(json.dumps({"type": "welcome", "version": VERSION, "session": session.id,
-                                      "width": self.cfg.size, "height": self.cfg.size, "fps": FPS,
-                                      "sample_rate": 16000, "max_message_bytes": self.cfg.max_message_bytes,
-                                      "max_audio_ahead_s": self.cfg.max_audio_ahead_s}))
+            welcome = {"type": "welcome", "version": VERSION, "session": session.id, "render": render,
+                       "width": self.cfg.size, "height": self.cfg.size, "fps": FPS, "sample_rate": 16000,
+                       "max_message_bytes": self.cfg.max_message_bytes,
+                       "max_audio_ahead_s": self.cfg.max_audio_ahead_s}
+            if render == "client":
+                blob, _, etag = await asyncio.to_thread(self.splat)
+                welcome.update(avatar="/avatar.splat", avatar_bytes=len(blob), avatar_etag=etag)
+            await ws.send(json.dumps(welcome))
             tasks = [asyncio.create_task(t) for t in (session.receive(), session.produce(), session.send())]
             try:
                 done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -158,20 +179,21 @@ class AvatarServer:
             session.closed = True
             self.sessions.pop(session.id, None)
 
-    async def _hello(self, ws: ServerConnection) -> bool:
-        async def refuse(code: int, message: str) -> bool:
+    async def _hello(self, ws: ServerConnection) -> dict | None:
+        """The client's hello message once it is valid; None when the connection was refused or closed."""
+        async def refuse(code: int, message: str) -> None:
             try:
                 await ws.send(json.dumps({"type": "error", "message": message, "fatal": True}))
                 await ws.close(code, message[:120])
             except ConnectionClosed:
                 pass
-            return False
+            return None
         try:
             first = await asyncio.wait_for(ws.recv(), self.cfg.hello_timeout_s)
         except asyncio.TimeoutError:
             return await refuse(CLOSE_PROTOCOL, "expected hello within the time limit")
         except ConnectionClosed:
-            return False
+            return None
         if isinstance(first, bytes):
             return await refuse(CLOSE_PROTOCOL, "the first message must be a JSON hello")
         try:
@@ -184,7 +206,7 @@ class AvatarServer:
             return await refuse(CLOSE_POLICY, f"hello: version {short(msg['version'])}, this server speaks {VERSION}")
         if self.cfg.token and not hmac.compare_digest(str(msg.get("token", "")).encode(), self.cfg.token.encode()):
             return await refuse(CLOSE_POLICY, "hello: wrong or missing token")
-        return True
+        return msg
 
     def _warm_up(self) -> None:
         """Build or load the splatting kernels (cuda_ext, lazily loaded by the first render), load the motion
@@ -195,6 +217,7 @@ class AvatarServer:
         if frame is None:
             raise RuntimeError("warm-up: the engine produced no frame")
         cv2.imencode(".jpg", frame.image)
+        self.splat()
 
     async def run(self, ready=None, stop: asyncio.Event | None = None, listening=None) -> None:
         """Serve until `stop` is set (or forever). listening(port) is called once the socket is bound (the page

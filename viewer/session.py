@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from engine.runtime import FPS, AvatarEngine, EngineConfig
-from viewer.protocol import ProtocolError, pack_frame, parse_control, unpack_audio
+from viewer.protocol import ProtocolError, pack_frame, pack_motion, parse_control, unpack_audio
 
 log = logging.getLogger("viewer.server")
 STALE_SLACK_S = 0.15        # a rendered frame later than max_behind_s + this when its turn to be sent comes: dropped
@@ -54,11 +54,14 @@ def make_engine(server) -> AvatarEngine:
 
 
 class Session:
-    def __init__(self, server, ws, engine: AvatarEngine | None = None):
+    def __init__(self, server, ws, engine: AvatarEngine | None = None, render: str = "server"):
+        """render: "server" sends JPEG frames (engine.next_frame), "client" sends motion messages
+        (engine.next_motion) for a page that splats the packed avatar itself."""
         self.server, self.ws, self.id = server, ws, uuid.uuid4().hex[:12]
         self.cfg = server.cfg
+        self.render = render
         self.engine = engine if engine is not None else make_engine(server)
-        self.outbox: deque = deque()              # (frame, audio int16, jpeg) rendered, not sent yet
+        self.outbox: deque = deque()              # (frame, pack(latency_us) -> bytes) made, not sent yet
         self.replies: deque = deque(maxlen=64)    # JSON replies and errors, sent before frames (a flood drops old ones)
         self.audio_ready = asyncio.Event()        # new speech frames queued in the engine
         self.outbox_ready = asyncio.Event()       # something to send
@@ -219,7 +222,8 @@ class Session:
                     self.engine.pending() / FPS < cfg.max_audio_ahead_s / 2:
                 self.overran = False                          # it behaves again
             deadline = due + (OVERRUN_PENALTY_S if self.overran else 0.0)
-            item = await self.server.slots.run(deadline, self._render_and_encode)
+            make = self._move_and_encode if self.render == "client" else self._render_and_encode
+            item = await self.server.slots.run(deadline, make)
             if item is not None:
                 self.outbox.append(item)
                 self.outbox_ready.set()
@@ -274,7 +278,18 @@ class Session:
         if not ok:
             raise RuntimeError("JPEG encoding failed")
         audio = (np.clip(frame.audio, -1.0, 1.0) * 32767.0).round().astype(np.int16)
-        return frame, audio, jpeg.tobytes()
+        jpeg = jpeg.tobytes()
+        return frame, lambda latency_us: pack_frame(frame.index, frame.pts, latency_us, frame.speaking, audio, jpeg)
+
+    def _move_and_encode(self):
+        """Client rendering: the next frame's motion (no image); silent frames carry no audio."""
+        m = self.engine.next_motion()
+        if m is None:
+            return None
+        audio = (np.clip(m.audio, -1.0, 1.0) * 32767.0).round().astype(np.int16) if m.speaking else \
+            np.zeros(0, np.int16)
+        return m, lambda latency_us: pack_motion(m.index, m.pts, latency_us, m.speaking, audio, m.translation,
+                                                 m.bones, m.deltas)
 
     def _drop(self, index: int) -> None:
         self.arrivals.pop(index, None)
@@ -293,7 +308,7 @@ class Session:
                 self.outbox_ready.clear()
                 await self.outbox_ready.wait()
                 continue
-            frame, audio, jpeg = self.outbox.popleft()
+            frame, pack = self.outbox.popleft()
             self.outbox_space.set()
             now = time.perf_counter()
             if now - self.due(frame.index) > stale:
@@ -301,7 +316,7 @@ class Session:
                 continue
             arrived = self.arrivals.pop(frame.index, None)
             latency = 0.0 if arrived is None or not frame.speaking else now - arrived
-            await self._send(pack_frame(frame.index, frame.pts, int(latency * 1e6), frame.speaking, audio, jpeg))
+            await self._send(pack(int(latency * 1e6)))
             self.sent += 1
             self.sent_times.append(time.perf_counter())
             if arrived is not None and frame.speaking:

@@ -9,6 +9,8 @@
     /healthz                            the same JSON; 200 once warm, else 503 (a balancer's health check)
     /capacity                           the same JSON; 200 while a session slot is free, else 503 (a balancer
                                         sends new sessions only to workers with room: viewer/workers.py)
+    /avatar.splat                       the avatar packed for client-side rendering (engine/avatar/splat_pack.py),
+                                        gzip'd when the client accepts it, with an ETag (304 when unchanged)
     /ws                                 403 for a foreign Origin, 503 + Retry-After while warming up, else the
                                         upgrade (the session cap is counted in the handler, from connect)
     anything else                       a file under viewer/static/, or 404 (no path can leave that folder)
@@ -51,6 +53,20 @@ def _hostname(text: str) -> str | None:
         urlsplit("//" + text).port                        # a bad port raises ValueError
     except ValueError:
         return None
+
+    def _splat(self, request: Request, head: bool) -> Response:
+        if self.server.state != "ready":
+            return text(HTTPStatus.SERVICE_UNAVAILABLE, "warming up: building or loading the renderer", head=head,
+                        extra=(("Retry-After", str(WARMING_RETRY_S)),))
+        blob, packed_gz, etag = self.server.splat()
+        tag = (("ETag", etag), ("Vary", "Accept-Encoding"))
+        if request.headers.get("If-None-Match") == etag:
+            return response(HTTPStatus.NOT_MODIFIED, b"", "application/octet-stream", head=True, extra=tag,
+                            cache="no-cache")
+        if accepts_gzip(request.headers.get("Accept-Encoding")):
+            return response(HTTPStatus.OK, packed_gz, "application/octet-stream", head=head,
+                            extra=tag + (("Content-Encoding", "gzip"),), cache="no-cache")
+        return response(HTTPStatus.OK, blob, "application/octet-stream", head=head, extra=tag, cache="no-cache")
     return name.rstrip(".") if name else None
 
 
@@ -90,9 +106,9 @@ def origin_ok(origin: str | None, host: str, allow_origins: list) -> bool:
 
 
 def response(status: HTTPStatus, body: bytes = b"", kind: str = "text/plain", head: bool = False,
-             extra: tuple = ()) -> Response:
+             extra: tuple = (), cache: str = "no-store") -> Response:
     """A complete HTTP response; `head` keeps the headers (Content-Length included) and drops the body."""
-    headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+    headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", cache),
                        ("X-Content-Type-Options", "nosniff"), ("Connection", "close"), *extra])
     return Response(status.value, status.phrase, headers, b"" if head else body)
 
@@ -115,6 +131,16 @@ def static_response(path: str, head: bool = False) -> Response:
         return text(HTTPStatus.NOT_FOUND, "not found", head=head)
     kind = STATIC_TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return response(HTTPStatus.OK, body, kind, head=head)
+
+
+def accepts_gzip(value: str | None) -> bool:
+    """Whether an Accept-Encoding header allows gzip (q=0 refuses it)."""
+    for part in (value or "").split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            q = params.strip()
+            return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
+    return False
 
 
 class Gate:
@@ -150,6 +176,8 @@ class Gate:
             ok = {"/health": True, "/healthz": state == "ready", "/capacity": free > 0}[route]
             return response(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json",
                             head=head)
+        if route == "/avatar.splat":
+            return self._splat(request, head)
         if route != "/ws":
             return static_response(path, head=head)
         origin = request.headers.get("Origin")
@@ -159,3 +187,17 @@ class Gate:
             return text(HTTPStatus.SERVICE_UNAVAILABLE, "warming up: building or loading the renderer",
                         extra=(("Retry-After", str(WARMING_RETRY_S)),))
         return None
+
+    def _splat(self, request: Request, head: bool) -> Response:
+        if self.server.state != "ready":
+            return text(HTTPStatus.SERVICE_UNAVAILABLE, "warming up: building or loading the renderer", head=head,
+                        extra=(("Retry-After", str(WARMING_RETRY_S)),))
+        blob, packed_gz, etag = self.server.splat()
+        tag = (("ETag", etag), ("Vary", "Accept-Encoding"))
+        if request.headers.get("If-None-Match") == etag:
+            return response(HTTPStatus.NOT_MODIFIED, b"", "application/octet-stream", head=True, extra=tag,
+                            cache="no-cache")
+        if accepts_gzip(request.headers.get("Accept-Encoding")):
+            return response(HTTPStatus.OK, packed_gz, "application/octet-stream", head=head,
+                            extra=tag + (("Content-Encoding", "gzip"),), cache="no-cache")
+        return response(HTTPStatus.OK, blob, "application/octet-stream", head=head, extra=tag, cache="no-cache")
