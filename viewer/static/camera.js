@@ -1,7 +1,8 @@
 /*
  * The orbit camera: drag on the canvas to orbit (yaw, pitch), wheel to zoom, "Reset view" to go back; each
  * change becomes {"type": "camera", yaw, pitch, zoom}, at most CAMERA_MAX_PER_S messages a second (the last
- * position is always sent). The server renders the view; the page only asks for it.
+ * position is always sent). The server renders the view; the page only asks for it. With client rendering
+ * (camera.local) nothing is sent: client_render.js draws the view from these numbers on the next frame.
  */
 import { sendJson } from "./connection.js";
 import { resumeAudio } from "./clock.js";
@@ -14,7 +15,7 @@ const ZOOM_MAX = 3;
 
 const canvas = document.getElementById("view");
 
-export const camera = { yaw: 0, pitch: 0, zoom: 1, lastSentMs: -Infinity, timer: null, drag: null };
+export const camera = { yaw: 0, pitch: 0, zoom: 1, lastSentMs: -Infinity, timer: null, drag: null, local: false };
 
 /** Pointer and wheel listeners on the canvas. */
 export function wireCamera() {
@@ -63,6 +64,7 @@ export function resetView() {
 
 /** At most CAMERA_MAX_PER_S messages a second; the last position is always sent. */
 function sendCameraThrottled() {
+  if (camera.local) return;
   const wait = camera.lastSentMs + 1000 / CAMERA_MAX_PER_S - performance.now();
   if (wait <= 0) sendCamera();
   else if (camera.timer === null) camera.timer = setTimeout(sendCamera, wait);

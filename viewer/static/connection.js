@@ -6,7 +6,8 @@
  *
  * What the rest of the page does on these events comes in through connect(hooks):
  *   hooks.frame(arrayBuffer)     a binary message
- *   hooks.welcome()              the session is open (stats.connected is already true)
+ *   hooks.welcome(msg)           the session is open (stats.connected is already true); msg.render says
+ *                                whether frames (server) or motion (client) will come
  *   hooks.interrupted(minIndex)  frames below minIndex were queued before a barge-in
  *   hooks.closed()               the socket closed (stats.connected is already false)
  */
@@ -60,8 +61,11 @@ function openSocket() {
 
 function sendHello(ws) {
   const hello = { type: "hello", version: PROTOCOL_VERSION };
-  const token = new URLSearchParams(location.search).get("token");
+  const query = new URLSearchParams(location.search);
+  const token = query.get("token");
   if (token) hello.token = token;
+  const render = query.get("render");           // "client" | "server"; absent: the server's default
+  if (render) hello.render = render;
   ws.send(JSON.stringify(hello));
   setState("hello sent");
 }
@@ -117,7 +121,7 @@ function onWelcome(msg) {
   conn.seq = 0;
   setState("open");
   conn.statsTimer = setInterval(() => sendJson({ type: "stats" }), STATS_POLL_MS);
-  conn.hooks.welcome();
+  conn.hooks.welcome(msg);
 }
 
 function onInterrupted(msg) {

@@ -10,7 +10,7 @@ const errorList = document.getElementById("errors");
 export const stats = {
   framesReceived: 0, framesDrawn: 0, droppedLate: 0, lastIndex: -1, connected: false, errors: [], speakingFrames: 0,
   queued: 0, discarded: 0, interrupted: 0,
-  state: "connecting", session: null, width: 0, height: 0, serverDropped: 0, serverFps: null,
+  state: "connecting", session: null, width: 0, height: 0, serverDropped: 0, serverFps: null, render: "server",
 };
 export const recent = { draws: [], latencies: [] };   // [performance.now() ms] and [[ms, latency ms]], last second
 
