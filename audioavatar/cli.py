@@ -187,7 +187,8 @@ def cmd_serve(args) -> dict:
         raise UserError(f"{args.avatar}: not an avatar folder (make one with `audioavatar personalize`)")
     cfg = ServerConfig(host=args.host, port=args.port, size=args.size, token=args.token or "",
                        allow_origins=list(args.allow_origin or []), max_sessions=args.max_sessions,
-                       motion=args.motion, model_dir=args.model_dir or "", render=args.render)
+                       motion=args.motion, model_dir=args.model_dir or "", render=args.render,
+                       motion_linger_s=args.motion_linger)
     if cfg.size < 16 or cfg.size % 2:
         raise UserError(f"--size: need an even size of at least 16 pixels, got {cfg.size}")
     if args.workers < 1:
@@ -196,7 +197,8 @@ def cmd_serve(args) -> dict:
         from viewer.workers import run_workers, worker_threads
         cfg.check()
         serve = [args.avatar, "--host", cfg.host, "--size", str(cfg.size), "--max-sessions", str(cfg.max_sessions),
-                 "--motion", cfg.motion, "--render", cfg.render, *(["--token", cfg.token] if cfg.token else []),
+                 "--motion", cfg.motion, "--render", cfg.render, "--motion-linger", str(cfg.motion_linger_s),
+                 *(["--token", cfg.token] if cfg.token else []),
                  *(["--model-dir", cfg.model_dir] if cfg.model_dir else []),
                  *[a for origin in cfg.allow_origins for a in ("--allow-origin", origin)]]
         threads = getattr(args, "threads", None) or worker_threads(args.workers)
@@ -364,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where frames are drawn for a page that does not say (hello's render field): server = "
                         "JPEG frames; client = the page downloads the avatar once and splats it with WebGL2, the "
                         "server sends motion and audio only (docs/protocol.md, docs/scaling.md)")
+    p.add_argument("--motion-linger", type=float, default=0.02, metavar="S",
+                   help="learned motion: seconds a session needing motion waits for other sessions' audio, so the "
+                        "motion models run once for all of them (default 0.02; 0: never wait)")
     p.add_argument("--workers", type=int, default=1, help="server processes on ports P, P+1, ... sharing the cores, "
                    "for a balancer in front (viewer/workers.py, docs/scaling.md)")
     p.set_defaults(func=cmd_serve)

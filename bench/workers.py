@@ -31,12 +31,12 @@ from _speech import speech  # noqa: E402
 from server import stream_session  # noqa: E402  (bench/server.py)
 
 
-def start(avatar: str, cores: list[int], size: int, motion: str, max_sessions: int):
+def start(avatar: str, cores: list[int], size: int, motion: str, max_sessions: int, extra: tuple = ()):
     """The server pinned to `cores`, one worker per core -> (process, [ws URL per worker])."""
     workers = len(cores)
     proc = subprocess.Popen(["taskset", "-c", ",".join(map(str, cores)), sys.executable, "-m", "audioavatar",
                              "serve", avatar, "--port", "0", "--size", str(size), "--motion", motion,
-                             "--max-sessions", str(max_sessions), "--workers", str(workers)],
+                             "--max-sessions", str(max_sessions), "--workers", str(workers), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     urls = []
     for _ in range(workers):

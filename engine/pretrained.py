@@ -179,3 +179,19 @@ class Pretrained:
         model = cls(from_dict(cls.config_class, data, str(path / CONFIG_FILE)))
         model.load_state_dict(load_file(str(path / WEIGHTS_FILE), device=str(map_location)), strict=True)
         return model.eval()
+
+
+_SHARED: dict[tuple, object] = {}
+
+
+def shared_model(cls, folder: Path):
+    """cls.from_pretrained(folder), loaded once per process and shared by every live session's motion source
+    (engine/motion/learned.py, visemes.py: they only run it, without gradients). Less memory per session, and
+    the DiT windows of many sessions can be sampled as one batch (engine.motion.dit.sample_windows groups them
+    by model). A folder rewritten since (its files' mtimes) is loaded again."""
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    key = (cls, str(folder.resolve()), tuple((f.name, f.stat().st_mtime_ns) for f in files))
+    model = _SHARED.get(key)
+    if model is None:
+        model = _SHARED[key] = cls.from_pretrained(folder).eval()
+    return model

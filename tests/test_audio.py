@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from engine.audio.encoder import AudioEncoder, AudioEncoderConfig
+from engine.audio.encoder import AudioEncoder, AudioEncoderConfig, AudioEncoderStream
 from engine.audio.features import (
     FPS, HOP, SAMPLE_RATE, AudioStream, MelConfig, Resampler, audio_features, frame_rms, load_audio, log_mel,
     mel_filterbank, read_audio, to_mono,
@@ -392,3 +392,24 @@ def test_the_encoder_hears_loudness_only_through_its_level_inputs(level):
         assert diff > 1e-2, diff
     else:
         assert diff < 1e-4, diff
+
+
+def test_encoder_streams_pushed_together_equal_each_alone():
+    """AudioEncoderStream.push_many (many live sessions as one batch) gives each stream what its own push gives,
+    its history carried on."""
+    torch.manual_seed(3)
+    enc = AudioEncoder(TINY).eval()
+    mels = [torch.randn(12, 16) * 2 - 5 for _ in range(3)]
+    alone, together = [enc.stream() for _ in mels], [enc.stream() for _ in mels]
+    for a, m in zip(alone, mels):
+        a.push(m[:5])
+    for t, m in zip(together, mels):
+        t.push(m[:5])                                 # different histories per stream
+    for step in (1, 2, 4):
+        i0 = 5 + {1: 0, 2: 1, 4: 3}[step]
+        want = [a.push(m[i0:i0 + step]) for a, m in zip(alone, mels)]
+        got = AudioEncoderStream.push_many(together, [m[i0:i0 + step] for m in mels])
+        assert all(float((g - w).abs().max()) <= 1e-5 for g, w in zip(got, want)), step
+    assert [t.frames for t in together] == [a.frames for a in alone]
+    with pytest.raises(ValueError, match="one length"):
+        AudioEncoderStream.push_many(together[:2], [mels[0][:1], mels[1][:2]])

@@ -225,3 +225,36 @@ def test_client_session_streams_motion_not_frames(avatar):
         asyncio.run(run())
     finally:
         srv.close()
+
+
+def test_learned_sessions_generate_their_motion_together(avatar, monkeypatch):
+    """Two sessions on the learned motion: the server's MotionBatcher (viewer/pacing.py) moves both engines in one
+    generate_together round, and each session still gets every frame in order."""
+    import viewer.pacing as pacing
+    rounds = []
+    real = pacing.generate_together
+
+    def spy(engines):
+        rounds.append(len(engines))
+        return real(engines)
+    monkeypatch.setattr(pacing, "generate_together", spy)
+    srv = Running(avatar, motion="learned")
+    try:
+        async def run():
+            a, _ = await hello(srv.url, render="client")
+            b, _ = await hello(srv.url, render="client")
+            got = {a: [], b: []}
+
+            async def read(ws):
+                while len(got[ws]) < 30:
+                    msg = await asyncio.wait_for(ws.recv(), 10)
+                    if isinstance(msg, bytes):
+                        got[ws].append(unpack_motion(msg)["index"])
+            await asyncio.gather(read(a), read(b))
+            for ws in (a, b):
+                assert got[ws] == list(range(got[ws][0], got[ws][0] + 30))
+                await ws.close()
+        asyncio.run(run())
+    finally:
+        srv.close()
+    assert rounds and max(rounds) == 2, rounds

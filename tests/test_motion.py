@@ -259,3 +259,30 @@ def test_training_learns_audio_to_motion():
         out["loss"].backward()
         opt.step()
     assert eval_loss() < start / 5
+
+
+def test_windows_of_many_streams_sample_as_one_batch(monkeypatch):
+    """sample_windows: three streams' windows (own seeds, offsets, prefixes) in one ddim_sample call give what each
+    stream's own push gives; a window of another length is a group of its own."""
+    from engine.motion.batch import run_together
+    cfg = tiny()
+    model = perturbed(cfg, seed=5)
+    audio = [torch.randn(20, D) for _ in range(4)]
+    alone = [MotionStream(model, steps=2, seed=s) for s in (1, 2, 3, 4)]
+    together = [MotionStream(model, steps=2, seed=s) for s in (1, 2, 3, 4)]
+    calls = []
+    real = motion.ddim_sample
+
+    def spy(model, audio, *args, **kw):
+        calls.append(audio.shape[0])
+        return real(model, audio, *args, **kw)
+    for streams in (alone, together):
+        for k, s in enumerate(streams):
+            s.push(audio[k][:4 + k])                          # different histories
+    monkeypatch.setattr(motion, "ddim_sample", spy)
+    sizes = (1, 1, 1, 2)                                      # the last stream's window is one frame longer
+    want = [s.push(a[10:10 + n]) for s, a, n in zip(alone, audio, sizes)]
+    calls.clear()
+    got = run_together([s.push_steps(a[10:10 + n]) for s, a, n in zip(together, audio, sizes)])
+    assert sorted(calls) == [1, 3]                            # one batch of three, and the odd one alone
+    assert all(float((g - w).abs().max()) <= 1e-5 for g, w in zip(got, want))

@@ -249,3 +249,28 @@ def test_marks_waiting_are_bounded(avatar_dir):
         engine.push_marks(chunk[:1], "viseme")
     engine.interrupt()                                          # a barge-in forgets them
     assert engine.push_marks(chunk, "viseme") == 4000
+
+
+def test_engines_generating_together_move_as_each_alone(avatar_dir, speech):
+    """generate_together (the server's batch of sessions, viewer/pacing.py): three learned engines with different
+    audio, histories and seeds, and a procedural one, come out frame for frame as the same engines run alone;
+    an engine with nothing waiting is left as it was."""
+    from engine.runtime import generate_together
+    cfgs = [EngineConfig(width=64, height=64, motion="learned", seed=s) for s in (0, 1, 2)] + [SMALL]
+    alone = [AvatarEngine(avatar_dir, c) for c in cfgs]
+    together = [AvatarEngine(avatar_dir, c) for c in cfgs]
+    idle = AvatarEngine(avatar_dir, cfgs[0])
+    for k in range(6):
+        for i, (a, t) in enumerate(zip(alone, together)):
+            chunk = speech[(k * 3 + i * 5) * HOP:(k * 3 + i * 5 + 1 + (k + i) % 2) * HOP]   # 1 or 2 frames
+            a.push_audio(chunk, 16000)
+            t.push_audio(chunk, 16000)
+        assert generate_together(together + [idle]) == 4
+        for a, t in zip(alone, together):
+            assert t.needs_motion() is False
+            while (fa := a.next_motion()) is not None:
+                ft = t.next_motion()
+                assert ft.index == fa.index and np.abs(ft.translation - fa.translation).max() <= 1e-5
+            assert t.next_motion() is None
+    assert idle.pending() == 0 and idle.index == 0
+    assert all(e.samples_windows() for e in together[:3]) and not together[3].samples_windows()

@@ -7,6 +7,8 @@ memory back to the OS. (A late frame is dropped unrendered with AvatarEngine.ski
   client sending faster than real time): one busy session cannot starve another.
 - LoopWatch: spans when the event loop ran nothing (the process was stopped or starved of CPU). Audio read
   right after such a span arrived during it, so the session does not mistake it for a late sender.
+- MotionBatcher: the sessions' learned motion generated together, one batch per round (the DiT windows of all
+  of them sampled at once), after a short linger that lets sessions on other 40 ms beats join.
 - trim_memory: glibc keeps freed memory in the process (engine._alloc raises its trim threshold for the render
   loop's sake); after a session ends this returns the free pages.
 """
@@ -20,6 +22,8 @@ import itertools
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+
+from engine.runtime import generate_together
 
 
 
@@ -120,3 +124,45 @@ def trim_memory() -> bool:
     """Return free heap pages to the OS (glibc malloc_trim); False where that is not available."""
     fn = getattr(_LIBC, "malloc_trim", None)
     return bool(fn(0)) if fn is not None else False
+
+
+class MotionBatcher:
+    """Sessions whose next frame needs motion from the learned models share one batch: the first asks, waits
+    linger_s for the others (each session's audio arrives on its own 40 ms beat), then one
+    engine.runtime.generate_together runs, in the render slot, for every session that asked and every other one
+    with audio waiting. The DiT's windows, which cost about as much for one session as for ten, are sampled
+    together, and a session with two frames waiting moves both in one call. A session alone (or on the
+    procedural rig, which has nothing to batch) does not wait."""
+
+    def __init__(self, server, linger_s: float):
+        self.server, self.linger_s = server, linger_s
+        self._round: tuple[asyncio.Future, list] | None = None     # (done, [deadline, sessions])
+
+    async def generate(self, session, deadline: float) -> None:
+        """Return once `session`'s waiting audio has become motion (with everyone else's)."""
+        if self._round is None:
+            done = asyncio.get_running_loop().create_future()
+            self._round = (done, [deadline, {session}])
+            asyncio.create_task(self._run(self._round))
+        else:
+            done, (first, members) = self._round
+            self._round[1][0] = min(first, deadline)
+            members.add(session)
+        await asyncio.shield(done)
+
+    async def _run(self, round_) -> None:
+        done, state = round_
+        others = [s for s in self.server.sessions.values() if not s.closed and s.engine.samples_windows()]
+        if len(others) > 1:
+            await asyncio.sleep(self.linger_s)
+        self._round = None                                           # later askers start the next round
+        deadline, members = state
+        engines = [s.engine for s in members] + [s.engine for s in others
+                                                 if s not in members and s.engine.needs_motion()]
+        try:
+            await self.server.slots.run(deadline, generate_together, engines)
+            done.set_result(None)
+        except BaseException as e:                                   # every waiter hears of it
+            done.set_exception(e)
+            if not isinstance(e, Exception):
+                raise

@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from engine.avatar.bundle import Avatar
 from engine.avatar.splat_pack import pack_avatar
 from engine.runtime import FPS
-from viewer.pacing import LoopWatch, RenderSlots, trim_memory
+from viewer.pacing import LoopWatch, MotionBatcher, RenderSlots, trim_memory
 from viewer.protocol import RENDER_MODES, VERSION, ProtocolError, parse_control, short
 from viewer.session import ClientStalled, Session, make_engine
 from viewer.web import Gate, is_loopback
@@ -66,6 +66,8 @@ class ServerConfig:
     warm_up: bool = True             # build/load the kernels and render one frame before accepting sessions
     motion: str = "learned"          # engine.runtime.EngineConfig.motion
     model_dir: str = ""              # "" = the bundled models/default
+    motion_linger_s: float = 0.02    # learned motion: how long a session needing motion waits for the others' audio
+                                     # to batch with (viewer/pacing.py MotionBatcher); 0 = no wait
     render: str = "server"           # a hello without "render": "server" (JPEG frames) or "client" (motion only;
                                      # the page splats the avatar from /avatar.splat itself)
 
@@ -82,6 +84,8 @@ class ServerConfig:
                 raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
         if self.send_queue < 1:
             raise ValueError(f"send_queue: expected >= 1, got {self.send_queue}")
+        if not (isinstance(self.motion_linger_s, (int, float)) and 0 <= self.motion_linger_s <= 1):
+            raise ValueError(f"motion_linger_s: expected 0..1 seconds, got {self.motion_linger_s!r}")
         if self.render not in RENDER_MODES:
             raise ValueError(f"--render: expected one of {list(RENDER_MODES)}, got {self.render!r}")
 
@@ -97,6 +101,7 @@ class AvatarServer:
         self.state = "warming"           # -> "ready" once the renderer is warm
         self.port: int | None = None
         self.slots = RenderSlots()
+        self.motion = MotionBatcher(self, cfg.motion_linger_s)
         self.watch = LoopWatch()
         self.process_request = Gate(self)
         self._trim: asyncio.Task | None = None

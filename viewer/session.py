@@ -222,6 +222,8 @@ class Session:
                     self.engine.pending() / FPS < cfg.max_audio_ahead_s / 2:
                 self.overran = False                          # it behaves again
             deadline = due + (OVERRUN_PENALTY_S if self.overran else 0.0)
+            if self.engine.needs_motion() and self.engine.samples_windows():
+                await self.server.motion.generate(self, deadline)     # with the other sessions' (pacing.py)
             make = self._move_and_encode if self.render == "client" else self._render_and_encode
             item = await self.server.slots.run(deadline, make)
             if item is not None:

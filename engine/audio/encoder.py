@@ -151,3 +151,23 @@ class AudioEncoderStream:
             out, self._past = self.model._run(mel[None], self._past)
         self.frames += mel.shape[0]
         return out[0]
+
+    @staticmethod
+    def push_many(streams: list["AudioEncoderStream"], mels: list[Tensor]) -> list[Tensor]:
+        """push for several streams of one model with mels of one length t, as one batch: -> [t, dim] each
+        (rows are independent: each stream gets what its own push would give, up to float rounding)."""
+        model = streams[0].model
+        if any(s.model is not model for s in streams) or len({m.shape[0] for m in mels}) != 1:
+            raise ValueError("push_many: the streams must share one model and the mels one length")
+        mel = torch.stack([model._check_mel(m, "[t, n_mels]") for m in mels])              # [B, t, n_mels]
+        if mel.dim() != 3:
+            raise ValueError(f"mels: expected [t, n_mels] each, got {list(mel.shape[1:])}")
+        if mel.shape[1] == 0:
+            return [mel.new_zeros(0, model.config.dim) for _ in streams]
+        past = [torch.cat([s._past[j] for s in streams]) for j in range(len(model.blocks))]
+        with torch.no_grad():
+            out, new_past = model._run(mel, past)
+        for b, s in enumerate(streams):
+            s._past = [p[b:b + 1] for p in new_past]
+            s.frames += mel.shape[1]
+        return list(out)

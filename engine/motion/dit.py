@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.motion.batch import run_alone
 from engine.pretrained import Pretrained
 
 SCHEDULES = ("cosine", "linear")
@@ -284,12 +285,19 @@ def frame_seed(seed: int, row: int, frame: int) -> int:
 def frame_noise(seed: int, frame_offset: int, B: int, T: int, K: int, C: int) -> Tensor:
     """Noise [B, T, K, C] float32 (CPU) whose frame i depends only on (seed, row, frame_offset + i)."""
     out = torch.empty(B, T, K, C)
-    g = torch.Generator()
     for b in range(B):
         for i in range(T):
-            g.manual_seed(frame_seed(seed, b, frame_offset + i))
-            out[b, i] = torch.randn(K, C, generator=g)
+            out[b, i] = _one_frame_noise(seed, b, frame_offset + i, K, C)
     return out
+
+
+@lru_cache(maxsize=8192)
+def _one_frame_noise(seed: int, row: int, frame: int, K: int, C: int) -> Tensor:
+    """One frame's noise [K, C] (read-only: frame_noise copies it). Cached: a live stream's windows overlap, so
+    each frame's noise is drawn again for every window it is in (9 times with the shipped overlap of 8)."""
+    g = torch.Generator()
+    g.manual_seed(frame_seed(seed, row, frame))
+    return torch.randn(K, C, generator=g)
 
 
 def predict_x0(model, x: Tensor, t: int, audio: Tensor, guidance: float) -> Tensor:
@@ -306,20 +314,21 @@ def predict_x0(model, x: Tensor, t: int, audio: Tensor, guidance: float) -> Tens
 
 @torch.no_grad()
 def ddim_sample(model, audio: Tensor, steps: int = 4, prefix: Tensor | None = None, seed: int = 0,
-                frame_offset: int = 0, guidance: float = 1.0) -> Tensor:
+                frame_offset: int = 0, guidance: float = 1.0, noise: Tensor | None = None) -> Tensor:
     """ddim_loop without gradients: what the engine runs."""
-    return ddim_loop(model, audio, steps, prefix, seed, frame_offset, guidance)
+    return ddim_loop(model, audio, steps, prefix, seed, frame_offset, guidance, noise)
 
 
 def ddim_loop(model, audio: Tensor, steps: int = 4, prefix: Tensor | None = None, seed: int = 0,
-              frame_offset: int = 0, guidance: float = 1.0) -> Tensor:
+              frame_offset: int = 0, guidance: float = 1.0, noise: Tensor | None = None) -> Tensor:
     """Deterministic DDIM (eta = 0, x0-parameterisation): audio [B, T, audio_dim] -> x0 [B, T, K, C].
     Differentiable in the model and the audio (distill/finetune.py trains through it).
 
     `model` is any module with `.config` (a MotionDiTConfig) and model(x_t, t, audio, audio_mask) -> x0_hat.
     prefix [B, P, K, C]: the known first P frames. Before every model call the first P frames of x_t are
     replaced by q_sample(prefix, t, eps_frame) (inpainting); the output's first P frames equal prefix exactly.
-    The starting noise of frame i, also the eps of its inpainting, depends only on (seed, row, frame_offset + i).
+    The starting noise of frame i, also the eps of its inpainting, depends only on (seed, row, frame_offset + i);
+    or it is given: noise [B, T, K, C] (sample_windows stacks the noise of windows from different streams).
     """
     cfg = model.config
     check_tensor("audio", audio, "[B, T, D]")
@@ -345,7 +354,11 @@ def ddim_loop(model, audio: Tensor, steps: int = 4, prefix: Tensor | None = None
         prefix = prefix.to(audio.device, torch.float32)
 
     alpha_bar = alpha_bar_schedule(cfg.diffusion_steps, cfg.schedule)
-    noise = frame_noise(seed, frame_offset, B, T, K, C).to(audio.device)
+    if noise is None:
+        noise = frame_noise(seed, frame_offset, B, T, K, C)
+    elif tuple(noise.shape) != (B, T, K, C):
+        raise ValueError(f"noise: must be [B={B}, T={T}, K={K}, C={C}], got {tuple(noise.shape)}")
+    noise = noise.to(audio.device, torch.float32)
     ts = sampling_timesteps(cfg.diffusion_steps, steps)
     x = noise.clone()
     for i, t in enumerate(ts):
@@ -390,6 +403,58 @@ def generate(model, audio: Tensor, steps: int = 4, seed: int = 0, guidance: floa
     return out
 
 
+@dataclass
+class Window:
+    """One DiT window a MotionStream asks for: audio [T, audio_dim], the known first frames prefix [P, K, C]
+    (None: P = 0), and what fixes its noise (seed, frame offset) and its sampling (steps, guidance)."""
+    model: nn.Module
+    audio: Tensor
+    prefix: Tensor | None
+    seed: int
+    offset: int
+    steps: int
+    guidance: float
+
+    def prefix_batch(self) -> Tensor | None:
+        return None if self.prefix is None else self.prefix[None]
+
+    def key(self) -> tuple:
+        """Windows with equal keys can be sampled as one batch."""
+        P = 0 if self.prefix is None else self.prefix.shape[0]
+        return id(self.model), self.audio.shape[0], P, self.steps, float(self.guidance)
+
+    @staticmethod
+    def run(windows: list["Window"]) -> list[Tensor]:
+        """The request protocol of engine/motion/batch.py: sample_windows."""
+        return sample_windows(windows)
+
+
+def sample_windows(windows: list[Window]) -> list[Tensor]:
+    """Sample many streams' windows, one ddim_sample per group of equal keys (same model, length, prefix length
+    and sampling): -> each window's motion [T, K, C], in order. Each row keeps its own stream's noise (seed, frame
+    offset, row 0), so a window comes out as it would alone, up to the float rounding of a bigger matmul."""
+    out: list[Tensor | None] = [None] * len(windows)
+    groups: dict[tuple, list[int]] = {}
+    for i, w in enumerate(windows):
+        groups.setdefault(w.key(), []).append(i)
+    for rows in groups.values():
+        first = windows[rows[0]]
+        if len(rows) == 1:                                   # alone: the stream's own noise, as push always did
+            out[rows[0]] = ddim_sample(first.model, first.audio[None], first.steps, first.prefix_batch(), first.seed,
+                                       first.offset, first.guidance)[0]
+            continue
+        cfg = first.model.config
+        T = first.audio.shape[0]
+        noise = torch.cat([frame_noise(windows[i].seed, windows[i].offset, 1, T, cfg.n_slots, cfg.channels)
+                           for i in rows])
+        audio = torch.stack([windows[i].audio for i in rows])
+        prefix = None if first.prefix is None else torch.stack([windows[i].prefix for i in rows])
+        x = ddim_sample(first.model, audio, first.steps, prefix, 0, 0, first.guidance, noise)
+        for j, i in enumerate(rows):
+            out[i] = x[j]
+    return out
+
+
 class MotionStream:
     """Live motion: push audio frames as they arrive, get their motion frames at once (zero frames of latency).
 
@@ -417,6 +482,12 @@ class MotionStream:
 
     def push(self, audio_frames: Tensor) -> Tensor:
         """audio_frames [t, audio_dim] (t >= 0) -> the motion of exactly those frames [t, K, C]."""
+        return run_alone(self.push_steps(audio_frames))
+
+    def push_steps(self, audio_frames: Tensor):
+        """push as a generator: it yields each DiT window to sample (a Window), is sent the sampled window
+        [T, K, C] back, and returns the motion [t, K, C]. Whoever drives it may sample the windows of many
+        streams in one batch (sample_windows); push samples each alone."""
         cfg = self.model.config
         check_tensor("audio_frames", audio_frames, "[t, D]")
         if audio_frames.shape[1] != cfg.audio_dim:
@@ -430,10 +501,10 @@ class MotionStream:
             P = min(O, self._motion.shape[0])
             n = min(n_in - pos, W - P, self.max_new or W)
             chunk = audio_frames[pos:pos + n]
-            window_audio = torch.cat([self._audio[self._audio.shape[0] - P:], chunk])[None]
-            prefix = self._motion[self._motion.shape[0] - P:][None] if P else None
-            win = ddim_sample(self.model, window_audio, self.steps, prefix, self.seed, self.produced - P,
-                              self.guidance)[0]
+            window_audio = torch.cat([self._audio[self._audio.shape[0] - P:], chunk])
+            prefix = self._motion[self._motion.shape[0] - P:] if P else None
+            win = yield Window(self.model, window_audio, prefix, self.seed, self.produced - P, self.steps,
+                               self.guidance)
             new = win[P:]
             outs.append(new)
             self._audio = torch.cat([self._audio, chunk])[-O:] if O else self._audio[:0]

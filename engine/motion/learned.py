@@ -10,7 +10,9 @@ import torch
 from torch import Tensor
 
 from engine.audio.encoder import AudioEncoder
+from engine.motion.batch import EncodeRequest, RefineRequest, run_alone
 from engine.motion.dit import MotionDiT, MotionStream
+from engine.pretrained import shared_model
 from engine.motion.procedural import ProceduralConfig, ProceduralMotion
 from engine.motion.refiner import FaceHandRefiner
 from engine.motion.visemes import VisemeStream, load_viseme_model
@@ -37,9 +39,9 @@ class LearnedMotion:
         root = Path(model_dir)
         if not root.is_dir():
             raise ValueError(f"model_dir: not a folder: {root}")
-        self.encoder = AudioEncoder.from_pretrained(root / "audio_encoder")
-        self.dit = MotionDiT.from_pretrained(root / "motion")
-        self.refiner = FaceHandRefiner.from_pretrained(root / "refiner")
+        self.encoder = shared_model(AudioEncoder, root / "audio_encoder")
+        self.dit = shared_model(MotionDiT, root / "motion")
+        self.refiner = shared_model(FaceHandRefiner, root / "refiner")
         if self.encoder.config.dim != self.dit.config.audio_dim:
             raise ValueError(f"model_dir: audio encoder dim {self.encoder.config.dim} != motion audio_dim "
                              f"{self.dit.config.audio_dim}")
@@ -64,18 +66,25 @@ class LearnedMotion:
     def push(self, mel: Tensor, rms: Tensor, visemes: Tensor | None = None) -> Tensor:
         """mel [t, n_mels], rms [t] -> canonical motion [t, K_c, 3] (face units). visemes [t, V]: timed marks'
         weights (rows of NaN: none there, the viseme model's weights instead)."""
+        return run_alone(self.push_steps(mel, rms, visemes))
+
+    def push_steps(self, mel: Tensor, rms: Tensor, visemes: Tensor | None = None):
+        """push as a generator that yields its network calls as requests (engine/motion/batch.py) and is sent
+        their results: engine.runtime.generate_together answers those of many sessions as one batch."""
+        feats = yield EncodeRequest(self.enc_stream, mel)
+        x = yield from self.motion.push_steps(feats)
+        t = torch.arange(self.frame, self.frame + x.shape[0])
+        self.frame += x.shape[0]
+        if not x.shape[0]:
+            return x
+        x = yield RefineRequest(self.refiner, x, feats, t)
+        if self.rig is None:
+            return x
+        heard = None
+        if self.visemes is not None:
+            heard = self.visemes.weights((yield EncodeRequest(self.visemes.stream, mel)))
         with torch.no_grad():
-            feats = self.enc_stream.push(mel)
-            x = self.motion.push(feats)
-            t = torch.arange(self.frame, self.frame + x.shape[0])
-            self.frame += x.shape[0]
-            if not x.shape[0]:
-                return x
-            x = self.refiner(x[None], feats[None], t[None])[0]
-            if self.rig is None:
-                return x
             x = x + self.life.push(mel, rms)
-            heard = self.visemes.push(mel) if self.visemes is not None else None
             if visemes is None:
                 visemes = heard
             elif heard is not None:

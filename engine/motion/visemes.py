@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from engine.audio.encoder import AudioEncoder
+from engine.pretrained import shared_model
 
 VISEMES = ("neutral", "closed", "labiodental", "rounded", "spread", "open")
 NEUTRAL, CLOSED, LABIODENTAL, ROUNDED, SPREAD, OPEN = range(len(VISEMES))
@@ -132,7 +133,7 @@ def load_viseme_model(model_dir: str | Path) -> AudioEncoder | None:
     root = Path(model_dir) / "visemes"
     if not root.is_dir():
         return None
-    model = AudioEncoder.from_pretrained(root)
+    model = shared_model(AudioEncoder, root)
     if model.config.dim != len(VISEMES):
         raise ValueError(f"{root}: a viseme model has {len(VISEMES)} outputs ({', '.join(VISEMES)}), "
                          f"this one {model.config.dim}")
@@ -151,4 +152,9 @@ class VisemeStream:
         self.stream.reset()
 
     def push(self, mel: Tensor) -> Tensor:
-        return torch.softmax(self.stream.push(mel), dim=-1)
+        return self.weights(self.stream.push(mel))
+
+    @staticmethod
+    def weights(logits: Tensor) -> Tensor:
+        """The model's logits [t, V] -> viseme weights [t, V]."""
+        return torch.softmax(logits, dim=-1)
