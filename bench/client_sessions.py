@@ -10,7 +10,7 @@ motion latency (the audio completing a frame arrived -> its motion was sent, fro
 this process, on the same cores (a real deployment has them elsewhere: their CPU is reported apart).
 
 Usage: python bench/client_sessions.py [--avatar DIR] [--motion procedural,learned] [--sessions 5,10,15,20,25]
-       [--seconds 8] [--cores 0,1] [--linger 0.02]
+       [--seconds 8] [--cores 0,1] [--linger 0.02] [--context 4]
 Without --avatar the bundled photo is personalized first (about 30 s). Linux only (taskset, /proc).
 """
 from __future__ import annotations
@@ -57,8 +57,9 @@ def avatar_download(url: str) -> dict:
 
 
 def run(avatar: str, motion: str, cores: list[int], counts: list[int], wave: np.ndarray, size: int,
-        linger: float) -> dict:
-    proc, urls = start(avatar, cores, size, motion, max_sessions=max(counts), extra=("--motion-linger", str(linger)))
+        linger: float, context: int) -> dict:
+    proc, urls = start(avatar, cores, size, motion, max_sessions=max(counts),
+                       extra=("--motion-linger", str(linger), "--motion-context", str(context)))
     held, last = 0, {}
     try:
         download = avatar_download(urls[0])
@@ -70,7 +71,7 @@ def run(avatar: str, motion: str, cores: list[int], counts: list[int], wave: np.
             p95 = max(g["server_latency_ms_p95"] for g in got)
             frames = sum(g["frames"] for g in got)
             ok = min(fps) >= FPS_FLOOR and p95 <= P95_CEILING_MS
-            last = {"motion": motion, "linger_s": linger, "cores": len(cores), "workers": len(urls), "sessions": n, "held": ok,
+            last = {"motion": motion, "linger_s": linger, "context": context, "cores": len(cores), "workers": len(urls), "sessions": n, "held": ok,
                     "min_fps": min(fps), "median_fps": float(np.median(fps)), "worst_p95_latency_ms": p95,
                     "server_cpu_ms_per_session_frame": round(1e3 * cpu / frames, 3),
                     "client_cpu_ms_per_session_frame": round(1e3 * mine / frames, 3),
@@ -83,7 +84,7 @@ def run(avatar: str, motion: str, cores: list[int], counts: list[int], wave: np.
     finally:
         proc.terminate()
         proc.wait(30)
-    return {"motion": motion, "linger_s": linger, "sessions_held": held, **download}
+    return {"motion": motion, "linger_s": linger, "context": context, "sessions_held": held, **download}
 
 
 def main() -> None:
@@ -95,12 +96,14 @@ def main() -> None:
     ap.add_argument("--cores", default="0,1")
     ap.add_argument("--size", type=int, default=256, help="the server's frame size (unused by client sessions)")
     ap.add_argument("--linger", type=float, default=0.02, help="serve --motion-linger (learned motion batching)")
+    ap.add_argument("--context", type=int, default=4, help="serve --motion-context (0: the model's 8)")
     args = ap.parse_args()
     cores = [int(c) for c in args.cores.split(",")]
     counts = [int(n) for n in args.sessions.split(",")]
     wave = (speech(args.seconds) * 32767).astype(np.int16)
     with avatar_folder(args.avatar) as avatar:
-        results = [run(avatar, m, cores, counts, wave, args.size, args.linger) for m in args.motion.split(",")]
+        results = [run(avatar, m, cores, counts, wave, args.size, args.linger, args.context)
+                   for m in args.motion.split(",")]
     print(json.dumps({"summary": True, "seconds": args.seconds, "cores": len(cores), "results": results}), flush=True)
 
 

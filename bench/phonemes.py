@@ -142,7 +142,7 @@ def contact_sheet(path: Path, picks: list[tuple[str, str, np.ndarray, np.ndarray
     sheet.save(path)
 
 
-def run_source(avatar: str, source: str, todo: list[dict], size: int, sheet: Path | None) -> None:
+def run_source(avatar: str, source: str, todo: list[dict], size: int, sheet: Path | None, context: int = 0) -> None:
     """Render the split's clips back to back as ONE stream (no reset between them: blinks and head motion are
     measured over the whole 30-odd seconds, as a live session would show them), then cut it per clip."""
     import torch
@@ -158,7 +158,7 @@ def run_source(avatar: str, source: str, todo: list[dict], size: int, sheet: Pat
     motion, _, with_marks = source.partition("+")
     if with_marks not in ("", "marks"):
         raise ValueError(f"--motion: expected SOURCE or SOURCE+marks, got {source!r}")
-    engine = AvatarEngine(avatar, EngineConfig(width=size, height=size, motion=motion))
+    engine = AvatarEngine(avatar, EngineConfig(width=size, height=size, motion=motion, context=context))
     marks, offset = [], 0
     for sp, wave in zip(speeches, waves):
         marks += [(a + offset / 16000, b + offset / 16000, p) for a, b, p in sp.phonemes]
@@ -206,13 +206,14 @@ def main() -> None:
     ap.add_argument("--split", default="heldout", choices=["heldout", "train", "all"])
     ap.add_argument("--clips", type=int, default=0, help="only the first N clips of the split (0: all)")
     ap.add_argument("--sheet", type=Path, help="write a contact sheet of mouth crops (learned motion) here")
+    ap.add_argument("--context", type=int, default=0, help="learned: EngineConfig.context (0: the model's overlap)")
     args = ap.parse_args()
     if args.size < 64:
         ap.error(f"--size: expected >= 64 pixels, got {args.size}")
     todo = clips(args.split)[: args.clips or None]
     with avatar_folder(args.avatar) as avatar:
         for source in args.motion.split(","):
-            run_source(avatar, source, todo, args.size, args.sheet if source == "learned" else None)
+            run_source(avatar, source, todo, args.size, args.sheet if source == "learned" else None, args.context)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ class EngineConfig:
     model_dir: str = ""          # learned: folder with audio_encoder/, motion/, refiner/ (save_pretrained each);
                                  # "" = the bundled models/default (procedural, with a warning, if it is missing)
     steps: int = 4               # learned: DDIM steps
+    context: int = 0             # learned: known frames before the new ones in each DiT window (1..the model's
+                                 # overlap, 8 shipped); 0 = the model's overlap. Fewer: cheaper per frame (4: -16%
+                                 # on a busy server, docs/scaling.md), as smooth, 6% different motion
     guidance: float = 1.0        # learned: classifier-free guidance scale
     seed: int = 0
     background: float = 1.0      # grey level behind the avatar
@@ -98,6 +101,8 @@ class EngineConfig:
             raise ValueError(f"width/height: expected even sizes >= 16, got {self.width}x{self.height}")
         if self.steps < 1:
             raise ValueError(f"steps: expected >= 1, got {self.steps}")
+        if not isinstance(self.context, int) or self.context < 0:
+            raise ValueError(f"context: expected an int >= 0 (0 = the model's overlap), got {self.context!r}")
 
 
 @dataclass
@@ -170,7 +175,8 @@ class AvatarEngine:
             self.source: MotionSource = (
                 rig if self.motion_source == "procedural"
                 else LearnedMotion(self.model_dir, self.cfg.steps, self.cfg.guidance, self.cfg.seed,
-                                   rig=rig if self.cfg.alive else None, life=self.procedural_cfg))
+                                   rig=rig if self.cfg.alive else None, life=self.procedural_cfg,
+                                   context=self.cfg.context or None))
 
     def push_audio(self, pcm, sample_rate: int = SAMPLE_RATE, speaking: bool = True) -> int:
         """Queue speech: pcm [s] or [s, channels] (float in [-1, 1] or int16) at sample_rate. Any chunk size; a

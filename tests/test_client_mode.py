@@ -243,6 +243,7 @@ def test_learned_sessions_generate_their_motion_together(avatar, monkeypatch):
         async def run():
             a, _ = await hello(srv.url, render="client")
             b, _ = await hello(srv.url, render="client")
+            assert {s.engine.source.motion.context for s in srv.server.sessions.values()} == {4}   # serve's default
             got = {a: [], b: []}
 
             async def read(ws):

@@ -286,3 +286,28 @@ def test_windows_of_many_streams_sample_as_one_batch(monkeypatch):
     got = run_together([s.push_steps(a[10:10 + n]) for s, a, n in zip(together, audio, sizes)])
     assert sorted(calls) == [1, 3]                            # one batch of three, and the odd one alone
     assert all(float((g - w).abs().max()) <= 1e-5 for g, w in zip(got, want))
+
+
+def test_stream_context_shortens_the_known_part_of_each_window(monkeypatch):
+    """MotionStream(context=c): every window's inpainted prefix is at most c frames (the shipped overlap otherwise),
+    the frames still come one window after another with the seam reproducing the past, and c is checked."""
+    cfg = tiny(overlap=3)
+    model = perturbed(cfg, seed=6)
+    prefixes = []
+    real = motion.ddim_sample
+
+    def spy(model, audio, steps=4, prefix=None, *args, **kw):
+        prefixes.append(0 if prefix is None else prefix.shape[1])
+        return real(model, audio, steps, prefix, *args, **kw)
+    monkeypatch.setattr(motion, "ddim_sample", spy)
+    audio = torch.randn(12, D)
+    short = MotionStream(model, steps=2, seed=1, context=1)
+    out = torch.cat([short.push(audio[i:i + 1]) for i in range(12)])
+    assert out.shape == (12, K, C) and prefixes == [0] + [1] * 11
+    prefixes.clear()
+    full = MotionStream(model, steps=2, seed=1)
+    torch.cat([full.push(audio[i:i + 1]) for i in range(12)])
+    assert prefixes == [0, 1, 2] + [3] * 9
+    for bad in (-1, 4, 1.5):
+        with pytest.raises(ValueError, match="context"):
+            MotionStream(model, context=bad)

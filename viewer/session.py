@@ -50,7 +50,7 @@ class ClientStalled(Exception):
 def make_engine(server) -> AvatarEngine:
     cfg = server.cfg
     return AvatarEngine(server.avatar, EngineConfig(width=cfg.size, height=cfg.size, motion=cfg.motion,
-                                                    model_dir=cfg.model_dir))
+                                                    model_dir=cfg.model_dir, context=cfg.motion_context))
 
 
 class Session:

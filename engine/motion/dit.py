@@ -464,10 +464,14 @@ class MotionStream:
     chunks of window, then window - overlap, ... reproduces `generate` exactly.
     """
 
-    def __init__(self, model, steps: int = 4, seed: int = 0, max_new: int | None = None, guidance: float = 1.0):
+    def __init__(self, model, steps: int = 4, seed: int = 0, max_new: int | None = None, guidance: float = 1.0,
+                 context: int | None = None):
         cfg = model.config
         if max_new is not None and (not isinstance(max_new, int) or max_new < 1):
             raise ValueError(f"max_new: must be None or an int >= 1, got {max_new!r}")
+        if context is not None and (not isinstance(context, int) or not 0 <= context <= cfg.overlap):
+            raise ValueError(f"context: must be None or an int in [0, overlap={cfg.overlap}], got {context!r}")
+        self.context = cfg.overlap if context is None else context
         if not isinstance(steps, int) or not 1 <= steps <= cfg.diffusion_steps:
             raise ValueError(f"steps: must be an int in [1, {cfg.diffusion_steps}], got {steps!r}")
         self.model, self.steps, self.seed, self.max_new, self.guidance = model, steps, seed, max_new, guidance
@@ -498,7 +502,7 @@ class MotionStream:
         W, O, n_in = cfg.window, cfg.overlap, audio_frames.shape[0]
         outs, pos = [], 0
         while pos < n_in:
-            P = min(O, self._motion.shape[0])
+            P = min(self.context, self._motion.shape[0])
             n = min(n_in - pos, W - P, self.max_new or W)
             chunk = audio_frames[pos:pos + n]
             window_audio = torch.cat([self._audio[self._audio.shape[0] - P:], chunk])

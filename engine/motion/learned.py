@@ -35,7 +35,9 @@ class LearnedMotion:
     to push() (timed marks) take the model's place on their rows."""
 
     def __init__(self, model_dir: str | Path, steps: int, guidance: float, seed: int,
-                 rig: ProceduralMotion | None = None, life: ProceduralConfig | None = None):
+                 rig: ProceduralMotion | None = None, life: ProceduralConfig | None = None,
+                 context: int | None = None):
+        """context: known frames per DiT window (engine.motion.dit.MotionStream; None = the model's overlap)."""
         root = Path(model_dir)
         if not root.is_dir():
             raise ValueError(f"model_dir: not a folder: {root}")
@@ -45,7 +47,7 @@ class LearnedMotion:
         if self.encoder.config.dim != self.dit.config.audio_dim:
             raise ValueError(f"model_dir: audio encoder dim {self.encoder.config.dim} != motion audio_dim "
                              f"{self.dit.config.audio_dim}")
-        self.steps, self.guidance, self.seed = steps, guidance, seed
+        self.steps, self.guidance, self.seed, self.context = steps, guidance, seed, context
         self.rig = rig
         viseme_model = load_viseme_model(root) if rig is not None else None
         self.visemes = VisemeStream(viseme_model) if viseme_model is not None else None
@@ -56,7 +58,8 @@ class LearnedMotion:
 
     def reset(self) -> None:
         self.enc_stream = self.encoder.stream()
-        self.motion = MotionStream(self.dit, steps=self.steps, seed=self.seed, guidance=self.guidance)
+        self.motion = MotionStream(self.dit, steps=self.steps, seed=self.seed, guidance=self.guidance,
+                                   context=self.context)
         self.frame = 0
         if self.visemes is not None:
             self.visemes.reset()
