@@ -397,10 +397,11 @@ class AvatarEngine:
             img, _, _ = view.splat(self.decoder, view.to_world(motion))
         return img.clamp_(0, 1).mul_(255).add_(0.5).to(torch.uint8).numpy()
 
-    def _take(self):
-        """(index, (motion, audio, speaking)) of the oldest queued frame, its index used up; None when empty."""
+    def _take(self, generate: bool = True):
+        """(index, (motion, audio, speaking)) of the oldest queued frame, its index used up; None when empty
+        (generate: run the motion source first when no motion is queued)."""
         with self._lock:
-            if not self._queue:
+            if not self._queue and generate:
                 self._generate_locked()
             if not self._queue:
                 self._wake.clear()
@@ -443,10 +444,12 @@ class AvatarEngine:
                     bones = self._bone_rig.rotations(world).float().numpy()
         return translation, deltas, bones
 
-    def skip_frame(self) -> bool:
+    def skip_frame(self, generate: bool = True) -> bool:
         """Drop the oldest queued frame unrendered (a live session that fell behind catches up this way): its
-        motion is still generated, so the stream stays continuous, and its index is used up. False when empty."""
-        return self._take() is not None
+        motion is still generated, so the stream stays continuous, and its index is used up. False when empty.
+        generate=False: only frames whose motion is already made (a server batching the motion makes the rest
+        with the other sessions', viewer/pacing.py)."""
+        return self._take(generate) is not None
 
     def frames(self):
         """Every frame available now (sync generator)."""

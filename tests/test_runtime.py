@@ -274,3 +274,14 @@ def test_engines_generating_together_move_as_each_alone(avatar_dir, speech):
             assert t.next_motion() is None
     assert idle.pending() == 0 and idle.index == 0
     assert all(e.samples_windows() for e in together[:3]) and not together[3].samples_windows()
+
+
+def test_skip_frame_without_generating_leaves_the_audio_for_a_batch(avatar_dir, speech):
+    """skip_frame(generate=False) (a late session on a batching server) drops only frames whose motion is made;
+    the waiting audio stays for the next generate_together."""
+    from engine.runtime import generate_together
+    e = AvatarEngine(avatar_dir, EngineConfig(width=64, height=64, motion="learned"))
+    e.push_audio(speech[:3 * HOP], 16000)
+    assert e.needs_motion() and e.skip_frame(generate=False) is False and e.pending() == 3
+    assert generate_together([e]) == 1 and not e.needs_motion()
+    assert [e.skip_frame(generate=False) for _ in range(4)] == [True, True, True, False] and e.index == 3

@@ -256,13 +256,20 @@ class Session:
             pass
 
     async def _catch_up(self, due: float) -> None:
-        """Behind real time: drop frames unrendered until the next one is on time (or none is queued)."""
+        """Behind real time: drop frames unrendered until the next one is on time (or none is queued). Their
+        motion is still made (the stream stays continuous), with the other sessions' where it is the learned
+        models': alone, on an overloaded server, every late session would pay the models' full per-call cost and
+        fall further behind."""
+        batched = self.engine.samples_windows()
+        if batched and self.engine.needs_motion():
+            await self.server.motion.generate(self, due)
         first = self.engine.index
         limit = self.cfg.max_behind_s
 
         def skip() -> int:
             n = 0
-            while time.perf_counter() - self.due(self.engine.index) > limit and self.engine.skip_frame():
+            while time.perf_counter() - self.due(self.engine.index) > limit and \
+                    self.engine.skip_frame(generate=not batched):
                 n += 1
             return n
         n = await self.server.slots.run(due, skip)
