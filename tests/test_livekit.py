@@ -22,3 +22,15 @@ def test_video_generator_contract(server):  # noqa: F811
     assert got["video"] > got["audio_1"] + 10                              # idle frames too
     assert got["seconds_2"] > 2.0 and got["audio_after_clear"] == 0        # clear_buffer: the speech stops at once
     assert got["ends"] == 1                                                # a cleared segment does not "end"
+
+
+def test_session_glue_token_and_refusals():
+    """AudioAvatarSession (the avatar joins the agent's room): its token, read back with LiveKit's verifier, joins
+    the named room as the avatar, kind agent, publishing on behalf of the agent; bad input is refused by name and a
+    refused start leaves nothing open (tests/livekit_session.py, no LiveKit server needed)."""
+    got = run_script("livekit", ROOT / "tests" / "livekit_session.py")
+    assert (got["identity"], got["kind"], got["room_join"], got["room"]) == ("audioavatar", "agent", True, "room-7")
+    assert got["attributes"] == {"lk.publish_on_behalf": "agent-42"}
+    assert got["wrong_secret"] != "accepted"
+    assert got["errors"][0].startswith("room_name:") and "connect the agent's room" in got["errors"][1]
+    assert got["left_open"] == []
