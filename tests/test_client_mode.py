@@ -259,3 +259,30 @@ def test_learned_sessions_generate_their_motion_together(avatar, monkeypatch):
     finally:
         srv.close()
     assert rounds and max(rounds) == 2, rounds
+
+
+def test_an_avatar_that_cannot_be_packed_still_serves_server_rendering(avatar):
+    """View-dependent colour (SH degree 1) is not packed: a client-rendering hello gets a named fatal error and
+    /avatar.splat a 404 saying why, while server-rendered sessions work as before."""
+    import dataclasses
+
+    from engine.render.gaussians import Gaussians
+    g = avatar.gaussians
+    sh = torch.cat([g.sh, torch.zeros(len(g), 3, 3)], dim=1)                       # degree 1, all zero
+    shiny = dataclasses.replace(avatar, gaussians=Gaussians(g.means, g.quats, g.scales, g.opacities, sh))
+    with pytest.raises(ValueError, match="SH degree 0 only"):
+        pack_avatar(shiny)
+    srv = Running(shiny)
+    try:
+        status, _, body = _get(srv.server.port, "/avatar.splat")
+        assert status == 404 and b"SH degree" in body
+
+        async def run():
+            ws, reply = await hello(srv.url, render="client")
+            assert reply["type"] == "error" and reply["fatal"] and "client rendering unavailable" in reply["message"]
+            ws2, welcome = await hello(srv.url)
+            assert welcome["type"] == "welcome" and welcome["render"] == "server"
+            await ws2.close()
+        asyncio.run(run())
+    finally:
+        srv.close()

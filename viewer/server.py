@@ -137,7 +137,8 @@ class AvatarServer:
         self._trim = asyncio.create_task(later())
 
     def splat(self) -> tuple[bytes, bytes, str]:
-        """(the avatar packed for client rendering, the same gzip'd, its ETag), made once."""
+        """(the avatar packed for client rendering, the same gzip'd, its ETag), made once. ValueError (saying why)
+        for an avatar that cannot be packed; server rendering is unaffected."""
         if self._splat is None:
             blob = pack_avatar(self.avatar)
             self._splat = (blob, gzip.compress(blob, 6, mtime=0), '"' + hashlib.sha256(blob).hexdigest()[:32] + '"')
@@ -148,6 +149,14 @@ class AvatarServer:
         if hello is None:
             return
         render = hello.get("render", self.cfg.render)
+        if render == "client":
+            try:
+                await asyncio.to_thread(self.splat)
+            except ValueError as e:
+                await ws.send(json.dumps({"type": "error", "message": f"client rendering unavailable: {e}",
+                                          "fatal": True}))
+                await ws.close(CLOSE_POLICY, "client rendering unavailable")
+                return
         engine = await asyncio.to_thread(make_engine, self)    # loading the motion models takes ~1 s
         session = Session(self, ws, engine, render=render)
         self.sessions[session.id] = session
@@ -224,7 +233,10 @@ class AvatarServer:
         if frame is None:
             raise RuntimeError("warm-up: the engine produced no frame")
         cv2.imencode(".jpg", frame.image)
-        self.splat()
+        try:
+            self.splat()
+        except ValueError as e:                               # server rendering still works
+            log.warning("client rendering unavailable for this avatar: %s", e)
 
     async def run(self, ready=None, stop: asyncio.Event | None = None, listening=None) -> None:
         """Serve until `stop` is set (or forever). listening(port) is called once the socket is bound (the page

@@ -53,20 +53,6 @@ def _hostname(text: str) -> str | None:
         urlsplit("//" + text).port                        # a bad port raises ValueError
     except ValueError:
         return None
-
-    def _splat(self, request: Request, head: bool) -> Response:
-        if self.server.state != "ready":
-            return text(HTTPStatus.SERVICE_UNAVAILABLE, "warming up: building or loading the renderer", head=head,
-                        extra=(("Retry-After", str(WARMING_RETRY_S)),))
-        blob, packed_gz, etag = self.server.splat()
-        tag = (("ETag", etag), ("Vary", "Accept-Encoding"))
-        if request.headers.get("If-None-Match") == etag:
-            return response(HTTPStatus.NOT_MODIFIED, b"", "application/octet-stream", head=True, extra=tag,
-                            cache="no-cache")
-        if accepts_gzip(request.headers.get("Accept-Encoding")):
-            return response(HTTPStatus.OK, packed_gz, "application/octet-stream", head=head,
-                            extra=tag + (("Content-Encoding", "gzip"),), cache="no-cache")
-        return response(HTTPStatus.OK, blob, "application/octet-stream", head=head, extra=tag, cache="no-cache")
     return name.rstrip(".") if name else None
 
 
@@ -192,7 +178,10 @@ class Gate:
         if self.server.state != "ready":
             return text(HTTPStatus.SERVICE_UNAVAILABLE, "warming up: building or loading the renderer", head=head,
                         extra=(("Retry-After", str(WARMING_RETRY_S)),))
-        blob, packed_gz, etag = self.server.splat()
+        try:
+            blob, packed_gz, etag = self.server.splat()
+        except ValueError as e:
+            return text(HTTPStatus.NOT_FOUND, f"client rendering unavailable: {e}", head=head)
         tag = (("ETag", etag), ("Vary", "Accept-Encoding"))
         if request.headers.get("If-None-Match") == etag:
             return response(HTTPStatus.NOT_MODIFIED, b"", "application/octet-stream", head=True, extra=tag,
