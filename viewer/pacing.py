@@ -137,18 +137,26 @@ class MotionBatcher:
     def __init__(self, server, linger_s: float):
         self.server, self.linger_s = server, linger_s
         self._round: tuple[asyncio.Future, list] | None = None     # (done, [deadline, sessions])
+        self._tasks: set[asyncio.Task] = set()                     # rounds in flight
 
     async def generate(self, session, deadline: float) -> None:
         """Return once `session`'s waiting audio has become motion (with everyone else's)."""
         if self._round is None:
             done = asyncio.get_running_loop().create_future()
             self._round = (done, [deadline, {session}])
-            asyncio.create_task(self._run(self._round))
+            task = asyncio.create_task(self._run(self._round))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
             done, (first, members) = self._round
             self._round[1][0] = min(first, deadline)
             members.add(session)
         await asyncio.shield(done)
+
+    def close(self) -> None:
+        """The server stops: cancel the rounds in flight (their sessions are being cancelled too)."""
+        for task in list(self._tasks):
+            task.cancel()
 
     async def _run(self, round_) -> None:
         done, state = round_

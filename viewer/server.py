@@ -262,4 +262,5 @@ class AvatarServer:
             watch.cancel()
             if self._trim is not None:
                 self._trim.cancel()
+            self.motion.close()
             self.slots.close()
