@@ -378,8 +378,14 @@ class AvatarEngine:
 
     # -- output ----------------------------------------------------------------------------------------
     def pending(self) -> int:
-        """Frames whose audio has arrived but that are not rendered yet."""
+        """Frames whose audio has arrived but that are not rendered yet. Read without the lock (the server's event
+        loop asks often): while the motion source runs, the frames it is moving count in neither queue."""
         return len(self._queue) + len(self._features)
+
+    def frame_count(self) -> int:
+        """Every frame queued so far, taken or waiting (index + pending), counted under the lock: exact."""
+        with self._lock:
+            return self.index + len(self._queue) + len(self._features)
 
     def view(self) -> AvatarView:
         """The current camera on the avatar (engine/view.py), rebuilt when the camera has moved: culling

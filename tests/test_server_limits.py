@@ -359,7 +359,7 @@ def test_speech_arriving_during_an_idle_push_is_counted_and_timed(avatar):
                 await session._audio(pack_audio(tone[640 * k:640 * (k + 1)], 16000, k))
             await asyncio.sleep(0.5)
             async with session.feeding:                         # no push in flight: the books must balance
-                counts.append((session.enqueued, session.engine.index + session.engine.pending(),
+                counts.append((session.enqueued, await asyncio.to_thread(session.engine.frame_count),
                                dict(session.arrivals)))
         session.speaker = asyncio.create_task(speak())
     counts = []
