@@ -13,7 +13,8 @@
 import { fetchAvatar } from "./avatar_codec.js";
 import { parseMotion } from "./protocol.js";
 import { stats, recent, reportError } from "./status.js";
-import { clockNow, dueTime, ensureAnchor, onTime, scheduleEcho, trimAnchor } from "./clock.js";
+import { clockNow, dueTime, ensureAnchor } from "./clock.js";
+import { admitFrame } from "./frames.js";
 import { SplatRenderer } from "./splat_gl.js";
 
 const MAX_SIDE = 1280;            // the drawing buffer's longer side at most (a 4K screen splats at this size)
@@ -66,20 +67,7 @@ export function onMotionMessage(buf) {
     reportError(e.message);
     return;
   }
-  stats.framesReceived++;
-  stats.lastIndex = frame.index;
-  if (frame.speaking) {
-    stats.speakingFrames++;
-    recent.latencies.push([performance.now(), frame.latencyMs]);
-  }
-  if (frame.index < client.minIndex) {
-    stats.discarded++;
-    return;
-  }
-  ensureAnchor(frame.pts);
-  if (!onTime(frame)) return;
-  trimAnchor(frame);
-  scheduleEcho(frame, dueTime(frame));
+  if (!admitFrame(frame, client.minIndex)) return;
   let i = client.queue.length;
   while (i > 0 && client.queue[i - 1].index > frame.index) i--;
   client.queue.splice(i, 0, frame);

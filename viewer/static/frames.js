@@ -41,26 +41,34 @@ export function onFrameMessage(buf) {
     reportError(e.message);
     return;
   }
+  if (frame.format !== FORMAT_JPEG) {
+    reportError(`frame ${frame.index}: image format ${frame.format} is not JPEG (1)`);
+    return;
+  }
+  if (!admitFrame(frame, display.minIndex)) return;
+  dropStale(clockNow());             // a hidden tab runs no animation frames: don't let the queue grow
+  enqueue(frame);
+}
+
+/** A frame (or, with client rendering, a motion message) just parsed: count it, drop it if it was queued before
+ * a barge-in (index < minIndex) or arrived too late to show, else anchor the clock on it and schedule its audio
+ * at its due time. True when it is to be shown. */
+export function admitFrame(frame, minIndex) {
   stats.framesReceived++;
   stats.lastIndex = frame.index;
   if (frame.speaking) {
     stats.speakingFrames++;
     recent.latencies.push([performance.now(), frame.latencyMs]);
   }
-  if (frame.index < display.minIndex) {                     // queued before a barge-in
+  if (frame.index < minIndex) {                             // queued before a barge-in
     stats.discarded++;
-    return;
-  }
-  if (frame.format !== FORMAT_JPEG) {
-    reportError(`frame ${frame.index}: image format ${frame.format} is not JPEG (1)`);
-    return;
+    return false;
   }
   ensureAnchor(frame.pts);
-  if (!onTime(frame)) return;
+  if (!onTime(frame)) return false;
   trimAnchor(frame);
   scheduleEcho(frame, dueTime(frame));
-  dropStale(clockNow());             // a hidden tab runs no animation frames: don't let the queue grow
-  enqueue(frame);
+  return true;
 }
 
 function decode(frame) {
