@@ -352,8 +352,8 @@ class AvatarEngine:
         read without the lock)."""
         return not self._queue and bool(self._features)
 
-    def samples_windows(self) -> bool:
-        """Its motion source runs networks (the learned models), which generate_together can batch."""
+    def batchable(self) -> bool:
+        """Its motion source runs networks (the learned models) whose calls generate_together can batch."""
         return hasattr(self.source, "push_steps")
 
     # -- camera ----------------------------------------------------------------------------------------

@@ -273,7 +273,7 @@ def test_engines_generating_together_move_as_each_alone(avatar_dir, speech):
                 assert ft.index == fa.index and np.abs(ft.translation - fa.translation).max() <= 1e-5
             assert t.next_motion() is None
     assert idle.pending() == 0 and idle.index == 0
-    assert all(e.samples_windows() for e in together[:3]) and not together[3].samples_windows()
+    assert all(e.batchable() for e in together[:3]) and not together[3].batchable()
 
 
 def test_skip_frame_without_generating_leaves_the_audio_for_a_batch(avatar_dir, speech):

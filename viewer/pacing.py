@@ -160,7 +160,7 @@ class MotionBatcher:
 
     async def _run(self, round_) -> None:
         done, state = round_
-        others = [s for s in self.server.sessions.values() if not s.closed and s.engine.samples_windows()]
+        others = [s for s in self.server.sessions.values() if not s.closed and s.engine.batchable()]
         if len(others) > 1:
             await asyncio.sleep(self.linger_s)
         self._round = None                                           # later askers start the next round

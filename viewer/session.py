@@ -222,7 +222,7 @@ class Session:
                     self.engine.pending() / FPS < cfg.max_audio_ahead_s / 2:
                 self.overran = False                          # it behaves again
             deadline = due + (OVERRUN_PENALTY_S if self.overran else 0.0)
-            if self.engine.needs_motion() and self.engine.samples_windows():
+            if self.engine.needs_motion() and self.engine.batchable():
                 await self.server.motion.generate(self, deadline)     # with the other sessions' (pacing.py)
             make = self._move_and_encode if self.render == "client" else self._render_and_encode
             item = await self.server.slots.run(deadline, make)
@@ -260,7 +260,7 @@ class Session:
         motion is still made (the stream stays continuous), with the other sessions' where it is the learned
         models': alone, on an overloaded server, every late session would pay the models' full per-call cost and
         fall further behind."""
-        batched = self.engine.samples_windows()
+        batched = self.engine.batchable()
         if batched and self.engine.needs_motion():
             await self.server.motion.generate(self, due)
         first = self.engine.index
