@@ -7,8 +7,8 @@ memory back to the OS. (A late frame is dropped unrendered with AvatarEngine.ski
   client sending faster than real time): one busy session cannot starve another.
 - LoopWatch: spans when the event loop ran nothing (the process was stopped or starved of CPU). Audio read
   right after such a span arrived during it, so the session does not mistake it for a late sender.
-- MotionBatcher: the sessions' learned motion generated together, one batch per round (the DiT windows of all
-  of them sampled at once), after a short linger that lets sessions on other 40 ms beats join.
+- MotionBatcher: the sessions' learned motion generated together, one batch per round (each of the models' calls
+  made once for all of them), after a short linger that lets sessions on other 40 ms beats join.
 - trim_memory: glibc keeps freed memory in the process (engine._alloc raises its trim threshold for the render
   loop's sake); after a session ends this returns the free pages.
 """
@@ -24,7 +24,6 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from engine.runtime import generate_together
-
 
 
 class RenderSlots:
@@ -130,9 +129,9 @@ class MotionBatcher:
     """Sessions whose next frame needs motion from the learned models share one batch: the first asks, waits
     linger_s for the others (each session's audio arrives on its own 40 ms beat), then one
     engine.runtime.generate_together runs, in the render slot, for every session that asked and every other one
-    with audio waiting. The DiT's windows, which cost about as much for one session as for ten, are sampled
-    together, and a session with two frames waiting moves both in one call. A session alone (or on the
-    procedural rig, which has nothing to batch) does not wait."""
+    with audio waiting. The models' calls (engine/motion/batch.py), which cost about as much for one session as
+    for ten, are made once for all of them, and a session with two frames waiting moves both in one call. A
+    session alone (or on the procedural rig, which has nothing to batch) does not wait."""
 
     def __init__(self, server, linger_s: float):
         self.server, self.linger_s = server, linger_s

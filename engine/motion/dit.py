@@ -458,10 +458,11 @@ def sample_windows(windows: list[Window]) -> list[Tensor]:
 class MotionStream:
     """Live motion: push audio frames as they arrive, get their motion frames at once (zero frames of latency).
 
-    Each window is the last `overlap` frames already produced (fewer at the start; their audio is kept) as an
-    inpainted prefix, plus at most max_new new frames, and never more than config.window frames in all. With
-    max_new None the new part is window - prefix (window - overlap once running), so pushing the audio in
-    chunks of window, then window - overlap, ... reproduces `generate` exactly.
+    Each window is the last `context` frames already produced (the model's overlap unless given; fewer at the
+    start; their audio is kept) as an inpainted prefix, plus at most max_new new frames, and never more than
+    config.window frames in all. With max_new None the new part is window - prefix (window - overlap once
+    running), so pushing the audio in chunks of window, then window - overlap, ... reproduces `generate` exactly
+    (with the default context). A shorter context makes each window cheaper (engine.runtime.EngineConfig.context).
     """
 
     def __init__(self, model, steps: int = 4, seed: int = 0, max_new: int | None = None, guidance: float = 1.0,
