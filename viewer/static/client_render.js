@@ -30,6 +30,8 @@ export const client = {
 /** Switch to client rendering for a new session: fetch the avatar (cached by ETag), make the renderer. */
 export async function startClientRendering(welcome) {
   client.active = true;
+  client.header = null;                         // nothing is drawn until this session's avatar is in
+  client.frame = null;
   glCanvas.hidden = false;
   stats.render = "client (loading avatar)";
   const t0 = performance.now();
