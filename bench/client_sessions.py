@@ -16,7 +16,6 @@ Without --avatar the bundled photo is personalized first (about 30 s). Linux onl
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import resource
 import sys
@@ -31,8 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _avatar import avatar_folder  # noqa: E402
 from _speech import speech  # noqa: E402
-from server import stream_session  # noqa: E402  (bench/server.py)
-from workers import cpu_seconds, start  # noqa: E402  (bench/workers.py)
+from workers import cpu_seconds, start, trial  # noqa: E402  (bench/workers.py)
 
 FPS_FLOOR, P95_CEILING_MS = 24.0, 150.0
 
@@ -40,12 +38,6 @@ FPS_FLOOR, P95_CEILING_MS = 24.0, 150.0
 def own_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def trial(urls: list[str], n: int, wave: np.ndarray) -> list[dict]:
-    async def all_sessions():
-        return await asyncio.gather(*(stream_session(urls[i % len(urls)], wave, render="client") for i in range(n)))
-    return asyncio.run(all_sessions())
 
 
 def avatar_download(url: str) -> dict:
@@ -65,13 +57,14 @@ def run(avatar: str, motion: str, cores: list[int], counts: list[int], wave: np.
         download = avatar_download(urls[0])
         for n in counts:
             cpu0, mine0 = cpu_seconds(proc.pid), own_cpu()
-            got = trial(urls, n, wave)
+            got = trial(urls, n, wave, render="client")
             cpu, mine = cpu_seconds(proc.pid) - cpu0, own_cpu() - mine0
             fps = [g["fps_steady"] for g in got]
             p95 = max(g["server_latency_ms_p95"] for g in got)
             frames = sum(g["frames"] for g in got)
             ok = min(fps) >= FPS_FLOOR and p95 <= P95_CEILING_MS
-            last = {"motion": motion, "linger_s": linger, "context": context, "cores": len(cores), "workers": len(urls), "sessions": n, "held": ok,
+            last = {"motion": motion, "linger_s": linger, "context": context, "cores": len(cores),
+                    "workers": len(urls), "sessions": n, "held": ok,
                     "min_fps": min(fps), "median_fps": float(np.median(fps)), "worst_p95_latency_ms": p95,
                     "server_cpu_ms_per_session_frame": round(1e3 * cpu / frames, 3),
                     "client_cpu_ms_per_session_frame": round(1e3 * mine / frames, 3),

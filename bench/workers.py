@@ -69,9 +69,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(stats[p][1] for p in tree if p in stats)
 
 
-def trial(urls: list[str], n: int, wave: np.ndarray) -> list[dict]:
+def trial(urls: list[str], n: int, wave: np.ndarray, render: str = "server") -> list[dict]:
+    """n sessions spread round-robin over the workers' URLs, each streaming wave in real time (asking for
+    `render`: "server" frames or "client" motion) -> each one's stream_session figures."""
     async def all_sessions():
-        return await asyncio.gather(*(stream_session(urls[i % len(urls)], wave) for i in range(n)))
+        return await asyncio.gather(*(stream_session(urls[i % len(urls)], wave, render) for i in range(n)))
     return asyncio.run(all_sessions())
 
 

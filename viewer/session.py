@@ -154,6 +154,8 @@ class Session:
     async def _control(self, msg: dict) -> None:
         kind = msg["type"]
         if kind == "camera":
+            if self.render == "client":                       # the page orbits itself; the engine draws nothing
+                return
             before = self.engine.viewmat
             self.engine.set_orbit(float(msg["yaw"]), float(msg.get("pitch", 0.0)), float(msg.get("zoom", 1.0)))
             if not bool(torch.isfinite(self.engine.viewmat).all()):
