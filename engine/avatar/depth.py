@@ -14,18 +14,33 @@ engine.avatar.shell places the front shell at z0 - front and the back shell at z
   surface follows it: -z is interpolated from the 4 nearest mesh points (inverse squared distance), then shifted
   so that the face oval sits on the head ball on average. The nose comes forward and the eye sockets sit back.
   The back of the head stays on the ball.
+- Body, from the fitted template (engine.avatar.body_fit, when the photo shows a body): the template's nearest and
+  farthest surface per pixel give the body's own thickness and its place along the view axis (a leg kicked
+  forward, a torso leaning back). The silhouette stays the photo's, and so does the relief's round rim: the
+  half-thickness is the inflated relief times the template's half-thickness over it (smoothed, RATIO_SIGMA),
+  and where the person reaches past the template (clothes, hair, a fit a few pixels off) both the ratio and the
+  middle come from the nearest template pixel, the middle fading to the template's median with the distance. The middle is smoothed too (MIDDLE_SIGMA) and its slope limited
+  (MIDDLE_SLOPE): the two shells cannot show a limb standing free of the torso, and a cliff in them opens gaps
+  that an orbiting camera sees through.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from engine.avatar.inflate import inflate_open
 from engine.avatar.knn import knn
 from engine.avatar.regions import EYES, FACE, HAIR, LIPS, face_index_sets
 from engine.render.camera import unproject
+
+MIDDLE_SIGMA = 6.0         # pixels: the blur of the template's middle depth
+MIDDLE_SLOPE = 1.0         # its slope limit (depth pixels per image pixel; a cliff ramps at half of it), _limit_slope
+FADE = 0.05                # past the template its middle fades to the median over this share of the photo's side
+RATIO_SIGMA = 6.0          # pixels: the blur of the template's thickness over the relief's
+RATIO_RANGE = (0.25, 4.0)  # the template may thin the relief to a quarter or thicken it four times
 
 
 def face_front_depth(face: Tensor, pixels: Tensor, k: int = 4) -> Tensor:
@@ -37,20 +52,94 @@ def face_front_depth(face: Tensor, pixels: Tensor, k: int = 4) -> Tensor:
     return (w * -face[idx, 2]).sum(1) / w.sum(1)
 
 
+def _fill_nearest(value: Tensor, known: Tensor, inside: Tensor) -> tuple[Tensor, Tensor]:
+    """value [H, W] spread from the `known` pixels to every `inside` pixel, ring by ring (each new pixel takes
+    the mean of its known 3x3 neighbours). -> (filled [H, W], rings [H, W]: how many rings out each pixel is,
+    0 on the known ones)."""
+    value, known = torch.where(known, value, torch.zeros_like(value)), known.clone()
+    rings = torch.zeros_like(value)
+    for ring in range(1, max(value.shape) + 1):
+        todo = inside & ~known
+        if not bool(todo.any()):
+            break
+        s = F.avg_pool2d((value * known)[None, None], 3, 1, 1)[0, 0]
+        n = F.avg_pool2d(known.float()[None, None], 3, 1, 1)[0, 0]
+        new = todo & (n > 0)
+        value = torch.where(new, s / n.clamp(min=1e-9), value)
+        rings = torch.where(new, float(ring), rings)
+        known = known | new
+    return value, rings
+
+
+def _blur_inside(value: Tensor, inside: Tensor, sigma: float) -> Tensor:
+    """Normalised Gaussian blur of value [H, W] over the `inside` pixels only."""
+    r = max(1, int(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+    def sep(t: Tensor) -> Tensor:
+        t = F.conv2d(t[None, None], k.view(1, 1, 1, -1), padding=(0, r))
+        return F.conv2d(t, k.view(1, 1, -1, 1), padding=(r, 0))[0, 0]
+    m = inside.float()
+    return torch.where(inside, sep(value * m) / sep(m).clamp(min=1e-9), value)
+
+
+def _limit_slope(value: Tensor, inside: Tensor, slope: float) -> Tensor:
+    """value [H, W] made `slope`-Lipschitz over the `inside` pixels (per pixel step, 8 neighbours): the mean of
+    its largest slope-limited function below it and smallest above it (both by repeated 3x3 min / max pooling).
+    A cliff becomes a ramp centred on it, twice as wide as either envelope's, rising at half the slope (the one
+    step across the cliff at the full slope); parts already gentler than `slope` stay as they are."""
+    big = float(value[inside].abs().max()) + 1e6 if bool(inside.any()) else 1e6
+    upper = torch.where(inside, value, torch.full_like(value, big))
+    lower = torch.where(inside, value, torch.full_like(value, -big))
+    for _ in range(max(value.shape)):
+        up = torch.minimum(upper, -F.max_pool2d(-upper[None, None], 3, 1, 1)[0, 0] + slope)
+        lo = torch.maximum(lower, F.max_pool2d(lower[None, None], 3, 1, 1)[0, 0] - slope)
+        up, lo = torch.where(inside, up, upper), torch.where(inside, lo, lower)
+        if torch.equal(up, upper) and torch.equal(lo, lower):
+            break
+        upper, lower = up, lo
+    return torch.where(inside, (upper + lower) / 2, value)
+
+
+def template_body(person: Tensor, relief: Tensor, front: Tensor, back: Tensor, covered: Tensor) -> tuple[Tensor, Tensor]:
+    """The body's (half-thickness [H, W], middle [H, W]: pixels behind z0) from the template's depths
+    (engine.avatar.body_fit.body_depth) over the person [H, W]; relief [H, W] is the inflated silhouette (the shape
+    of the rim). Its front surface is half - middle in front of z0, its back half + middle behind it."""
+    covered = covered & person
+    if not bool(covered.any()):
+        return relief.clone(), torch.zeros_like(relief)
+    middle, rings = _fill_nearest((back - front) / 2, covered, person)
+    # past the template (another person at the edge, a prop, loose clothes) the middle fades to the body's own
+    fade = torch.exp(-rings / (FADE * max(person.shape)))
+    middle = fade * middle + (1 - fade) * float(((back - front) / 2)[covered].median())
+    middle = _blur_inside(middle, person, MIDDLE_SIGMA)
+    middle = _limit_slope(middle, person, MIDDLE_SLOPE)
+    # the template's half-thickness as a multiple of the relief: smooth, so the silhouette keeps its round rim
+    sure = covered & (relief > 2.0)
+    ratio = ((front + back) / 2 / relief.clamp(min=1e-6)).clamp(RATIO_RANGE[0], RATIO_RANGE[1])
+    ratio = _blur_inside(_fill_nearest(ratio, sure, person)[0], person, RATIO_SIGMA) if bool(sure.any()) \
+        else torch.ones_like(relief)
+    zero = torch.zeros_like(relief)
+    return torch.where(person, relief * ratio, zero), torch.where(person, middle, zero)
+
+
 def surface_depth(person: Tensor, regions: Tensor, face: Tensor | None, thickness: float,
-                  head_roundness: float, progress: bool = False) -> tuple[Tensor, Tensor]:
-    """person [H, W] bool, regions [H, W] (engine.avatar.regions labels), face [478, 3] or None
-    -> (front [H, W], back [H, W]) depths in pixels, >= 0, zero outside the person."""
+                  head_roundness: float, progress: bool = False,
+                  body: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """person [H, W] bool, regions [H, W] (engine.avatar.regions labels), face [478, 3] or None, body: the fitted
+    template's (front, back, covered) [H, W] (engine.avatar.body_fit.body_depth) or None (the inflated relief
+    alone) -> (front [H, W], back [H, W]) depths in pixels in front of / behind z0, zero outside the person.
+    Without a template both are >= 0; with one, a body part that lies wholly behind z0 has a negative front."""
     if person.shape != regions.shape:
         raise ValueError(f"person/regions: shapes differ, {list(person.shape)} vs {list(regions.shape)}")
-    body = thickness * inflate_open(person, progress=progress)
-    front, back = body.clone(), body.clone()
+    relief = thickness * inflate_open(person, progress=progress)
+    half, middle = (relief, torch.zeros_like(relief)) if body is None else template_body(person, relief, *body)
     head = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES, HAIR]))
+    if int(head.sum()) > 0:
+        ball = head_roundness * math.sqrt(2.0) * inflate_open(head)
+        half = torch.where(head, torch.maximum(half, ball), half)
+    front, back = half - middle, half + middle                         # the head's ball rides the middle too
     if int(head.sum()) == 0:
         return front, back
-    ball = head_roundness * math.sqrt(2.0) * inflate_open(head)
-    front = torch.where(head, torch.maximum(body, ball), front)
-    back = front.clone()
     facial = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
     if face is None or int(facial.sum()) == 0:
         return front, back
@@ -60,7 +149,7 @@ def surface_depth(person: Tensor, regions: Tensor, face: Tensor | None, thicknes
     ox = oval[:, 0].long().clamp(0, person.shape[1] - 1)
     oy = oval[:, 1].long().clamp(0, person.shape[0] - 1)
     shift = float(front[oy, ox].mean() + oval[:, 2].mean())            # the oval's -z lands on the ball
-    front[ys, xs] = (mesh + shift).clamp(min=0)
+    front[ys, xs] = torch.maximum(mesh + shift, -middle[ys, xs])      # never behind the head's middle
     return front, back
 
 

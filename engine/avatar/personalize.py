@@ -1,7 +1,8 @@
 """One photo -> a canonical, animatable 3D Gaussian avatar (engine.avatar.bundle.Avatar).
 
 Steps: 1 load and check the photo, 2 person mask and landmarks, 3 region labels per pixel, 4 front and back
-surface depth (inflated body, rounder head, face-mesh relief on the face; engine.avatar.depth), 5 front/back shells
+surface depth (the body template fitted to the pose, engine.avatar.body_fit, over the inflated silhouette; a rounder
+head; face-mesh relief on the face; engine.avatar.depth), 5 front/back shells
 of surfels (dense on face and hands; engine.avatar.shell), the back coloured per region from the photo's own
 surfaces, never mirrored (engine.avatar.backside), 6 an under-layer behind the face: the mouth interior and a soft second
 skin (engine.avatar.mouth), 7 photometric fit of the front shell with the differentiable rasterizer, 8 control
@@ -12,6 +13,7 @@ distance z0.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tqdm import tqdm
 
 import cuda_ext
 from engine.avatar.backside import back_colours
+from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals
 from engine.avatar.eyelids import rig_eyelids
@@ -47,8 +50,13 @@ class PersonalizeConfig:
     fit_steps: int = 300           # photometric fit, at most (0: none, the shell's colours as sampled)
     fit_patience: int = 25         # stop when the loss has not improved by 0.1% for this many steps
     skin_neighbours: int = 4
+    body_template: bool = True     # fit the parametric body to the pose for the body's depth (engine.avatar.body_fit)
+    body_fit_steps: int = 250
 
 
+# A fitted surfel grows at most this much: a steep one shows the photo camera a sliver, and growing its long axis
+# to fill the pixel would make a streak along the view ray, seen from the side.
+MAX_GROWTH = 2.0
 DECODE_SIDE = 2048                 # the photo is decoded at most this large, cropped to the person, then downscaled
 
 # Which particle regions a Gaussian of each region may follow.
@@ -69,6 +77,7 @@ def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: 
         t.register_hook(lambda grad: grad * keep.view(-1, *([1] * (grad.dim() - 1))))
         return t
     sh, log_s, means = leaf(g.sh), leaf(g.scales.log()), leaf(g.means)
+    log_s_cap = g.scales.log() + math.log(MAX_GROWTH)
     logit = leaf(torch.logit(g.opacities.clamp(1e-4, 1 - 1e-4)))
     opt = torch.optim.Adam([{"params": [sh], "lr": 0.02}, {"params": [logit], "lr": 0.05},
                             {"params": [log_s], "lr": 0.01}, {"params": [means], "lr": 2e-4}])
@@ -84,6 +93,8 @@ def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: 
         opt.zero_grad()
         loss.backward()
         opt.step()
+        with torch.no_grad():
+            torch.minimum(log_s, log_s_cap, out=log_s)
         value = float(loss.detach())
         history.append(value)
         bar.set_postfix(loss=f"{value:.4f}")
@@ -209,8 +220,17 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     # 3-5. regions, relief, shells
     regions = region_map(lm, person)
     fine = (regions == FACE) | (regions == LIPS) | (regions == EYES) | (regions == HANDS)
-    depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress)
     K = intrinsics(W, H, cfg.fov_y_deg)
+    body, body_meta = None, None
+    if cfg.body_template:
+        fit = fit_body(lm.pose, K, W, H, cfg.shell.z0, cfg.body_fit_steps, progress=progress)
+        if fit is None:
+            notes.append("the photo shows too little of the body to fit the body template: the body's depth is "
+                         "the inflated silhouette")
+        else:
+            body = body_depth(fit, K, W, H, cfg.shell.z0)
+            body_meta = {"error_px": round(fit.error_px, 2), "landmarks": len(fit.used)}
+    depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress, body)
     g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
     is_back = ~is_front
@@ -261,7 +281,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     skin_index, skin_weight, bones = limb_skinning(all_px + 0.5, g.means, g_regions, lm.pose, particles, names,
                                                    skin_index, skin_weight)      # arms and legs on their bones
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
-            "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0}
+            "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0,
+            "body_template": body_meta}
     return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
                   PhotoCamera(K, torch.eye(4), W, H), meta, normals, bones=bones).validate()
 
