@@ -138,3 +138,30 @@ def test_rim_walls_close_the_seam_and_the_cut_by_the_frame():
     assert float(z.min()) >= cfg.z0 - 8.0 * cfg.z0 / fx and float(z.max()) <= cfg.z0 + 12.0 * cfg.z0 / fx
     column = (x == 21) & (y == 63)                                           # (x + y) even: on the ring
     assert int(column.sum()) == 7                                            # 20 px of depth, 3 px apart at most
+
+
+def test_crack_walls_span_a_step_inside_the_shell_and_face_its_low_side():
+    from cuda_ext.reference import quat_to_rotmat
+    from engine.avatar.shell import crack_walls
+
+    mask = torch.ones(40, 40, dtype=torch.bool)
+    front = torch.full((40, 40), 5.0)
+    front[:, 20:] = 17.0                                                     # a 12 px step between x 19 and 20
+    K = intrinsics(40, 40, 30.0)
+    cfg = ShellConfig()
+    g, px, normals = crack_walls(mask, front, -1.0, K, cfg, min_jump=3.0, step=3)
+    x, y = px[:, 0], px[:, 1]
+    assert bool((x == 20).all())                                             # from the near side of the step only
+    assert bool(((x + y) % 2 == 0).all()) and int(y.min()) == 2 and int(y.max()) == 36   # off the 2 outer rings
+    assert torch.allclose(normals, torch.tensor([-1.0, 0.0, 0.0]).expand(len(normals), 3))   # towards x < 20
+    assert float((quat_to_rotmat(g.quats)[:, :, 2] - normals).abs().max()) < 1e-4
+    fx = float(K[0, 0])
+    z = g.means[:, 2]
+    near, far = cfg.z0 - 17.0 * cfg.z0 / fx, cfg.z0 - 5.0 * cfg.z0 / fx
+    assert float(z.min()) > near and float(z.max()) < far                    # between the two surfaces
+    column = y == 10
+    assert int(column.sum()) == 4                                            # 12 px of depth, 3 px apart
+    u = g.means[column, 0] / g.means[column, 2] * fx + K[0, 2]
+    assert torch.allclose(u, torch.full_like(u, 20.0), atol=1e-4)            # on the edge between the two pixels
+    flat, _, _ = crack_walls(mask, torch.full((40, 40), 5.0), -1.0, K, cfg)
+    assert len(flat) == 0

@@ -1,7 +1,8 @@
 """The body template (engine.avatar.template) fitted to the photo's pose, and the depth it gives each pixel.
 
 `fit_body` poses the template so that its COCO keypoints land on mediapipe's pose landmarks in the photo camera:
-Adam over a global turn, scale and image-plane shift and the local turns of the spine, neck, head, shoulders,
+Adam over a global turn (started from the one the shoulders' width against the torso suggests, initial_yaw),
+scale and image-plane shift and the local turns of the spine, neck, head, shoulders,
 arms and legs (FIT_BONES). The loss is
 
     2-D:   the reprojection error of every landmark the photo shows (visibility > 0.5, inside the frame), over the
@@ -20,6 +21,7 @@ units: pixels at the distance z0).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +38,7 @@ FIT_BONES = ["spine04", "spine02", "neck01", "head",
 PRIOR = {"spine04": 2.0, "spine02": 2.0, "neck01": 1.0, "head": 1.0, "clavicle.L": 4.0, "clavicle.R": 4.0}
 TORSO = (11, 12, 23, 24)                   # mediapipe: shoulders and hips
 Z_WEIGHT = 0.01            # mediapipe's z is a guess (a cropped portrait's shoulders can differ by 3 shoulder widths)
-TURN_PRIOR = 0.05          # people face the camera more often than not: a turn must earn its angle
+TURN_PRIOR = 0.01          # a turn away from the one the shoulders suggest (initial_yaw) must earn its angle
 # Its sign is more reliable than its size: where mediapipe puts a limb's far joint clearly nearer (or farther) than
 # its near joint (by over SIDE_MIN shoulder widths), the fit pays SIDE_WEIGHT unless the limb leans that way by at
 # least SIDE_LEAN of its length (30 degrees out of the image plane): a knee mediapipe sees forward comes forward.
@@ -77,6 +79,26 @@ def usable_landmarks(pose: Tensor | None, width: int, height: int) -> list[int]:
     return out
 
 
+def initial_yaw(pose: Tensor, used: list[int], t: BodyTemplate) -> float:
+    """The body's turn about the vertical axis (radians), from how narrow its shoulders look against its torso
+    (both seen; the template's own ratio is a front view) and which shoulder mediapipe puts nearer. 0 when the
+    photo does not show both shoulders and a hip."""
+    if not ({11, 12} <= set(used) and ({23, 24} & set(used))):
+        return 0.0
+    hips = [i for i in (23, 24) if i in used]
+    shoulders_2d = float((pose[11, :2] - pose[12, :2]).norm())
+    torso_2d = float((pose[[11, 12], :2].mean(0) - pose[hips, :2].mean(0)).norm())
+    kp = dict(zip(t.keypoint_labels, t.keypoints(t.vertices)))
+    shoulders_3d = float((kp["left_shoulder"] - kp["right_shoulder"]).norm())
+    torso_3d = float(((kp["left_shoulder"] + kp["right_shoulder"]) / 2 - (kp["left_hip"] + kp["right_hip"]) / 2).norm())
+    if torso_2d < 1e-6:
+        return 0.0
+    seen = min(1.0, (shoulders_2d / torso_2d) / (shoulders_3d / torso_3d))
+    yaw = math.acos(seen)
+    # the person's right shoulder (x < 0 in the template) comes nearer when the turn's sine is negative
+    return -yaw if float(pose[12, 2]) < float(pose[11, 2]) else yaw
+
+
 def fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float, steps: int = 250,
              template: BodyTemplate | None = None, progress: bool = False) -> BodyFit | None:
     """Fits the template to mediapipe's pose [33, 4] (x, y, z pixels, visibility) of a width x height photo seen
@@ -104,7 +126,8 @@ def fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float,
     shift = torch.tensor([(float(centre_px[0]) - cx) / fx * z0, (float(centre_px[1]) - cy) / fy * z0],
                          dtype=torch.float32)
     shift = (shift - log_s.exp().detach() * rest_kp[:, :2].mean(0)).requires_grad_(True)
-    turn = torch.zeros(3, requires_grad=True)
+    turn0 = torch.tensor([0.0, initial_yaw(pose, used, t), 0.0])
+    turn = turn0.clone().requires_grad_(True)
     local = torch.zeros(len(FIT_BONES), 3, requires_grad=True)
     bones = torch.tensor([t.bone(b) for b in FIT_BONES])
     prior_w = torch.tensor([PRIOR.get(b, 0.3) for b in FIT_BONES])
@@ -135,7 +158,7 @@ def fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float,
             length = (kp[limb_pairs[:, 1]] - kp[limb_pairs[:, 0]]).norm(dim=1) * fx / z0
             loss_side = (torch.relu(SIDE_LEAN * length.detach() - step) / ref).pow(2).mean()
         loss = (loss_2d + Z_WEIGHT * loss_z + SIDE_WEIGHT * loss_side + 0.02 * (prior_w[:, None] * local ** 2).sum()
-                + TURN_PRIOR * (turn ** 2).sum())
+                + TURN_PRIOR * ((turn - turn0) ** 2).sum())
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -33,7 +33,7 @@ from engine.avatar.mouth import closing_shift, in_gap, mouth_sides, particle_sid
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
-from engine.avatar.shell import ShellConfig, build_shells, rim_walls
+from engine.avatar.shell import ShellConfig, build_shells, crack_walls, rim_walls
 from engine.avatar.skinning import skin_weights
 from engine.avatar.teeth import inner_lip_mask, mouth_colours, mouth_insides
 from engine.render.camera import intrinsics
@@ -252,6 +252,14 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     caps, caps_px, caps_n = rim_walls(person, depth, K, cfg.shell)
     caps.sh[:, 0] = rgb_to_sh_dc(0.5 * (image[caps_px[:, 1], caps_px[:, 0]]
                                         + back_colours(image, person, regions, caps_px)))
+    # and walls over the steps inside each shell (a turned face standing out of its hair): the photo's colour in
+    # front, the back's behind
+    front_cracks, f_px, f_n = crack_walls(person, depth[0], -1.0, K, cfg.shell)
+    front_cracks.sh[:, 0] = rgb_to_sh_dc(image[f_px[:, 1], f_px[:, 0]])
+    back_cracks, b_px, b_n = crack_walls(person, depth[1], 1.0, K, cfg.shell)
+    back_cracks.sh[:, 0] = rgb_to_sh_dc(back_colours(image, person, regions, b_px))
+    caps = Gaussians.cat([caps, front_cracks, back_cracks])
+    caps_px, caps_n = torch.cat([caps_px, f_px, b_px]), torch.cat([caps_n, f_n, b_n])
     none = torch.zeros(len(caps), dtype=torch.bool)
     g, g_regions = Gaussians.cat([g, caps]), torch.cat([g_regions, regions[caps_px[:, 1], caps_px[:, 0]]])
     sides, teeth = torch.cat([sides, torch.zeros(len(caps), dtype=torch.long)]), torch.cat([teeth, none])

@@ -179,3 +179,51 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
     g = Gaussians(means.float(), quats, torch.stack([sigma, sigma, 0.3 * sigma], -1).float(),
                   torch.full((n,), cfg.opacity), rgb_to_sh_dc(torch.full((n, 3), 0.5))[:, None, :].float())
     return g, torch.stack([X, Y], -1).long(), N.float()
+
+
+def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellConfig = ShellConfig(),
+                min_jump: float = 3.0, step: int = 3) -> tuple[Gaussians, Tensor, Tensor]:
+    """Walls over the cracks inside one shell: where the surface depth [H, W] (pixels; side -1 the front shell at
+    z0 - depth, +1 the back at z0 + depth) drops by more than min_jump pixels from a pixel p of the mask to its
+    neighbour q (a face standing out of the hair, a body part in front of another), the two shells' surfels meet
+    nowhere and a camera from that side looks through the step. A column of flat discs, step pixels apart,
+    spans it on the p/q edge, facing q's way, from every other such p off the mask's two outer rings (the rim
+    walls close the rim, where the relief is steepest). -> (Gaussians [M] (grey: the caller paints them), pixel p [M, 2] (x, y),
+    normals [M, 3])."""
+    H, W = mask.shape
+    fx = float(K[0, 0])
+    # the rim walls already close the mask's rim; like them, every other pixel
+    inner = -F.max_pool2d(-F.pad(mask.float(), (2, 2, 2, 2), value=0.0)[None, None], 5, 1)[0, 0] > 0.5
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    source = inner & ((yy + xx) % 2 == 0)
+    parts = []
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        ys, xs = torch.nonzero(source, as_tuple=True)
+        qy, qx = ys + dy, xs + dx
+        ok = (qy >= 0) & (qy < H) & (qx >= 0) & (qx < W)
+        ys, xs, qy, qx = ys[ok], xs[ok], qy[ok], qx[ok]
+        ok = mask[qy, qx] & (depth[ys, xs] - depth[qy, qx] > min_jump)
+        ys, xs, qy, qx = ys[ok], xs[ok], qy[ok], qx[ok]
+        if len(ys):
+            parts.append((ys, xs, depth[ys, xs], depth[qy, qx], torch.tensor([float(dx), float(dy)]).expand(len(ys), 2)))
+    if not parts:                                                          # no crack: an empty wall
+        none = torch.zeros(0, dtype=torch.long)
+        parts = [(none, none, torch.zeros(0), torch.zeros(0), torch.zeros(0, 2))]
+    ys, xs, d_p, d_q, n2 = (torch.cat(t) for t in zip(*parts))
+    count = ((d_p - d_q) / step).ceil().clamp(min=1).long()
+    pick = torch.repeat_interleave(torch.arange(len(ys)), count)
+    first = torch.cumsum(count, 0) - count
+    k = torch.arange(int(count.sum())) - first[pick]
+    d = d_p[pick] - (k.float() + 0.5) * (d_p - d_q)[pick] / count[pick]
+    X = xs[pick].float() + 0.5 + 0.5 * n2[pick, 0]                        # on the edge between p and q
+    Y = ys[pick].float() + 0.5 + 0.5 * n2[pick, 1]
+    N = torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
+    z = cfg.z0 + side * d * cfg.z0 / fx
+    means = unproject(X, Y, z, K)
+    t1 = torch.tensor([0.0, 0.0, 1.0]).expand(len(X), 3)
+    quats = quats_from_frames(torch.stack([t1, torch.linalg.cross(N, t1), N], 2))
+    sigma = cfg.footprint * step * z / fx
+    n = len(X)
+    g = Gaussians(means.float(), quats, torch.stack([sigma, sigma, 0.3 * sigma], -1).float(),
+                  torch.full((n,), cfg.opacity), rgb_to_sh_dc(torch.full((n, 3), 0.5))[:, None, :].float())
+    return g, torch.stack([xs[pick], ys[pick]], -1).long(), N.float()
