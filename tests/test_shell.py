@@ -165,3 +165,7 @@ def test_crack_walls_span_a_step_inside_the_shell_and_face_its_low_side():
     assert torch.allclose(u, torch.full_like(u, 20.0), atol=1e-4)            # on the edge between the two pixels
     flat, _, _ = crack_walls(mask, torch.full((40, 40), 5.0), -1.0, K, cfg)
     assert len(flat) == 0
+    face = torch.zeros(40, 40, dtype=torch.bool)
+    face[:, 10:30] = True                                                    # the step lies inside the face
+    inside, _, _ = crack_walls(mask, front, -1.0, K, cfg, within=face)
+    assert len(inside) == 0

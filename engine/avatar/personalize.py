@@ -254,9 +254,10 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
                                         + back_colours(image, person, regions, caps_px)))
     # and walls over the steps inside each shell (a turned face standing out of its hair): the photo's colour in
     # front, the back's behind
-    front_cracks, f_px, f_n = crack_walls(person, depth[0], -1.0, K, cfg.shell)
+    facial = torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
+    front_cracks, f_px, f_n = crack_walls(person, depth[0], -1.0, K, cfg.shell, within=facial)
     front_cracks.sh[:, 0] = rgb_to_sh_dc(image[f_px[:, 1], f_px[:, 0]])
-    back_cracks, b_px, b_n = crack_walls(person, depth[1], 1.0, K, cfg.shell)
+    back_cracks, b_px, b_n = crack_walls(person, depth[1], 1.0, K, cfg.shell, within=facial)
     back_cracks.sh[:, 0] = rgb_to_sh_dc(back_colours(image, person, regions, b_px))
     caps = Gaussians.cat([caps, front_cracks, back_cracks])
     caps_px, caps_n = torch.cat([caps_px, f_px, b_px]), torch.cat([caps_n, f_n, b_n])

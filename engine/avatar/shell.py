@@ -182,13 +182,14 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
 
 
 def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellConfig = ShellConfig(),
-                min_jump: float = 3.0, step: int = 3) -> tuple[Gaussians, Tensor, Tensor]:
+                min_jump: float = 3.0, step: int = 3, within: Tensor | None = None) -> tuple[Gaussians, Tensor, Tensor]:
     """Walls over the cracks inside one shell: where the surface depth [H, W] (pixels; side -1 the front shell at
     z0 - depth, +1 the back at z0 + depth) drops by more than min_jump pixels from a pixel p of the mask to its
     neighbour q (a face standing out of the hair, a body part in front of another), the two shells' surfels meet
     nowhere and a camera from that side looks through the step. A column of flat discs, step pixels apart,
     spans it on the p/q edge, facing q's way, from every other such p off the mask's two outer rings (the rim
-    walls close the rim, where the relief is steepest). -> (Gaussians [M] (grey: the caller paints them), pixel p [M, 2] (x, y),
+    walls close the rim, where the relief is steepest). No wall between two pixels of `within` [H, W] (the face:
+    its dense surfels cover its own steps, and a wall there would not open with the lips or shut with the lids). -> (Gaussians [M] (grey: the caller paints them), pixel p [M, 2] (x, y),
     normals [M, 3])."""
     H, W = mask.shape
     fx = float(K[0, 0])
@@ -203,6 +204,8 @@ def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellC
         ok = (qy >= 0) & (qy < H) & (qx >= 0) & (qx < W)
         ys, xs, qy, qx = ys[ok], xs[ok], qy[ok], qx[ok]
         ok = mask[qy, qx] & (depth[ys, xs] - depth[qy, qx] > min_jump)
+        if within is not None:
+            ok &= ~(within[ys, xs] & within[qy, qx])
         ys, xs, qy, qx = ys[ok], xs[ok], qy[ok], qx[ok]
         if len(ys):
             parts.append((ys, xs, depth[ys, xs], depth[qy, qx], torch.tensor([float(dx), float(dy)]).expand(len(ys), 2)))
