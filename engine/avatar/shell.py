@@ -38,7 +38,8 @@ class ShellConfig:
     footprint: float = 0.6     # Gaussian sigma as a fraction of the sample spacing
     opacity: float = 0.95
     back_blur: float = 12.0    # blur (pixels) of the photo colours used for the back shell
-    max_stretch: float = 4.0   # a surfel's largest stretch along a steep slope (1 / cos(tilt), clamped)
+    max_stretch: float = 3.0   # a surfel's largest stretch along a steep slope (1 / cos(tilt), clamped); 4 feathered
+                               # the rim of a small figure into streaks an orbit sees through (messi5: 1.2% -> 0.8%)
 
 
 def _blur(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
