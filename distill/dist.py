@@ -178,6 +178,9 @@ def broadcast_module(model: nn.Module, ctx: DistContext) -> nn.Module:
 
 
 def shutdown(ctx: DistContext) -> None:
-    """Leave the process group (no-op at world 1 or when none exists)."""
+    """Leave the process group (no-op at world 1 or when none exists). The ranks meet first: a gloo rank that tore
+    its group down while the other still used it aborted ("terminate called without an active exception"), once
+    in a fresh-clone test run under load."""
     if ctx.world > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
