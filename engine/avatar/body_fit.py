@@ -12,8 +12,8 @@ arms and legs (FIT_BONES). The loss is
     prior: the squared rotation angles (the rest pose is anny's A-pose), so unseen limbs hang as they rest.
 
 A leg that the photo does not show keeps its rest turn. A person lies at distance z0 (ShellConfig.z0): the
-template's pelvis starts there and the whole fit is then slid along the view axis so that its head (between the
-ears) is at z0, where engine.avatar.depth puts the head.
+template's pelvis starts there, and the fitted body is then scaled about the camera (its projection unchanged) so
+that its head (between the ears) is at z0, where engine.avatar.depth puts the head.
 
 `body_depth` rasterises the fitted mesh: per pixel the nearest and farthest surface (area-weighted samples on
 every triangle, min and max z per pixel), as depths in front of and behind z0 in pixels (engine.avatar.depth's
@@ -102,8 +102,8 @@ def initial_yaw(pose: Tensor, used: list[int], t: BodyTemplate) -> float:
 def fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float, steps: int = 250,
              template: BodyTemplate | None = None, progress: bool = False) -> BodyFit | None:
     """Fits the template to mediapipe's pose [33, 4] (x, y, z pixels, visibility) of a width x height photo seen
-    through K [3, 3]. None when the photo shows fewer than 3 of the shoulders and hips (a face crop): there is
-    no body to fit."""
+    through K [3, 3]. None when the photo shows fewer than 3 of the shoulders and hips, unless it shows both
+    shoulders and at least 6 landmarks in all (a head-and-shoulders portrait): a face crop has no body to fit."""
     used = usable_landmarks(pose, width, height)
     if sum(i in used for i in TORSO) < 3 and not ({11, 12} <= set(used) and len(used) >= 6):
         return None
@@ -168,7 +168,8 @@ def fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float,
         px = torch.stack([kp[:, 0] / kp[:, 2] * fx + cx, kp[:, 1] / kp[:, 2] * fy + cy], 1)
         error = float((px - target).norm(dim=1).median())
         ears = t.keypoints_matrix[[t.keypoint_labels.index(n) for n in ("left_ear", "right_ear")]] @ world
-        world[:, 2] += z0 - float(ears[:, 2].mean())                       # the head's middle at z0
+        world *= z0 / float(ears[:, 2].mean())          # the head's middle at z0, scaled about the camera: the
+                                                        # projection, which the fit matched, does not move
     return BodyFit(world, t.faces, error, used)
 
 

@@ -223,13 +223,13 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     K = intrinsics(W, H, cfg.fov_y_deg)
     body, body_meta = None, None
     if cfg.body_template:
-        fit = fit_body(lm.pose, K, W, H, cfg.shell.z0, cfg.body_fit_steps, progress=progress)
-        if fit is None:
+        posed = fit_body(lm.pose, K, W, H, cfg.shell.z0, cfg.body_fit_steps, progress=progress)
+        if posed is None:
             notes.append("the photo shows too little of the body to fit the body template: the body's depth is "
                          "the inflated silhouette")
         else:
-            body = body_depth(fit, K, W, H, cfg.shell.z0)
-            body_meta = {"error_px": round(fit.error_px, 2), "landmarks": len(fit.used)}
+            body = body_depth(posed, K, W, H, cfg.shell.z0)
+            body_meta = {"error_px": round(posed.error_px, 2), "landmarks": len(posed.used)}
     depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress, body)
     g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
@@ -254,10 +254,10 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
                                         + back_colours(image, person, regions, caps_px)))
     # and walls over the steps inside each shell (a turned face standing out of its hair): the photo's colour in
     # front, the back's behind
-    facial = torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
-    front_cracks, f_px, f_n = crack_walls(person, depth[0], -1.0, K, cfg.shell, within=facial)
+    face_px = torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
+    front_cracks, f_px, f_n = crack_walls(person, depth[0], -1.0, K, cfg.shell, within=face_px)
     front_cracks.sh[:, 0] = rgb_to_sh_dc(image[f_px[:, 1], f_px[:, 0]])
-    back_cracks, b_px, b_n = crack_walls(person, depth[1], 1.0, K, cfg.shell, within=facial)
+    back_cracks, b_px, b_n = crack_walls(person, depth[1], 1.0, K, cfg.shell, within=face_px)
     back_cracks.sh[:, 0] = rgb_to_sh_dc(back_colours(image, person, regions, b_px))
     caps = Gaussians.cat([caps, front_cracks, back_cracks])
     caps_px, caps_n = torch.cat([caps_px, f_px, b_px]), torch.cat([caps_n, f_n, b_n])
