@@ -1,27 +1,28 @@
 """How far the photographed person's surface lies in front of and behind the middle plane, in pixels.
 
 engine.avatar.shell places the front shell at z0 - front and the back shell at z0 + back, for each pixel [H, W].
+Both are a half-thickness around a middle: front = half - middle, back = half + middle (middle: pixels behind z0).
 
-- Body: the inflated silhouette (engine.avatar.inflate, open at the photo's frame: a body cut off by the frame
-  goes on past it) times ShellConfig.thickness. This is a flattened round body:
-  a torso is wider than it is deep.
+- Body, without a template (a face crop, or PersonalizeConfig.body_template off): the inflated silhouette
+  (engine.avatar.inflate, open at the photo's frame: a body cut off by the frame goes on past it) times
+  ShellConfig.thickness is the half-thickness, around z0. This is a flattened round body.
+- Body, from the fitted template (engine.avatar.body_fit, when the photo shows a body): the template's nearest and
+  farthest surface per pixel give the body's own thickness and its place along the view axis (a leg kicked
+  forward, a torso leaning back). The silhouette stays the photo's, and so does the relief's round rim: the
+  half-thickness is the inflated relief times the template's half-thickness over it (smoothed, RATIO_SIGMA).
+  Where the person reaches past the template (clothes, hair, a fit a few pixels off) both the ratio and the
+  middle come from the nearest template pixel, the middle fading to the template's median with the distance.
+  The middle is smoothed too (MIDDLE_SIGMA) and its slope limited (MIDDLE_SLOPE): the two shells cannot show a
+  limb standing free of the torso, and a cliff in them opens gaps that an orbiting camera sees through.
 - Head: a head is about as deep as it is wide. So the head region (face, lips, eyes, hair) is inflated on its own
   and scaled to a ball: sqrt(2) * relief is exactly the sphere for a disc (engine.avatar.inflate's identity), times
-  ShellConfig.head_roundness. Where the head and the body overlap, the larger depth wins, so the head never
-  sinks into the neck.
+  ShellConfig.head_roundness. Where the head and the body overlap, the larger half-thickness wins, so the head
+  never sinks into the neck; the ball rides the same middle as the body.
 - Face front: mediapipe's face mesh gives every one of its 478 points a relative depth z. z is on the same scale
   as x (pixels here, engine.avatar.landmarks), and a more negative z is nearer the camera. Inside the face the front
   surface follows it: -z is interpolated from the 4 nearest mesh points (inverse squared distance), then shifted
   so that the face oval sits on the head ball on average. The nose comes forward and the eye sockets sit back.
   The back of the head stays on the ball.
-- Body, from the fitted template (engine.avatar.body_fit, when the photo shows a body): the template's nearest and
-  farthest surface per pixel give the body's own thickness and its place along the view axis (a leg kicked
-  forward, a torso leaning back). The silhouette stays the photo's, and so does the relief's round rim: the
-  half-thickness is the inflated relief times the template's half-thickness over it (smoothed, RATIO_SIGMA),
-  and where the person reaches past the template (clothes, hair, a fit a few pixels off) both the ratio and the
-  middle come from the nearest template pixel, the middle fading to the template's median with the distance. The middle is smoothed too (MIDDLE_SIGMA) and its slope limited
-  (MIDDLE_SLOPE): the two shells cannot show a limb standing free of the torso, and a cliff in them opens gaps
-  that an orbiting camera sees through.
 """
 from __future__ import annotations
 
