@@ -133,3 +133,24 @@ def test_a_folder_given_as_the_photo_is_named_as_a_folder(tmp_path, capsys):
     assert cli.main(["personalize", str(tmp_path), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a folder, not a photo" in err[0], err
+
+
+def test_the_body_template_shapes_the_torso(small_avatar):
+    """The template is fitted (its landmarks within a few pixels at 192 px) and sets the torso's thickness (the
+    astronaut's suit is wider than the body in it, so thinner than the inflated relief made it), while the torso
+    stays where the photo puts it."""
+    avatar, cfg = small_avatar
+    fit = avatar.meta["body_template"]
+    assert fit is not None and fit["landmarks"] >= 6 and fit["error_px"] < 8.0, fit
+    flat = personalize(ASTRONAUT, PersonalizeConfig(max_side=192, fit_steps=0, body_template=False), progress=False)
+    assert flat.meta["body_template"] is None
+
+    def torso(a):
+        """(thickness, middle depth): the medians of the front- and back-facing body Gaussians' depths."""
+        body = a.regions == REGIONS.index("body")
+        zf = a.gaussians.means[body & (a.normals[:, 2] < -0.5), 2].median()
+        zb = a.gaussians.means[body & (a.normals[:, 2] > 0.5), 2].median()
+        return float(zb - zf), float((zb + zf) / 2)
+    (thick, mid), (flat_thick, flat_mid) = torso(avatar), torso(flat)
+    assert thick < 0.8 * flat_thick, (thick, flat_thick)
+    assert abs(mid - flat_mid) < 0.1 * flat_thick, (mid, flat_mid)
