@@ -157,3 +157,20 @@ def test_a_cliff_in_the_middle_becomes_a_ramp_of_the_limited_slope():
     assert float((steps.abs() > 0.5 + 1e-6).float().mean()) < 0.05         # at half of it but for the step across
     smooth = torch.linspace(0, 5, W).expand(H, W).clone()                   # already gentle: unchanged
     assert torch.allclose(_limit_slope(smooth, inside, 1.0), smooth)
+
+
+def test_the_height_phenotype_makes_a_taller_body_with_its_skeleton():
+    t = load_template()
+    shape = torch.zeros(len(t.shape_labels))
+    shape[t.shape_labels.index("height")] = 1.0                             # anny's height 0.5 -> 1
+    verts, rest = t.shaped(shape)
+    tall = float(verts[:, 1].max() - verts[:, 1].min())
+    base = float(t.vertices[:, 1].max() - t.vertices[:, 1].min())
+    assert tall > base * 1.05, (tall, base)
+    # the skeleton grows with the mesh: the head bone sits as high in the taller body
+    head = t.bone("head")
+    def share(v, r):
+        return float((r[head, 1, 3] - v[:, 1].max()) / (v[:, 1].max() - v[:, 1].min()))
+    assert abs(share(verts, rest) - share(t.vertices, t.rest)) < 0.02
+    posed, _ = t.pose(torch.eye(3).repeat(len(t.parents), 1, 1), shape)   # and poses the shaped body at rest
+    assert torch.allclose(posed, verts, atol=1e-5)
