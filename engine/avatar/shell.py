@@ -142,6 +142,29 @@ def build_shells(image: Tensor, mask: Tensor, depth: tuple[Tensor, Tensor], K: T
     return g, pixel, is_front
 
 
+def disc_columns(u: Tensor, v: Tensor, lo: Tensor, hi: Tensor, n2: Tensor, K: Tensor, cfg: ShellConfig,
+                 step: int) -> tuple[Gaussians, Tensor]:
+    """Columns of flat grey discs standing in the view direction: column i at pixel (u, v) [M] (continuous), from
+    depth lo to hi [M] (pixels behind z0, either order), discs at most `step` pixels apart, each facing n2 [M, 2]
+    (an image-plane direction, unit). -> (Gaussians [sum of counts], pick: the column each disc belongs to)."""
+    fx = float(K[0, 0])
+    count = ((hi - lo).abs() / step).ceil().clamp(min=1).long()
+    pick = torch.repeat_interleave(torch.arange(len(u)), count)
+    first = torch.cumsum(count, 0) - count
+    k = torch.arange(int(count.sum())) - first[pick]
+    dz = lo[pick] + (k.float() + 0.5) * (hi - lo)[pick] / count[pick]
+    N = torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
+    z = cfg.z0 + dz * cfg.z0 / fx
+    means = unproject(u[pick], v[pick], z, K)
+    t1 = torch.tensor([0.0, 0.0, 1.0]).expand(len(pick), 3)
+    quats = quats_from_frames(torch.stack([t1, torch.linalg.cross(N, t1), N], 2))
+    sigma = cfg.footprint * step * z / fx
+    n = len(pick)
+    g = Gaussians(means.float(), quats, torch.stack([sigma, sigma, 0.3 * sigma], -1).float(),
+                  torch.full((n,), cfg.opacity), rgb_to_sh_dc(torch.full((n, 3), 0.5))[:, None, :].float())
+    return g, pick
+
+
 def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellConfig = ShellConfig(),
               step: int = 3) -> tuple[Gaussians, Tensor, Tensor]:
     """The side wall of the person: where the front and back shells meet at the silhouette, and where the
@@ -153,7 +176,6 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
     -> (Gaussians [M] (grey: the caller paints them), pixel [M, 2] (x, y), outward normals [M, 3])."""
     H, W = mask.shape
     front, back = depth
-    fx = float(K[0, 0])
     m = mask.float()[None, None]
     inner = F.max_pool2d(F.pad(1 - m, (1, 1, 1, 1), value=1.0), 3, 1)[0, 0] < 0.5     # beyond the frame: outside
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
@@ -164,22 +186,8 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
     ys, xs = torch.nonzero(ring, as_tuple=True)
     n2 = -torch.stack([gx[ys + 1, xs + 1], gy[ys + 1, xs + 1]], 1)
     n2 = n2 / n2.norm(dim=1, keepdim=True).clamp(min=1e-9)
-    lo, hi = -front[ys, xs], back[ys, xs]
-    count = ((hi - lo) / step).ceil().clamp(min=1).long()
-    pick = torch.repeat_interleave(torch.arange(len(ys)), count)
-    first = torch.cumsum(count, 0) - count
-    k = torch.arange(int(count.sum())) - first[pick]
-    dz = lo[pick] + (k.float() + 0.5) * (hi - lo)[pick] / count[pick]
-    X, Y, N = xs[pick].float(), ys[pick].float(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
-    z = cfg.z0 + dz * cfg.z0 / fx
-    means = unproject(X + 0.5, Y + 0.5, z, K)
-    t1 = torch.tensor([0.0, 0.0, 1.0]).expand(len(X), 3)
-    quats = quats_from_frames(torch.stack([t1, torch.linalg.cross(N, t1), N], 2))
-    sigma = cfg.footprint * step * z / fx
-    n = len(X)
-    g = Gaussians(means.float(), quats, torch.stack([sigma, sigma, 0.3 * sigma], -1).float(),
-                  torch.full((n,), cfg.opacity), rgb_to_sh_dc(torch.full((n, 3), 0.5))[:, None, :].float())
-    return g, torch.stack([X, Y], -1).long(), N.float()
+    g, pick = disc_columns(xs.float() + 0.5, ys.float() + 0.5, -front[ys, xs], back[ys, xs], n2, K, cfg, step)
+    return g, torch.stack([xs[pick], ys[pick]], -1).long(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
 
 
 def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellConfig = ShellConfig(),
@@ -190,10 +198,9 @@ def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellC
     nowhere and a camera from that side looks through the step. A column of flat discs, step pixels apart,
     spans it on the p/q edge, facing q's way, from every other such p off the mask's two outer rings (the rim
     walls close the rim, where the relief is steepest). No wall between two pixels of `within` [H, W] (the face:
-    its dense surfels cover its own steps, and a wall there would not open with the lips or shut with the lids). -> (Gaussians [M] (grey: the caller paints them), pixel p [M, 2] (x, y),
-    normals [M, 3])."""
+    its dense surfels cover its own steps, and a wall there would not open with the lips or shut with the lids).
+    -> (Gaussians [M] (grey: the caller paints them), pixel p [M, 2] (x, y), normals [M, 3])."""
     H, W = mask.shape
-    fx = float(K[0, 0])
     # the rim walls already close the mask's rim; like them, every other pixel
     inner = -F.max_pool2d(-F.pad(mask.float(), (2, 2, 2, 2), value=0.0)[None, None], 5, 1)[0, 0] > 0.5
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
@@ -214,20 +221,7 @@ def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellC
         none = torch.zeros(0, dtype=torch.long)
         parts = [(none, none, torch.zeros(0), torch.zeros(0), torch.zeros(0, 2))]
     ys, xs, d_p, d_q, n2 = (torch.cat(t) for t in zip(*parts))
-    count = ((d_p - d_q) / step).ceil().clamp(min=1).long()
-    pick = torch.repeat_interleave(torch.arange(len(ys)), count)
-    first = torch.cumsum(count, 0) - count
-    k = torch.arange(int(count.sum())) - first[pick]
-    d = d_p[pick] - (k.float() + 0.5) * (d_p - d_q)[pick] / count[pick]
-    X = xs[pick].float() + 0.5 + 0.5 * n2[pick, 0]                        # on the edge between p and q
-    Y = ys[pick].float() + 0.5 + 0.5 * n2[pick, 1]
-    N = torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
-    z = cfg.z0 + side * d * cfg.z0 / fx
-    means = unproject(X, Y, z, K)
-    t1 = torch.tensor([0.0, 0.0, 1.0]).expand(len(X), 3)
-    quats = quats_from_frames(torch.stack([t1, torch.linalg.cross(N, t1), N], 2))
-    sigma = cfg.footprint * step * z / fx
-    n = len(X)
-    g = Gaussians(means.float(), quats, torch.stack([sigma, sigma, 0.3 * sigma], -1).float(),
-                  torch.full((n,), cfg.opacity), rgb_to_sh_dc(torch.full((n, 3), 0.5))[:, None, :].float())
-    return g, torch.stack([xs[pick], ys[pick]], -1).long(), N.float()
+    # on the edge between p and q, from p's surface to q's
+    g, pick = disc_columns(xs.float() + 0.5 + 0.5 * n2[:, 0], ys.float() + 0.5 + 0.5 * n2[:, 1], side * d_p,
+                           side * d_q, n2, K, cfg, step)
+    return g, torch.stack([xs[pick], ys[pick]], -1).long(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
