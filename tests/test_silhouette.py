@@ -25,6 +25,23 @@ def test_the_person_alone_drops_the_ground_and_a_far_blob_but_keeps_what_is_held
     assert float(selfie[30, 180]) == 1.0 and float(selfie[198, 10]) == 1.0
 
 
+def test_a_neighbour_pressed_against_the_side_is_dropped_but_a_held_helmet_stays():
+    core = torch.zeros(200, 200)
+    core[20:196, 70:131] = 1.0
+    selfie = core.clone()
+    selfie[45:100, 0:70] = 1.0                          # someone beside the person, touching the right arm
+    selfie[45:200, 0:40] = 1.0                          # ... and running out of the frame
+    selfie[95:140, 131:175] = 0.8                       # a helmet at the left hand (15 at 127, 115), 44 px wide
+    out = person_alone(selfie, core, pose())
+    assert float(out[150, 20]) == 0.0 and float(out[70, 30]) == 0.0, "the neighbour stays"
+    assert float(out[70, 67]) == 1.0, "the fringe within NEAR (0.12 x 40 px) of the core is lost"
+    assert float(out[120, 170]) == pytest.approx(0.8), "the held helmet is lost"
+    # the same piece pressed against the side but far from both hands is someone else
+    selfie[95:140, 131:175] = 0.0
+    selfie[40:90, 131:175] = 0.8
+    assert float(person_alone(selfie, core, pose())[70, 160]) == 0.0
+
+
 def test_without_a_pose_only_pieces_holding_the_face_stay():
     selfie = torch.zeros(100, 100)
     selfie[10:50, 10:50] = 1.0

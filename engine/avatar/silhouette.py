@@ -7,7 +7,9 @@ alone is:
 
 1. the pose mask (the core), plus each connected piece that selfie segmentation adds to it when that piece
    touches the core more along the upper body (torso, arms, head) than along the legs: a held or worn thing
-   is kept, the ground a foot stands on (and whatever lies on it) is not;
+   is kept, the ground a foot stands on (and whatever lies on it) is not. Of such a piece, what lies more
+   than `NEAR` x the body's size from the core is kept only above the shoulders (headwear, hair) or when the
+   piece touches the core at a hand (it is held): a neighbour pressed against the person's side is not;
 2. cut to `far` x the body's size (engine.avatar.limbs.body_scale) around the skeleton: the pose's bones, the
    torso and the head;
 3. only its connected pieces that hold a landmark (a visible pose joint or the face): a logo or a neighbour
@@ -22,7 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.avatar.limbs import BONES, LEGS, TORSO_JOINTS, body_parts, body_scale
+from engine.avatar.limbs import BONES, HAND_POINTS, LEGS, TORSO_JOINTS, body_parts, body_scale
+
+NEAR = 0.12          # x body_scale: a fringe of hair or cloth beyond the pose mask is at most this wide
+HELD = 0.3           # x body_scale: a piece touching the core this close to a hand point is held
+REACH = 1.5          # x body_scale: what is held lies within this of a hand point
 
 
 def person_alone(selfie: Tensor, pose_mask: Tensor | None = None, pose: Tensor | None = None,
@@ -47,7 +53,10 @@ def person_alone(selfie: Tensor, pose_mask: Tensor | None = None, pose: Tensor |
 
 
 def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor) -> np.ndarray:
-    """core, plus the connected pieces of person & ~core that touch the core more off the legs than on them."""
+    """core, plus the connected pieces of person & ~core that touch the core more off the legs than on them;
+    of those, each piece lying further than NEAR x body_scale from the core only when it is worn (90% of it
+    above the shoulders) or held (its whole piece touches the core within HELD of a hand point in the frame, and
+    90% of it lies within REACH of one)."""
     extra = person & ~core
     n, labels = cv2.connectedComponents(extra.astype(np.uint8), connectivity=8)
     if n <= 1:
@@ -55,15 +64,32 @@ def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor) -> np.ndarray:
     grown = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8))       # a label reaches its ring
     ys, xs = np.nonzero(core & (grown > 0))
     kept = core.copy()
-    if len(xs):
-        part = body_parts(torch.from_numpy(np.stack([xs, ys], 1) + 0.5), pose).numpy()
-        leg = np.isin(part, list(LEGS))
-        which = grown[ys, xs].astype(np.int64)
-        on_legs = np.bincount(which[leg], minlength=n)
-        off_legs = np.bincount(which[~leg], minlength=n)
-        keep = off_legs > on_legs
-        keep[0] = False
-        kept |= keep[labels]
+    if not len(xs):
+        return kept
+    which = grown[ys, xs].astype(np.int64)
+    part = body_parts(torch.from_numpy(np.stack([xs, ys], 1) + 0.5), pose).numpy()
+    leg = np.isin(part, list(LEGS))
+    keep = np.bincount(which[~leg], minlength=n) > np.bincount(which[leg], minlength=n)
+    keep[0] = False
+    scale = body_scale(pose)
+    # every hand point in the frame counts, whatever its visibility: a hand holding something is hidden by it
+    spots = np.ones(core.shape, np.uint8)
+    for x, y in pose[[j for side in HAND_POINTS.values() for j in side], :2].round().int().tolist():
+        if 0 <= x < core.shape[1] and 0 <= y < core.shape[0]:
+            spots[y, x] = 0
+    to_hand = cv2.distanceTransform(spots, cv2.DIST_L2, 5) if not spots.all() else np.full(core.shape, np.inf)
+    held = np.bincount(which[to_hand[ys, xs] <= HELD * scale], minlength=n) > 0
+    kept |= keep[labels] & (cv2.distanceTransform((~core).astype(np.uint8), cv2.DIST_L2, 5) <= NEAR * scale)
+    far = extra & keep[labels] & ~kept
+    m, pieces = cv2.connectedComponents(far.astype(np.uint8), connectivity=8)
+    rows = np.broadcast_to(np.arange(core.shape[0])[:, None], core.shape)
+    shoulders = float(pose[[11, 12], 1].max())
+    for i in range(1, m):                       # each far piece: worn on the head, held, or someone else
+        piece = pieces == i
+        worn = (rows[piece] < shoulders).mean() >= 0.9
+        held_here = held[labels[piece][0]] and (to_hand[piece] <= REACH * scale).mean() >= 0.9
+        if worn or held_here:
+            kept |= piece
     return kept
 
 
