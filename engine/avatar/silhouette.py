@@ -27,7 +27,8 @@ from torch import Tensor
 from engine.avatar.limbs import BONES, HAND_POINTS, LEGS, TORSO_JOINTS, body_parts, body_scale
 
 NEAR = 0.12          # x body_scale: a fringe of hair or cloth beyond the pose mask is at most this wide
-HELD = 0.3           # x body_scale: a piece touching the core this close to a hand point is held
+HELD = 0.5           # x body_scale: a piece touching the core this close to a hand point is held (the hand's
+                     # landmarks on what it holds are rough: it hides the hand)
 REACH = 1.5          # x body_scale: what is held lies within this of a hand point
 
 
