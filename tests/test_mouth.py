@@ -129,3 +129,31 @@ def test_on_a_closed_mouth_lip_particles_take_their_lips_side_by_name():
     px[5, 1] += 30.0                                                     # a body particle well below the mouth
     assert particle_sides(face, px, names).tolist() == [2, 2, 1, 1, int(particle_sides(face, px[4:5])), 2]
     assert 14 in LOWER_LIP and 13 in UPPER_LIP and 61 not in UPPER_LIP + LOWER_LIP
+
+
+def test_the_closed_rest_mouth_grows_the_stretched_splats_and_splits_only_the_lip_band():
+    from engine.avatar.mouth import lip_band
+    from engine.avatar.personalize import _close_the_mouth
+    from engine.render.gaussians import Gaussians
+    face = synthetic_face(gap=8.0)                      # nose 50, inner lips 66 / 74, chin 96, eyes 60 px apart
+    pixel = torch.tensor([[50, 60], [50, 85], [50, 40], [50, 85]])
+    sides = torch.tensor([1, 2, 1, 2])
+    teeth = torch.tensor([False, False, False, True])
+    K = torch.tensor([[100.0, 0, 0], [0, 100.0, 0], [0, 0, 1]])
+    n = len(pixel)
+    g = Gaussians(torch.cat([pixel.float() / 100.0, torch.ones(n, 1)], 1), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+                  torch.full((n, 3), 0.01), torch.ones(n), torch.zeros(n, 1, 3))
+    particles = torch.tensor([[0.5, 0.6, 1.0]])
+    keep = _close_the_mouth(face, g, pixel, sides, torch.ones(n, dtype=torch.bool), teeth, particles,
+                            torch.tensor([1]), K)
+    assert keep.tolist() == [True, True, True, True]
+    # the upper side's shift (4 px at the lip, 0 at the nose) stretches it by 4 / 16, the lower's by 4 / 22;
+    # above the nose and on the teeth nothing moves, nothing grows
+    want = torch.tensor([1 + 4 / 16, 1 + 4 / 22, 1.0, 1.0]) * 0.01
+    torch.testing.assert_close(g.scales[:, 0], want, rtol=1e-4, atol=1e-7)
+    # the band skinning splits: lower outer lip flat at y 80 between the corners -> down to 80 + 0.05 x 60
+    for i in (61,) + OUTER_LIPS[10:]:
+        face[i, :2] = torch.tensor([50.0 + (i % 7) - 3, 80.0])
+    face[61, 0], face[291, 0] = 33.0, 67.0
+    assert lip_band(face, torch.tensor([[50.0, 60.0], [50.0, 82.9], [50.0, 83.1], [10.0, 82.0]])).tolist() == [
+        True, True, False, True]

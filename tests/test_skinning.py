@@ -162,3 +162,27 @@ def test_bad_arguments_raise(kwargs, match):
         blend_translations(torch.zeros(5, 3), torch.zeros(8, 2, dtype=torch.int64), torch.zeros(8, 3))
     with pytest.raises(ValueError, match=r"particle_offsets: expected shape \[\.\.\., K, 3\]"):
         blend_translations(torch.zeros(5, 2), torch.zeros(8, 2, dtype=torch.int64), torch.zeros(8, 2))
+
+
+def dense(idx: torch.Tensor, w: torch.Tensor, K: int) -> torch.Tensor:
+    """[N, k] index and weight -> [N, K] weight per particle."""
+    return torch.zeros(len(idx), K, dtype=w.dtype).scatter_add_(1, idx, w)
+
+
+def test_local_weights_match_a_hand_computation_and_change_continuously():
+    par = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0], [3.0, 0, 0], [10.0, 0, 0]], dtype=torch.float64)
+    idx, w = skin_weights(torch.tensor([[0.4, 0.0, 0.0]], dtype=torch.float64), par, k=2, local=True)
+    # d = 0.4, 0.6 (the k = 2 nearest), 1.6 (the next); sigma^2 = (0.6 / 2)^2; rbf relative to the nearest
+    rbf = [math.exp(-(d * d - 0.16) / (2 * 0.09)) for d in (0.4, 0.6, 1.6)]
+    want = torch.tensor([rbf[0] - rbf[2], rbf[1] - rbf[2]], dtype=torch.float64)
+    assert idx.tolist() == [[0, 1]]
+    torch.testing.assert_close(w[0], want / want.sum())
+    # sweep a point along the particles: local weights never jump, the global-sigma ones do where the nearest
+    # two change (at x = 1.5 the pair {1, 2} is exact, just before it {0, 1} or {1, 2} swaps partner)
+    xs = torch.linspace(0.0, 3.0, 3001, dtype=torch.float64)
+    pts = torch.stack([xs, torch.full_like(xs, 0.3), torch.zeros_like(xs)], 1)
+    steps = {}
+    for local in (True, False):
+        i, ww = skin_weights(pts, par, k=2, sigma=2.0, local=local)
+        steps[local] = float(dense(i, ww, 5).diff(dim=0).abs().max())
+    assert steps[True] < 0.01 < 0.1 < steps[False]

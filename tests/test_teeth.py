@@ -1,10 +1,11 @@
 """Teeth and tongue (engine.avatar.teeth): rows on the right jaw, behind the lips, arching back; colours from
 the photo, with no chroma for a greyscale photo."""
+import pytest
 import torch
 
 from engine.avatar.mouth import split_line_y
-from engine.avatar.teeth import (IVORY, LOWER_ROW, LOWER_SHOW, UPPER_ROW, UPPER_SHOW, is_greyscale,
-                                 mouth_colours, mouth_insides)
+from engine.avatar.teeth import (IVORY, LOWER_ROW, LOWER_SHOW, TONGUE_BOTTOM, TONGUE_TOP, UPPER_ROW, UPPER_SHOW,
+                                 is_greyscale, mouth_colours, mouth_insides)
 from engine.render.gaussians import sh_dc_to_rgb
 from tests.test_mouth import synthetic_face
 
@@ -39,13 +40,18 @@ def test_rows_sit_on_their_jaw_behind_the_lips_and_arch_back():
     upper, lower = side == 1, side == 2
     assert int(upper.sum()) > 50 and int(lower.sum()) > 50
     assert float(dy[upper].min()) >= -UPPER_ROW - 1e-3 and float(dy[upper].max()) <= UPPER_SHOW + 1e-3
-    assert float(dy[lower].min()) >= -LOWER_SHOW - 1e-3 and float(dy[lower].max()) <= 0.11 + 1e-3
+    rgb = sh_dc_to_rgb(g.sh[:, 0])
+    tongue = lower & ((rgb - 0.8 * 0.5).abs() < 1e-4).all(1)                 # the lip colour (0.5 grey) x 0.8
+    assert int(tongue.sum()) > 50
+    assert float(dy[lower & ~tongue].min()) >= -LOWER_SHOW - 1e-3 and float(dy[lower & ~tongue].max()) <= LOWER_ROW + 1e-3
+    # the tongue's back stands above the lower row's edges, so an open mouth shows it
+    assert TONGUE_TOP < -LOWER_SHOW and float(dy[tongue].min()) == pytest.approx(TONGUE_TOP, abs=1.5 / 60)  # 1 px rows
+    assert float(dy[tongue].max()) <= TONGUE_BOTTOM + 1e-3
     assert LOWER_ROW < UPPER_ROW
     surface = 2.5 - 10.0 * 2.5 / 200.0
     assert float(g.means[:, 2].min()) > surface                               # all behind the lips
     middle = (px[:, 0] - 50).abs() < 1
     ends = (px[:, 0] - 50).abs() > 12
     assert float(g.means[upper & ends, 2].mean()) > float(g.means[upper & middle, 2].mean()) + 0.01
-    rgb = sh_dc_to_rgb(g.sh[:, 0])
     light = rgb.mean(-1) > 0.6
     assert float(light[upper].float().mean()) > 0.6                           # mostly crowns, a gum edge

@@ -7,12 +7,15 @@ lid's motion to the Gaussians: a lid Gaussian also follows brow, iris and lower-
 they are, so the lid stops half way and smears the iris; skin below the eye, the brow or a glasses frame above
 it follow the lid a little and bend. `eyelid_skinning` rebinds the Gaussians around each eye so that:
 
-- on the upper lid, from the lash line up to LID_TOP of the way to the brow's lower edge, a Gaussian follows the
-  upper lid with weight f: f = 1 on the lowest LID_RIGID of that zone (the lid itself: the lash line lands on
-  the lower lid), then falls smoothly to 0 (the skin under the brow stretches). The rest of its weight goes to
-  its nearest particles that a blink does not move. Nothing at or above the brow follows the lid.
-- the top LASH share of the eye opening is the upper lash line: it goes with the lid too, squeezed so that all
-  of it lands on the lower lid's line (f = (y_lower - y) / (y_lower - y_upper)), a thin line as on a closed eye.
+- the upper lash line is the top LASH share of the eye opening and a band LASH_ABOVE of its height above the
+  contour: it goes with the lid, squeezed so that all of it lands on the lower lid's line
+  (f = (y_lower - y) / (y_lower - y_upper), so 1 on the contour and a little over 1 above it), a thin line as
+  on a closed eye.
+- on the upper lid above that band, up to LID_TOP of the way to the brow's lower edge, a Gaussian follows the
+  upper lid with the band's top weight on the lowest LID_RIGID of that zone (the lid itself moves as one), then
+  the weight falls smoothly to 0 (the skin under the brow stretches). The rest of its weight goes to its
+  nearest particles that a blink does not move (a weight over 1 leaves them a small negative one; rows still
+  sum to 1). Nothing at or above the brow follows the lid.
 - in the rest of the eye opening (the white, the iris, the lower lashes), a Gaussian follows its eye's eyeball
   particle alone. The lids do not drag it; a closing blink pushes it back behind the under-layer, and the lid
   slides down over it.
@@ -55,6 +58,10 @@ LID_TOP = 0.8                                    # the lid zone ends this far fr
 LID_RIGID = 0.5                                  # and its lower part (the lid proper) moves with the lash line
 LASH = 0.3                                       # the top of the opening (this share of its height) is lash line:
                                                  # it goes with the lid
+LASH_ABOVE = 0.2                                 # and so is a band this high (x the opening's height) above the
+                                                 # contour: a photo's upper lashes stand above the lid margin
+                                                 # mediapipe traces, and would stay a second dark line on the
+                                                 # closed eye instead of landing on the lower lid
 COVER_MARGIN = 0.25                              # the under-layer is recoloured this far (x the eye's height) around
                                                  # the opening too: it is blurred, and its Gaussians are wide
 
@@ -87,7 +94,8 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 
 def lid_follow(face: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For pixels [M, 2] (x, y): how much each follows its eye's upper lid, f [M] in [0, 1] (0 in the opening),
+    """For pixels [M, 2] (x, y): how much each follows its eye's upper lid, f [M] in [0, 1 + LASH_ABOVE] (0 in
+    the opening; over 1 in the lash band above the contour, which overtakes the contour to land on its line),
     the eye it belongs to [M] (0 right, 1 left, -1 none: neither lid nor opening) and whether it lies in the
     eye opening [M] bool."""
     x, y = pixels[:, 0].double().numpy(), pixels[:, 1].double().numpy()
@@ -101,15 +109,20 @@ def lid_follow(face: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         y_up, y_low, y_brow = np.interp(x, ux, uy), np.interp(x, lx, ly), np.interp(x, bx, by)
         column = (x >= ux[0]) & (x <= ux[-1])
         top = y_up - LID_TOP * np.maximum(y_up - y_brow, 0.0)
-        lash = y_up + LASH * (y_low - y_up)           # the upper lashes lie just inside the contour
+        height = np.maximum(y_low - y_up, 1e-9)
+        lash = y_up + LASH * height                   # the upper lashes lie just inside the contour ...
+        above = np.minimum(LASH_ABOVE * height, 0.5 * np.maximum(y_up - top, 0.0))   # ... and just above it
         inside = column & (y >= lash) & (y <= y_low)
         lid = column & (y < lash) & (y > top)
-        f_lid = 1.0 - _smoothstep(((y_up - y) / np.maximum(y_up - top, 1e-9) - LID_RIGID) / (1 - LID_RIGID))
-        f_lash = (y_low - y) / np.maximum(y_low - y_up, 1e-9)     # the lash strip lands on the lower lid's line
-        here = np.where(lid, np.where(y >= y_up, f_lash, f_lid), 0.0)
+        f_lash = (y_low - y) / height                 # the lash strip lands on the lower lid's line: 1 .. 1 + above
+        peak = (y_low - (y_up - above)) / height
+        band_top = y_up - above
+        f_lid = peak * (1.0 - _smoothstep(((band_top - y) / np.maximum(band_top - top, 1e-9) - LID_RIGID)
+                                          / (1 - LID_RIGID)))
+        here = np.where(lid, np.where(y >= band_top, f_lash, f_lid), 0.0)
         take = (inside | lid) & (which < 0)
         f, which, opening = np.where(take, here, f), np.where(take, e, which), np.where(take, inside, opening)
-    return torch.from_numpy(np.clip(f, 0, 1)).float(), torch.from_numpy(which), torch.from_numpy(opening)
+    return torch.from_numpy(np.clip(f, 0, None)).float(), torch.from_numpy(which), torch.from_numpy(opening)
 
 
 def project(K: Tensor, means: Tensor) -> Tensor:

@@ -7,7 +7,9 @@ places. Two fixes, both made from mediapipe's inner-lip contour (face-mesh indic
 - a split line between the inner upper and inner lower lip. Inside the mouth's column (between the mouth
   corners, from below the nose to the chin) a Gaussian above the line binds only to control particles above it,
   and one below binds only to particles below it. So the upper lip and teeth stay with the head and the lower
-  lip, teeth and chin go with the jaw (engine.avatar.skinning, through the side ids below).
+  lip, teeth and chin go with the jaw (engine.avatar.skinning, through the side ids below). Skinning splits
+  only the lips' band (`lip_band`): the chin below it binds to its particles whole, so no seam under the
+  mouth corners tears open as the jaw drops.
 - an under-layer behind the face (`under_layer`): dark inside the lips (the mouth interior, which shows when
   they part) and a blurred, softer copy of the skin elsewhere, which shows wherever the jaw stretches the
   front shell thin, instead of the hair-coloured back of the head.
@@ -16,6 +18,7 @@ places. Two fixes, both made from mediapipe's inner-lip contour (face-mesh indic
   the rest pose, so no /p b m/ could ever be shown. The avatar's rest mouth is closed instead: the upper lip
   slides down and the lower lip up by half the gap each, fading to nothing at the nose and the chin, and the
   photo's own pixels between the lips are left out of the skin (engine.avatar.teeth builds what is behind).
+  The shift fades, so it stretches the lips; personalize grows their splats by the stretch.
 
 Pixels are (x, y) in the photo; sides are 0 = not split, 1 = upper, 2 = lower.
 """
@@ -37,6 +40,7 @@ OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 31
 UPPER_LIP = OUTER_LIPS[1:10] + UPPER_INNER[1:-1]
 LOWER_LIP = OUTER_LIPS[11:] + LOWER_INNER[1:-1]
 NOSE_BOTTOM, CHIN = 2, 152
+BAND_MARGIN = 0.05       # eye widths below the lower lip's outer edge that skinning still splits (lip_band)
 JAW_REACH = 0.4          # eye widths below the lips the dark interior reaches (the widest jaw drop is ~0.35)
 INTERIOR_RGB = (0.20, 0.07, 0.08)
 
@@ -66,6 +70,19 @@ def mouth_sides(face: Tensor, pixels: Tensor, restrict: Tensor | None = None) ->
     below = y > split_line_y(face, x)
     side = torch.where(below, 2, 1)
     return torch.where(column, side, torch.zeros_like(side))
+
+
+def lip_band(face: Tensor, pixels: Tensor) -> Tensor:
+    """[M] bool: pixels [M, 2] (x, y) no lower than BAND_MARGIN eye widths below the lower lip's outer contour
+    (the corners' height beyond them). Skinning splits upper from lower only here: below it the chin binds to
+    its particles whole, so the column's side edge under the mouth corners is no seam that tears as the jaw
+    drops (the closing of the rest mouth still uses the whole column)."""
+    ids = (OUTER_LIPS[0],) + OUTER_LIPS[10:]                           # 61, then 291 .. 146: the lower outer lip
+    pts = face[list(ids), :2].double().numpy()
+    order = np.argsort(pts[:, 0])
+    bottom = np.interp(pixels[:, 0].double().numpy(), pts[order, 0], pts[order, 1])
+    eye = float((face[33, :2] - face[263, :2]).norm())
+    return pixels[:, 1].double() <= torch.from_numpy(bottom) + BAND_MARGIN * eye
 
 
 def particle_sides(face: Tensor, pixels: Tensor, names: list[str] | None = None) -> Tensor:

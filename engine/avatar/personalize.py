@@ -29,7 +29,7 @@ from engine.avatar.depth import surface_depth, surface_normals
 from engine.avatar.eyelids import rig_eyelids
 from engine.avatar.landmarks import Landmarks, detect, person_mask
 from engine.avatar.limbs import limb_skinning
-from engine.avatar.mouth import closing_shift, in_gap, mouth_sides, particle_sides, under_layer
+from engine.avatar.mouth import closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
@@ -154,14 +154,15 @@ def _skinning(means: Tensor, regions: Tensor, sides: Tensor, particles: Tensor, 
         same_side = {pr + 8 * ps for pr, ps in present if pr in ok_regions and (s == 0 or ps == s)}
         allowed[group] = same_side or {pr + 8 * ps for pr, ps in present if pr in ok_regions}
     return skin_weights(means, particles, k, point_regions=groups, particle_regions=p_regions + 8 * p_sides,
-                        allowed=allowed)
+                        allowed=allowed, local=True)
 
 
 def _mouth_layers(face: Tensor, image: Tensor, person: Tensor, regions: Tensor, front: Tensor, K: Tensor,
-                  z0: float) -> tuple[Gaussians, Tensor, Tensor, Tensor, Tensor]:
+                  z0: float) -> tuple[Gaussians, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The layers behind the face (engine.avatar.mouth.under_layer) and inside the mouth (engine.avatar.teeth),
     coloured from the photo's lips and teeth. -> (Gaussians [M], pixel [M, 2] (x, y, int), region [M], mouth
-    side [M], is_tooth [M] bool: teeth and tongue, which are already laid out for a closed mouth)."""
+    side [M], is_tooth [M] bool: teeth and tongue, which are already laid out for a closed mouth, interior [M] bool:
+    the dark inside of the mouth, which stays with the head)."""
     H, W = person.shape
     facial = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
     world_per_face_unit = float((face[33, :2] - face[263, :2]).norm()) * z0 / float(K[0, 0])
@@ -174,9 +175,10 @@ def _mouth_layers(face: Tensor, image: Tensor, person: Tensor, regions: Tensor, 
     inside, inside_px, inside_sides = mouth_insides(face, front, K, z0, colours)
     inside_px = torch.stack([inside_px[:, 0].long().clamp(0, W - 1), inside_px[:, 1].long().clamp(0, H - 1)], 1)
     is_tooth = torch.cat([torch.zeros(len(under), dtype=torch.bool), torch.ones(len(inside), dtype=torch.bool)])
+    interior = torch.cat([in_mouth, torch.zeros(len(inside), dtype=torch.bool)])
     return (Gaussians.cat([under, inside]), torch.cat([under_px, inside_px]),
             torch.cat([under_regions, torch.full((len(inside),), LIPS)]), torch.cat([under_sides, inside_sides]),
-            is_tooth)
+            is_tooth, interior)
 
 
 def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, is_front: Tensor, teeth: Tensor,
@@ -186,8 +188,15 @@ def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, i
     keep [N] bool: all but the front skin between the photo's inner lips (its teeth or dark mouth, which the
     built mouth replaces)."""
     fy = float(K[1, 1])
-    dy = closing_shift(face, pixel.float() + 0.5, torch.where(teeth, 0, sides))
+    moving = torch.where(teeth, 0, sides)
+    dy = closing_shift(face, pixel.float() + 0.5, moving)
     g.means[:, 1] += dy * g.means[:, 2] / fy
+    # the shift fades toward nose and chin, so it stretches the lips and the skin around them; their splats grow
+    # with it, or the stretched lips turn porous and the teeth behind them show through a closed mouth
+    step = torch.tensor([0.0, 0.5])
+    stretch = (closing_shift(face, pixel.float() + 0.5 + step, moving)
+               - closing_shift(face, pixel.float() + 0.5 - step, moving)).abs()
+    g.scales = g.scales * (1.0 + stretch)[:, None]
     uv = (K @ (particles / particles[:, 2:]).T).T[:, :2]
     in_column = mouth_sides(face, uv) != 0
     p_dy = closing_shift(face, uv, torch.where(in_column, p_sides, 0))
@@ -239,14 +248,16 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     sides = torch.zeros(len(g), dtype=torch.long)
     extra_px = torch.zeros(0, 2, dtype=torch.long)
     teeth = torch.zeros(len(g), dtype=torch.bool)
+    interior = torch.zeros(len(g), dtype=torch.bool)
     if lm.face is not None:
         sides = mouth_sides(lm.face, pixel + 0.5, is_front & torch.isin(g_regions, torch.tensor([FACE, LIPS])))
-        inner, extra_px, extra_regions, extra_sides, extra_teeth = _mouth_layers(lm.face, image, person, regions,
-                                                                                 depth[0], K, cfg.shell.z0)
+        inner, extra_px, extra_regions, extra_sides, extra_teeth, extra_interior = _mouth_layers(
+            lm.face, image, person, regions, depth[0], K, cfg.shell.z0)
         g = Gaussians.cat([g, inner])
         g_regions, sides = torch.cat([g_regions, extra_regions]), torch.cat([sides, extra_sides])
         none = torch.zeros(len(inner), dtype=torch.bool)
         is_front, is_back, teeth = torch.cat([is_front, none]), torch.cat([is_back, none]), torch.cat([teeth, extra_teeth])
+        interior = torch.cat([interior, extra_interior])
     # the side wall where front meets back, and caps where the person runs off the photo's edge: halfway
     # between the photo's colour and the back's
     caps, caps_px, caps_n = rim_walls(person, depth, K, cfg.shell)
@@ -264,6 +275,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     none = torch.zeros(len(caps), dtype=torch.bool)
     g, g_regions = Gaussians.cat([g, caps]), torch.cat([g_regions, regions[caps_px[:, 1], caps_px[:, 0]]])
     sides, teeth = torch.cat([sides, torch.zeros(len(caps), dtype=torch.long)]), torch.cat([teeth, none])
+    interior = torch.cat([interior, none])
     is_front, is_back = torch.cat([is_front, none]), torch.cat([is_back, none])
     # outward normals of the surface each Gaussian sits on (the under-layer: the front's), for back-face culling
     front_n, back_n = (surface_normals(d, K, cfg.shell.z0, side) for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
@@ -281,7 +293,10 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     if lm.face is not None:                 # the rest mouth is closed, whatever the photo's lips do
         keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, p_sides, K)
         g, g_regions, sides, normals, all_px = g.select(keep), g_regions[keep], sides[keep], normals[keep], all_px[keep]
-        is_front, is_back = is_front[keep], is_back[keep]
+        is_front, is_back, teeth, interior = is_front[keep], is_back[keep], teeth[keep], interior[keep]
+        # skinning splits the lips, not the chin below them (mouth.lip_band); teeth, tongue and the mouth's
+        # interior keep the sides they were built with
+        sides = torch.where(teeth | interior | lip_band(lm.face, all_px.float() + 0.5), sides, 0)
     skin_index, skin_weight = _skinning(g.means, g_regions, sides, particles, particle_regions, p_sides,
                                         cfg.skin_neighbours)
     if lm.face is not None:                    # blinks move the lids and the eye opening, nothing else

@@ -1,8 +1,9 @@
 """Skinning: binding Gaussians to control particles and carrying particle motion to them.
 
 `skin_weights` binds every Gaussian (points [N, 3]) to its k nearest control particles (particles [K, 3]) with
-normalised Gaussian-RBF weights; engine/avatar/personalize stores the result (index [N, k], weight [N, k]) with the
-Avatar. Region labels keep a Gaussian from binding across parts (a lip Gaussian to a chin particle, a finger
+normalised Gaussian-RBF weights; personalize uses `local=True`, each point's width from its own neighbours and
+weights that fade to zero at the (k+1)-th nearest, so the weights have no seams. engine/avatar/personalize
+stores the result (index [N, k], weight [N, k]) with the Avatar. Region labels keep a Gaussian from binding across parts (a lip Gaussian to a chin particle, a finger
 to the other hand). `blend_translations` is the linear blend the Gaussian decoder (engine/deform/decoder) applies to
 particle displacements x_t [T, K, 3] to get per-Gaussian displacements [T, N, 3].
 """
@@ -39,7 +40,7 @@ def _check_regions(name: str, regions: Tensor, n: int) -> None:
 
 def skin_weights(points: Tensor, particles: Tensor, k: int = 4, sigma: float | None = None,
                  point_regions: Tensor | None = None, particle_regions: Tensor | None = None,
-                 allowed: dict[int, set[int]] | None = None) -> tuple[Tensor, Tensor]:
+                 allowed: dict[int, set[int]] | None = None, local: bool = False) -> tuple[Tensor, Tensor]:
     """Bind each point to its k nearest (allowed) particles with weights w = exp(-d^2 / (2 sigma^2)), normalised.
 
     points: [N, 3]; particles: [K, 3] (same dtype and device); k >= 1.
@@ -50,6 +51,11 @@ def skin_weights(points: Tensor, particles: Tensor, k: int = 4, sigma: float | N
     Weights come from d^2 - d^2_nearest, so the nearest particle always gets exp(0) before normalising and
     far-away points never give 0/0. Where fewer than k particles are allowed, a row lists them all and is
     padded with its nearest particle at weight 0.
+    local: sigma per point, half its distance to its k-th nearest allowed particle, and every weight less the
+        one the (k+1)-th nearest would get (floored at 0). Weights then change continuously as a point moves,
+        also where its set of k nearest changes, and where particles are sparse (outside the lips and eyes) a
+        point blends its neighbours instead of taking the nearest one's motion whole: no seams that tear open
+        where neighbouring particles move differently (a dropping jaw beside a still cheek). sigma is unused.
     """
     check_points("points", points)
     check_points("particles", particles)
@@ -87,16 +93,33 @@ def skin_weights(points: Tensor, particles: Tensor, k: int = 4, sigma: float | N
             raise ValueError(f"point_regions: region {r} has no allowed particle (allowed regions {ok})")
         rows = (point_regions == r).nonzero().squeeze(1)
         kk = min(k, pool.numel())
-        d2, j = knn(points[rows], particles[pool], kk)
-        diff = d2 - d2[:, :1]                                  # >= 0, exactly 0 for the nearest
-        w = torch.where(diff > 0, torch.exp(-diff * scale), torch.ones_like(diff))
-        w = w / w.sum(dim=1, keepdim=True)
+        if local:
+            w, j = _local_weights(points[rows], particles[pool], kk)
+        else:
+            d2, j = knn(points[rows], particles[pool], kk)
+            diff = d2 - d2[:, :1]                              # >= 0, exactly 0 for the nearest
+            w = torch.where(diff > 0, torch.exp(-diff * scale), torch.ones_like(diff))
+            w = w / w.sum(dim=1, keepdim=True)
         idx = pool[j]
         if kk < k:                                             # pad: nearest particle, weight 0
             idx = torch.cat([idx, idx[:, :1].expand(-1, k - kk)], dim=1)
             w = torch.cat([w, w.new_zeros(w.shape[0], k - kk)], dim=1)
         index[rows], weight[rows] = idx, w
     return index, weight
+
+
+def _local_weights(points: Tensor, particles: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """skin_weights(local=True) for one pool: points [N, 3], particles [P, 3], k <= P -> (weight [N, k],
+    index [N, k] into particles)."""
+    extra = 1 if particles.shape[0] > k else 0
+    d2, j = knn(points, particles, k + extra)
+    sigma2 = (0.25 * d2[:, k - 1:k]).clamp(min=1e-12)          # (d_k / 2)^2
+    rbf = torch.exp(-(d2 - d2[:, :1]) / (2 * sigma2))          # the nearest: exactly 1
+    w = rbf[:, :k] - (rbf[:, k:] if extra else 0.0)            # 0 for a particle about to leave the k nearest
+    w = w.clamp(min=0)
+    flat = w.sum(dim=1, keepdim=True) <= 1e-12                 # all k as far as the next one: the nearest alone
+    w = torch.where(flat, torch.nn.functional.one_hot(torch.zeros(len(w), dtype=torch.long), k).to(w), w)
+    return w / w.sum(dim=1, keepdim=True), j[:, :k]
 
 
 def blend_translations(particle_offsets: Tensor, index: Tensor, weight: Tensor) -> Tensor:

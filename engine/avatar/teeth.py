@@ -31,9 +31,12 @@ UPPER_ROW, LOWER_ROW = 0.10, 0.075   # crown heights above / below the split lin
 UPPER_SHOW = 0.04              # the upper incisors' edges hang this far below the split line (the lower lip hides
                                # them when the mouth is shut): ~3-4 mm, the incisor display of relaxed parted lips
 LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
-OVERLAP = max(UPPER_SHOW, LOWER_SHOW)   # how far either row reaches across the split line
 ARCH = 0.05                    # how far back the row's ends sit behind its middle (eye widths)
 BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
+TONGUE_TOP, TONGUE_BOTTOM = -0.07, 0.11   # the tongue's back rises above the lower incisors' edges, so an open
+                               # mouth shows it over the lower row; shut, the upper row and the lips hide it
+TONGUE_BEHIND = 0.05           # how much deeper than the teeth the tongue lies (eye widths)
+OVERLAP = max(UPPER_SHOW, LOWER_SHOW, -TONGUE_TOP)   # how far a row or the tongue reaches across the split line
 
 
 def is_greyscale(image: Tensor) -> bool:
@@ -78,7 +81,7 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
     parts = []
     # rows of teeth: 1 px apart across the mouth, sloping back toward the corners
     for side, top, bottom, colour in ((1, -UPPER_ROW, UPPER_SHOW, "tooth"), (2, -LOWER_SHOW, LOWER_ROW, "tooth"),
-                                      (2, 0.05, 0.11, "tongue")):
+                                      (2, TONGUE_TOP, TONGUE_BOTTOM, "tongue")):
         span = 0.62 if colour == "tongue" else 0.92
         xs = torch.arange(centre - span * half, centre + span * half + 1e-3, 1.0)
         mid = split_line_y(face, xs)
@@ -86,7 +89,7 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
         X = xs[:, None].expand(-1, len(rows)).reshape(-1)
         Y = (mid[:, None] + rows[None, :]).reshape(-1)
         u = ((X - centre) / half).clamp(-1, 1)                               # -1 .. 1 across the mouth
-        back = (BEHIND + (0.05 if colour == "tongue" else 0.0) + ARCH * u ** 2) * eye
+        back = (BEHIND + (TONGUE_BEHIND if colour == "tongue" else 0.0) + ARCH * u ** 2) * eye
         rgb = colours[colour].expand(len(X), 3).clone()
         if colour == "tooth":
             depth_in_row = ((Y - mid.repeat_interleave(len(rows))) / eye - (top if side == 1 else bottom))
