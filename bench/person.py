@@ -102,16 +102,20 @@ def photo_as_fitted(avatar, photo: str) -> torch.Tensor | None:
 
 
 def front(avatar, photo: str) -> dict:
-    """PSNR / SSIM of the photo-camera render inside the person mask, and the render (uint8)."""
-    from engine.avatar.landmarks import person_mask
+    """PSNR / SSIM of the photo-camera render inside the person mask (the avatar's own, as bench/personalize.py
+    and bench/quality.py measure it), and the render (uint8). Also the PSNR inside the looser mask personalize
+    crops by (person_mask: the unsure parts kept), which takes in pixels the avatar leaves out on purpose."""
+    from engine.avatar.landmarks import detect, person_mask
     from engine.avatar.personalize import front_view_metrics
     from engine.render.metrics import psnr, ssim
     image = photo_as_fitted(avatar, photo)
     if image is None:
         return {"front_psnr_db": None, "front_ssim": None, "note": "photo does not match the avatar's camera"}
-    person = person_mask(image) > 0.5
+    person, loose = detect(image).mask > 0.5, person_mask(image) > 0.5
     render = front_view_metrics(avatar, image, person)["render"]
     return {"front_psnr_db": round(psnr(render, image, person), 2), "front_ssim": round(ssim(render, image, person), 4),
+            "front_psnr_loose_mask_db": round(psnr(render, image, loose), 2),
+            "front_mask_px": int(person.sum()), "loose_mask_extra_px": int((loose & ~person).sum()),
             "render": (render.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()}
 
 
