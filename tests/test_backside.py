@@ -49,3 +49,23 @@ def test_behind_the_face_is_hair():
     ys, xs = torch.nonzero(regions == FACE, as_tuple=True)
     rgb = back_colours(image, person, regions, torch.stack([xs, ys], 1))
     assert float((rgb - hair).abs().max()) < 1e-5                             # a plain hair colour, no face
+
+
+def test_rim_walls_blend_the_colour_inside_the_rim_into_the_back_and_skip_the_halo():
+    from engine.avatar.backside import rim_colours
+    person = torch.zeros(40, 40, dtype=torch.bool)
+    person[5:35, 5:35] = True
+    image = torch.ones(40, 40, 3)                                             # white around the person
+    image[person] = 0.2                                                       # dark hair ...
+    ring = person.clone()
+    ring[6:34, 6:34] = False
+    image[ring] = 0.8                                                         # ... with a light halo at its edge
+    px = torch.tensor([[20, 5], [20, 5], [20, 5], [5, 20]])                   # on the top and the left edge
+    inward = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    t = torch.tensor([0.0, 0.5, 1.0, 0.0])
+    back = torch.full((4, 3), 0.6)
+    rgb = rim_colours(image, person, px, inward, t, back)
+    # at the front edge the hair's colour, 3 px in (its blur reaches the halo a little), not the halo's 0.8
+    assert float((rgb[0] - 0.2).abs().max()) < 0.06 and float((rgb[3] - rgb[0]).abs().max()) < 1e-6
+    torch.testing.assert_close(rgb[2], back[2])                               # the back edge: the back's colour
+    torch.testing.assert_close(rgb[1], (rgb[0] + back[1]) / 2)                # linear between

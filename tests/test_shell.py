@@ -152,7 +152,7 @@ def test_crack_walls_span_a_step_inside_the_shell_and_face_its_low_side():
     g, px, normals = crack_walls(mask, front, -1.0, K, cfg, min_jump=3.0, step=3)
     x, y = px[:, 0], px[:, 1]
     assert bool((x == 20).all())                                             # from the near side of the step only
-    assert bool(((x + y) % 2 == 0).all()) and int(y.min()) == 2 and int(y.max()) == 36   # off the 2 outer rings
+    assert bool(((x + y) % 2 == 0).all()) and int(y.min()) == 2 and int(y.max()) == 38   # off the outermost ring
     assert torch.allclose(normals, torch.tensor([-1.0, 0.0, 0.0]).expand(len(normals), 3))   # towards x < 20
     assert float((quat_to_rotmat(g.quats)[:, :, 2] - normals).abs().max()) < 1e-4
     fx = float(K[0, 0])
@@ -169,3 +169,25 @@ def test_crack_walls_span_a_step_inside_the_shell_and_face_its_low_side():
     face[:, 10:30] = True                                                    # the step lies inside the face
     inside, _, _ = crack_walls(mask, front, -1.0, K, cfg, within=face)
     assert len(inside) == 0
+
+
+def test_the_halo_ring_turns_to_face_the_photo_camera():
+    from engine.avatar.shell import edge_ring, face_the_camera
+    from engine.render.gaussians import Gaussians
+    mask = torch.zeros(20, 20, dtype=torch.bool)
+    mask[5:15, 5:15] = True
+    mask[15:, 6:14] = True                                                   # a neck running out of the frame
+    ring = edge_ring(mask, 2)
+    assert not bool(ring[9, 9]) and bool(ring[5, 9]) and bool(ring[6, 9]) and not bool(ring[7, 9])
+    assert not bool(ring[19, 10])                                            # the frame's edge is no edge
+    pixel = torch.tensor([[9, 5], [9, 9], [9, 6], [9, 5]])
+    which = torch.tensor([True, True, True, False])                          # the last is not a front surfel
+    q = torch.nn.functional.normalize(torch.tensor([[0.9, 0.3, 0.2, 0.1]]), dim=1).repeat(4, 1)
+    s = torch.tensor([[0.3, 0.1, 0.03]]).repeat(4, 1)
+    g = Gaussians(torch.zeros(4, 3), q.clone(), s.clone(), torch.ones(4), torch.zeros(4, 1, 3))
+    turned = face_the_camera(g, pixel, which, mask)
+    assert turned.tolist() == [True, False, True, False]
+    torch.testing.assert_close(g.quats[turned], torch.tensor([[1.0, 0, 0, 0]]).repeat(2, 1))
+    torch.testing.assert_close(g.scales[turned], torch.tensor([[0.1, 0.1, 0.03]]).repeat(2, 1))
+    torch.testing.assert_close(g.quats[~turned], q[~turned])
+    torch.testing.assert_close(g.scales[~turned], s[~turned])

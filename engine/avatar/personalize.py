@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 import cuda_ext
-from engine.avatar.backside import back_colours
+from engine.avatar.backside import back_colours, rim_colours
 from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals
@@ -33,7 +33,7 @@ from engine.avatar.mouth import closing_shift, in_gap, lip_band, mouth_sides, pa
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
-from engine.avatar.shell import ShellConfig, build_shells, crack_walls, rim_walls
+from engine.avatar.shell import ShellConfig, build_shells, crack_walls, face_the_camera, rim_walls
 from engine.avatar.skinning import skin_weights
 from engine.avatar.teeth import inner_lip_mask, mouth_colours, mouth_insides
 from engine.render.camera import intrinsics
@@ -241,6 +241,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
             body_meta = {"error_px": round(posed.error_px, 2), "landmarks": len(posed.used)}
     depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress, body)
     g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
+    facing_photo = face_the_camera(g, pixel, is_front, person)     # the halo ring: seen from the front only
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
     is_back = ~is_front
     g.sh[is_back, 0] = rgb_to_sh_dc(back_colours(image, person, regions, pixel[is_back]))
@@ -258,11 +259,15 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         none = torch.zeros(len(inner), dtype=torch.bool)
         is_front, is_back, teeth = torch.cat([is_front, none]), torch.cat([is_back, none]), torch.cat([teeth, extra_teeth])
         interior = torch.cat([interior, extra_interior])
-    # the side wall where front meets back, and caps where the person runs off the photo's edge: halfway
-    # between the photo's colour and the back's
+    # the side wall where front meets back, and caps where the person runs off the photo's edge: from the
+    # photo's colour just inside the rim at the front edge to the back's colour at the back edge
     caps, caps_px, caps_n = rim_walls(person, depth, K, cfg.shell)
-    caps.sh[:, 0] = rgb_to_sh_dc(0.5 * (image[caps_px[:, 1], caps_px[:, 0]]
-                                        + back_colours(image, person, regions, caps_px)))
+    fx = float(K[0, 0])
+    z_front = cfg.shell.z0 - depth[0][caps_px[:, 1], caps_px[:, 0]] * cfg.shell.z0 / fx
+    z_back = cfg.shell.z0 + depth[1][caps_px[:, 1], caps_px[:, 0]] * cfg.shell.z0 / fx
+    along = (caps.means[:, 2] - z_front) / (z_back - z_front).clamp(min=1e-9)   # 0 at the front edge, 1 at the back
+    caps.sh[:, 0] = rgb_to_sh_dc(rim_colours(image, person, caps_px, -caps_n[:, :2], along,
+                                             back_colours(image, person, regions, caps_px)))
     # and walls over the steps inside each shell (a turned face standing out of its hair): the photo's colour in
     # front, the back's behind
     face_px = torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
@@ -282,6 +287,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     all_px = torch.cat([pixel, extra_px, caps_px])
     normals = torch.where(is_back[:, None], back_n[all_px[:, 1], all_px[:, 0]], front_n[all_px[:, 1], all_px[:, 0]])
     normals[len(normals) - len(caps):] = caps_n
+    normals[:len(facing_photo)][facing_photo] = torch.tensor([0.0, 0.0, -1.0])   # the shells come first
     # 7. photometric fit of the front shell, with everything the photo camera renders in place
     visible = facing(normals, g.means, torch.eye(4))
     fit = fit_front_view(g, image, person, K, cfg, is_front, progress, visible)

@@ -196,13 +196,14 @@ def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellC
     z0 - depth, +1 the back at z0 + depth) drops by more than min_jump pixels from a pixel p of the mask to its
     neighbour q (a face standing out of the hair, a body part in front of another), the two shells' surfels meet
     nowhere and a camera from that side looks through the step. A column of flat discs, step pixels apart,
-    spans it on the p/q edge, facing q's way, from every other such p off the mask's two outer rings (the rim
-    walls close the rim, where the relief is steepest). No wall between two pixels of `within` [H, W] (the face:
+    spans it on the p/q edge, facing q's way, from every other such p off the mask's outermost ring (the rim
+    walls close that ring; q may lie on it). No wall between two pixels of `within` [H, W] (the face:
     its dense surfels cover its own steps, and a wall there would not open with the lips or shut with the lids).
     -> (Gaussians [M] (grey: the caller paints them), pixel p [M, 2] (x, y), normals [M, 3])."""
     H, W = mask.shape
-    # the rim walls already close the mask's rim; like them, every other pixel
-    inner = -F.max_pool2d(-F.pad(mask.float(), (2, 2, 2, 2), value=0.0)[None, None], 5, 1)[0, 0] > 0.5
+    # the rim walls already close the mask's outermost ring (but not the step from the next ring onto it, steep
+    # at a round rim: a slit down the side of a head); like them, every other pixel
+    inner = -F.max_pool2d(-F.pad(mask.float(), (1, 1, 1, 1), value=0.0)[None, None], 3, 1)[0, 0] > 0.5
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     source = inner & ((yy + xx) % 2 == 0)
     parts = []
@@ -225,3 +226,31 @@ def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellC
     g, pick = disc_columns(xs.float() + 0.5 + 0.5 * n2[:, 0], ys.float() + 0.5 + 0.5 * n2[:, 1], side * d_p,
                            side * d_q, n2, K, cfg, step)
     return g, torch.stack([xs[pick], ys[pick]], -1).long(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
+
+
+def edge_ring(mask: Tensor, width: int = 2) -> Tensor:
+    """[H, W] bool: the pixels of mask [H, W] within `width` pixels of its edge (4-neighbour steps; the photo's
+    frame counts as inside, so a body cut by the frame has no ring there)."""
+    m = mask.float()[None, None]
+    inner = m
+    for _ in range(width):
+        inner = -F.max_pool2d(-F.pad(inner, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    return mask & (inner[0, 0] < 0.5)
+
+
+def face_the_camera(g: Gaussians, pixel: Tensor, which: Tensor, mask: Tensor, width: int = 2) -> Tensor:
+    """Turns the surfels `which` [N] bool whose pixel [N, 2] (x, y) lies in the mask's edge ring (edge_ring) to
+    face the photo camera, unstretched (in place on g). -> [N] bool: the ones turned.
+
+    A photo's outermost ring of person pixels is part background (a light halo around dark hair), and the fit
+    to the photo keeps that colour there. Lying in the surface, which is edge-on to the photo at the rim, those
+    surfels face sideways: an orbiting camera sees them face-on, a pale line down the side of the head. Facing
+    the photo camera they cover the same pixels from the front and turn edge-on, nearly invisible, from the
+    side, where the rim walls show their own colour."""
+    H, W = mask.shape
+    ring = edge_ring(mask, width)
+    turn = which & ring[pixel[:, 1].clamp(0, H - 1), pixel[:, 0].clamp(0, W - 1)]
+    g.quats[turn] = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=g.quats.dtype)
+    s = g.scales[turn]
+    g.scales[turn] = torch.stack([s[:, 1], s[:, 1], s[:, 2]], -1)      # (sigma x stretch, sigma, thin) -> no stretch
+    return turn
