@@ -16,7 +16,9 @@ Sections, N Gaussians, K control particles, J skin columns, M Gaussians on a lim
     opacities   uint8  [N]      q / 255
     normals     int8   [N, 3]   q / 127, (0, 0, 0) = unknown
     skin_index  uint8 or uint16 [N, J]  (uint8 when K <= 256)
-    skin_weight uint8  [N, J]   q / 255; renormalised by the reader (a row of zeros stays on its first column)
+    skin_weight uint8  [N, J]   lo + q / 255 * (hi - lo), lo <= 0, hi >= 1 (the eyelids' lash band overshoots 1, and
+                                its row has a small negative weight); renormalised by the reader (a row summing to
+                                0 stays on its first column)
     bone        uint8  [N]      limb bone 0..B-1 (engine.avatar.limbs.BONES) whose rotation the Gaussian takes,
                                 255 = none
     bone_other  uint8  [M]      for the M Gaussians with a bone, in order: the second bone row (0..B, B = torso)
@@ -94,7 +96,9 @@ def pack_avatar(avatar: Avatar) -> bytes:
     normals = np.where(length > 0, normals / np.maximum(length, 1e-12), 0.0)
     sections.append(("normals", _unit(normals, 127).astype(np.int8), None))
     sections.append(("skin_index", avatar.skin_index.cpu().numpy().astype(np.uint8 if K <= 256 else np.uint16), None))
-    sections.append(("skin_weight", np.rint(np.clip(f(avatar.skin_weight), 0, 1) * 255).astype(np.uint8), None))
+    w = f(avatar.skin_weight)                     # the eyelids' lash band takes a little over 1 (and below 0)
+    lo, hi = min(0.0, float(w.min())), max(1.0, float(w.max()))
+    sections.append(("skin_weight", _q_range(w, np.float32(lo), np.float32(hi), 255).astype(np.uint8), [lo, hi]))
 
     bone = np.full(N, NO_BONE, np.uint8)
     rig = None
@@ -176,11 +180,13 @@ def unpack_avatar(blob: bytes) -> dict:
     out["opacities"] = raw["opacities"][0] / 255.0
     out["normals"] = raw["normals"][0].astype(np.float32) / 127.0
     out["skin_index"] = raw["skin_index"][0].astype(np.int64)
-    w = raw["skin_weight"][0].astype(np.float32)
+    q, span = raw["skin_weight"]
+    lo, hi = span if span is not None else (0.0, 1.0)
+    w = lo + q.astype(np.float32) / 255.0 * (hi - lo)
     total = w.sum(1, keepdims=True)
     first = np.zeros_like(w)
     first[:, 0] = 1.0
-    out["skin_weight"] = np.where(total > 0, w / np.maximum(total, 1e-12), first)
+    out["skin_weight"] = np.where(np.abs(total) > 1e-6, w / np.where(np.abs(total) > 1e-6, total, 1.0), first)
     out["bone"] = raw["bone"][0]
     out["bone_other"] = raw["bone_other"][0].astype(np.int64)
     out["bone_share"] = raw["bone_share"][0] / 510.0

@@ -51,11 +51,12 @@ export function decodeAvatar(buf) {
   const normals = Float32Array.from(raw.normals.q, (q) => q / 127);
   const skinIndex = Uint16Array.from(raw.skin_index.q);
   const skinWeight = new Float32Array(J * n);
-  { const q = raw.skin_weight.q;
-    for (let i = 0; i < n; i++) {
+  { const w = dequantise({ q: raw.skin_weight.q, range: raw.skin_weight.range || [0, 1] }, 255, (x) => x);
+    for (let i = 0; i < n; i++) {        // a weight may be a little below 0 or over 1 (the eyelids' lash band)
       let total = 0;
-      for (let j = 0; j < J; j++) total += q[J * i + j];
-      for (let j = 0; j < J; j++) skinWeight[J * i + j] = total > 0 ? q[J * i + j] / total : (j === 0 ? 1 : 0);
+      for (let j = 0; j < J; j++) total += w[J * i + j];
+      const ok = Math.abs(total) > 1e-6;
+      for (let j = 0; j < J; j++) skinWeight[J * i + j] = ok ? w[J * i + j] / total : (j === 0 ? 1 : 0);
     } }
   // limb bones: the packed rows hold only the Gaussians on a bone, in order; spread them over all n
   const bone = Uint8Array.from(raw.bone.q);
