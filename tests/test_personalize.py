@@ -44,7 +44,8 @@ def test_front_view_matches_the_photo(small_avatar):
     fitted = psnr(front_view_metrics(avatar, image, person)["render"], image, person)
     unfitted = personalize(ASTRONAUT, PersonalizeConfig(max_side=192, fit_steps=1), progress=False)
     before = psnr(front_view_metrics(unfitted, image, person)["render"], image, person)
-    assert fitted > 28.0, fitted                                         # 30.2 dB measured at 60 steps, 192 px
+    assert fitted > 27.5, fitted          # 27.9 dB at 60 steps, 192 px (28.2 before the rim walls took the colour
+    #                                       inside the rim instead of its halo: the side views lost their pale stripes)
     assert fitted > before + 5.0, (before, fitted)                       # the photometric fit does the work
 
 
