@@ -46,6 +46,12 @@ def test_an_arm_gaussian_follows_only_its_own_bone():
     w = {names[int(i)]: float(x) for i, x in zip(index[0], weight[0]) if x > 0}
     assert w["pose:16"] == pytest.approx(12 / 25, abs=0.02) and w["pose:14"] == pytest.approx(13 / 25, abs=0.02)
     assert K == 22
+    # the torso behind an arm (engine.avatar.behind_arms) rides the torso, though it lies on the forearm's pixel
+    index, weight, bones = limb_skinning(pix, means, regions, pose(), particles, names, old_index, old_weight,
+                                         torso_only=torch.tensor([True, False, False]))
+    assert bones.tolist() == [-1, 3, -1]
+    assert {names[int(i)] for i, w in zip(index[0], weight[0]) if w > 0} <= {"pose:11", "pose:12", "pose:23",
+                                                                             "pose:24"}
 
 
 def test_a_hand_without_hand_points_rides_the_forearm_rigidly():
@@ -173,3 +179,32 @@ def test_an_arm_without_an_elbow_keeps_the_prior_s_motion():
     out = arm_gesture("raise right hand", prior, particles, names, lambda w: None)
     wrist = slots.index("hand_right:0")
     assert torch.equal(out[:, wrist], prior[:, wrist])
+
+
+def test_the_torso_behind_an_arm_lies_behind_it_in_the_torso_s_colour():
+    from engine.avatar.behind_arms import BEHIND, REACH, STEP, behind_arms
+    from engine.avatar.regions import BODY, HAIR
+    H = W = 200
+    person = torch.zeros(H, W, dtype=torch.bool)
+    regions = torch.full((H, W), HAIR)
+    image = torch.zeros(H, W, 3)
+    person[55:125, 80:121] = True                                           # the torso (shoulders to hips)
+    image[55:125, 80:121] = torch.tensor([0.8, 0.1, 0.1])                   # a red shirt
+    person[60:118, 66:80] = True                                            # the right arm hanging beside it
+    image[60:118, 66:80] = torch.tensor([0.1, 0.1, 0.8])                    # a blue sleeve
+    person[60:118, 20:30] = True                                            # a blue stick far from the torso
+    image[60:118, 20:30] = torch.tensor([0.1, 0.1, 0.8])
+    regions[person] = BODY
+    front, back = torch.full((H, W), 10.0), torch.full((H, W), 30.0)
+    K = torch.tensor([[200.0, 0, 100], [0, 200.0, 100], [0, 0, 1]])
+    g, px = behind_arms(image, person, regions, pose(), (front, back), K, 2.5)
+    part = body_parts(px.float() + 0.5, pose())
+    # arm pixels only: the right sleeve's, and the torso's right edge, which lies on the left arm's bones
+    assert len(px) > 20 and bool(torch.isin(part, torch.tensor([0, 1, 2, 3])).all())
+    assert int((px[:, 0] < 80).sum()) > 0.6 * len(px)
+    assert int(px[:, 0].min()) >= 80 - REACH * 40 - 1 and bool((px % STEP == 0).all())  # near the torso, sparse
+    rgb = 0.5 + 0.28209479177387814 * g.sh[:, 0]
+    assert float((rgb - torch.tensor([0.8, 0.1, 0.1])).abs().max()) < 0.02             # the shirt, not the sleeve
+    z_front, z_back = 2.5 - 10.0 * 2.5 / 200.0, 2.5 + 30.0 * 2.5 / 200.0
+    torch.testing.assert_close(g.means[:, 2], torch.full((len(g),), z_front + BEHIND * (z_back - z_front)))
+    assert len(behind_arms(image, person, regions, None, (front, back), K, 2.5)[0]) == 0    # no pose, no layer

@@ -82,6 +82,21 @@ def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor,
     return out.clamp(0, 1)
 
 
+def surface_colours(image: Tensor, src: Tensor, pixels: Tensor, window_frac: float = 0.35, tile: int = 24,
+                    seed: int = 0) -> Tensor:
+    """Colours [M, 3] at photo pixels [M, 2] (x, y) for a surface the photo does not show, continued from the
+    source pixels src [H, W] bool: the median of the source near each pixel's rows plus the source's borrowed
+    fine texture, as for the back (module docstring). An empty source: the pixels' own colours."""
+    H, W = src.shape
+    xs, ys = pixels[:, 0].long().clamp(0, W - 1), pixels[:, 1].long().clamp(0, H - 1)
+    if int(src.sum()) == 0:
+        return image[ys, xs].clone()
+    cols = src.any(0).nonzero()[:, 0]
+    reach = max(4, int(window_frac * int(cols.max() - cols.min() + 1) / 2))
+    gen = torch.Generator().manual_seed(seed)
+    return (_base(image, src, xs, ys, reach, whole_rows=False) + _texture(image, src, xs, ys, tile, gen)).clamp(0, 1)
+
+
 def _base(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, reach: int, whole_rows: bool) -> Tensor:
     """Median colour [M, 3] of the src pixels in a window of +-reach columns (the whole source when
     whole_rows: hair behind a head) and +-6 rows around each (x, y); the source's overall median where a

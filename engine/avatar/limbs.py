@@ -78,6 +78,15 @@ def body_scale(pose: Tensor) -> float:
     return max(shoulders, trunk / 3, 1e-6)
 
 
+def torso_distance(points: Tensor, pose: Tensor) -> Tensor:
+    """points [P, 2] (pixels) -> [P] distance to the torso quadrilateral (TORSO_JOINTS of pose [33, >=2]), 0
+    inside it."""
+    p, points = pose[:, :2].float(), points.float()
+    quad = torch.stack([p[j] for j in TORSO_JOINTS])
+    d_edge, _ = segment_coordinates(points, quad, quad.roll(-1, 0))
+    return torch.where(_inside(points, quad), 0.0, d_edge.min(1).values)
+
+
 def body_parts(points: Tensor, pose: Tensor, limb_radius: float = 0.15) -> Tensor:
     """points [P, 2] (pixels of the photo the pose [33, >=2] was found in) -> part [P] int64: the bone id
     (index into BONES) of the nearest bone segment, or TORSO. Inside the torso quadrilateral a point is torso
@@ -87,10 +96,8 @@ def body_parts(points: Tensor, pose: Tensor, limb_radius: float = 0.15) -> Tenso
     a = torch.stack([p[j] for _, j, _ in BONES])
     b = torch.stack([p[j] for _, _, j in BONES])
     d_bone, _ = segment_coordinates(points, a, b)                                    # [P, B]
-    quad = torch.stack([p[j] for j in TORSO_JOINTS])
-    d_edge, _ = segment_coordinates(points, quad, quad.roll(-1, 0))
-    inside = _inside(points, quad)
-    d_torso = torch.where(inside, 0.0, d_edge.min(1).values)
+    d_torso = torso_distance(points, pose)
+    inside = d_torso == 0
     nearest, which = d_bone.min(1)
     part = torch.where(nearest < d_torso, which, TORSO)
     return torch.where(inside & (nearest >= limb_radius * body_scale(pose)), TORSO, part)
@@ -114,14 +121,16 @@ def _usable(ends: Tensor) -> list[int]:
 
 
 def limb_skinning(pixels: Tensor, means: Tensor, regions: Tensor, pose: Tensor | None, particles: Tensor,
-                  names: list[str], skin_index: Tensor, skin_weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                  names: list[str], skin_index: Tensor, skin_weight: Tensor, torso_only: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor, Tensor]:
     """Re-bind the body and hand Gaussians as the module docstring says.
 
     pixels [N, 2] each Gaussian's place in the photo (pixels), means [N, 3], regions [N] (engine.avatar.regions
     ids: only BODY and HANDS are re-bound; head, hair and face keep their rows), pose
     [33, >=2] in the photo's pixels (None: nothing changes), particles [K, 3] with names, skin_index/skin_weight
-    [N, J] from engine.avatar.skinning. -> (skin_index, skin_weight, bones [N] int64: the bone whose rotation
-    each Gaussian takes, -1 for none)."""
+    [N, J] from engine.avatar.skinning; torso_only [N] bool: body Gaussians that ride the torso wherever they
+    lie (engine.avatar.behind_arms: the torso behind an arm). -> (skin_index, skin_weight, bones [N] int64: the
+    bone whose rotation each Gaussian takes, -1 for none)."""
     N, J = skin_index.shape
     bones = torch.full((N,), -1, dtype=torch.long)
     if pose is None or N == 0:
@@ -131,6 +140,8 @@ def limb_skinning(pixels: Tensor, means: Tensor, regions: Tensor, pose: Tensor |
     usable = _usable(ends)
     part = body_parts(pixels, pose)
     is_body = regions == BODY
+    if torso_only is not None:
+        part = torch.where(torso_only & is_body, TORSO, part)
     # hands: their own hand's points when the photo shows them, else the forearm (rigid beyond the wrist)
     is_hand = regions == HANDS
     if bool(is_hand.any()):

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 import cuda_ext
 from engine.avatar.backside import back_colours, rim_colours
+from engine.avatar.behind_arms import behind_arms
 from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals
@@ -259,6 +260,14 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         none = torch.zeros(len(inner), dtype=torch.bool)
         is_front, is_back, teeth = torch.cat([is_front, none]), torch.cat([is_back, none]), torch.cat([teeth, extra_teeth])
         interior = torch.cat([interior, extra_interior])
+    # the torso behind the arms and hands that lie over it (engine.avatar.behind_arms), bound to the torso
+    behind, behind_px = behind_arms(image, person, regions, lm.pose, depth, K, cfg.shell.z0)
+    g, extra_px = Gaussians.cat([g, behind]), torch.cat([extra_px, behind_px])
+    g_regions, sides = torch.cat([g_regions, torch.full((len(behind),), BODY)]), torch.cat(
+        [sides, torch.zeros(len(behind), dtype=torch.long)])
+    none = torch.zeros(len(behind), dtype=torch.bool)
+    is_front, is_back, teeth, interior = (torch.cat([t, none]) for t in (is_front, is_back, teeth, interior))
+    torso_only = torch.cat([torch.zeros(len(g) - len(behind), dtype=torch.bool), ~none])
     # the side wall where front meets back, and caps where the person runs off the photo's edge: from the
     # photo's colour just inside the rim at the front edge to the back's colour at the back edge
     caps, caps_px, caps_n = rim_walls(person, depth, K, cfg.shell)
@@ -280,7 +289,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     none = torch.zeros(len(caps), dtype=torch.bool)
     g, g_regions = Gaussians.cat([g, caps]), torch.cat([g_regions, regions[caps_px[:, 1], caps_px[:, 0]]])
     sides, teeth = torch.cat([sides, torch.zeros(len(caps), dtype=torch.long)]), torch.cat([teeth, none])
-    interior = torch.cat([interior, none])
+    interior, torso_only = torch.cat([interior, none]), torch.cat([torso_only, none])
     is_front, is_back = torch.cat([is_front, none]), torch.cat([is_back, none])
     # outward normals of the surface each Gaussian sits on (the under-layer: the front's), for back-face culling
     front_n, back_n = (surface_normals(d, K, cfg.shell.z0, side) for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
@@ -288,6 +297,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     normals = torch.where(is_back[:, None], back_n[all_px[:, 1], all_px[:, 0]], front_n[all_px[:, 1], all_px[:, 0]])
     normals[len(normals) - len(caps):] = caps_n
     normals[:len(facing_photo)][facing_photo] = torch.tensor([0.0, 0.0, -1.0])   # the shells come first
+    normals[torso_only] = torch.tensor([0.0, 0.0, -1.0])                          # the torso behind the arms
     # 7. photometric fit of the front shell, with everything the photo camera renders in place
     visible = facing(normals, g.means, torch.eye(4))
     fit = fit_front_view(g, image, person, K, cfg, is_front, progress, visible)
@@ -300,6 +310,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, p_sides, K)
         g, g_regions, sides, normals, all_px = g.select(keep), g_regions[keep], sides[keep], normals[keep], all_px[keep]
         is_front, is_back, teeth, interior = is_front[keep], is_back[keep], teeth[keep], interior[keep]
+        torso_only = torso_only[keep]
         # skinning splits the lips, not the chin below them (mouth.lip_band); teeth, tongue and the mouth's
         # interior keep the sides they were built with
         sides = torch.where(teeth | interior | lip_band(lm.face, all_px.float() + 0.5), sides, 0)
@@ -309,7 +320,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         skin_index, skin_weight = rig_eyelids(lm.face, K, g, g_regions, is_front, is_back, particles,
                                               particle_regions, names, skin_index, skin_weight)
     skin_index, skin_weight, bones = limb_skinning(all_px + 0.5, g.means, g_regions, lm.pose, particles, names,
-                                                   skin_index, skin_weight)      # arms and legs on their bones
+                                                   skin_index, skin_weight, torso_only)   # arms and legs on bones
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
             "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0,
             "body_template": body_meta}
