@@ -3,7 +3,8 @@
 A photo shows an arm hanging at the side or a hand on the belly, not the torso behind them. The shells follow
 the photo, so when "raise right hand" lifts the arm (engine.avatar.limbs), the pixels it covered open onto the
 background. `behind_arms` puts a layer there: on every `step`-th pixel of an arm or hand (engine.avatar.limbs
-body_parts) within REACH body sizes of the torso quadrilateral, a flat disc facing the photo camera, BEHIND of
+body_parts) within REACH body sizes of the torso quadrilateral and more than step + 1 pixels inside the
+silhouette (so that no disc shows around the arm's outer edge), a flat disc facing the photo camera, BEHIND of
 the way from the front shell to the back one (behind the arm, inside the body), coloured as the torso continues
 there (engine.avatar.backside.surface_colours from the photo's uncovered torso pixels: the median colour near
 those rows and the torso's own fine texture). personalize binds the layer to the torso particles, so it stays
@@ -12,6 +13,7 @@ when the arm moves. Pixels are (x, y) of the photo.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from engine.avatar.backside import surface_colours
@@ -37,7 +39,10 @@ def behind_arms(image: Tensor, person: Tensor, regions: Tensor, pose: Tensor | N
             torch.zeros(0, 2, dtype=torch.long))
     if pose is None:
         return none
-    body = person & torch.isin(regions, torch.tensor([BODY, HANDS]))
+    # discs whose footprint stays inside the silhouette: at an arm's outer edge they would show around it
+    r = step + 1
+    deep = F.max_pool2d((~person).float()[None, None], 2 * r + 1, 1, r)[0, 0] < 0.5
+    body = person & deep & torch.isin(regions, torch.tensor([BODY, HANDS]))
     ys, xs = torch.nonzero(body, as_tuple=True)
     if ys.numel() == 0:
         return none
