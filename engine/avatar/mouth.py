@@ -45,17 +45,18 @@ JAW_REACH = 0.4          # eye widths below the lips the dark interior reaches (
 INTERIOR_RGB = (0.20, 0.07, 0.08)
 
 
+def _arc_y(face: Tensor, ids: tuple[int, ...], x: Tensor) -> np.ndarray:
+    """y [M] (float64) of the face-mesh arc through points ids, linearly interpolated at columns x [M] (clamped
+    to the arc's ends)."""
+    pts = face[list(ids), :2].double().numpy()
+    order = np.argsort(pts[:, 0])
+    return np.interp(x.double().numpy(), pts[order, 0], pts[order, 1])
+
+
 def split_line_y(face: Tensor, x: Tensor) -> Tensor:
     """y of the split line [M] at pixel columns x [M] (clamped to the mouth corners): the mean of the inner
     upper and inner lower lip contours, each linearly interpolated."""
-    def contour(ids):
-        pts = face[list(ids), :2].double().numpy()
-        order = np.argsort(pts[:, 0])
-        return pts[order, 0], pts[order, 1]
-    ux, uy = contour(UPPER_INNER)
-    lx, ly = contour(LOWER_INNER)
-    xs = x.double().numpy()
-    return torch.from_numpy((np.interp(xs, ux, uy) + np.interp(xs, lx, ly)) / 2).float()
+    return torch.from_numpy((_arc_y(face, UPPER_INNER, x) + _arc_y(face, LOWER_INNER, x)) / 2).float()
 
 
 def mouth_sides(face: Tensor, pixels: Tensor, restrict: Tensor | None = None) -> Tensor:
@@ -77,10 +78,7 @@ def lip_band(face: Tensor, pixels: Tensor) -> Tensor:
     (the corners' height beyond them). Skinning splits upper from lower only here: below it the chin binds to
     its particles whole, so the column's side edge under the mouth corners is no seam that tears as the jaw
     drops (the closing of the rest mouth still uses the whole column)."""
-    ids = (OUTER_LIPS[0],) + OUTER_LIPS[10:]                           # 61, then 291 .. 146: the lower outer lip
-    pts = face[list(ids), :2].double().numpy()
-    order = np.argsort(pts[:, 0])
-    bottom = np.interp(pixels[:, 0].double().numpy(), pts[order, 0], pts[order, 1])
+    bottom = _arc_y(face, (OUTER_LIPS[0],) + OUTER_LIPS[10:], pixels[:, 0])   # 61, 291 .. 146: the lower outer lip
     eye = float((face[33, :2] - face[263, :2]).norm())
     return pixels[:, 1].double() <= torch.from_numpy(bottom) + BAND_MARGIN * eye
 
@@ -99,11 +97,8 @@ def particle_sides(face: Tensor, pixels: Tensor, names: list[str] | None = None)
 
 def _contours(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """y of the inner upper and inner lower lip contours [M] at columns x [M] (clamped to the mouth corners)."""
-    def contour(ids):
-        pts = face[list(ids), :2].double().numpy()
-        order = np.argsort(pts[:, 0])
-        return np.interp(x.double().numpy(), pts[order, 0], pts[order, 1])
-    return torch.from_numpy(contour(UPPER_INNER)).float(), torch.from_numpy(contour(LOWER_INNER)).float()
+    upper, lower = (torch.from_numpy(_arc_y(face, ids, x)).float() for ids in (UPPER_INNER, LOWER_INNER))
+    return upper, lower
 
 
 def in_gap(face: Tensor, pixels: Tensor) -> Tensor:

@@ -3,9 +3,10 @@
 `skin_weights` binds every Gaussian (points [N, 3]) to its k nearest control particles (particles [K, 3]) with
 normalised Gaussian-RBF weights; personalize uses `local=True`, each point's width from its own neighbours and
 weights that fade to zero at the (k+1)-th nearest, so the weights have no seams. engine/avatar/personalize
-stores the result (index [N, k], weight [N, k]) with the Avatar. Region labels keep a Gaussian from binding across parts (a lip Gaussian to a chin particle, a finger
-to the other hand). `blend_translations` is the linear blend the Gaussian decoder (engine/deform/decoder) applies to
-particle displacements x_t [T, K, 3] to get per-Gaussian displacements [T, N, 3].
+stores the result (index [N, k], weight [N, k]) with the Avatar. Region labels keep a Gaussian from binding
+across parts (a lip Gaussian to a chin particle, a finger to the other hand). `blend_translations` is the
+linear blend the Gaussian decoder (engine/deform/decoder) applies to particle displacements x_t [T, K, 3] to get
+per-Gaussian displacements [T, N, 3].
 """
 from __future__ import annotations
 
