@@ -13,12 +13,12 @@ when the arm moves. Pixels are (x, y) of the photo.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from engine.avatar.backside import surface_colours
 from engine.avatar.limbs import BONES, TORSO, body_parts, body_scale, torso_distance
 from engine.avatar.regions import BODY, HANDS
+from engine.avatar.shell import erode
 from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 
@@ -40,9 +40,7 @@ def behind_arms(image: Tensor, person: Tensor, regions: Tensor, pose: Tensor | N
     if pose is None:
         return none
     # discs whose footprint stays inside the silhouette: at an arm's outer edge they would show around it
-    r = step + 1
-    deep = F.max_pool2d((~person).float()[None, None], 2 * r + 1, 1, r)[0, 0] < 0.5
-    body = person & deep & torch.isin(regions, torch.tensor([BODY, HANDS]))
+    body = erode(person, step + 1) & torch.isin(regions, torch.tensor([BODY, HANDS]))
     ys, xs = torch.nonzero(body, as_tuple=True)
     if ys.numel() == 0:
         return none

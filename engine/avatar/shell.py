@@ -228,14 +228,16 @@ def crack_walls(mask: Tensor, depth: Tensor, side: float, K: Tensor, cfg: ShellC
     return g, torch.stack([xs[pick], ys[pick]], -1).long(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
 
 
+def erode(mask: Tensor, r: int) -> Tensor:
+    """[H, W] bool: the pixels of mask [H, W] whose (2r+1) x (2r+1) square lies in the mask; the photo's frame
+    counts as inside (a body cut by the frame is not eaten from there)."""
+    return F.max_pool2d((~mask).float()[None, None], 2 * r + 1, 1, r)[0, 0] < 0.5
+
+
 def edge_ring(mask: Tensor, width: int = 2) -> Tensor:
-    """[H, W] bool: the pixels of mask [H, W] within `width` pixels of its edge (4-neighbour steps; the photo's
+    """[H, W] bool: the pixels of mask [H, W] within `width` pixels of its edge (8-neighbour steps; the photo's
     frame counts as inside, so a body cut by the frame has no ring there)."""
-    m = mask.float()[None, None]
-    inner = m
-    for _ in range(width):
-        inner = -F.max_pool2d(-F.pad(inner, (1, 1, 1, 1), mode="replicate"), 3, 1)
-    return mask & (inner[0, 0] < 0.5)
+    return mask & ~erode(mask, width)
 
 
 def face_the_camera(g: Gaussians, pixel: Tensor, which: Tensor, mask: Tensor, width: int = 2) -> Tensor:
