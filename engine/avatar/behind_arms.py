@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from engine.avatar.backside import surface_colours
+from engine.avatar.depth import surface_z
 from engine.avatar.limbs import BONES, TORSO, body_parts, body_scale, torso_distance
 from engine.avatar.regions import BODY, HANDS
 from engine.avatar.shell import erode
@@ -54,12 +55,10 @@ def behind_arms(image: Tensor, person: Tensor, regions: Tensor, pose: Tensor | N
     xs, ys = xs[over], ys[over]
     if xs.numel() == 0:
         return none
-    fx = float(K[0, 0])
-    z_front = z0 - depth[0][ys, xs] * z0 / fx
-    z_back = z0 + depth[1][ys, xs] * z0 / fx
+    z_front, z_back = surface_z(depth[0][ys, xs], -1.0, K, z0), surface_z(depth[1][ys, xs], 1.0, K, z0)
     z = z_front + BEHIND * (z_back - z_front)
     means = unproject(xs.float() + 0.5, ys.float() + 0.5, z, K)
-    sigma = 0.8 * step * z / fx                                      # discs `step` px apart overlap: no gaps
+    sigma = 0.8 * step * z / float(K[0, 0])                                     # discs `step` px apart overlap: no gaps
     n = len(xs)
     pixel = torch.stack([xs, ys], 1)
     rgb = surface_colours(image, torso, pixel)

@@ -154,14 +154,19 @@ def surface_depth(person: Tensor, regions: Tensor, face: Tensor | None, thicknes
     return front, back
 
 
+def surface_z(depth: Tensor, side: float, K: Tensor, z0: float) -> Tensor:
+    """Camera-frame z of a shell's surface at depth [...] (pixels, surface_depth): z0 + side * depth * z0 / fx;
+    side -1 the front surface, +1 the back."""
+    return z0 + side * depth * z0 / float(K[0, 0])
+
+
 def surface_normals(depth: Tensor, K: Tensor, z0: float, side: float) -> Tensor:
     """Outward unit normals [H, W, 3] of the surface z = z0 + side * depth * z0 / fx through the photo camera
     (side -1: the front surface, facing the camera; +1: the back). depth [H, W] in pixels (surface_depth).
     Normals come from the cross product of the surface's pixel derivatives (central differences), so near the
     rim of the silhouette, where the inflated relief is steep, they turn sideways. engine.render.splat culls by them."""
     H, W = depth.shape
-    fx = float(K[0, 0])
-    z = z0 + side * depth.double() * z0 / fx
+    z = surface_z(depth.double(), side, K, z0)
     yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5, torch.arange(W, dtype=torch.float64) + 0.5,
                             indexing="ij")
     P = unproject(xx, yy, z, K)                                           # [H, W, 3]

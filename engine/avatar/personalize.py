@@ -26,7 +26,7 @@ from engine.avatar.backside import back_colours, rim_colours
 from engine.avatar.behind_arms import behind_arms
 from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
-from engine.avatar.depth import surface_depth, surface_normals
+from engine.avatar.depth import surface_depth, surface_normals, surface_z
 from engine.avatar.eyelids import rig_eyelids
 from engine.avatar.landmarks import Landmarks, detect, person_mask
 from engine.avatar.limbs import limb_skinning
@@ -271,9 +271,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     # the side wall where front meets back, and caps where the person runs off the photo's edge: from the
     # photo's colour just inside the rim at the front edge to the back's colour at the back edge
     caps, caps_px, caps_n = rim_walls(person, depth, K, cfg.shell)
-    fx = float(K[0, 0])
-    z_front = cfg.shell.z0 - depth[0][caps_px[:, 1], caps_px[:, 0]] * cfg.shell.z0 / fx
-    z_back = cfg.shell.z0 + depth[1][caps_px[:, 1], caps_px[:, 0]] * cfg.shell.z0 / fx
+    z_front, z_back = (surface_z(d[caps_px[:, 1], caps_px[:, 0]], side, K, cfg.shell.z0)
+                       for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
     along = (caps.means[:, 2] - z_front) / (z_back - z_front).clamp(min=1e-9)   # 0 at the front edge, 1 at the back
     caps.sh[:, 0] = rgb_to_sh_dc(rim_colours(image, person, caps_px, -caps_n[:, :2], along,
                                              back_colours(image, person, regions, caps_px)))
