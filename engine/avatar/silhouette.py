@@ -82,16 +82,17 @@ def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor) -> np.ndarray:
     held = np.bincount(which[to_hand[ys, xs] <= HELD * scale], minlength=n) > 0
     kept |= keep[labels] & (cv2.distanceTransform((~core).astype(np.uint8), cv2.DIST_L2, 5) <= NEAR * scale)
     far = extra & keep[labels] & ~kept
+    # each far piece: worn on the head, held, or someone else (shares of its pixels, per piece)
     m, pieces = cv2.connectedComponents(far.astype(np.uint8), connectivity=8)
-    rows = np.broadcast_to(np.arange(core.shape[0])[:, None], core.shape)
-    shoulders = float(pose[[11, 12], 1].max())
-    for i in range(1, m):                       # each far piece: worn on the head, held, or someone else
-        piece = pieces == i
-        worn = (rows[piece] < shoulders).mean() >= 0.9
-        held_here = held[labels[piece][0]] and (to_hand[piece] <= REACH * scale).mean() >= 0.9
-        if worn or held_here:
-            kept |= piece
-    return kept
+    area = np.maximum(np.bincount(pieces.ravel(), minlength=m), 1)
+    above = np.arange(core.shape[0])[:, None] < float(pose[[11, 12], 1].max())
+    worn = np.bincount(pieces[np.broadcast_to(above, core.shape)], minlength=m) / area >= 0.9
+    owner = np.zeros(m, np.int64)
+    owner[pieces.ravel()] = labels.ravel()                 # the selfie-only piece each far piece is part of
+    held_here = held[owner] & (np.bincount(pieces[to_hand <= REACH * scale], minlength=m) / area >= 0.9)
+    stay = worn | held_here
+    stay[0] = False
+    return kept | stay[pieces]
 
 
 def _skeleton_distance(shape: tuple[int, int], pose: Tensor, face: Tensor | None) -> np.ndarray:
