@@ -51,6 +51,8 @@ def test_pack_round_trip_keeps_the_avatar(avatar):
     span = max(1.0, w.max()) - min(0.0, w.min())                      # the lash band's rows leave [0, 1]
     assert np.abs(u["skin_weight"] - w).max() < 1.5 / 255 * span                       # uint8 over that range
     assert np.allclose(u["skin_weight"].sum(1), 1, atol=1e-5)
+    zero = w == 0                     # 0 falls on an exact code: a column a Gaussian does not follow stays unfollowed
+    assert zero.any() and np.abs(u["skin_weight"][zero]).max() < 1e-6
     # a row past [0, 1] (an eyelid's lash band: 1.2 on the lid, -0.2 on what holds it) survives the trip
     import dataclasses
     odd = dataclasses.replace(avatar, skin_weight=avatar.skin_weight.clone())

@@ -17,8 +17,8 @@ Sections, N Gaussians, K control particles, J skin columns, M Gaussians on a lim
     normals     int8   [N, 3]   q / 127, (0, 0, 0) = unknown
     skin_index  uint8 or uint16 [N, J]  (uint8 when K <= 256)
     skin_weight uint8  [N, J]   lo + q / 255 * (hi - lo), lo <= 0, hi >= 1 (the eyelids' lash band overshoots 1, and
-                                its row has a small negative weight); renormalised by the reader (a row summing to
-                                0 stays on its first column)
+                                its row has a small negative weight), with 0 and 1 on exact codes; renormalised
+                                by the reader (a row summing to 0 stays on its first column)
     bone        uint8  [N]      limb bone 0..B-1 (engine.avatar.limbs.BONES) whose rotation the Gaussian takes,
                                 255 = none
     bone_other  uint8  [M]      for the M Gaussians with a bone, in order: the second bone row (0..B, B = torso)
@@ -52,6 +52,18 @@ def _q_range(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, levels: int) -> np.n
     """Quantise x onto 0..levels between lo and hi (broadcast)."""
     span = np.where(hi > lo, hi - lo, 1.0)
     return np.rint(np.clip((x - lo) / span, 0.0, 1.0) * levels)
+
+
+def _weight_range(w_min: float, w_max: float) -> tuple[float, float]:
+    """[lo, hi] for 255-level skin weights covering [min(0, w_min), max(1, w_max)] on which 0 and 1 fall exactly on
+    codes (a whole number m of steps per unit, lo = -c / m). Most weights are 0 or 1: a code between would leak a
+    few thousandths of every neighbour's motion into a Gaussian bound to one particle."""
+    for m in range(255, 0, -1):
+        lo = -float(np.ceil(-min(0.0, w_min) * m - 1e-9)) / m
+        hi = lo + 255.0 / m
+        if hi >= max(1.0, w_max) - 1e-9:
+            return lo, hi
+    raise ValueError(f"splat pack: skin weights span [{w_min}, {w_max}], over 255 units")
 
 
 def _unit(x: np.ndarray, levels: int) -> np.ndarray:
@@ -97,7 +109,7 @@ def pack_avatar(avatar: Avatar) -> bytes:
     sections.append(("normals", _unit(normals, 127).astype(np.int8), None))
     sections.append(("skin_index", avatar.skin_index.cpu().numpy().astype(np.uint8 if K <= 256 else np.uint16), None))
     w = f(avatar.skin_weight)                     # the eyelids' lash band takes a little over 1 (and below 0)
-    lo, hi = min(0.0, float(w.min())), max(1.0, float(w.max()))
+    lo, hi = _weight_range(float(w.min()), float(w.max()))
     sections.append(("skin_weight", _q_range(w, np.float32(lo), np.float32(hi), 255).astype(np.uint8), [lo, hi]))
 
     bone = np.full(N, NO_BONE, np.uint8)
