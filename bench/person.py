@@ -32,8 +32,8 @@ Definitions (pixels of the rendered frame; "eye width" = |p33 - p263| of mediapi
               blink_ratio = min / median openness, bar <= 0.30; blinks: runs <= 0.3 x median (count_blinks).
   front       the photo-camera render vs the photo (cropped and scaled as personalize did) inside the person
               mask (mediapipe selfie segmentation > 0.5): PSNR >= 30 dB, SSIM >= 0.90 (engine.render.metrics).
-  gesture     only when mediapipe pose (complexity 1) on the front render sees both shoulders and wrists
-              (visibility > 0.5). As bench/gestures.py: speech pushed, 5 frames, then command("raise right
+  gesture     only when mediapipe pose (complexity 1; a render it finds no one in is read again mirrored) on
+              the front render sees both shoulders and wrists (visibility > 0.5). As bench/gestures.py: speech pushed, 5 frames, then command("raise right
               hand"); the window's frames are rendered with and without the command. Pose on every window frame
               of the command run; the frame of largest right-wrist lift (shoulder 12 y - wrist 16 y) is
               compared: met when wrist y < shoulder y; left_arm_moved = max over pose 11, 13, 15 of the shift
@@ -231,16 +231,23 @@ def talking(avatar, args, wave: np.ndarray, out: Path) -> dict:
 
 
 def poses(images: list[np.ndarray]) -> list[np.ndarray | None]:
-    """mediapipe pose (complexity 1) per uint8 image -> [33, 4] (x, y pixels, z, visibility) or None."""
-    from engine.avatar.landmarks import mediapipe_module, quiet_native_logs
+    """mediapipe pose (complexity 1) per uint8 image -> [33, 4] (x, y pixels, z, visibility) or None. An image
+    it finds no one in is read once more mirrored, the reading mirrored back (left and right swapped): on a white
+    background it misses some people it finds in the mirror image (cameraman_grey in profile)."""
+    from engine.avatar.landmarks import mediapipe_module, mirrored_back, quiet_native_logs
     found = []
     with quiet_native_logs(), mediapipe_module().solutions.pose.Pose(static_image_mode=True,
                                                                      model_complexity=1) as model:
-        for img in images:
+        def read(img):
             h, w = img.shape[:2]
             res = model.process(np.ascontiguousarray(img)).pose_landmarks
-            found.append(None if res is None else
-                         np.array([[p.x * w, p.y * h, p.z * w, p.visibility] for p in res.landmark]))
+            return None if res is None else np.array([[p.x * w, p.y * h, p.z * w, p.visibility]
+                                                      for p in res.landmark])
+        for img in images:
+            p = read(img)
+            if p is None and (p := read(img[:, ::-1])) is not None:
+                p = mirrored_back(torch.from_numpy(p), img.shape[1]).numpy()
+            found.append(p)
     return found
 
 

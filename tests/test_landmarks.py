@@ -2,12 +2,16 @@
 512x512 original): pupils (203, 101) and (246, 104), mouth centre (224, 145), nose tip (222, 127)."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
-from engine.avatar.landmarks import _assign_hands, detect  # noqa: E402
+from engine.avatar import landmarks  # noqa: E402
+from engine.avatar.landmarks import (_assign_hands, _pose_once, detect, mediapipe_module, mirrored_back,  # noqa: E402
+                                     misplaced, quiet_native_logs)
 from engine.avatar.photo import load_photo  # noqa: E402
+from skeleton import pose  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
 PUPILS = torch.tensor([[203.0, 101.0], [246.0, 104.0]])
@@ -82,3 +86,55 @@ def test_small_face_in_a_large_frame_is_found(astronaut):
     assert lm.face is not None
     mouth = MOUTH * 0.75 + torch.tensor([320.0, 600.0])                   # the annotation, scaled and moved
     assert float((lm.face[[13, 14], :2].mean(0) - mouth).norm()) < 5.0
+
+
+def test_a_pose_read_on_the_mirror_image_maps_back_onto_the_photo(astronaut):
+    image, lm = astronaut
+    mp = mediapipe_module()
+    rgb = np.ascontiguousarray((image * 255 + 0.5).to(torch.uint8).numpy())
+    with quiet_native_logs():
+        mirror, _ = _pose_once(mp, rgb[:, ::-1])
+    back = mirrored_back(mirror, rgb.shape[1])
+    width = float((lm.pose[11, :2] - lm.pose[12, :2]).norm())             # ~150 px: a swap would show
+    for j in (0, 2, 5, 7, 8, 11, 12):                                     # nose, eyes, ears, shoulders
+        assert float((back[j, :2] - lm.pose[j, :2]).norm()) < 0.1 * width, j
+    assert float(back[11, 0]) > float(back[12, 0])        # the person's left shoulder on the image right
+
+
+def test_visible_body_points_on_the_background_are_counted():
+    selfie = torch.zeros(200, 200)
+    selfie[20:196, 60:141] = 1.0                          # the person as selfie segmentation sees them
+    p = pose()
+    assert misplaced(p, selfie) == 0
+    p[16, :2] = torch.tensor([20.0, 115.0])               # a right wrist put on the background
+    assert misplaced(p, selfie) == 1
+    p[16, 3] = 0.4                                        # ... but mediapipe calls it hidden
+    assert misplaced(p, selfie) == 0
+    p[16, 3], p[15, :2] = 1.0, torch.tensor([250.0, 115.0])   # out of the frame is no evidence
+    assert misplaced(p, selfie) == 1
+
+
+def test_a_misplaced_reading_gets_a_second_look_at_the_mirror_image(astronaut, monkeypatch):
+    """The reading with fewer visible points on the background is kept: here the first reading (doctored: its
+    left wrist moved onto the wall) loses to the real one, read on the mirror image and mapped back."""
+    image, lm = astronaut
+    mp = mediapipe_module()
+    rgb = np.ascontiguousarray((image * 255 + 0.5).to(torch.uint8).numpy())
+    real = landmarks._pose_once
+    seen = []
+
+    def first_misplaced(mp_, img):
+        p, seg = real(mp_, img)
+        seen.append(img.strides[1] < 0)                   # read on the mirror image
+        if not seen[-1]:
+            p = p.clone()
+            p[15, :2], p[15, 3] = torch.tensor([340.0, 100.0]), 0.9
+        return p, seg
+    monkeypatch.setattr(landmarks, "_pose_once", first_misplaced)
+    with quiet_native_logs():
+        with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+            selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
+        chosen, chosen_seg = landmarks._pose(mp, rgb, selfie)
+    assert seen == [False, True]
+    assert misplaced(chosen, selfie) == 0 and chosen_seg.shape == selfie.shape
+    assert float((chosen[11, :2] - lm.pose[11, :2]).norm()) < 15.0

@@ -119,20 +119,60 @@ def person_mask(image: Tensor, side: int = 2048) -> Tensor:
     with quiet_native_logs():
         with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
             selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
-        pose, pose_seg = _pose(mp, rgb)
+        pose, pose_seg = _pose(mp, rgb, selfie)
     mask = person_alone(selfie, pose_seg, pose, threshold=0.25)       # person_box's threshold: keep the unsure parts
     return torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="bilinear")[0, 0]
 
 
-def _pose(mp, rgb: np.ndarray) -> tuple[Tensor | None, Tensor | None]:
-    """mediapipe pose on rgb [H, W, 3] uint8 -> (pose [33, 4] in pixels, its segmentation [H, W]), or Nones."""
+# mediapipe pose's index of each point's left-right twin (0 nose, 1-3 / 4-6 eyes, 7 / 8 ears, 9 / 10 mouth corners,
+# then left / right pairs from the shoulders, 11 / 12, to the feet, 31 / 32; the model card's landmark list)
+MIRRORED = [0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9] + [i + 1 if i % 2 else i - 1 for i in range(11, 33)]
+ON_BACKGROUND = 0.1                  # selfie probability under which a point lies on the background
+
+
+def _pose_once(mp, rgb: np.ndarray) -> tuple[Tensor | None, Tensor | None]:
     h, w = rgb.shape[:2]
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as model:
-        res = model.process(rgb)
+        res = model.process(np.ascontiguousarray(rgb))
     if res.pose_landmarks is None:
         return None, None
     seg = None if res.segmentation_mask is None else torch.from_numpy(res.segmentation_mask.astype(np.float32))
     return _points(res.pose_landmarks.landmark, w, h, with_visibility=True), seg
+
+
+def mirrored_back(pose: Tensor, width: int) -> Tensor:
+    """A pose [33, C] read on the mirror image of a `width`-pixel-wide photo -> the same pose on the photo: x
+    mirrored, and each point swapped with its left-right twin (the mirror shows the person's left as a right)."""
+    out = pose[MIRRORED].clone()
+    out[:, 0] = width - out[:, 0]
+    return out
+
+
+def misplaced(pose: Tensor, selfie: Tensor) -> int:
+    """How many body points (11-32) of pose [33, 4] mediapipe calls visible (> 0.5) lie in the frame on what the
+    selfie mask [H, W] calls background: a hand put on the buildings behind a man in profile."""
+    H, W = selfie.shape
+    x, y = pose[11:, 0].floor().long(), pose[11:, 1].floor().long()
+    seen = (pose[11:, 3] > 0.5) & (x >= 0) & (x < W) & (y >= 0) & (y < H)
+    return int((selfie[y[seen], x[seen]] < ON_BACKGROUND).sum())
+
+
+def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """mediapipe pose on rgb [H, W, 3] uint8 -> (pose [33, 4] in pixels, its segmentation [H, W]), or Nones.
+
+    When it finds no one, or (given the selfie mask [H, W]) puts visible body points on its background, the model
+    gets a second look at the mirrored photo (its reading mirrored back, left and right swapped). The reading with
+    fewer such points is kept, the first on a tie."""
+    pose, seg = _pose_once(mp, rgb)
+    if pose is not None and (selfie is None or misplaced(pose, selfie) == 0):
+        return pose, seg
+    other, other_seg = _pose_once(mp, rgb[:, ::-1])
+    if other is None:
+        return pose, seg
+    other = mirrored_back(other, rgb.shape[1])
+    if pose is not None and misplaced(other, selfie) >= misplaced(pose, selfie):
+        return pose, seg
+    return other, None if other_seg is None else other_seg.flip(1)
 
 
 def _run_models(mp, rgb: np.ndarray):
@@ -141,7 +181,7 @@ def _run_models(mp, rgb: np.ndarray):
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
     face, n_faces = face_mesh(rgb)
-    pose, pose_seg = _pose(mp, rgb)
+    pose, pose_seg = _pose(mp, rgb, selfie)
     mask = person_alone(selfie, pose_seg, pose, face)
     with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2) as hands_model:
         hands = [_points(hl.landmark, w, h) for hl in (hands_model.process(rgb).multi_hand_landmarks or [])]
