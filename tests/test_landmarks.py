@@ -138,3 +138,34 @@ def test_a_misplaced_reading_gets_a_second_look_at_the_mirror_image(astronaut, m
     assert seen == [False, True]
     assert misplaced(chosen, selfie) == 0 and chosen_seg.shape == selfie.shape
     assert float((chosen[11, :2] - lm.pose[11, :2]).norm()) < 15.0
+
+
+def test_a_face_the_full_range_detector_misses_is_found_by_the_short_range_one(astronaut, monkeypatch):
+    """A face filling a tight crop can escape the full-range model (a held-out close-up did); the short-range
+    model is asked next. Here the full-range model is made blind: the mesh still lands on the pupils."""
+    image, _ = astronaut
+    fd = mediapipe_module().solutions.face_detection
+    real = fd.FaceDetection
+    asked = []
+
+    class Blind:
+        def __init__(self, model_selection=0, **kw):
+            asked.append(model_selection)
+            self.model, self.blind = real(model_selection=model_selection, **kw), model_selection == 1
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.model.close()
+
+        def process(self, rgb):
+            out = self.model.process(rgb)
+            return type("NoFaces", (), {"detections": None})() if self.blind else out
+    monkeypatch.setattr(fd, "FaceDetection", Blind)
+    rgb = np.ascontiguousarray((image * 255 + 0.5).to(torch.uint8).numpy())
+    face, n = landmarks.face_mesh(rgb)
+    assert asked == [1, 0] and n == 1
+    irises = face[[468, 473], :2]
+    err = min((irises - PUPILS).norm(dim=-1).max(), (irises.flip(0) - PUPILS).norm(dim=-1).max())
+    assert float(err) < 5.0

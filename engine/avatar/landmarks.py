@@ -191,11 +191,16 @@ def _run_models(mp, rgb: np.ndarray):
 def face_mesh(rgb: np.ndarray) -> tuple[Tensor | None, int]:
     """Face mesh [478, 3] (pixels) of the largest face in rgb [H, W, 3] uint8, and how many faces there are.
     Faces are found by the full-range detector (face mesh's own detector is short-range and misses the small face
-    of a whole-body photo); the mesh runs on a square crop around the largest one and is mapped back to pixels."""
+    of a whole-body photo), or where it finds none, by the short-range one (the full-range model misses a face
+    that fills a tight crop); the mesh runs on a square crop around the largest one, mapped back to pixels."""
     mp, h, w = mediapipe_module(), *rgb.shape[:2]
-    with quiet_native_logs(), mp.solutions.face_detection.FaceDetection(model_selection=1,
-                                                                        min_detection_confidence=0.5) as fd:
-        boxes = [d.location_data.relative_bounding_box for d in (fd.process(rgb).detections or [])]
+    boxes = []
+    for model in (1, 0):                                  # 1: full range (to 5 m), 0: short range (to 2 m)
+        with quiet_native_logs(), mp.solutions.face_detection.FaceDetection(model_selection=model,
+                                                                            min_detection_confidence=0.5) as fd:
+            boxes = [d.location_data.relative_bounding_box for d in (fd.process(rgb).detections or [])]
+        if boxes:
+            break
     if not boxes:
         return None, 0
     box = max(boxes, key=lambda b: b.width * b.height)
