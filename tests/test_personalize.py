@@ -155,3 +155,32 @@ def test_the_body_template_shapes_the_torso(small_avatar):
     (thick, mid), (flat_thick, flat_mid) = torso(avatar), torso(flat)
     assert thick < 0.8 * flat_thick, (thick, flat_thick)
     assert abs(mid - flat_mid) < 0.1 * flat_thick, (mid, flat_mid)
+
+
+def test_without_a_face_the_photo_must_show_both_shoulders():
+    """What the motion's face unit needs when no face is found (particles.motion_scale): personalize refuses
+    such a photo up front, with that reason, rather than saving an avatar the engine cannot drive."""
+    from engine.avatar.personalize import shows_both_shoulders
+    from skeleton import pose
+    p = pose()                                            # shoulders at (120, 60) and (80, 60)
+    assert shows_both_shoulders(p, 200, 200)
+    assert not shows_both_shoulders(p, 100, 200)          # the left shoulder is past the right edge
+    assert not shows_both_shoulders(p, 200, 50)           # a face crop: both below the bottom
+    p[12, 3] = 0.3
+    assert not shows_both_shoulders(p, 200, 200)          # one mediapipe calls hidden
+    assert not shows_both_shoulders(None, 200, 200)
+
+
+def test_an_avatar_over_the_gaussian_budget_is_made_from_a_smaller_photo(small_avatar):
+    """The live engine's speed goes with the Gaussian count: over cfg.max_gaussians, personalize works on a
+    smaller copy of the photo, and says so."""
+    import dataclasses
+    avatar, cfg = small_avatar
+    n = len(avatar.gaussians)
+    small = personalize(ASTRONAUT, dataclasses.replace(cfg, max_gaussians=n // 2, fit_steps=5), progress=False)
+    assert len(small.gaussians) <= n // 2
+    assert small.camera.width < avatar.camera.width and small.camera.width >= 192 // 2 * 0.8
+    said = [s for s in small.meta["notes"] if s.startswith("worked at")]
+    assert len(said) == 1, small.meta["notes"]
+    before = int(said[0].split(" Gaussians")[0].rsplit(" ", 1)[1])     # counted before the closed mouth trims it
+    assert abs(before - n) < 0.02 * n and f"over the {n // 2}" in said[0]

@@ -14,7 +14,7 @@ distance z0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,7 +32,7 @@ from engine.avatar.landmarks import Landmarks, detect, person_mask
 from engine.avatar.limbs import limb_skinning
 from engine.avatar.mouth import closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
-from engine.avatar.photo import crop, load_photo, person_box
+from engine.avatar.photo import MIN_SIDE, crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
 from engine.avatar.shell import ShellConfig, build_shells, crack_walls, face_the_camera, rim_walls
 from engine.avatar.skinning import skin_weights
@@ -53,6 +53,10 @@ class PersonalizeConfig:
     skin_neighbours: int = 4
     body_template: bool = True     # fit the parametric body to the pose for the body's depth (engine.avatar.body_fit)
     body_fit_steps: int = 250
+    # The live engine's speed goes with the number of Gaussians: the bundled astronaut (71k) renders at 2.2x real
+    # time on 2 cores at 512 px. A photo that would make more (a tight selfie: every face pixel is one, and the
+    # frame cuts the head on all sides) is worked on at the size that stays under this.
+    max_gaussians: int = 75000
 
 
 # A fitted surfel grows at most this much: a steep one shows the photo camera a sliver, and growing its long axis
@@ -182,6 +186,15 @@ def _mouth_layers(face: Tensor, image: Tensor, person: Tensor, regions: Tensor, 
             is_tooth, interior)
 
 
+def shows_both_shoulders(pose: Tensor | None, width: int, height: int) -> bool:
+    """Whether pose [33, 4] has both shoulders (11, 12) visible (> 0.5) inside a width x height photo: what the
+    control particles need for a face unit when there is no face (engine.avatar.particles.motion_scale)."""
+    if pose is None:
+        return False
+    return all(float(pose[j, 3]) > 0.5 and 0 <= float(pose[j, 0]) < width and 0 <= float(pose[j, 1]) < height
+               for j in (11, 12))
+
+
 def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, is_front: Tensor, teeth: Tensor,
                      particles: Tensor, p_sides: Tensor, K: Tensor) -> Tensor:
     """Closes the photo's lip gap in the rest pose (engine.avatar.mouth.closing_shift): moves the skin's
@@ -205,8 +218,10 @@ def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, i
     return ~(is_front & in_gap(face, pixel.float() + 0.5))
 
 
-def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True) -> Avatar:
-    """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use."""
+def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True,
+                _why: list[str] = ()) -> Avatar:
+    """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use. An avatar over
+    cfg.max_gaussians is made again from a smaller copy of the photo (_why: the notes saying so)."""
     # 1-2. photo (cropped to the person when the photo is much wider or taller), mask, landmarks
     full, info = load_photo(photo, max_side=max(cfg.max_side, DECODE_SIDE))
     H0, W0 = full.shape[:2]
@@ -214,7 +229,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     image = crop(full, box or (0, 0, W0, H0), cfg.max_side)
     (ow, oh), decoded = info["original_size"], W0 / info["original_size"][0]      # decoded px per photo px
     scale = image.shape[1] / ((box[2] - box[0]) if box else W0) * decoded          # final px per photo px
-    notes = []
+    notes = list(_why)
     if box is not None:
         x0, y0, x1, y1 = (round(v / decoded) for v in box)
         notes.append(f"the photo ({ow}x{oh}) is much larger than the person in it: cropped to the person, "
@@ -224,6 +239,9 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         notes.append(f"downscaled the photo{' crop' if box else ''} by {scale:.3g} to {image.shape[1]}x{image.shape[0]}")
     lm = detect(image)
     H, W = image.shape[:2]
+    if lm.face is None and not shows_both_shoulders(lm.pose, W, H):
+        raise ValueError(f"{photo}: mediapipe found no face, and the photo does not show both shoulders: nothing to "
+                         f"animate (a face about 20 px wide or more, or a body down to the shoulders, is needed)")
     person = lm.mask > 0.5
     if float(person.float().mean()) < 0.01:
         raise ValueError(f"{photo}: the person covers under 1% of the photo")
@@ -297,6 +315,14 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     normals[len(normals) - len(caps):] = caps_n
     normals[:len(facing_photo)][facing_photo] = torch.tensor([0.0, 0.0, -1.0])   # the shells come first
     normals[torso_only] = torch.tensor([0.0, 0.0, -1.0])                          # the torso behind the arms
+    if len(g) > cfg.max_gaussians:      # a tight selfie: every face pixel is a Gaussian, and walls all round
+        side = int(max(H, W) * math.sqrt(cfg.max_gaussians / len(g)) * 0.98)
+        if side < MIN_SIDE:
+            raise ValueError(f"{photo}: the avatar would hold {len(g)} Gaussians at {W}x{H}, and under "
+                             f"{cfg.max_gaussians} only below {MIN_SIDE} px")
+        why = (f"worked at {side} px: at {W}x{H} the avatar would hold {len(g)} Gaussians, over the "
+               f"{cfg.max_gaussians} it renders in real time")
+        return personalize(photo, replace(cfg, max_side=side), progress, _why=[*_why, why])
     # 7. photometric fit of the front shell, with everything the photo camera renders in place
     visible = facing(normals, g.means, torch.eye(4))
     fit = fit_front_view(g, image, person, K, cfg, is_front, progress, visible)
