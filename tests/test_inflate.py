@@ -47,3 +47,21 @@ def test_empty_and_malformed_masks():
         poisson_height(torch.zeros(10, 10))
     with pytest.raises(ValueError, match=r"expected shape \[H, W\]"):
         poisson_height(torch.ones(2, 10, 10))
+
+
+def test_a_large_mask_starts_from_half_size_and_lands_near_the_full_solve():
+    """Over COARSE px a side, the solve starts from a half-size one and polishes (2.3 s instead of 22 on a 768 px
+    mask): within 0.6 px of relief of the plain conjugate-gradient solve, and within 1.5% of the disc's closed
+    form (the plain solve: 0.05%)."""
+    R = 150.0
+    mask, r2 = disc(321, R)
+    plain = poisson_height(mask, coarse=False).double()
+    fast = poisson_height(mask).double()
+    relief, plain_relief = (torch.sqrt(2 * v.clamp(min=0)) for v in (fast, plain))
+    assert float((relief - plain_relief).abs().max()) < 0.6
+    r_eff = math.sqrt(4 * float(plain[160, 160]))
+    assert R <= r_eff <= R + 1, f"effective radius {r_eff:.3f} for R = {R}"
+    exact = (r_eff ** 2 - r2) / 4
+    inner = r2 <= (0.8 * R) ** 2
+    assert float(((plain - exact).abs() / exact)[inner].max()) < 0.001
+    assert float(((fast - exact).abs() / exact)[inner].max()) < 0.015
