@@ -53,10 +53,11 @@ class PersonalizeConfig:
     skin_neighbours: int = 4
     body_template: bool = True     # fit the parametric body to the pose for the body's depth (engine.avatar.body_fit)
     body_fit_steps: int = 250
-    # The live engine's speed goes with the number of Gaussians: the bundled astronaut (71k) renders at 2.2x real
-    # time on 2 cores at 512 px. A photo that would make more (a tight selfie: every face pixel is one, and the
-    # frame cuts the head on all sides) is worked on at the size that stays under this.
-    max_gaussians: int = 75000
+    # The live engine's speed goes with the number of Gaussians: at 71k the bundled astronaut rendered at 2.0-2.1x
+    # real time on 2 cores at 512 px, and a tight selfie filling the frame at 1.8x. A photo that would make more
+    # (a selfie: every face pixel is one, and the frame cuts the head on all sides) is worked on at the size that
+    # stays under this (bench/avatar_engine.py).
+    max_gaussians: int = 65000
 
 
 # A fitted surfel grows at most this much: a steep one shows the photo camera a sliver, and growing its long axis
