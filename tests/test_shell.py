@@ -137,7 +137,11 @@ def test_rim_walls_close_the_seam_and_the_cut_by_the_frame():
     z = g.means[:, 2]
     assert float(z.min()) >= cfg.z0 - 8.0 * cfg.z0 / fx and float(z.max()) <= cfg.z0 + 12.0 * cfg.z0 / fx
     column = (x == 21) & (y == 63)                                           # (x + y) even: on the ring
-    assert int(column.sum()) == 7                                            # 20 px of depth, 3 px apart at most
+    assert int(column.sum()) == 4                                            # 20 px of depth, 6 px apart at most
+    # each disc spans its 5 px of the column (sigma 0.6 x 5 px along the depth) and 0.6 x 3 px across it
+    zc = g.means[column, 2]
+    assert torch.allclose(g.scales[column, 0], cfg.footprint * 5.0 * zc / fx, rtol=1e-4)
+    assert torch.allclose(g.scales[column, 1], cfg.footprint * 3.0 * zc / fx, rtol=1e-4)
 
 
 def test_crack_walls_span_a_step_inside_the_shell_and_face_its_low_side():

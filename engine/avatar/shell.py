@@ -143,10 +143,11 @@ def build_shells(image: Tensor, mask: Tensor, depth: tuple[Tensor, Tensor], K: T
 
 
 def disc_columns(u: Tensor, v: Tensor, lo: Tensor, hi: Tensor, n2: Tensor, K: Tensor, cfg: ShellConfig,
-                 step: int) -> tuple[Gaussians, Tensor]:
+                 step: int, across: float | None = None) -> tuple[Gaussians, Tensor]:
     """Columns of flat grey discs standing in the view direction: column i at pixel (u, v) [M] (continuous), from
     depth lo to hi [M] (pixels behind z0, either order), discs at most `step` pixels apart, each facing n2 [M, 2]
-    (an image-plane direction, unit). -> (Gaussians [sum of counts], pick: the column each disc belongs to)."""
+    (an image-plane direction, unit), sized for that spacing along the column and for columns `across` pixels
+    apart (default: step) across it. -> (Gaussians [sum of counts], pick: the column each disc belongs to)."""
     fx = float(K[0, 0])
     count = ((hi - lo).abs() / step).ceil().clamp(min=1).long()
     pick = torch.repeat_interleave(torch.arange(len(u)), count)
@@ -158,9 +159,12 @@ def disc_columns(u: Tensor, v: Tensor, lo: Tensor, hi: Tensor, n2: Tensor, K: Te
     means = unproject(u[pick], v[pick], z, K)
     t1 = torch.tensor([0.0, 0.0, 1.0]).expand(len(pick), 3)
     quats = quats_from_frames(torch.stack([t1, torch.linalg.cross(N, t1), N], 2))
-    sigma = cfg.footprint * step * z / fx
+    across = float(step) if across is None else float(across)
+    spacing = ((hi - lo).abs() / count)[pick].clamp(min=across)           # <= step; a short column: across
+    sigma = cfg.footprint * spacing * z / fx                               # along the column (the depth)
+    side = cfg.footprint * across * z / fx                                 # across it
     n = len(pick)
-    g = Gaussians(means.float(), quats, torch.stack([sigma, sigma, 0.3 * sigma], -1).float(),
+    g = Gaussians(means.float(), quats, torch.stack([sigma, side, 0.3 * side], -1).float(),
                   torch.full((n,), cfg.opacity), rgb_to_sh_dc(torch.full((n, 3), 0.5))[:, None, :].float())
     return g, pick
 
@@ -171,8 +175,10 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
     person runs off the photo's edge (a half-body portrait's bottom row: an open cut an orbiting camera looks
     straight into). Seen from the side, that rim is the whole view, and two shells meeting edge-on leave a seam.
     On every other pixel of the mask's outermost ring (frame edges included), a column of flat discs from the
-    front surface to the back one, step pixels apart, facing outward (the mask's 2-D outward normal; out of the
-    frame at its edges). mask [H, W] bool, depth = (front, back) [H, W] pixels.
+    front surface to the back one, facing outward (the mask's 2-D outward normal; out of the frame at its
+    edges), sized for columns `step` pixels apart and stretched along the depth, where they stand up to 2 x step
+    apart: a wall's colour changes slowly from front to back, and it held a third of a tight selfie's Gaussians.
+    mask [H, W] bool, depth = (front, back) [H, W] pixels.
     -> (Gaussians [M] (grey: the caller paints them), pixel [M, 2] (x, y), outward normals [M, 3])."""
     H, W = mask.shape
     front, back = depth
@@ -186,7 +192,8 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
     ys, xs = torch.nonzero(ring, as_tuple=True)
     n2 = -torch.stack([gx[ys + 1, xs + 1], gy[ys + 1, xs + 1]], 1)
     n2 = n2 / n2.norm(dim=1, keepdim=True).clamp(min=1e-9)
-    g, pick = disc_columns(xs.float() + 0.5, ys.float() + 0.5, -front[ys, xs], back[ys, xs], n2, K, cfg, step)
+    g, pick = disc_columns(xs.float() + 0.5, ys.float() + 0.5, -front[ys, xs], back[ys, xs], n2, K, cfg, 2 * step,
+                           across=step)
     return g, torch.stack([xs[pick], ys[pick]], -1).long(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
 
 
