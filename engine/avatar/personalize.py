@@ -53,11 +53,11 @@ class PersonalizeConfig:
     skin_neighbours: int = 4
     body_template: bool = True     # fit the parametric body to the pose for the body's depth (engine.avatar.body_fit)
     body_fit_steps: int = 250
-    # The live engine's speed goes with the number of Gaussians: at 71k the bundled astronaut renders at 2.0-2.3x
-    # real time on 2 cores at 512 px (a selfie that fills the frame, at 1.8-1.9x). A photo that would make more
-    # (a selfie: every face pixel is one, and the frame cuts the head on all sides: 121k) is worked on at the size
-    # that stays under this (bench/avatar_engine.py). Not lower: the astronaut made at 495 px instead of 512 lost a
-    # third of its open mouth's teeth (bench/person.py: tooth share 0.23 -> 0.15).
+    # The live engine's speed goes with the number of Gaussians (bench/avatar_engine.py, 2 cores, 512 px): the
+    # bundled astronaut (66k) renders at 2.3-2.5x real time, a tight selfie that fills the frame (67k) at 2.0-2.2x.
+    # A photo that would make more (a selfie: every face pixel is one, and the frame cuts the head on all sides:
+    # 101k) is worked on at the size that stays under this. Not much lower: the astronaut made at 495 px instead of
+    # 512 lost a third of its open mouth's teeth (bench/person.py: tooth share 0.23 -> 0.15).
     max_gaussians: int = 72000
 
 

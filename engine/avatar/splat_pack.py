@@ -28,7 +28,7 @@ The header also holds the photo camera (viewmat [4, 4] row-major, fx fy cx cy fo
 pivot, K, J, B and the particle names. Only the DC colour is packed: every avatar made by personalize has SH degree
 0, and a higher degree is refused rather than silently flattened.
 
-Sizes: the bundled astronaut (73k Gaussians) packs to 2.41 MB, 1.27 MB gzip'd.
+Sizes: the bundled astronaut (66k Gaussians) packs to 2.16 MB, 1.33 MB gzip'd.
 Per-frame motion, which deforms this on the client, travels in viewer/protocol.py's motion messages.
 """
 from __future__ import annotations
