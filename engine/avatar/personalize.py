@@ -5,7 +5,8 @@ surface depth (the body template fitted to the pose, engine.avatar.body_fit, ove
 head; face-mesh relief on the face; engine.avatar.depth), 5 front/back shells
 of surfels (dense on face and hands; engine.avatar.shell), the back coloured per region from the photo's own
 surfaces, never mirrored (engine.avatar.backside), 6 an under-layer behind the face: the mouth interior and a soft second
-skin (engine.avatar.mouth), 7 photometric fit of the front shell with the differentiable rasterizer, 8 control
+skin (engine.avatar.mouth); over PersonalizeConfig.max_gaussians, back to 1 with a smaller copy of the photo,
+7 photometric fit of the front shell with the differentiable rasterizer, 8 control
 particles on the landmarks, lifted to 3D, 9 skinning from every Gaussian to its nearest particles of compatible
 regions, split at the mouth line so the jaw opens the mouth instead of stretching it; arms and legs ride their
 bones (engine.avatar.limbs). The photo camera is the world frame: viewmat identity, +z forward, the person at
