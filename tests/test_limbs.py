@@ -208,3 +208,22 @@ def test_the_torso_behind_an_arm_lies_behind_it_in_the_torso_s_colour():
     z_front, z_back = 2.5 - 10.0 * 2.5 / 200.0, 2.5 + 30.0 * 2.5 / 200.0
     torch.testing.assert_close(g.means[:, 2], torch.full((len(g),), z_front + BEHIND * (z_back - z_front)))
     assert len(behind_arms(image, person, regions, None, (front, back), K, 2.5)[0]) == 0    # no pose, no layer
+
+
+def test_what_hangs_beside_an_arm_beyond_its_reach_rides_the_torso():
+    """Long hair over an arm, beside the body: nearest the upper arm, but further from its bone than an arm is
+    thick (ARM_REACH body sizes). It stays with the torso when the arm turns; the sleeve goes with the arm."""
+    from engine.avatar.limbs import ARM_REACH, body_scale
+    particles, names = _avatar_particles()
+    scale = body_scale(pose())                                              # 40 px: the shoulder width
+    # the right upper arm runs (80, 60) -> (75, 90); points level with its middle, 0.2 and 0.45 body sizes out
+    pix = torch.tensor([[77.5 - 0.2 * scale, 75.0], [77.5 - 0.45 * scale, 75.0]])
+    assert 0.2 < ARM_REACH < 0.45
+    assert body_parts(pix, pose()).tolist() == [0, 0]                       # both nearest the right upper arm
+    means = torch.cat([pix, torch.full((2, 1), 10.0)], 1)
+    old_index, old_weight = torch.zeros(2, 4, dtype=torch.long), torch.full((2, 4), 0.25)
+    index, weight, bones = limb_skinning(pix, means, torch.zeros(2, dtype=torch.long), pose(), particles, names,
+                                         old_index, old_weight)
+    assert bones.tolist() == [0, -1]
+    assert {names[int(i)] for i, w in zip(index[1], weight[1]) if w > 0} <= {"pose:11", "pose:12", "pose:23",
+                                                                             "pose:24"}

@@ -17,13 +17,12 @@ from torch import Tensor
 
 from engine.avatar.backside import surface_colours
 from engine.avatar.depth import surface_z
-from engine.avatar.limbs import BONES, TORSO, body_parts, body_scale, torso_distance
+from engine.avatar.limbs import ARMS, TORSO, body_parts, body_scale, torso_distance
 from engine.avatar.regions import BODY, HANDS
 from engine.avatar.shell import erode
 from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 
-ARMS = tuple(i for i, (name, _, _) in enumerate(BONES) if "arm" in name)    # upper arms and forearms
 REACH = 0.4           # x body_scale: an arm this close to the torso's quadrilateral lies over the body
 BEHIND = 0.35         # of the way from the front shell to the back one: an arm's thickness behind its front
 STEP = 4              # pixels between discs: a hidden, plain surface, and every Gaussian costs each frame (an
@@ -47,7 +46,7 @@ def behind_arms(image: Tensor, person: Tensor, regions: Tensor, pose: Tensor | N
         return none
     centres = torch.stack([xs, ys], 1).float() + 0.5
     part = body_parts(centres, pose)
-    arm = torch.isin(part, torch.tensor(ARMS)) | (regions[ys, xs] == HANDS)
+    arm = torch.isin(part, torch.tensor(sorted(ARMS))) | (regions[ys, xs] == HANDS)
     over = arm & (torso_distance(centres, pose) <= REACH * body_scale(pose)) & ((xs % step == 0) & (ys % step == 0))
     torso = torch.zeros(H, W, dtype=torch.bool)
     torso[ys[part == TORSO], xs[part == TORSO]] = True

@@ -42,12 +42,13 @@ BONES = (("right_upper_arm", 12, 14), ("right_forearm", 14, 16),
          ("right_thigh", 24, 26), ("right_shin", 26, 28), ("right_foot", 28, 32),
          ("left_thigh", 23, 25), ("left_shin", 25, 27), ("left_foot", 27, 31))
 PARENT = (-1, 0, -1, 2, -1, 4, 5, -1, 7, 8)     # -1: the torso
-LEGS = frozenset(range(4, 10))
+ARMS, LEGS = frozenset(range(0, 4)), frozenset(range(4, 10))
 TORSO = len(BONES)                              # the part id of the torso (bone ids are 0..9)
 TORSO_JOINTS = (11, 12, 24, 23)                 # a quadrilateral, in order around it
 HAND_POINTS = {"left": (15, 17, 19, 21), "right": (16, 18, 20, 22)}
 BODY, HANDS = REGIONS.index("body"), REGIONS.index("hands")   # engine.avatar.regions' ids
 BLEND = 0.15                                    # share of a bone's length, at each end, where rotations blend
+ARM_REACH = 0.3                                 # x body_scale: an arm's Gaussians lie at most this far from its bone
 
 
 def segment_coordinates(points: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -140,6 +141,13 @@ def limb_skinning(pixels: Tensor, means: Tensor, regions: Tensor, pose: Tensor |
     usable = _usable(ends)
     part = body_parts(pixels, pose)
     is_body = regions == BODY
+    # an arm is at most ARM_REACH body sizes thick about its bone: beyond that, beside the body, lies what hangs
+    # from the head or torso over it (long hair), which stays when the arm turns
+    p = pose[:, :2].float()
+    d_bone, _ = segment_coordinates(pixels.float(), p[[a for _, a, _ in BONES]], p[[b for _, _, b in BONES]])
+    d_own = d_bone.gather(1, part.clamp(max=len(BONES) - 1)[:, None])[:, 0]          # to its own bone
+    far = torch.isin(part, torch.tensor(sorted(ARMS))) & (d_own > ARM_REACH * body_scale(pose))
+    part = torch.where(is_body & far, TORSO, part)
     if torso_only is not None:
         part = torch.where(torso_only & is_body, TORSO, part)
     # hands: their own hand's points when the photo shows them, else the forearm (rigid beyond the wrist)
