@@ -10,7 +10,9 @@ segment in 2D, or the torso, the quadrilateral of shoulders and hips) and `limb_
                         rigidly by the upper arm) or, failing that, the torso
     a hand Gaussian     to the 21 hand points (and pose wrist/fingers) of its own hand, when the photo shows
                         them; otherwise it rides the forearm, rigidly beyond the wrist
-    a torso Gaussian    to the torso particles (shoulders, hips) only: an arm's motion never drags the torso
+    a torso Gaussian    to the torso particles (shoulders, hips) only: an arm's motion never drags the torso;
+                        so is a body Gaussian nearest an arm but over ARM_REACH body sizes from its bone (long
+                        hair hanging beside the arm)
 
 Skinning is translation-only (engine.avatar.skinning), which keeps a point on the segment on the moved segment
 but leaves its offset from the bone unrotated: a raised arm would flatten into a ribbon. So the avatar also
