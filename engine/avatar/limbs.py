@@ -90,10 +90,12 @@ def torso_distance(points: Tensor, pose: Tensor) -> Tensor:
     return torch.where(_inside(points, quad), 0.0, d_edge.min(1).values)
 
 
-def body_parts(points: Tensor, pose: Tensor, limb_radius: float = 0.15) -> Tensor:
+def body_parts(points: Tensor, pose: Tensor, limb_radius: float = 0.15, arm_reach: float | None = None) -> Tensor:
     """points [P, 2] (pixels of the photo the pose [33, >=2] was found in) -> part [P] int64: the bone id
     (index into BONES) of the nearest bone segment, or TORSO. Inside the torso quadrilateral a point is torso
-    unless a bone passes within limb_radius x body_scale of it (an arm held across the chest)."""
+    unless a bone passes within limb_radius x body_scale of it (an arm held across the chest). With arm_reach,
+    a point nearest an arm but further than arm_reach x body_scale from its bone is torso too (limb_skinning:
+    long hair hanging beside an arm)."""
     p = pose[:, :2].float()
     points = points.float()
     a = torch.stack([p[j] for _, j, _ in BONES])
@@ -103,6 +105,9 @@ def body_parts(points: Tensor, pose: Tensor, limb_radius: float = 0.15) -> Tenso
     inside = d_torso == 0
     nearest, which = d_bone.min(1)
     part = torch.where(nearest < d_torso, which, TORSO)
+    if arm_reach is not None:
+        part = torch.where(torch.isin(which, torch.tensor(sorted(ARMS))) & (nearest > arm_reach * body_scale(pose)),
+                           TORSO, part)
     return torch.where(inside & (nearest >= limb_radius * body_scale(pose)), TORSO, part)
 
 
@@ -141,15 +146,10 @@ def limb_skinning(pixels: Tensor, means: Tensor, regions: Tensor, pose: Tensor |
     index, weight = skin_index.clone(), skin_weight.clone()
     ends, where = bone_ends(names), {n: i for i, n in enumerate(names)}
     usable = _usable(ends)
-    part = body_parts(pixels, pose)
-    is_body = regions == BODY
     # an arm is at most ARM_REACH body sizes thick about its bone: beyond that, beside the body, lies what hangs
     # from the head or torso over it (long hair), which stays when the arm turns
-    p = pose[:, :2].float()
-    d_bone, _ = segment_coordinates(pixels.float(), p[[a for _, a, _ in BONES]], p[[b for _, _, b in BONES]])
-    d_own = d_bone.gather(1, part.clamp(max=len(BONES) - 1)[:, None])[:, 0]          # to its own bone
-    far = torch.isin(part, torch.tensor(sorted(ARMS))) & (d_own > ARM_REACH * body_scale(pose))
-    part = torch.where(is_body & far, TORSO, part)
+    part = body_parts(pixels, pose, arm_reach=ARM_REACH)
+    is_body = regions == BODY
     if torso_only is not None:
         part = torch.where(torso_only & is_body, TORSO, part)
     # hands: their own hand's points when the photo shows them, else the forearm (rigid beyond the wrist)

@@ -198,7 +198,8 @@ def unpack_avatar(blob: bytes) -> dict:
     total = w.sum(1, keepdims=True)
     first = np.zeros_like(w)
     first[:, 0] = 1.0
-    out["skin_weight"] = np.where(np.abs(total) > 1e-6, w / np.where(np.abs(total) > 1e-6, total, 1.0), first)
+    ok = np.abs(total) > 1e-6
+    out["skin_weight"] = np.where(ok, w / np.where(ok, total, 1.0), first)
     out["bone"] = raw["bone"][0]
     out["bone_other"] = raw["bone_other"][0].astype(np.int64)
     out["bone_share"] = raw["bone_share"][0] / 510.0
