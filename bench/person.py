@@ -32,14 +32,14 @@ Definitions (pixels of the rendered frame; "eye width" = |p33 - p263| of mediapi
               blink_ratio = min / median openness, bar <= 0.30; blinks: runs <= 0.3 x median (count_blinks).
   front       the photo-camera render vs the photo (cropped and scaled as personalize did) inside the person
               mask (mediapipe selfie segmentation > 0.5): PSNR >= 30 dB, SSIM >= 0.90 (engine.render.metrics).
-  gesture     only when mediapipe pose (complexity 1; a render it finds no one in is read again mirrored) on
-              the front render sees both shoulders and wrists (visibility > 0.5). As bench/gestures.py: speech
-              pushed, 5 frames, then command("raise right hand"); the window's frames are rendered with and
-              without the command. Pose on every window frame of the command run; the frame of largest right-wrist lift (shoulder 12 y - wrist 16 y) is
-              compared: met when wrist y < shoulder y; left_arm_moved = max over pose 11, 13, 15 of the shift
-              against the same frame without the command, in shoulder widths (|p11 - p12|); unmoved: < 0.1.
-              Also: whether the wrist was above the shoulder without the command (then the bar says little),
-              and how far the command raised it (wrist_raised_sw, shoulder widths).
+  gesture     only when mediapipe pose (complexity 1; a render it finds no one in is read again mirrored) on the front
+              render sees both shoulders and wrists (visibility > 0.5). As bench/gestures.py: speech pushed, 5 frames,
+              then command("raise right hand"); the window's frames are rendered with and without the command. Pose on
+              every window frame of the command run; the frame of largest right-wrist lift (shoulder 12 y - wrist 16
+              y) is compared: met when wrist y < shoulder y; left_arm_moved = max over pose 11, 13, 15 of the shift
+              against the same frame without the command, in shoulder widths (|p11 - p12|); unmoved: < 0.1. Also:
+              whether the wrist was above the shoulder without the command (then the bar says little), and how far the
+              command raised it (wrist_raised_sw, shoulder widths).
   personalize_s  wall time of engine.avatar.personalize.personalize, the splatting kernels already built;
               load_avg (1 min) says how busy the machine was.
 """
