@@ -9,11 +9,12 @@ CUDA sources join the build when torch has CUDA and nvcc is found; otherwise the
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import os
 import sys
-import time
 from pathlib import Path
 
 CSRC = Path(__file__).resolve().parent / "csrc"
@@ -63,25 +64,39 @@ def jit_build(verbose: bool = False):
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "audioavatar" / "torch_extensions"))
     with_cuda = _cuda_available()
     name = build_name(with_cuda)
-    _clear_stale_lock(Path(os.environ["TORCH_EXTENSIONS_DIR"]) / name / "lock")
+    root = Path(os.environ["TORCH_EXTENSIONS_DIR"])
+    root.mkdir(parents=True, exist_ok=True)
     if not verbose:
         print(f"[cuda_ext] loading the splatting extension '{name}' (first build takes ~1.5 min)...",
               file=sys.stderr, flush=True)
-    return _load(name=name, sources=sources(with_cuda), verbose=verbose, **build_flags(with_cuda))
+    with _build_owner(root / f"{name}.owner"):
+        _clear_stale_lock(root / name / "lock")
+        return _load(name=name, sources=sources(with_cuda), verbose=verbose, **build_flags(with_cuda))
 
 
-STALE_LOCK_S = 600   # a build takes ~1.5 min on 2 cores; a lock this old was left by a process that was killed
+@contextlib.contextmanager
+def _build_owner(path: Path):
+    """Hold an exclusive flock on path while building or loading. The kernel drops it when its holder dies, however
+    it dies, so whoever holds it knows that no build is running: torch's own lock file, which has no owner and
+    outlives a killed build (SIGTERM, SIGKILL), can then be cleared at once instead of waited on forever."""
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("[cuda_ext] another process is building the splatting extension; waiting for it...",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _clear_stale_lock(lock: Path) -> None:
-    """torch's build lock has no owner: a build killed midway leaves it behind, and every later load then waits on
-    it forever. Remove one older than STALE_LOCK_S, saying so."""
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return
-    if age > STALE_LOCK_S:
-        print(f"[cuda_ext] removing a stale build lock ({age / 60:.0f} min old): {lock}", file=sys.stderr, flush=True)
+    """Remove torch's build lock, saying so; called only while holding _build_owner, so no live build owns it."""
+    if lock.exists():
+        print(f"[cuda_ext] removing a build lock left by a process that died mid-build: {lock}", file=sys.stderr,
+              flush=True)
         lock.unlink(missing_ok=True)
 
 

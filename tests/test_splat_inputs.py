@@ -1,5 +1,7 @@
 """Bad input to rasterization() is a ValueError naming the argument and what was wrong, never a crash or a
 silent black image; and a backend that cannot load says why, naming both attempts."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -93,20 +95,41 @@ def test_backend_failure_names_both_attempts(monkeypatch):
         _backend.load.cache_clear()
 
 
-def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path, capsys):
-    import os
-    import time
+def test_a_build_lock_left_by_a_killed_build_is_cleared_without_waiting(tmp_path, capsys):
+    """A build killed by SIGKILL leaves torch's lock file behind; the next load waits only while the builder lives."""
+    import signal
+    import subprocess
+    import sys
+    import threading
 
-    from cuda_ext._backend import STALE_LOCK_S, _clear_stale_lock
-    lock = tmp_path / "lock"
-    lock.touch()
-    _clear_stale_lock(lock)
-    assert lock.exists()                                              # a build may be running: wait for it
-    old = time.time() - STALE_LOCK_S - 5
-    os.utime(lock, (old, old))
-    _clear_stale_lock(lock)
-    assert not lock.exists() and "stale build lock" in capsys.readouterr().err
-    _clear_stale_lock(lock)                                           # no lock: nothing to do
+    from cuda_ext._backend import _build_owner, _clear_stale_lock
+    owner, lock = tmp_path / "ext.owner", tmp_path / "ext" / "lock"
+    lock.parent.mkdir()
+    builder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from cuda_ext._backend import _build_owner\n"
+         f"with _build_owner(Path({str(owner)!r})):\n"
+         f"    Path({str(lock)!r}).touch(); print('building', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        assert builder.stdout.readline().strip() == "building"
+        got = threading.Event()
+
+        def load():
+            with _build_owner(owner):
+                _clear_stale_lock(lock)
+                got.set()
+        waiter = threading.Thread(target=load)
+        waiter.start()
+        assert not got.wait(0.5) and lock.exists()                   # a live build: wait for it
+        builder.send_signal(signal.SIGKILL)
+        builder.wait()
+        assert got.wait(10)                                           # its death frees the owner lock at once
+        waiter.join()
+    finally:
+        builder.kill()
+    assert not lock.exists()
+    err = capsys.readouterr().err
+    assert "another process is building" in err and "left by a process that died" in err
 
 
 def planted_faults(scene):
