@@ -69,3 +69,64 @@ def test_rim_walls_blend_the_colour_inside_the_rim_into_the_back_and_skip_the_ha
     assert float((rgb[0] - 0.2).abs().max()) < 0.06 and float((rgb[3] - rgb[0]).abs().max()) < 1e-6
     torch.testing.assert_close(rgb[2], back[2])                               # the back edge: the back's colour
     torch.testing.assert_close(rgb[1], (rgb[0] + back[1]) / 2)                # linear between
+
+
+def knit(size: int = 160, seed: int = 5):
+    """A grey-green surface with blotches a few pixels across (contrast ~0.05), the kind of detail a jumper or
+    a head of hair has at the scale a viewer reads."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(1, 1, size, size, generator=gen)
+    blobs = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(noise, (2, 2, 2, 2), mode="reflect"), 5, 1)[0, 0]
+    image = (torch.tensor([0.4, 0.5, 0.4]) + 0.25 * blobs[..., None]).clamp(0, 1)
+    person = torch.ones(size, size, dtype=torch.bool)
+    return image, person, torch.full((size, size), BODY)
+
+
+def test_a_pixel_gets_one_colour_whoever_else_is_asked_for():
+    image, person, regions = knit()
+    ys, xs = torch.nonzero(person, as_tuple=True)
+    every = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    some = (ys >= 100).nonzero()[:, 0][::7]                                   # the lower part alone
+    torch.testing.assert_close(back_colours(image, person, regions, torch.stack([xs[some], ys[some]], 1)), every[some])
+
+
+def test_the_back_keeps_the_surfaces_contrast_without_seams():
+    from engine.avatar.backside import texture_tile
+    image, person, regions = knit()
+    TILE = texture_tile(person)
+    H, W = person.shape
+    ys, xs = torch.nonzero(person, as_tuple=True)
+    back = back_colours(image, person, regions, torch.stack([xs, ys], 1)).reshape(H, W, 3)
+    grey_in, grey_out = image.mean(-1), back.mean(-1)
+    # fine contrast: the standard deviation of the grey level about its 9x9 mean, away from the frame
+    def contrast(g):
+        local = torch.nn.functional.avg_pool2d(g[None, None], 9, 1)[0, 0]
+        return float((g[4:-4, 4:-4] - local)[16:-16, 16:-16].std())
+    assert contrast(grey_out) > 0.6 * contrast(grey_in)
+    assert contrast(grey_out) < 1.3 * contrast(grey_in)
+    # no seams: steps across the grid lines are no larger than steps elsewhere
+    step = (grey_out[:, 1:] - grey_out[:, :-1]).abs()                          # [H, W - 1], between x and x + 1
+    on_grid = torch.zeros(W - 1, dtype=torch.bool)
+    on_grid[TILE - 1::TILE] = True
+    assert float(step[:, on_grid].mean()) < 1.3 * float(step[:, ~on_grid].mean())
+    # and the back is not the front: the borrowed texture is laid out anew
+    a, b = grey_in - grey_in.mean(), grey_out - grey_out.mean()
+    assert abs(float((a * b).mean() / (a.std() * b.std()))) < 0.1
+
+
+def test_printed_text_lends_nothing_to_the_back():
+    """A knit surface with yellow lettering on it: the back borrows the knit's detail from everywhere but the
+    letters, so no pixel of the back turns yellower than the knit alone does."""
+    image, person, regions = knit()
+    plain = image.clone()
+    image[60:72, 50:110:3] = torch.tensor([1.0, 0.95, 0.1])                   # strokes of letters
+    image[60:62, 50:110] = torch.tensor([1.0, 0.95, 0.1])
+    ys, xs = torch.nonzero(person, as_tuple=True)
+    px = torch.stack([xs, ys], 1)
+    away = (ys < 52) | (ys >= 80)           # rows whose base colour (a median of +-6 rows) never sees the lettering
+
+    def yellowness(rgb):
+        return (rgb[:, :2].mean(-1) - rgb[:, 2])[away]
+    lettered = yellowness(back_colours(image, person, regions, px))
+    knit_alone = yellowness(back_colours(plain, person, regions, px))
+    assert float(lettered.max()) < float(knit_alone.max()) + 0.03

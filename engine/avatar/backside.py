@@ -7,9 +7,16 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   person's width). A median keeps what most of the surface is (the jacket) and drops narrow or small
   front-only details (a tie, a badge, a logo, a shirt opening), while wide changes (a shirt over trousers,
   sleeves beside a dress) stay where they are.
-- texture: the photo's fine detail (the colour minus its local mean) of the same region, taken from random
-  places: the back is tiled, and each tile borrows the texture of a random patch of the region. Hair keeps
-  its strands, knitwear its knit, with none of the front's layout.
+- texture: the photo's detail (the colour minus its local mean: strands, folds, knit) of the same region,
+  taken from random places. The back is a grid of tiles (TILE_FRAC of the person's size, so a small figure
+  gets small tiles); each grid node borrows the detail around one random place of the region, and a pixel
+  blends its four nodes' borrowings bilinearly, divided by the root of the summed squared weights so the
+  blend keeps the source's contrast (the variance-preserving blend of Heitz & Neyret, "High-Performance
+  By-Example Noise using a Histogram-Preserving Blending Operator", HPG 2018): no seams, and none of the
+  front's layout. Busy photo pixels (the BUSY share of a region with the most fine detail: a badge's rim,
+  printed text) and those 2 px around them lend nothing, so no fragment of a logo reaches the back. The grid
+  is fixed by the photo's size and the seed, so a pixel's colour does not depend on which other pixels are
+  asked for at the same time (the back shell, the rim walls' back edge and the crack walls agree).
 - the back of the head is hair: its source is the HAIR region (when the photo shows hair), for the whole
   head, so no face appears behind it. Hands and skin keep their own colours.
 
@@ -18,24 +25,34 @@ Pixels are (x, y) of the photo; colours [.., 3] in [0, 1]. The same seed gives t
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS
 
 HEAD = (FACE, LIPS, EYES, HAIR)
 MIN_SOURCE = 64            # pixels a region needs to serve as a texture source
-DETAIL_LIMIT = 0.05        # borrowed detail is soft-limited to this (colour units): texture, not edges
+DETAIL_LIMIT = 0.12        # borrowed detail is soft-limited to this (colour units): texture, not edges
+TILE_FRAC = 0.1            # the texture grid's spacing: this x the person's size (root of its pixel count) ...
+TILE_RANGE = (8, 32)       # ... within these px; the detail is the colour minus its local mean at a quarter of it
+BUSY = 0.85                # a photo pixel whose fine detail energy is above this quantile of its region's lends nothing
+
+
+def _box(x: Tensor, r: int, dim: int) -> Tensor:
+    """Mean of x over a (2r+1) window along dim (edges replicated), by running sums: its cost does not grow with r."""
+    n = x.shape[dim]
+    idx = torch.arange(-r - 1, n + r).clamp(0, n - 1)
+    c = x.index_select(dim, idx).cumsum(dim)
+    return (c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)) / (2 * r + 1)
 
 
 def _local_mean(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
-    """Normalised box-ish blur of image [H, W, 3] within mask [H, W] (two passes of a (2r+1) box, r ~ sigma)."""
+    """Normalised box-ish blur of image [H, W, C] within mask [H, W] (two passes of a (2r+1) box, r ~ sigma)."""
     r = max(1, int(round(sigma)))
-    m = mask.float()[None, None]
-    x = image.permute(2, 0, 1)[None] * m
+    m = mask.to(image.dtype)[..., None]
+    x = image * m
     for _ in range(2):
-        x, m = (F.avg_pool2d(F.pad(t, (r, r, r, r), mode="replicate"), 2 * r + 1, 1) for t in (x, m))
-    return (x / m.clamp(min=1e-6))[0].permute(1, 2, 0)
+        x, m = (_box(_box(t, r, 0), r, 1) for t in (x, m))
+    return x / m.clamp(min=1e-6)
 
 
 def _source_groups(regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,8 +69,14 @@ def _source_groups(regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
     return group, source
 
 
+def texture_tile(person: Tensor) -> int:
+    """The texture grid's spacing in px for a person mask [H, W]: TILE_FRAC of the person's size."""
+    size = float(person.sum()) ** 0.5
+    return int(min(max(round(TILE_FRAC * size), TILE_RANGE[0]), TILE_RANGE[1]))
+
+
 def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor, window_frac: float = 0.35,
-                 tile: int = 24, seed: int = 0) -> Tensor:
+                 tile: int | None = None, seed: int = 0) -> Tensor:
     """Colours [M, 3] for back-side Gaussians at photo pixels [M, 2] (x, y); image [H, W, 3], person [H, W]
     bool, regions [H, W] (engine.avatar.regions labels)."""
     H, W = person.shape
@@ -61,10 +84,10 @@ def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor,
         raise ValueError(f"image/regions: expected [{H}, {W}, 3] and [{H}, {W}], got {list(image.shape)}, "
                          f"{list(regions.shape)}")
     group, source = _source_groups(regions, person)
+    tile = tile or texture_tile(person)
     xs, ys = pixels[:, 0].long().clamp(0, W - 1), pixels[:, 1].long().clamp(0, H - 1)
     g = group[ys, xs]
     out = image[ys, xs].clone()
-    gen = torch.Generator().manual_seed(seed)
     cols = person.any(0).nonzero()[:, 0]
     width = int(cols.max() - cols.min() + 1) if cols.numel() else W
     reach = max(4, int(window_frac * width / 2))
@@ -78,12 +101,12 @@ def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor,
         if int(src.sum()) == 0:
             continue
         out[rows] = _base(image, src, xs[rows], ys[rows], reach, whole_rows=(k == 1)) \
-            + _texture(image, src, xs[rows], ys[rows], tile, gen)
+            + _texture(image, src, xs[rows], ys[rows], tile, seed + k)
     return out.clamp(0, 1)
 
 
-def surface_colours(image: Tensor, src: Tensor, pixels: Tensor, window_frac: float = 0.35, tile: int = 24,
-                    seed: int = 0) -> Tensor:
+def surface_colours(image: Tensor, src: Tensor, pixels: Tensor, window_frac: float = 0.35,
+                    tile: int | None = None, seed: int = 0) -> Tensor:
     """Colours [M, 3] at photo pixels [M, 2] (x, y) for a surface the photo does not show, continued from the
     source pixels src [H, W] bool: the median of the source near each pixel's rows plus the source's borrowed
     fine texture, as for the back (module docstring). An empty source: the pixels' own colours."""
@@ -91,10 +114,10 @@ def surface_colours(image: Tensor, src: Tensor, pixels: Tensor, window_frac: flo
     xs, ys = pixels[:, 0].long().clamp(0, W - 1), pixels[:, 1].long().clamp(0, H - 1)
     if int(src.sum()) == 0:
         return image[ys, xs].clone()
+    tile = tile or texture_tile(src)
     cols = src.any(0).nonzero()[:, 0]
     reach = max(4, int(window_frac * int(cols.max() - cols.min() + 1) / 2))
-    gen = torch.Generator().manual_seed(seed)
-    return (_base(image, src, xs, ys, reach, whole_rows=False) + _texture(image, src, xs, ys, tile, gen)).clamp(0, 1)
+    return (_base(image, src, xs, ys, reach, whole_rows=False) + _texture(image, src, xs, ys, tile, seed)).clamp(0, 1)
 
 
 def _base(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, reach: int, whole_rows: bool) -> Tensor:
@@ -103,13 +126,13 @@ def _base(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, reach: int, whole_
     window holds none."""
     H, W = src.shape
     overall = image[src].median(0).values
-    if whole_rows:
-        dx = torch.arange(-W, W + 1, 4)
-    else:
-        dx = torch.arange(-reach, reach + 1, 3)
     dy = torch.arange(-6, 7, 3)
-    oy, ox = torch.meshgrid(dy, dx, indexing="ij")
-    px = xs[:, None] + ox.reshape(1, -1)
+    if whole_rows:      # the same columns for every pixel of a row (offsets from each x made a comb of medians)
+        oy, cx = torch.meshgrid(dy, torch.arange(0, W, 2), indexing="ij")
+        px = cx.reshape(1, -1).expand(len(xs), -1)
+    else:
+        oy, ox = torch.meshgrid(dy, torch.arange(-reach, reach + 1, 3), indexing="ij")
+        px = xs[:, None] + ox.reshape(1, -1)
     py = ys[:, None] + oy.reshape(1, -1)
     inside = (px >= 0) & (px < W) & (py >= 0) & (py < H)
     px, py = px.clamp(0, W - 1), py.clamp(0, H - 1)
@@ -120,24 +143,39 @@ def _base(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, reach: int, whole_
     return torch.where(ok.any(1, keepdim=True), med, overall)
 
 
-def _texture(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, tile: int, gen: torch.Generator) -> Tensor:
-    """Fine detail [M, 3] borrowed from random patches of the src region: each tile x tile cell of the back
-    reads the detail (colour minus its 3-pixel local mean) at one random offset that lands in the source."""
+def _texture(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, tile: int, seed: int) -> Tensor:
+    """Detail [M, 3] at pixels (xs, ys) [M] borrowed from random places of the src [H, W] region, blended over a
+    grid of tile px (module docstring). Busy photo pixels (a badge's rim, printed text) lend nothing."""
     H, W = src.shape
-    detail = (image - _local_mean(image, src, 3.0)) * src[..., None]
-    ty, tx = ys // tile, xs // tile
-    cell = ty * (W // tile + 1) + tx
-    cells, inverse = cell.unique(return_inverse=True)
-    where = src.nonzero()                                             # [S, 2] (y, x) of source pixels
-    pick = where[torch.randint(len(where), (len(cells),), generator=gen)]
-    centre_y = (cells // (W // tile + 1)) * tile + tile // 2
-    centre_x = (cells % (W // tile + 1)) * tile + tile // 2
-    off_y, off_x = pick[:, 0] - centre_y, pick[:, 1] - centre_x
-    sy = (ys + off_y[inverse]).clamp(0, H - 1)
-    sx = (xs + off_x[inverse]).clamp(0, W - 1)
-    # strong edges (a badge's rim, printed text) are front-only layout, not texture: soft-limit the detail
-    borrowed = detail[sy, sx] * src[sy, sx, None]
-    return DETAIL_LIMIT * torch.tanh(borrowed / DETAIL_LIMIT)
+    detail = (image - _local_mean(image, src, tile / 4)) * src[..., None]
+    fine = (image - _local_mean(image, src, 1.0)).square().sum(-1, keepdim=True)
+    energy = _local_mean(fine, src, 2.0)[..., 0]
+    busy = energy > torch.quantile(energy[src], BUSY)
+    busy = _local_mean(busy[..., None].float(), torch.ones_like(src), 2.0)[..., 0] > 0    # and 2 px around
+    lends = src & ~busy
+    where = (lends if int(lends.sum()) >= MIN_SOURCE else src).nonzero()    # [S, 2] (y, x) places to borrow
+    ny, nx = H // tile + 2, W // tile + 2
+    gen = torch.Generator().manual_seed(seed)
+    pick = where[torch.randint(len(where), (ny, nx), generator=gen)]         # [ny, nx, 2] a place per node
+    node = torch.stack(torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij"), -1) * tile
+    offset = pick - node                                                      # [ny, nx, 2] (dy, dx)
+    fy, fx = ys.float() / tile, xs.float() / tile
+    j0, i0 = fy.floor().long().clamp(0, ny - 2), fx.floor().long().clamp(0, nx - 2)
+    ty, tx = fy - j0, fx - i0
+    total = torch.zeros(len(xs), 3)
+    weight2 = torch.zeros(len(xs))
+    for a, wy in ((0, 1 - ty), (1, ty)):
+        for b, wx in ((0, 1 - tx), (1, tx)):
+            o = offset[j0 + a, i0 + b]
+            sy, sx = ys + o[:, 0], xs + o[:, 1]
+            ok = (sy >= 0) & (sy < H) & (sx >= 0) & (sx < W)
+            sy, sx = sy.clamp(0, H - 1), sx.clamp(0, W - 1)
+            w = wy * wx * (ok & lends[sy, sx])
+            total += w[:, None] * detail[sy, sx]
+            weight2 += w.square()
+    blended = total / weight2.clamp(min=1e-6).sqrt()[:, None] * (weight2 > 1e-6)[:, None]
+    # what still stands out (an edge next to a busy place) is soft-limited: texture, not layout
+    return DETAIL_LIMIT * torch.tanh(blended / DETAIL_LIMIT)
 
 
 def rim_colours(image: Tensor, person: Tensor, pixels: Tensor, inward: Tensor, t: Tensor, back: Tensor,
