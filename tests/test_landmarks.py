@@ -169,3 +169,59 @@ def test_a_face_the_full_range_detector_misses_is_found_by_the_short_range_one(a
     irises = face[[468, 473], :2]
     err = min((irises - PUPILS).norm(dim=-1).max(), (irises.flip(0) - PUPILS).norm(dim=-1).max())
     assert float(err) < 5.0
+
+
+def test_a_person_the_detector_scores_low_gets_a_last_look_at_a_lower_threshold(astronaut, monkeypatch):
+    """The pose detector scores greyscale messi5.jpg under its default 0.5. Here it is made to miss at the default
+    (both looks): the last look, at LOW_CONFIDENCE, gives the real reading, unless its visible points lie on what
+    the selfie mask calls background."""
+    image, lm = astronaut
+    mp = mediapipe_module()
+    rgb = np.ascontiguousarray((image * 255 + 0.5).to(torch.uint8).numpy())
+    real, asked = landmarks._pose_once, []
+
+    def strict(mp_, img, confidence=0.5):
+        asked.append(confidence)
+        return real(mp_, img, confidence) if confidence < 0.5 else (None, None)
+    monkeypatch.setattr(landmarks, "_pose_once", strict)
+    with quiet_native_logs():
+        with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+            selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
+        chosen, chosen_seg = landmarks._pose(mp, rgb, selfie)
+        assert asked == [0.5, 0.5, landmarks.LOW_CONFIDENCE[0]]
+        assert chosen_seg.shape == selfie.shape
+        for j in (0, 11, 12):
+            assert float((chosen[j, :2] - lm.pose[j, :2]).norm()) < 5.0, j
+        asked.clear()
+        assert landmarks._pose(mp, rgb, torch.zeros_like(selfie)) == (None, None)
+        assert asked == [0.5, 0.5] + [c for c in landmarks.LOW_CONFIDENCE for _ in range(2)]   # photo, mirror
+
+
+def test_a_face_no_detector_finds_is_meshed_where_the_pose_sees_it(astronaut, monkeypatch):
+    """Both face detectors made blind (greyscale messi5.jpg's 18 px face: neither finds it): a far-away person's
+    face mesh comes from a crop about the pose's face points, on the hand-annotated mouth; with no pose, none."""
+    image, _ = astronaut
+    fd = mediapipe_module().solutions.face_detection
+
+    class Blind:
+        def __init__(self, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def process(self, rgb):
+            return type("NoFaces", (), {"detections": None})()
+    monkeypatch.setattr(fd, "FaceDetection", Blind)
+    canvas = torch.ones(1024, 1024, 3)
+    small = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=(256, 256), mode="area")[0]
+    canvas[700:956, 400:656] = small.permute(1, 2, 0)                    # face ~25 px wide
+    lm = detect(canvas)
+    assert lm.face is not None and lm.pose is not None
+    mouth = MOUTH * 0.5 + torch.tensor([400.0, 700.0])
+    assert float((lm.face[[13, 14], :2].mean(0) - mouth).norm()) < 3.0
+    rgb = np.ascontiguousarray((canvas * 255 + 0.5).to(torch.uint8).numpy())
+    assert landmarks.face_mesh(rgb) == (None, 0)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from engine.avatar.silhouette import person_alone
@@ -128,11 +129,13 @@ def person_mask(image: Tensor, side: int = 2048) -> Tensor:
 # then left / right pairs from the shoulders, 11 / 12, to the feet, 31 / 32; the model card's landmark list)
 MIRRORED = [0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9] + [i + 1 if i % 2 else i - 1 for i in range(11, 33)]
 ON_BACKGROUND = 0.1                  # selfie probability under which a point lies on the background
+LOW_CONFIDENCE = (0.2, 0.1, 0.05)    # the pose detector's thresholds for the last looks (its default is 0.5)
 
 
-def _pose_once(mp, rgb: np.ndarray) -> tuple[Tensor | None, Tensor | None]:
+def _pose_once(mp, rgb: np.ndarray, confidence: float = 0.5) -> tuple[Tensor | None, Tensor | None]:
     h, w = rgb.shape[:2]
-    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as model:
+    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True,
+                                min_detection_confidence=confidence) as model:
         res = model.process(np.ascontiguousarray(rgb))
     if res.pose_landmarks is None:
         return None, None
@@ -162,11 +165,17 @@ def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None) -> tuple[Tensor | N
 
     When it finds no one, or (given the selfie mask [H, W]) puts visible body points on its background, the model
     gets a second look at the mirrored photo (its reading mirrored back, left and right swapped). The reading with
-    fewer such points is kept, the first on a tie."""
+    fewer such points is kept, the first on a tie. When neither look finds anyone, the detector's threshold is
+    lowered step by step (LOW_CONFIDENCE), the photo then its mirror image at each: its person detector scores a
+    greyscale photo lower (messi5.jpg in grey is found at 0.2 and not at 0.5, its crop at 0.1, and the landmarks
+    are then as sure as in colour: mean visibility 0.92). Given a selfie mask, such a reading is kept only with
+    no visible body point on its background."""
     pose, seg = _pose_once(mp, rgb)
     if pose is not None and (selfie is None or misplaced(pose, selfie) == 0):
         return pose, seg
     other, other_seg = _pose_once(mp, rgb[:, ::-1])
+    if other is None and pose is None:
+        return _pose_low(mp, rgb, selfie)
     if other is None:
         return pose, seg
     other = mirrored_back(other, rgb.shape[1])
@@ -175,24 +184,45 @@ def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None) -> tuple[Tensor | N
     return other, None if other_seg is None else other_seg.flip(1)
 
 
+def _pose_low(mp, rgb: np.ndarray, selfie: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """The last looks of _pose: each LOW_CONFIDENCE threshold in turn, on the photo then on its mirror image."""
+    for confidence in LOW_CONFIDENCE:
+        for mirrored in (False, True):
+            pose, seg = _pose_once(mp, np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb, confidence)
+            if pose is None:
+                continue
+            if mirrored:
+                pose, seg = mirrored_back(pose, rgb.shape[1]), None if seg is None else seg.flip(1)
+            if selfie is None or misplaced(pose, selfie) == 0:
+                return pose, seg
+    return None, None
+
+
 def _run_models(mp, rgb: np.ndarray):
     """Person mask [H, W] (the person alone), face mesh [478, 3] (or None) and face count, pose [33, 4] (or None), hands."""
     h, w = rgb.shape[:2]
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
-    face, n_faces = face_mesh(rgb)
     pose, pose_seg = _pose(mp, rgb, selfie)
+    face, n_faces = face_mesh(rgb, pose)
     mask = person_alone(selfie, pose_seg, pose, face)
     with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2) as hands_model:
         hands = [_points(hl.landmark, w, h) for hl in (hands_model.process(rgb).multi_hand_landmarks or [])]
     return mask, face, n_faces, pose, hands
 
 
-def face_mesh(rgb: np.ndarray) -> tuple[Tensor | None, int]:
+POSE_FACE_CROP = 1.6                 # a face crop from the pose: this x the width of its face points, each side
+POSE_FACE_SIDE = 256                 # px the crop is enlarged to (the face of a whole-body photo may be 20 px)
+
+
+def face_mesh(rgb: np.ndarray, pose: Tensor | None = None) -> tuple[Tensor | None, int]:
     """Face mesh [478, 3] (pixels) of the largest face in rgb [H, W, 3] uint8, and how many faces there are.
     Faces are found by the full-range detector (face mesh's own detector is short-range and misses the small face
     of a whole-body photo), or where it finds none, by the short-range one (the full-range model misses a face
-    that fills a tight crop); the mesh runs on a square crop around the largest one, mapped back to pixels."""
+    that fills a tight crop); the mesh runs on a square crop around the largest one, mapped back to pixels.
+    Where neither detector finds a face but pose [33, 4] sees its face (nose and both eyes visible), the mesh
+    runs on a crop around the pose's face points, enlarged to POSE_FACE_SIDE px (greyscale messi5.jpg: no
+    detector finds its 18 px face, the mesh does on the enlarged crop); it counts as one face."""
     mp, h, w = mediapipe_module(), *rgb.shape[:2]
     boxes = []
     for model in (1, 0):                                  # 1: full range (to 5 m), 0: short range (to 2 m)
@@ -201,23 +231,42 @@ def face_mesh(rgb: np.ndarray) -> tuple[Tensor | None, int]:
             boxes = [d.location_data.relative_bounding_box for d in (fd.process(rgb).detections or [])]
         if boxes:
             break
-    if not boxes:
+    if boxes:
+        box = max(boxes, key=lambda b: b.width * b.height)
+        cx, cy = (box.xmin + box.width / 2) * w, (box.ymin + box.height / 2) * h
+        half = 1.1 * max(box.width * w, box.height * h)                  # the face plus hair and chin
+        return _mesh_in(mp, rgb, cx, cy, half, 0), len(boxes)
+    if pose is None or not bool((pose[[0, 2, 5], 3] > 0.5).all()):
         return None, 0
-    box = max(boxes, key=lambda b: b.width * b.height)
-    cx, cy = (box.xmin + box.width / 2) * w, (box.ymin + box.height / 2) * h
-    half = 1.1 * max(box.width * w, box.height * h)                      # the face plus hair and chin
+    face = pose[:11, :2]
+    cx, cy = (face.amin(0) + face.amax(0)).div(2).tolist()
+    half = POSE_FACE_CROP * max(float((face[:, 0].amax() - face[:, 0].amin())), 8.0)
+    pts = _mesh_in(mp, rgb, cx, cy, half, POSE_FACE_SIDE)
+    return pts, int(pts is not None)
+
+
+def _mesh_in(mp, rgb: np.ndarray, cx: float, cy: float, half: float, side: int) -> Tensor | None:
+    """Face mesh [478, 3] in pixels of rgb, run on the square crop of half-width `half` about (cx, cy), that crop
+    first enlarged to side px on its longer side when side > 0; None when the mesh finds no face there."""
+    h, w = rgb.shape[:2]
     x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
     x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    if side:                                               # enlarged, its aspect kept (a crop cut by the frame)
+        k = side / max(x1 - x0, y1 - y0)
+        size = (max(1, round((x1 - x0) * k)), max(1, round((y1 - y0) * k)))
+        crop = np.ascontiguousarray(np.asarray(Image.fromarray(crop).resize(size, Image.LANCZOS)))
     with quiet_native_logs(), mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                                               refine_landmarks=True) as fm:
         found = fm.process(crop).multi_face_landmarks
     if not found:
-        return None, len(boxes)
-    pts = _points(found[0].landmark, x1 - x0, y1 - y0)
+        return None
+    pts = _points(found[0].landmark, x1 - x0, y1 - y0)     # normalised coordinates: the crop's own size
     pts[:, 0] += x0
     pts[:, 1] += y0
-    return pts, len(boxes)
+    return pts
 
 
 def _assign_hands(hands: list[Tensor], pose: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
