@@ -31,6 +31,8 @@ N is a positive integer; 1 is the most polite (no fork/join at all) and costs qu
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 import sys
@@ -160,3 +162,17 @@ def thread_info() -> dict:
             "wait_policy": os.environ.get(WAIT_ENV, "(libgomp default: spin, then sleep)"),
             "spin_count": os.environ.get(SPIN_ENV, "(libgomp default)"),
             "wait_policy_in_effect": bool(_policy_in_time), "cpu_budget": cpu_budget(), "configured": _configured}
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block on one torch thread, then restore the count: for small sequential work whose result must
+    not depend on how a pool split its sums (the body fit: 2 threads gave a different avatar on every run)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

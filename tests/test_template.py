@@ -92,6 +92,27 @@ def test_the_fit_recovers_a_posed_body_from_its_projection():
     assert (got["left_knee"][2] < got["left_ankle"][2]) == (truth["left_knee"][2] < truth["left_ankle"][2])
 
 
+def test_the_same_pose_fits_the_same_body_however_many_threads_torch_has():
+    """On two threads the pool's split of the sums changed the fit's last bits from run to run, and personalize
+    carried them into a different avatar each time; the fit now runs on one thread and restores the count."""
+    t = load_template()
+    W = H = 384
+    K, z0 = intrinsics(W, H, 20.0), 4.0
+    R = _identity(t)
+    R[t.bone("upperarm01.L")] = _rotvec_to_matrix(torch.tensor([0.0, 0.0, 1.0]))
+    world = t.pose(R)[0] * 0.6 + torch.tensor([0.0, 0.0, z0])
+    pose = _mediapipe_pose_of(dict(zip(t.keypoint_labels, t.keypoints(world))), K, z0)
+    pose[:, :2] += torch.tensor([[3.0, -2.0]]) * torch.sin(torch.arange(33.0))[:, None]   # not an exact fit
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fits = [fit_body(pose, K, W, H, z0, steps=120).vertices for _ in range(3)]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(f, fits[0]) for f in fits[1:])
+
+
 def test_no_body_no_fit():
     K = intrinsics(100, 100, 20.0)
     pose = torch.zeros(33, 4)

@@ -30,6 +30,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from engine.avatar.template import MEDIAPIPE_TO_COCO, BodyTemplate, load_template
+from engine.threads import one_thread
 
 # The bones the fit turns (anny's names); every other bone keeps its rest turn relative to its parent.
 FIT_BONES = ["spine04", "spine02", "neck01", "head",
@@ -103,7 +104,17 @@ def fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float,
              template: BodyTemplate | None = None, progress: bool = False) -> BodyFit | None:
     """Fits the template to mediapipe's pose [33, 4] (x, y, z pixels, visibility) of a width x height photo seen
     through K [3, 3]. None when the photo shows fewer than 3 of the shoulders and hips, unless it shows both
-    shoulders and at least 6 landmarks in all (a head-and-shoulders portrait): a face crop has no body to fit."""
+    shoulders and at least 6 landmarks in all (a head-and-shoulders portrait): a face crop has no body to fit.
+    Runs on one torch thread: on two, the pool's split of the sums changed the last bits from run to run, and
+    the fit and every threshold after it carried them into a different avatar each time (messi5: 11852-11854
+    Gaussians, tooth share 0.05-0.19); on one the same photo gives the same avatar, in no more time (5.0 s
+    against 5.3 s for messi5's 300 steps)."""
+    with one_thread():
+        return _fit_body(pose, K, width, height, z0, steps, template, progress)
+
+
+def _fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float, steps: int,
+              template: BodyTemplate | None, progress: bool) -> BodyFit | None:
     used = usable_landmarks(pose, width, height)
     if sum(i in used for i in TORSO) < 3 and not ({11, 12} <= set(used) and len(used) >= 6):
         return None
