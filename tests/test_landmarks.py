@@ -47,16 +47,36 @@ def test_mask_and_pose(astronaut):
     assert float((lm.pose[0, :2] - NOSE).norm()) < 15.0                   # pose nose
 
 
-def test_two_people_take_the_largest(astronaut):
+def test_two_people_take_the_posed_persons_face(astronaut):
     image, _ = astronaut
     canvas = torch.ones(512, 832, 3)
     canvas[:, :512] = image
     small = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=(320, 320), mode="area")[0]
     canvas[96:416, 512:] = small.permute(1, 2, 0)
     lm = detect(canvas)
-    assert lm.notes == ["2 faces found; using the largest"]
-    assert float(lm.face[:, 0].max()) < 512                               # the large face, on the left
+    assert lm.notes == ["2 faces found; using the face of the person whose body pose was found"]
+    assert float(lm.pose[0, 0]) < 512                                     # the pose found the large one ...
+    assert float(lm.face[:, 0].max()) < 512                               # ... and the face is hers, on the left
     assert float((lm.face[[13, 14], :2].mean(0) - MOUTH).norm()) < 5.0
+
+
+def test_the_face_box_is_the_one_holding_the_poses_nose():
+    """A group photo: the largest face may be a neighbour's; the face taken is the posed person's."""
+    from engine.avatar.landmarks import _the_posed_face
+
+    def box(x, y, size):
+        return type("Box", (), {"xmin": x, "ymin": y, "width": size, "height": size})()
+    big, small = box(0.6, 0.1, 0.3), box(0.1, 0.2, 0.15)                  # relative to a 1000 x 800 photo
+    nose = torch.zeros(33, 4)
+    nose[0] = torch.tensor([170.0, 230.0, 0.0, 0.9])                      # (0.17, 0.29): in the small box
+    assert _the_posed_face([big, small], nose, 1000, 800) is small
+    assert _the_posed_face([big, small], None, 1000, 800) is big          # no pose: the largest
+    hidden = nose.clone()
+    hidden[0, 3] = 0.2
+    assert _the_posed_face([big, small], hidden, 1000, 800) is big        # a nose the pose calls hidden
+    away = nose.clone()
+    away[0, :2] = torch.tensor([500.0, 700.0])
+    assert _the_posed_face([big, small], away, 1000, 800) is big          # a nose in no box
 
 
 def test_no_person_is_a_clear_error():

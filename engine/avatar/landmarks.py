@@ -85,7 +85,8 @@ def _points(landmarks, w: int, h: int, with_visibility: bool = False) -> Tensor:
 def detect(image: Tensor) -> Landmarks:
     """image [H, W, 3] RGB float in [0, 1] -> Landmarks of the most prominent person.
 
-    Several faces: the largest is taken and `notes` says so. No face and no body: ValueError."""
+    Several faces: the face of the person the body pose found is taken (the largest without a pose), and
+    `notes` says so. No face and no body: ValueError."""
     if image.dim() != 3 or image.shape[-1] != 3:
         raise ValueError(f"image: expected shape [H, W, 3], got {list(image.shape)}")
     mp = mediapipe_module()
@@ -94,7 +95,8 @@ def detect(image: Tensor) -> Landmarks:
     with quiet_native_logs():
         mask, face, n_faces, pose, hands = _run_models(mp, rgb)
     if n_faces > 1:
-        notes.append(f"{n_faces} faces found; using the largest")
+        chosen = "the face of the person whose body pose was found" if pose is not None else "the largest"
+        notes.append(f"{n_faces} faces found; using {chosen}")
     if face is None and pose is None:
         raise ValueError("no person found in the photo (no face and no body detected)")
     left, right = _assign_hands(hands, pose)
@@ -216,10 +218,11 @@ POSE_FACE_SIDE = 256                 # px the crop is enlarged to (the face of a
 
 
 def face_mesh(rgb: np.ndarray, pose: Tensor | None = None) -> tuple[Tensor | None, int]:
-    """Face mesh [478, 3] (pixels) of the largest face in rgb [H, W, 3] uint8, and how many faces there are.
+    """Face mesh [478, 3] (pixels) of the posed person's face in rgb [H, W, 3] uint8 (the largest face without a
+    pose; _the_posed_face), and how many faces there are.
     Faces are found by the full-range detector (face mesh's own detector is short-range and misses the small face
     of a whole-body photo), or where it finds none, by the short-range one (the full-range model misses a face
-    that fills a tight crop); the mesh runs on a square crop around the largest one, mapped back to pixels.
+    that fills a tight crop); the mesh runs on a square crop around the chosen one, mapped back to pixels.
     Where neither detector finds a face but pose [33, 4] sees its face (nose and both eyes visible), the mesh
     runs on a crop around the pose's face points, enlarged to POSE_FACE_SIDE px (greyscale messi5.jpg: no
     detector finds its 18 px face, the mesh does on the enlarged crop); it counts as one face."""
@@ -232,7 +235,7 @@ def face_mesh(rgb: np.ndarray, pose: Tensor | None = None) -> tuple[Tensor | Non
         if boxes:
             break
     if boxes:
-        box = max(boxes, key=lambda b: b.width * b.height)
+        box = _the_posed_face(boxes, pose, w, h)
         cx, cy = (box.xmin + box.width / 2) * w, (box.ymin + box.height / 2) * h
         half = 1.1 * max(box.width * w, box.height * h)                  # the face plus hair and chin
         return _mesh_in(mp, rgb, cx, cy, half, 0), len(boxes)
@@ -243,6 +246,21 @@ def face_mesh(rgb: np.ndarray, pose: Tensor | None = None) -> tuple[Tensor | Non
     half = POSE_FACE_CROP * max(float((face[:, 0].amax() - face[:, 0].amin())), 8.0)
     pts = _mesh_in(mp, rgb, cx, cy, half, POSE_FACE_SIDE)
     return pts, int(pts is not None)
+
+
+def _the_posed_face(boxes: list, pose: Tensor | None, w: int, h: int):
+    """Of several face boxes (mediapipe relative bounding boxes), the one of the person the pose [33, 4] found:
+    the box holding the pose's nose (the one whose centre is nearest it, if several do). Without a visible nose
+    in any box, the largest. In a group photo the largest face may be a neighbour's, whose mouth then floated
+    beside the posed person's head."""
+    largest = max(boxes, key=lambda b: b.width * b.height)
+    if pose is None or float(pose[0, 3]) <= 0.5:
+        return largest
+    nx, ny = float(pose[0, 0]) / w, float(pose[0, 1]) / h
+    holding = [b for b in boxes if b.xmin <= nx <= b.xmin + b.width and b.ymin <= ny <= b.ymin + b.height]
+    if not holding:
+        return largest
+    return min(holding, key=lambda b: (b.xmin + b.width / 2 - nx) ** 2 + (b.ymin + b.height / 2 - ny) ** 2)
 
 
 def _mesh_in(mp, rgb: np.ndarray, cx: float, cy: float, half: float, side: int) -> Tensor | None:
