@@ -143,8 +143,8 @@ def test_a_misplaced_reading_gets_a_second_look_at_the_mirror_image(astronaut, m
     real = landmarks._pose_once
     seen = []
 
-    def first_misplaced(mp_, img):
-        p, seg = real(mp_, img)
+    def first_misplaced(mp_, img, confidence=0.5):
+        p, seg = real(mp_, img, confidence)
         seen.append(img.strides[1] < 0)                   # read on the mirror image
         if not seen[-1]:
             p = p.clone()

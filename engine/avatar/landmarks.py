@@ -175,27 +175,28 @@ def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None) -> tuple[Tensor | N
     pose, seg = _pose_once(mp, rgb)
     if pose is not None and (selfie is None or misplaced(pose, selfie) == 0):
         return pose, seg
-    other, other_seg = _pose_once(mp, rgb[:, ::-1])
-    if other is None and pose is None:
-        return _pose_low(mp, rgb, selfie)
+    other, other_seg = _pose_mirrored(mp, rgb)
     if other is None:
-        return pose, seg
-    other = mirrored_back(other, rgb.shape[1])
+        return (pose, seg) if pose is not None else _pose_low(mp, rgb, selfie)
     if pose is not None and misplaced(other, selfie) >= misplaced(pose, selfie):
         return pose, seg
-    return other, None if other_seg is None else other_seg.flip(1)
+    return other, other_seg
+
+
+def _pose_mirrored(mp, rgb: np.ndarray, confidence: float = 0.5) -> tuple[Tensor | None, Tensor | None]:
+    """_pose_once on the mirror image of rgb, its reading and segmentation mapped back onto rgb."""
+    pose, seg = _pose_once(mp, rgb[:, ::-1], confidence)
+    if pose is None:
+        return None, None
+    return mirrored_back(pose, rgb.shape[1]), None if seg is None else seg.flip(1)
 
 
 def _pose_low(mp, rgb: np.ndarray, selfie: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
     """The last looks of _pose: each LOW_CONFIDENCE threshold in turn, on the photo then on its mirror image."""
     for confidence in LOW_CONFIDENCE:
-        for mirrored in (False, True):
-            pose, seg = _pose_once(mp, np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb, confidence)
-            if pose is None:
-                continue
-            if mirrored:
-                pose, seg = mirrored_back(pose, rgb.shape[1]), None if seg is None else seg.flip(1)
-            if selfie is None or misplaced(pose, selfie) == 0:
+        for look in (_pose_once, _pose_mirrored):
+            pose, seg = look(mp, rgb, confidence)
+            if pose is not None and (selfie is None or misplaced(pose, selfie) == 0):
                 return pose, seg
     return None, None
 
