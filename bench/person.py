@@ -91,14 +91,18 @@ def speech(audio: str | None, seconds: float) -> np.ndarray:
     return np.tile(one, math.ceil(seconds * 16000 / one.shape[0]))[: int(seconds * 16000)]
 
 
-def photo_as_fitted(avatar, photo: str) -> torch.Tensor | None:
+def photo_as_fitted(avatar, photo: str) -> tuple[torch.Tensor | None, tuple | None]:
     """The photo as personalize fitted it (decoded, cropped to the person, scaled): [H, W, 3], or None when it
-    does not match the avatar's camera (another photo or another max_side)."""
+    does not match the avatar's camera (another photo or another max_side); and, as personalize has it, the
+    whole photo's pose reading in the crop's pixels (detect's pose_hint), or None."""
+    from engine.avatar.landmarks import person_mask_and_pose, pose_in_crop
     from engine.avatar.photo import crop, load_photo
     full, _ = load_photo(photo, max_side=2048)
-    box = avatar.meta.get("crop") or (0, 0, full.shape[1], full.shape[0])
-    image = crop(full, tuple(box), max(avatar.camera.width, avatar.camera.height))
-    return image if tuple(image.shape[:2]) == (avatar.camera.height, avatar.camera.width) else None
+    box = tuple(avatar.meta.get("crop") or (0, 0, full.shape[1], full.shape[0]))
+    image = crop(full, box, max(avatar.camera.width, avatar.camera.height))
+    if tuple(image.shape[:2]) != (avatar.camera.height, avatar.camera.width):
+        return None, None
+    return image, pose_in_crop(person_mask_and_pose(full)[1], box, image.shape[:2])
 
 
 def front(avatar, photo: str) -> dict:
@@ -108,10 +112,10 @@ def front(avatar, photo: str) -> dict:
     from engine.avatar.landmarks import detect, person_mask
     from engine.avatar.personalize import front_view_metrics
     from engine.render.metrics import psnr, ssim
-    image = photo_as_fitted(avatar, photo)
+    image, hint = photo_as_fitted(avatar, photo)
     if image is None:
         return {"front_psnr_db": None, "front_ssim": None, "note": "photo does not match the avatar's camera"}
-    person, loose = detect(image).mask > 0.5, person_mask(image) > 0.5
+    person, loose = detect(image, pose_hint=hint).mask > 0.5, person_mask(image) > 0.5
     render = front_view_metrics(avatar, image, person)["render"]
     return {"front_psnr_db": round(psnr(render, image, person), 2), "front_ssim": round(ssim(render, image, person), 4),
             "front_psnr_loose_mask_db": round(psnr(render, image, loose), 2),

@@ -82,8 +82,10 @@ def _points(landmarks, w: int, h: int, with_visibility: bool = False) -> Tensor:
     return torch.tensor(rows, dtype=torch.float32)
 
 
-def detect(image: Tensor) -> Landmarks:
-    """image [H, W, 3] RGB float in [0, 1] -> Landmarks of the most prominent person.
+def detect(image: Tensor, pose_hint: tuple[Tensor, Tensor | None] | None = None) -> Landmarks:
+    """image [H, W, 3] RGB float in [0, 1] -> Landmarks of the most prominent person. pose_hint: a pose reading
+    (pose [33, 4], segmentation [H, W] or None) of this person on a larger view of the same photo (personalize:
+    the uncropped photo; pose_in_crop), in this image's pixels; see _pose for when it is taken.
 
     Several faces: the face of the person the body pose found is taken (the largest without a pose), and
     `notes` says so. No face and no body: ValueError."""
@@ -93,7 +95,7 @@ def detect(image: Tensor) -> Landmarks:
     rgb = np.ascontiguousarray((image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
     notes: list[str] = []
     with quiet_native_logs():
-        mask, face, n_faces, pose, hands = _run_models(mp, rgb)
+        mask, face, n_faces, pose, hands = _run_models(mp, rgb, pose_hint)
     if n_faces > 1:
         chosen = "the face of the person whose body pose was found" if pose is not None else "the largest"
         notes.append(f"{n_faces} faces found; using {chosen}")
@@ -109,6 +111,12 @@ def person_mask(image: Tensor, side: int = 2048) -> Tensor:
     256 px whatever it is given, but its mask comes out sharper, and reaches further (a held helmet, a hand),
     when it is given the photo at full size rather than a small copy: so only a photo over `side` pixels is
     shrunk first."""
+    return person_mask_and_pose(image, side)[0]
+
+
+def person_mask_and_pose(image: Tensor, side: int = 2048) -> tuple[Tensor, tuple[Tensor, Tensor | None] | None]:
+    """person_mask, and the pose it was made with: (pose [33, 4], its segmentation [H, W] or None) in image
+    pixels, or None when none was found."""
     if image.dim() != 3 or image.shape[-1] != 3:
         raise ValueError(f"image: expected shape [H, W, 3], got {list(image.shape)}")
     H, W = image.shape[:2]
@@ -124,14 +132,41 @@ def person_mask(image: Tensor, side: int = 2048) -> Tensor:
             selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
         pose, pose_seg = _pose(mp, rgb, selfie)
     mask = person_alone(selfie, pose_seg, pose, threshold=0.25)       # person_box's threshold: keep the unsure parts
-    return torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="bilinear")[0, 0]
+
+    def full_size(m: Tensor) -> Tensor:
+        return torch.nn.functional.interpolate(m[None, None], size=(H, W), mode="bilinear")[0, 0]
+    reading = None
+    if pose is not None:
+        pose = pose.clone()
+        pose[:, :3] *= W / small.shape[-1]                             # x, y and z (z is in width pixels)
+        reading = (pose, None if pose_seg is None else full_size(pose_seg))
+    return full_size(mask), reading
+
+
+def pose_in_crop(reading: tuple[Tensor, Tensor | None] | None, box: tuple[int, int, int, int],
+                 size: tuple[int, int]) -> tuple[Tensor, Tensor | None] | None:
+    """A pose reading of a photo (pose [33, 4], segmentation [H, W] or None; person_mask_and_pose) -> the same in
+    pixels of its crop to box (x0, y0, x1, y1) scaled to size (h, w) (engine.avatar.photo.crop): the pose_hint
+    of detect on the crop."""
+    if reading is None:
+        return None
+    pose, seg = reading
+    x0, y0, x1, y1 = box
+    out = pose.clone()
+    out[:, :2] -= torch.tensor([float(x0), float(y0)])
+    out[:, :3] *= size[1] / (x1 - x0)                                  # x, y and z (z is in width pixels)
+    if seg is not None:
+        seg = torch.nn.functional.interpolate(seg[y0:y1, x0:x1][None, None], size=size, mode="bilinear")[0, 0]
+    return out, seg
 
 
 # mediapipe pose's index of each point's left-right twin (0 nose, 1-3 / 4-6 eyes, 7 / 8 ears, 9 / 10 mouth corners,
 # then left / right pairs from the shoulders, 11 / 12, to the feet, 31 / 32; the model card's landmark list)
 MIRRORED = [0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9] + [i + 1 if i % 2 else i - 1 for i in range(11, 33)]
 ON_BACKGROUND = 0.1                  # selfie probability under which a point lies on the background
-LOW_CONFIDENCE = (0.2, 0.1, 0.05)    # the pose detector's thresholds for the last looks (its default is 0.5)
+LOW_CONFIDENCE = (0.2, 0.1)          # the pose detector's thresholds for the last looks (its default is 0.5); at
+                                     # 0.05 it found "people" in a box, a chick, a squirrel (opencv-doc's samples)
+MIN_SUPPORT = 6                      # visible body points on the selfie mask a low-threshold reading needs
 
 
 def _pose_once(mp, rgb: np.ndarray, confidence: float = 0.5) -> tuple[Tensor | None, Tensor | None]:
@@ -162,7 +197,19 @@ def misplaced(pose: Tensor, selfie: Tensor) -> int:
     return int((selfie[y[seen], x[seen]] < ON_BACKGROUND).sum())
 
 
-def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+def supported(pose: Tensor, selfie: Tensor | None) -> bool:
+    """Whether a reading not found at the default threshold may stand: no visible body point on the selfie
+    mask's background (misplaced) and at least MIN_SUPPORT of them on the person (selfie >= 0.5)."""
+    if selfie is None:
+        return True
+    H, W = selfie.shape
+    x, y = pose[11:, 0].floor().long(), pose[11:, 1].floor().long()
+    seen = (pose[11:, 3] > 0.5) & (x >= 0) & (x < W) & (y >= 0) & (y < H)
+    return misplaced(pose, selfie) == 0 and int((selfie[y[seen], x[seen]] >= 0.5).sum()) >= MIN_SUPPORT
+
+
+def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None,
+          hint: tuple[Tensor, Tensor | None] | None = None) -> tuple[Tensor | None, Tensor | None]:
     """mediapipe pose on rgb [H, W, 3] uint8 -> (pose [33, 4] in pixels, its segmentation [H, W]), or Nones.
 
     When it finds no one, or (given the selfie mask [H, W]) puts visible body points on its background, the model
@@ -170,14 +217,21 @@ def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None) -> tuple[Tensor | N
     fewer such points is kept, the first on a tie. When neither look finds anyone, the detector's threshold is
     lowered step by step (LOW_CONFIDENCE), the photo then its mirror image at each: its person detector scores a
     greyscale photo lower (messi5.jpg in grey is found at 0.2 and not at 0.5, its crop at 0.1, and the landmarks
-    are then as sure as in colour: mean visibility 0.92). Given a selfie mask, such a reading is kept only with
-    no visible body point on its background."""
+    are then as sure as in colour: mean visibility 0.92). A hint (a reading of the same person on a larger view
+    of the photo, mapped here) is taken as soon as the first look finds no one or a misplaced one: greyscale
+    messi5.jpg's crop is found only at 0.05, where boxes and squirrels pass too, and its mirror image in grey
+    gives a reading with joints on the grass. Given a selfie mask, a hint or a low-threshold reading must be
+    `supported`."""
     pose, seg = _pose_once(mp, rgb)
     if pose is not None and (selfie is None or misplaced(pose, selfie) == 0):
         return pose, seg
+    if hint is not None and supported(hint[0], selfie):
+        return hint
     other, other_seg = _pose_mirrored(mp, rgb)
+    if other is None and pose is None:
+        return _pose_low(mp, rgb, selfie)
     if other is None:
-        return (pose, seg) if pose is not None else _pose_low(mp, rgb, selfie)
+        return pose, seg
     if pose is not None and misplaced(other, selfie) >= misplaced(pose, selfie):
         return pose, seg
     return other, other_seg
@@ -196,17 +250,17 @@ def _pose_low(mp, rgb: np.ndarray, selfie: Tensor | None) -> tuple[Tensor | None
     for confidence in LOW_CONFIDENCE:
         for look in (_pose_once, _pose_mirrored):
             pose, seg = look(mp, rgb, confidence)
-            if pose is not None and (selfie is None or misplaced(pose, selfie) == 0):
+            if pose is not None and supported(pose, selfie):
                 return pose, seg
     return None, None
 
 
-def _run_models(mp, rgb: np.ndarray):
+def _run_models(mp, rgb: np.ndarray, pose_hint: tuple[Tensor, Tensor | None] | None = None):
     """Person mask [H, W] (the person alone), face mesh [478, 3] (or None) and face count, pose [33, 4] (or None), hands."""
     h, w = rgb.shape[:2]
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
-    pose, pose_seg = _pose(mp, rgb, selfie)
+    pose, pose_seg = _pose(mp, rgb, selfie, pose_hint)
     face, n_faces = face_mesh(rgb, pose)
     mask = person_alone(selfie, pose_seg, pose, face)
     with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2) as hands_model:

@@ -29,7 +29,7 @@ from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals, surface_z
 from engine.avatar.eyelids import rig_eyelids
-from engine.avatar.landmarks import Landmarks, detect, person_mask
+from engine.avatar.landmarks import Landmarks, detect, person_mask_and_pose, pose_in_crop
 from engine.avatar.limbs import limb_skinning
 from engine.avatar.mouth import closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
@@ -228,8 +228,10 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     # 1-2. photo (cropped to the person when the photo is much wider or taller), mask, landmarks
     full, info = load_photo(photo, max_side=max(cfg.max_side, DECODE_SIDE))
     H0, W0 = full.shape[:2]
-    box = person_box(person_mask(full))
+    mask, pose_full = person_mask_and_pose(full)
+    box = person_box(mask)
     image = crop(full, box or (0, 0, W0, H0), cfg.max_side)
+    hint = pose_in_crop(pose_full, box or (0, 0, W0, H0), image.shape[:2])   # the whole photo's pose, in the crop
     (ow, oh), decoded = info["original_size"], W0 / info["original_size"][0]      # decoded px per photo px
     scale = image.shape[1] / ((box[2] - box[0]) if box else W0) * decoded          # final px per photo px
     notes = list(_why)
@@ -240,7 +242,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     downscaled = scale < 0.999
     if downscaled:
         notes.append(f"downscaled the photo{' crop' if box else ''} by {scale:.3g} to {image.shape[1]}x{image.shape[0]}")
-    lm = detect(image)
+    lm = detect(image, pose_hint=hint)
     H, W = image.shape[:2]
     if lm.face is None and not shows_both_shoulders(lm.pose, W, H):
         raise ValueError(f"{photo}: mediapipe found no face, and the photo does not show both shoulders: nothing to "
