@@ -217,19 +217,15 @@ def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None,
     fewer such points is kept, the first on a tie. When neither look finds anyone, the detector's threshold is
     lowered step by step (LOW_CONFIDENCE), the photo then its mirror image at each: its person detector scores a
     greyscale photo lower (messi5.jpg in grey is found at 0.2 and not at 0.5, its crop at 0.1, and the landmarks
-    are then as sure as in colour: mean visibility 0.92). A hint (a reading of the same person on a larger view
-    of the photo, mapped here) is taken as soon as the first look finds no one or a misplaced one: greyscale
-    messi5.jpg's crop is found only at 0.05, where boxes and squirrels pass too, and its mirror image in grey
-    gives a reading with joints on the grass. Given a selfie mask, a hint or a low-threshold reading must be
-    `supported`."""
+    are then as sure as in colour: mean visibility 0.92). Before those, a hint (a reading of the same person on
+    a larger view of the photo, mapped here) is taken: greyscale messi5.jpg's crop is found only at 0.05, where
+    boxes and squirrels pass too. Given a selfie mask, a hint or a low-threshold reading must be `supported`."""
     pose, seg = _pose_once(mp, rgb)
     if pose is not None and (selfie is None or misplaced(pose, selfie) == 0):
         return pose, seg
-    if hint is not None and supported(hint[0], selfie):
-        return hint
     other, other_seg = _pose_mirrored(mp, rgb)
     if other is None and pose is None:
-        return _pose_low(mp, rgb, selfie)
+        return hint if hint is not None and supported(hint[0], selfie) else _pose_low(mp, rgb, selfie)
     if other is None:
         return pose, seg
     if pose is not None and misplaced(other, selfie) >= misplaced(pose, selfie):
