@@ -216,10 +216,10 @@ def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None,
     gets a second look at the mirrored photo (its reading mirrored back, left and right swapped). The reading with
     fewer such points is kept, the first on a tie. When neither look finds anyone, the detector's threshold is
     lowered step by step (LOW_CONFIDENCE), the photo then its mirror image at each: its person detector scores a
-    greyscale photo lower (messi5.jpg in grey is found at 0.2 and not at 0.5, its crop at 0.1, and the landmarks
-    are then as sure as in colour: mean visibility 0.92). Before those, a hint (a reading of the same person on
-    a larger view of the photo, mapped here) is taken: greyscale messi5.jpg's crop is found only at 0.05, where
-    boxes and squirrels pass too. Given a selfie mask, a hint or a low-threshold reading must be `supported`."""
+    greyscale photo lower (messi5.jpg in grey is found at 0.2 and not at 0.5, and the landmarks are then as sure
+    as in colour: mean visibility 0.92). Before those, a hint (a reading of the same person on a larger view of
+    the photo, mapped here) is taken: greyscale messi5.jpg's crop is found only at 0.05, where boxes and
+    squirrels pass too. Given a selfie mask, a hint or a low-threshold reading must be `supported`."""
     pose, seg = _pose_once(mp, rgb)
     if pose is not None and (selfie is None or misplaced(pose, selfie) == 0):
         return pose, seg
