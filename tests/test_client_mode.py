@@ -240,7 +240,8 @@ def test_client_session_streams_motion_not_frames(avatar):
 
 def test_learned_sessions_generate_their_motion_together(avatar, monkeypatch):
     """Two sessions on the learned motion: the server's MotionBatcher (viewer/pacing.py) moves both engines in one
-    generate_together round, and each session still gets every frame in order."""
+    generate_together round, and each session still gets its frames in order. (Not every frame: the server drops
+    a frame that grew stale waiting, docs/protocol.md, and on a busy 2-core machine one sometimes does.)"""
     import viewer.pacing as pacing
     rounds = []
     real = pacing.generate_together
@@ -264,7 +265,8 @@ def test_learned_sessions_generate_their_motion_together(avatar, monkeypatch):
                         got[ws].append(unpack_motion(msg)["index"])
             await asyncio.gather(read(a), read(b))
             for ws in (a, b):
-                assert got[ws] == list(range(got[ws][0], got[ws][0] + 30))
+                steps = [j - i for i, j in zip(got[ws], got[ws][1:])]
+                assert min(steps) >= 1, got[ws]                                   # in order, none twice
                 await ws.close()
         asyncio.run(run())
     finally:
