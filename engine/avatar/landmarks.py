@@ -188,13 +188,19 @@ def mirrored_back(pose: Tensor, width: int) -> Tensor:
     return out
 
 
-def misplaced(pose: Tensor, selfie: Tensor) -> int:
-    """How many body points (11-32) of pose [33, 4] mediapipe calls visible (> 0.5) lie in the frame on what the
-    selfie mask [H, W] calls background: a hand put on the buildings behind a man in profile."""
+def _selfie_at_seen(pose: Tensor, selfie: Tensor) -> Tensor:
+    """The selfie mask [H, W] under each body point (11-32) of pose [33, 4] that mediapipe calls visible (> 0.5)
+    and that lies in the frame: [S]."""
     H, W = selfie.shape
     x, y = pose[11:, 0].floor().long(), pose[11:, 1].floor().long()
     seen = (pose[11:, 3] > 0.5) & (x >= 0) & (x < W) & (y >= 0) & (y < H)
-    return int((selfie[y[seen], x[seen]] < ON_BACKGROUND).sum())
+    return selfie[y[seen], x[seen]]
+
+
+def misplaced(pose: Tensor, selfie: Tensor) -> int:
+    """How many body points (11-32) of pose [33, 4] mediapipe calls visible (> 0.5) lie in the frame on what the
+    selfie mask [H, W] calls background: a hand put on the buildings behind a man in profile."""
+    return int((_selfie_at_seen(pose, selfie) < ON_BACKGROUND).sum())
 
 
 def supported(pose: Tensor, selfie: Tensor | None) -> bool:
@@ -202,10 +208,8 @@ def supported(pose: Tensor, selfie: Tensor | None) -> bool:
     mask's background (misplaced) and at least MIN_SUPPORT of them on the person (selfie >= 0.5)."""
     if selfie is None:
         return True
-    H, W = selfie.shape
-    x, y = pose[11:, 0].floor().long(), pose[11:, 1].floor().long()
-    seen = (pose[11:, 3] > 0.5) & (x >= 0) & (x < W) & (y >= 0) & (y < H)
-    return misplaced(pose, selfie) == 0 and int((selfie[y[seen], x[seen]] >= 0.5).sum()) >= MIN_SUPPORT
+    under = _selfie_at_seen(pose, selfie)
+    return int((under < ON_BACKGROUND).sum()) == 0 and int((under >= 0.5).sum()) >= MIN_SUPPORT
 
 
 def _pose(mp, rgb: np.ndarray, selfie: Tensor | None = None,
