@@ -130,3 +130,32 @@ def test_printed_text_lends_nothing_to_the_back():
     lettered = yellowness(back_colours(image, person, regions, px))
     knit_alone = yellowness(back_colours(plain, person, regions, px))
     assert float(lettered.max()) < float(knit_alone.max()) + 0.03
+
+
+def test_a_shoulder_beside_a_lowered_head_is_not_hair():
+    """The HAIR column beside the face takes in red shoulders at jaw height: the back of the head stays the
+    crown's brown at those rows, and the shoulders' back is the shirt's red."""
+    image = torch.ones(80, 64, 3)
+    regions = torch.full((80, 64), -1, dtype=torch.long)
+    regions[4:20, 16:48] = HAIR                                               # the crown, above the face
+    regions[20:40, 16:48] = HAIR                                              # the column beside the face
+    regions[20:40, 22:42] = FACE
+    regions[40:, 4:60] = BODY                                                 # the shirt below
+    person = regions >= 0
+    hair, skin, shirt = torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.8, 0.1, 0.2])
+    gen = torch.Generator().manual_seed(0)
+    image[person] = 0.02 * torch.randn(int(person.sum()), 3, generator=gen)
+    image[regions == HAIR] += hair
+    image[regions == FACE] += skin
+    image[regions == BODY] += shirt
+    image[30:40, 16:22] += shirt - hair                                       # the shoulders, labelled HAIR
+    image[30:40, 42:48] += shirt - hair
+    image = image.clamp(0, 1)
+    ys, xs = torch.nonzero(regions == FACE, as_tuple=True)
+    behind_face = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    jaw = ys >= 30
+    assert float((behind_face[jaw] - hair).norm(dim=-1).max()) < 0.1 + DETAIL_LIMIT   # brown, no red band
+    assert float((behind_face[jaw] - hair).norm(dim=-1).mean()) < 0.08
+    sy, sx = torch.meshgrid(torch.arange(30, 40), torch.arange(42, 48), indexing="ij")
+    shoulder = back_colours(image, person, regions, torch.stack([sx.flatten(), sy.flatten()], 1))
+    assert float((shoulder - shirt).norm(dim=-1).mean()) < 0.08               # the shirt continues behind them

@@ -18,7 +18,9 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   is fixed by the photo's size and the seed, so a pixel's colour does not depend on which other pixels are
   asked for at the same time (the back shell, the rim walls' back edge and the crack walls agree).
 - the back of the head is hair: its source is the HAIR region (when the photo shows hair), for the whole
-  head, so no face appears behind it. Hands and skin keep their own colours.
+  head, so no face appears behind it. The HAIR region is a column beside the face, so the pixels in it that
+  look more like the clothes or the skin than the crown's hair (a shoulder beside a lowered head, an ear)
+  lend nothing to the head; those like the clothes are body. Hands and skin keep their own colours.
 
 Pixels are (x, y) of the photo; colours [.., 3] in [0, 1]. The same seed gives the same colours.
 """
@@ -55,17 +57,58 @@ def _local_mean(image: Tensor, mask: Tensor, sigma: float) -> Tensor:
     return x / m.clamp(min=1e-6)
 
 
-def _source_groups(regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
+def _nearest_sample_distance(colours: Tensor, pool: Tensor, k: int = 5, samples: int = 512) -> Tensor:
+    """For colours [M, 3], the k-th smallest distance [M] to a fixed random sample of the pool colours [P, 3]
+    (the k-th, not the first: one stray pixel of the pool does not claim a colour)."""
+    gen = torch.Generator().manual_seed(0)
+    pick = pool[torch.randperm(len(pool), generator=gen)[:samples]]
+    d = torch.cdist(colours, pick)
+    return d.topk(min(k, d.shape[1]), dim=1, largest=False).values[:, -1]
+
+
+def _hair_alike(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
+    """Which HAIR pixels [H, W] look like hair, and which look like the clothes [H, W]. The HAIR region is a
+    column beside the face (engine.avatar.regions), so where the head is lowered or small it takes in the
+    shoulders beside the jaw, and the ears. Beside and below the face's top row, a hair pixel stays hair
+    only where its colour is at least as near the crown's (the hair above the face) as the clothes' (the body
+    below the face) and the face's skin; one nearer the clothes is clothes. Without enough crown or clothes
+    to compare (a head cut off by the photo's edge), the HAIR region as it is."""
+    hair = (regions == HAIR) & person
+    skin = (regions == FACE) & person
+    face_rows = (torch.isin(regions, torch.tensor((FACE, LIPS, EYES))) & person).any(1).nonzero()[:, 0]
+    none = torch.zeros_like(hair)
+    if face_rows.numel() == 0:
+        return hair, none
+    rows = torch.arange(hair.shape[0])[:, None]
+    crown = hair & (rows < int(face_rows.min()))
+    clothes = (regions == BODY) & person & (rows > int(face_rows.max()))
+    if min(int(crown.sum()), int(clothes.sum()), int(skin.sum())) < MIN_SOURCE // 4:
+        return hair, none
+    beside = hair & ~crown
+    colours = image[beside]
+    d_hair = _nearest_sample_distance(colours, image[crown])
+    d_clothes = _nearest_sample_distance(colours, image[clothes])
+    d_skin = _nearest_sample_distance(colours, image[skin])
+    like_hair, like_clothes = none.clone(), none.clone()
+    like_hair[beside] = (d_hair <= d_clothes) & (d_hair <= d_skin)
+    like_clothes[beside] = d_clothes < torch.minimum(d_hair, d_skin)
+    return crown | like_hair, like_clothes
+
+
+def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
     """For every pixel, the surface group it belongs to (0 none, 1 head, 2 body, 3 hands) [H, W], and the
-    group whose photo pixels serve as its source [H, W] (the head's source is the hair)."""
+    group whose photo pixels serve as its source [H, W] (the head's source is the hair that looks like hair;
+    HAIR pixels that look like the clothes are body, `_hair_alike`)."""
     group = torch.zeros_like(regions)
     group[torch.isin(regions, torch.tensor(HEAD))] = 1
     group[regions == BODY] = 2
     group[regions == HANDS] = 3
+    hair, clothes = _hair_alike(image, regions, person)
+    group[clothes] = 2
     group[~person] = 0
     source = group.clone()
-    if int(((regions == HAIR) & person).sum()) >= MIN_SOURCE:
-        source[torch.isin(regions, torch.tensor((FACE, LIPS, EYES))) & person] = 0   # the head's texture: hair only
+    if int(hair.sum()) >= MIN_SOURCE:
+        source[(group == 1) & ~hair] = 0                          # the head's texture: hair only
     return group, source
 
 
@@ -83,7 +126,7 @@ def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor,
     if image.shape != (H, W, 3) or regions.shape != (H, W):
         raise ValueError(f"image/regions: expected [{H}, {W}, 3] and [{H}, {W}], got {list(image.shape)}, "
                          f"{list(regions.shape)}")
-    group, source = _source_groups(regions, person)
+    group, source = _source_groups(image, regions, person)
     tile = tile or texture_tile(person)
     xs, ys = pixels[:, 0].long().clamp(0, W - 1), pixels[:, 1].long().clamp(0, H - 1)
     g = group[ys, xs]
