@@ -66,33 +66,53 @@ def _nearest_sample_distance(colours: Tensor, pool: Tensor, k: int = 5, samples:
     return d.topk(min(k, d.shape[1]), dim=1, largest=False).values[:, -1]
 
 
-def _hair_alike(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
+class _Head:
+    """The head's colour pools in the photo, from the regions: the crown (HAIR above the face's top row), the
+    clothes (BODY in the face's columns from half a face below the chin to two faces below it: the chest,
+    where neither the neck nor long hair falling over the shoulders lies) and the skin (FACE). ok: each pool
+    holds enough pixels to compare with."""
+
+    def __init__(self, image: Tensor, regions: Tensor, person: Tensor):
+        face = torch.isin(regions, torch.tensor((FACE, LIPS, EYES))) & person
+        self.ok = bool(face.any())
+        if not self.ok:
+            return
+        ys, xs = face.nonzero(as_tuple=True)
+        self.top, self.bottom = int(ys.min()), int(ys.max())
+        x0, x1, h = int(xs.min()), int(xs.max()), self.bottom - self.top + 1
+        rows = torch.arange(regions.shape[0])[:, None]
+        cols = torch.arange(regions.shape[1])[None, :]
+        self.image = image
+        self.hair = (regions == HAIR) & person
+        self.crown = self.hair & (rows < self.top)
+        self.clothes = (regions == BODY) & person & (cols >= x0) & (cols <= x1) \
+            & (rows > self.bottom + h // 2) & (rows <= self.bottom + 2 * h)
+        self.skin = (regions == FACE) & person
+        self.ok = min(int(self.crown.sum()), int(self.clothes.sum()), int(self.skin.sum())) >= MIN_SOURCE // 4
+
+    def distances(self, where: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For the pixels where [H, W] is set: the colour distances [M] to the crown, the clothes and the skin
+        (`_nearest_sample_distance`)."""
+        colours = self.image[where]
+        pools = (self.crown, self.clothes, self.skin)
+        return tuple(_nearest_sample_distance(colours, self.image[pool]) for pool in pools)
+
+
+def _hair_alike(head: _Head, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
     """Which HAIR pixels [H, W] look like hair, and which look like the clothes [H, W]. The HAIR region is a
     column beside the face (engine.avatar.regions), so where the head is lowered or small it takes in the
-    shoulders beside the jaw, and the ears. Beside and below the face's top row, a hair pixel stays hair
-    only where its colour is at least as near the crown's (the hair above the face) as the clothes' (the body
-    below the face) and the face's skin; one nearer the clothes is clothes. Without enough crown or clothes
-    to compare (a head cut off by the photo's edge), the HAIR region as it is."""
-    hair = (regions == HAIR) & person
-    skin = (regions == FACE) & person
-    face_rows = (torch.isin(regions, torch.tensor((FACE, LIPS, EYES))) & person).any(1).nonzero()[:, 0]
-    none = torch.zeros_like(hair)
-    if face_rows.numel() == 0:
-        return hair, none
-    rows = torch.arange(hair.shape[0])[:, None]
-    crown = hair & (rows < int(face_rows.min()))
-    clothes = (regions == BODY) & person & (rows > int(face_rows.max()))
-    if min(int(crown.sum()), int(clothes.sum()), int(skin.sum())) < MIN_SOURCE // 4:
-        return hair, none
-    beside = hair & ~crown
-    colours = image[beside]
-    d_hair = _nearest_sample_distance(colours, image[crown])
-    d_clothes = _nearest_sample_distance(colours, image[clothes])
-    d_skin = _nearest_sample_distance(colours, image[skin])
+    shoulders beside the jaw, and the ears. Below the face's top row, a hair pixel stays hair only where its
+    colour is at least as near the crown's as the clothes' and the skin's (`_Head`); one nearest the clothes
+    is clothes. Without enough of each pool (a head cut off by the photo's edge), the HAIR region as it is."""
+    none = torch.zeros_like(person)
+    if not head.ok:
+        return (regions == HAIR) & person, none
+    beside = head.hair & ~head.crown
+    d_hair, d_clothes, d_skin = head.distances(beside)
     like_hair, like_clothes = none.clone(), none.clone()
     like_hair[beside] = (d_hair <= d_clothes) & (d_hair <= d_skin)
-    like_clothes[beside] = d_clothes < torch.minimum(d_hair, d_skin)
-    return crown | like_hair, like_clothes
+    like_clothes[beside] = (d_clothes < d_hair) & (d_clothes <= d_skin)
+    return head.crown | like_hair, like_clothes
 
 
 def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,7 +123,8 @@ def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tens
     group[torch.isin(regions, torch.tensor(HEAD))] = 1
     group[regions == BODY] = 2
     group[regions == HANDS] = 3
-    hair, clothes = _hair_alike(image, regions, person)
+    head = _Head(image, regions, person)
+    hair, clothes = _hair_alike(head, regions, person)
     group[clothes] = 2
     group[~person] = 0
     source = group.clone()
