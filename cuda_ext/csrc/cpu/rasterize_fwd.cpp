@@ -93,16 +93,24 @@ void composite_tile(const FwdArgs& a, int64_t fi, TileState& st) {
   }
 
   // Write the tile: colour + T * background, alpha = 1 - T, and T itself for the backward.
-  for (int r = 0; r < t.h; ++r)
-    for (int x = 0; x < t.w; ++x) {
-      const int p = r * stride + x;
-      const int64_t o = (t.cam * a.height + t.y0 + r) * a.width + t.x0 + x;
-      for (int64_t d = 0; d < D; ++d)
-        a.out_colors[o * D + d] = acc[d * P + p] + (a.bg ? T[p] * a.bg[t.cam * D + d] : 0.f);
-      a.out_alphas[o] = 1.f - T[p];
-      a.out_T[o] = T[p];
-      a.out_last[o] = (int)t.begin + (int)last[p];
+  // One plain loop per output, so the compiler vectorises each (the colours interleave channels).
+  const int begin = (int)t.begin;
+  for (int r = 0; r < t.h; ++r) {
+    const int p0 = r * stride;
+    const int64_t o0 = (t.cam * a.height + t.y0 + r) * a.width + t.x0;
+    const float* Tr = T + p0;
+    float *alphas = a.out_alphas + o0, *Ts = a.out_T + o0;
+    int* lasts = a.out_last + o0;
+    for (int x = 0; x < t.w; ++x) alphas[x] = 1.f - Tr[x];
+    for (int x = 0; x < t.w; ++x) Ts[x] = Tr[x];
+    for (int x = 0; x < t.w; ++x) lasts[x] = begin + (int)last[p0 + x];
+    float* colors = a.out_colors + o0 * D;
+    for (int64_t d = 0; d < D; ++d) {
+      const float* ad = acc + d * P + p0;
+      const float bg = a.bg ? a.bg[t.cam * D + d] : 0.f;
+      for (int x = 0; x < t.w; ++x) colors[x * D + d] = ad[x] + Tr[x] * bg;
     }
+  }
 }
 
 }  // namespace
