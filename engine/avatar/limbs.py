@@ -33,7 +33,6 @@ import math
 import torch
 from torch import Tensor
 
-from cuda_ext.reference import quat_to_rotmat
 from engine.avatar.bundle import REGIONS
 from engine.avatar.skinning import skin_weights
 from engine.render.gaussians import Gaussians
@@ -280,6 +279,10 @@ class LimbRig:
         self.share = torch.where(near_a, 0.5 * (1 - t / BLEND),
                                  torch.where(near_b, 0.5 * (1 - (1 - t) / BLEND), torch.zeros_like(t)))[:, None]
         self.particles = particles
+        # per frame only the motion changes: the bones' ends and rest directions are fixed here
+        self._ends = self.ends.clamp_min(0)
+        self._rest = particles[self._ends[:, 1]] - particles[self._ends[:, 0]]                 # [B, 3]
+        self._whole = (self.ends >= 0).all(1, keepdim=True)                                   # [B, 1]
 
     def __bool__(self) -> bool:
         return len(self.rows) > 0
@@ -287,24 +290,27 @@ class LimbRig:
     def rotations(self, motion: Tensor) -> Tensor:
         """Particle motion [K, 3] (world) -> each bone's rotation, a unit quaternion [B + 1, 4] wxyz
         (`facing_rotation`; the last row: the torso, which does not turn)."""
-        ends = self.ends.clamp_min(0)
-        rest = (self.particles[ends[:, 1]] - self.particles[ends[:, 0]]).to(motion.dtype)
-        moved = rest + motion[ends[:, 1]] - motion[ends[:, 0]]
+        rest = self._rest.to(motion.dtype)
+        moved = rest + motion[self._ends[:, 1]] - motion[self._ends[:, 0]]
         q = facing_rotation(rest, moved)
         identity = torch.zeros_like(q)
         identity[:, 0] = 1
-        q = torch.where((self.ends >= 0).all(1, keepdim=True), q, identity)
+        q = torch.where(self._whole, q, identity)
         return torch.cat([q, identity[:1]])
 
     def apply(self, g: Gaussians, motion: Tensor) -> Gaussians:
         """Deformed Gaussians g [N] (skinned by `motion` [K, 3]) -> the same with each bone Gaussian's offset from
-        its bone, and its orientation, turned by its bone's rotation."""
+        its bone, and its orientation, turned by its bone's rotation. The offset is turned by the quaternion
+        itself (v + w t + u x t, t = 2 u x v), not through a rotation matrix: the same rotation in a few
+        whole-array ops, which the live engine runs every frame."""
         if not self:
             return g
         q_bone = self.rotations(motion)
-        q = quat_nlerp(q_bone[self.bone], q_bone[self.other], self.share.to(q_bone.dtype))     # [M, 4]
-        R = quat_to_rotmat(q)
+        q = quat_nlerp(q_bone.index_select(0, self.bone), q_bone.index_select(0, self.other),
+                       self.share.to(q_bone.dtype))                                           # [M, 4]
         offset = self.offset.to(g.means.dtype)
-        means = g.means.index_add(0, self.rows, (R @ offset[:, :, None])[..., 0] - offset)
-        quats = g.quats.index_copy(0, self.rows, quat_mul(q, g.quats[self.rows]))
+        w, u = q[:, :1], q[:, 1:]
+        t = 2 * torch.linalg.cross(u, offset)
+        means = g.means.index_add(0, self.rows, w * t + torch.linalg.cross(u, t))
+        quats = g.quats.index_copy(0, self.rows, quat_mul(q, g.quats.index_select(0, self.rows)))
         return Gaussians(means, quats, g.scales, g.opacities, g.sh)
