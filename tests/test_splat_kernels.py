@@ -125,3 +125,22 @@ def test_untouched_pixels_show_the_background(device):
     assert meta["flatten_ids"].numel() == 0
     assert torch.equal(alpha, torch.zeros_like(alpha))
     assert torch.equal(img, bg.expand(32, 32, 3)[None])
+
+
+def test_sh_degree_zero_is_the_constant_band_by_hand(device):
+    """Degree 0 skips the view directions: the image and gradients equal rendering the colours
+    0.2820948 * band 0 + 0.5 (clamped at 0) given directly; the higher bands get no gradient."""
+    case = Case(n=300, width=40, height=32, cameras=2, sh_degree=2, seed=31)
+    params, viewmats, Ks = random_scene(case, device)
+    sh = params[4].clone().requires_grad_(True)                                    # [N, 9, 3]
+    img, alpha, _ = cuda_ext.rasterization(*params[:4], sh, viewmats, Ks, case.width, case.height, sh_degree=0)
+    w = torch.rand(img.shape, generator=torch.Generator().manual_seed(3)).to(device)
+    (img * w).sum().backward()
+    rgb = (params[4][:, 0].detach() * 0.28209479177387814 + 0.5).clamp(min=0).requires_grad_(True)
+    ref, ref_alpha, _ = cuda_ext.rasterization(*params[:4], rgb, viewmats, Ks, case.width, case.height)
+    (ref * w).sum().backward()
+    assert float((img - ref).detach().abs().max()) <= 1e-6
+    assert torch.equal(alpha, ref_alpha)
+    expect = torch.where(rgb.detach() > 0, rgb.grad * 0.28209479177387814, torch.zeros_like(rgb))
+    assert float((sh.grad[:, 0] - expect).abs().max()) <= 1e-6
+    assert float(sh.grad[:, 1:].abs().max()) == 0.0
