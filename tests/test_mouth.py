@@ -9,7 +9,7 @@ pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup
 from engine.avatar.landmarks import detect  # noqa: E402
 from engine.render.gaussians import rgb_to_sh_dc  # noqa: E402
 from engine.avatar.mouth import (LOWER_INNER, UPPER_INNER, closing_shift, in_gap, mouth_sides,  # noqa: E402
-                                 particle_sides, split_line_y, under_layer, JAW_REACH, LOWER_LIP,
+                                 particle_sides, split_line_y, under_layer, CORNER_INSET, JAW_REACH, LOWER_LIP,
                                  OUTER_LIPS, UPPER_LIP)
 from engine.avatar.personalize import PersonalizeConfig, personalize  # noqa: E402
 from engine.avatar.photo import load_photo  # noqa: E402
@@ -58,6 +58,14 @@ def test_under_layer_is_dark_inside_the_lips_and_skin_elsewhere(face192):
     assert bool(facial[y, x]) and bool((here & inside).any())
     too_far = (px[:, 1] > lm.face[list(OUTER_LIPS), 1].max() + JAW_REACH * eye + 1) & inside
     assert not bool(too_far.any())
+    # below the lips it stops short of the corners, where the cheek stretches over it (dark specks beside the
+    # mouth); the lips' own hull stays dark to the corners
+    x0, x1 = sorted((float(lm.face[UPPER_INNER[0], 0]), float(lm.face[UPPER_INNER[-1], 0])))
+    below_hull = px[:, 1] > lm.face[list(OUTER_LIPS), 1].max() + 1
+    beside = (px[:, 0] + 0.5 < x0 + CORNER_INSET * (x1 - x0)) | (px[:, 0] + 0.5 > x1 - CORNER_INSET * (x1 - x0))
+    assert not bool((below_hull & beside & inside).any())
+    corner = (px[:, 0] == int(lm.face[61, 0]) + 1) & (px[:, 1] == int(lm.face[61, 1]))   # just inside a corner
+    assert bool((corner & inside).any())
 
 
 def test_opening_the_jaw_moves_only_the_lower_lip(face192):

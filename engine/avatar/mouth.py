@@ -43,6 +43,7 @@ NOSE_BOTTOM, CHIN = 2, 152
 BAND_MARGIN = 0.05       # eye widths below the lower lip's outer edge that skinning still splits (lip_band)
 JAW_REACH = 0.4          # eye widths below the lips the dark interior reaches (the widest jaw drop is ~0.35)
 INTERIOR_RGB = (0.20, 0.07, 0.08)
+CORNER_INSET = 0.15      # of the inner lips' width: the interior below the lips stops this far inside the corners
 
 
 def _arc_y(face: Tensor, ids: tuple[int, ...], x: Tensor) -> np.ndarray:
@@ -144,8 +145,13 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     below = torch.zeros_like(hull)
     for d in range(1, max(int(JAW_REACH * eye), 1) + 1):
         below[d:] |= hull[:-d]
-    mouth = hull | (below & facial)                                     # never outside the face
+    # only under the lips' middle: below the corners the cheek skin stretches as the jaw drops, and the dark
+    # interior behind it showed through as dark specks beside the mouth
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    x0, x1 = sorted((float(face[UPPER_INNER[0], 0]), float(face[UPPER_INNER[-1], 0])))
+    inset = CORNER_INSET * (x1 - x0)
+    below &= (xx + 0.5 >= x0 + inset) & (xx + 0.5 <= x1 - inset)
+    mouth = hull | (below & facial)                                     # never outside the face
     skin = facial & ~hull & (yy % 2 == 0) & (xx % 2 == 0)
     ys, xs = torch.nonzero(mouth | skin, as_tuple=True)
     if ys.numel() == 0:
