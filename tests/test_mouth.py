@@ -13,7 +13,7 @@ from engine.avatar.mouth import (LOWER_INNER, UPPER_INNER, closing_shift, in_gap
                                  OUTER_LIPS, UPPER_LIP)
 from engine.avatar.personalize import PersonalizeConfig, personalize  # noqa: E402
 from engine.avatar.photo import load_photo  # noqa: E402
-from engine.avatar.regions import FACE, LIPS, region_map  # noqa: E402
+from engine.avatar.regions import FACE, LIPS, convex_hull, polygon_mask, region_map  # noqa: E402
 from engine.avatar.teeth import OVERLAP, inner_lip_mask, mouth_colours  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "assets" / "astronaut.png"
@@ -58,14 +58,18 @@ def test_under_layer_is_dark_inside_the_lips_and_skin_elsewhere(face192):
     assert bool(facial[y, x]) and bool((here & inside).any())
     too_far = (px[:, 1] > lm.face[list(OUTER_LIPS), 1].max() + JAW_REACH * eye + 1) & inside
     assert not bool(too_far.any())
-    # below the lips it stops short of the corners, where the cheek stretches over it (dark specks beside the
-    # mouth); the lips' own hull stays dark to the corners
+    # below the lips and beside the corners, where the cheek stretches over it, the layer is skin (dark, it
+    # showed through as specks beside the mouth), with the interior's fine splats; the lips' hull is dark to the
+    # corners
     x0, x1 = sorted((float(lm.face[UPPER_INNER[0], 0]), float(lm.face[UPPER_INNER[-1], 0])))
     below_hull = px[:, 1] > lm.face[list(OUTER_LIPS), 1].max() + 1
     beside = (px[:, 0] + 0.5 < x0 + CORNER_INSET * (x1 - x0)) | (px[:, 0] + 0.5 > x1 - CORNER_INSET * (x1 - x0))
-    assert not bool((below_hull & beside & inside).any())
-    corner = (px[:, 0] == int(lm.face[61, 0]) + 1) & (px[:, 1] == int(lm.face[61, 1]))   # just inside a corner
-    assert bool((corner & inside).any())
+    fine = g.scales[:, 0] < 1.2 * 2.51 / 500.0                                  # the interior's 0.8 px, not 1.6
+    cheek = below_hull & beside & fine
+    assert bool(cheek.any()) and not bool((cheek & inside).any())
+    assert float(rgb[cheek].mean()) > float(rgb[inside].mean()) + 0.2
+    lips = torch.tensor(polygon_mask(convex_hull(lm.face[list(OUTER_LIPS), :2]), *facial.shape))[px[:, 1], px[:, 0]]
+    assert bool((lips & beside & inside).any()) and float(rgb[lips & fine].max()) < 0.3      # dark in the lips
 
 
 def test_opening_the_jaw_moves_only_the_lower_lip(face192):

@@ -43,7 +43,7 @@ NOSE_BOTTOM, CHIN = 2, 152
 BAND_MARGIN = 0.05       # eye widths below the lower lip's outer edge that skinning still splits (lip_band)
 JAW_REACH = 0.4          # eye widths below the lips the dark interior reaches (the widest jaw drop is ~0.35)
 INTERIOR_RGB = (0.20, 0.07, 0.08)
-CORNER_INSET = 0.15      # of the inner lips' width: the interior below the lips stops this far inside the corners
+CORNER_INSET = 0.15      # of the inner lips' width: below the lips the interior is dark only this far inside the corners
 
 
 def _arc_y(face: Tensor, ids: tuple[int, ...], x: Tensor) -> np.ndarray:
@@ -136,6 +136,7 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     jaw stretches the front shell, this layer shows through its gaps instead of the back of the head.
     interior_rgb [3] colours the mouth interior (default INTERIOR_RGB) and mouth_behind (world units, default
     depth_behind) sets it deeper than the skin, to leave room for the teeth (engine.avatar.teeth).
+    Below the lips and beside the corners the layer lies as deep but skin-coloured, and is skin (not mouth).
     -> (Gaussians [M], pixels [M, 2] (x, y), inside_mouth [M] bool)."""
     H, W = front.shape
     hull = polygon_mask(convex_hull(face[list(OUTER_LIPS), :2]), H, W)
@@ -145,13 +146,13 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     below = torch.zeros_like(hull)
     for d in range(1, max(int(JAW_REACH * eye), 1) + 1):
         below[d:] |= hull[:-d]
-    # only under the lips' middle: below the corners the cheek skin stretches as the jaw drops, and the dark
-    # interior behind it showed through as dark specks beside the mouth
+    mouth = hull | (below & facial)                                     # never outside the face
+    # below the corners the cheek stretches thin over it as the jaw drops: there it is skin-coloured (still deep,
+    # behind the teeth), or it shows through as dark specks beside the mouth
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     x0, x1 = sorted((float(face[UPPER_INNER[0], 0]), float(face[UPPER_INNER[-1], 0])))
     inset = CORNER_INSET * (x1 - x0)
-    below &= (xx + 0.5 >= x0 + inset) & (xx + 0.5 <= x1 - inset)
-    mouth = hull | (below & facial)                                     # never outside the face
+    cheek = mouth & ~hull & ((xx + 0.5 < x0 + inset) | (xx + 0.5 > x1 - inset))
     skin = facial & ~hull & (yy % 2 == 0) & (xx % 2 == 0)
     ys, xs = torch.nonzero(mouth | skin, as_tuple=True)
     if ys.numel() == 0:
@@ -167,12 +168,13 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     sigma = torch.where(inside, 0.8, 1.6) * z / fx
     blurred = _box_blur(image, 2)[ys, xs]
     interior = torch.tensor(INTERIOR_RGB) if interior_rgb is None else interior_rgb
-    rgb = torch.where(inside[:, None], interior, blurred)
+    dark = inside & ~cheek[ys, xs]
+    rgb = torch.where(dark[:, None], interior, blurred)
     n = means.shape[0]
     g = Gaussians(means.float(), torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
                   torch.stack([sigma, sigma, 0.3 * sigma], -1).float(), torch.ones(n),
                   rgb_to_sh_dc(rgb)[:, None, :].float().contiguous())
-    return g, torch.stack([xs, ys], -1), inside
+    return g, torch.stack([xs, ys], -1), dark
 
 
 def _box_blur(image: Tensor, r: int) -> Tensor:
