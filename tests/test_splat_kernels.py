@@ -84,6 +84,24 @@ def test_projection_and_binning_match_reference(case, device):
     assert torch.equal(ok.cpu(), orf.cpu())
 
 
+@pytest.mark.parametrize("base, spread", [(2.4, 0.0), (2.4, 1e-6), (2.4, 0.3), (2.4, 50.0), (2.0 - 1e-5, 2e-5)],
+                         ids=["all-equal", "a-few-ulps", "an-avatar", "wide", "across-2.0"])
+def test_binning_sorts_any_depth_range_like_the_reference(base, spread, device):
+    """The kernel's radix sort runs only the passes the depths' range needs (none when all are equal): ties
+    and narrow ranges keep the reference's order (depth, then Gaussian index). Across 2.0 the float bits of
+    near depths differ high up (the exponent): the passes must sort the offset from the smallest key."""
+    g = torch.Generator().manual_seed(5)
+    n = 3000
+    means2d = (torch.rand(1, n, 2, generator=g) * torch.tensor([96.0, 64.0])).to(device)
+    radii = (torch.randint(1, 12, (1, n, 2), generator=g)).int().to(device)
+    depths = (base + spread * torch.rand(1, n, generator=g)).to(device)
+    depths[0, ::7] = depths[0, 3]                                                 # ties
+    bk = ops.isect_tiles(means2d, radii, depths, 16, 6, 4, backend="kernel")
+    br = ops.isect_tiles(means2d.cpu(), radii.cpu(), depths.cpu(), 16, 6, 4, backend="reference")
+    for a, b, what in zip(bk, br, ("tiles_per_gauss", "isect_ids", "flatten_ids")):
+        assert torch.equal(a.cpu(), b.cpu()), f"{what} differ"
+
+
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
 def test_spherical_harmonics_match_reference(degree, device):
     g = torch.Generator().manual_seed(degree)

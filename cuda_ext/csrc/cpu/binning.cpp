@@ -15,18 +15,23 @@ int bit_length(int64_t x) { int b = 0; while (x > 0) { ++b; x >>= 1; } return b;
 
 uint32_t float_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 
-// Stable LSD radix sort of (key << 32 | payload) values by key: three 11-bit passes. Each pass splits the
-// array into one contiguous run per thread; for every digit, thread t's elements land after those of threads
-// < t, so the order of equal keys is kept.
+// Stable LSD radix sort of (key << 32 | payload) values by key: 11-bit passes over key - min(key), as many as
+// the keys' range needs (the depths of one avatar span a narrow range of float bits: two passes, not three).
+// Each pass splits the array into one contiguous run per thread; for every digit, thread t's elements land
+// after those of threads < t, so the order of equal keys is kept.
 void radix_sort_pairs(std::vector<uint64_t>& v) {
   const int64_t n = (int64_t)v.size();
+  if (n < 2) return;
   const int nt = num_workers(n / 16384 + 1);
   constexpr int BITS = 11, BINS = 1 << BITS;
+  uint32_t lo = UINT32_MAX, hi = 0;
+  for (const uint64_t x : v) { const uint32_t k = (uint32_t)(x >> 32); lo = std::min(lo, k); hi = std::max(hi, k); }
+  const int key_bits = bit_length((int64_t)(hi - lo));
   std::vector<uint64_t> tmp(n);
   std::vector<int64_t> pos((size_t)nt * BINS);
-  for (int shift = 32; shift < 64; shift += BITS) {
+  for (int shift = 0; shift < key_bits; shift += BITS) {
     std::fill(pos.begin(), pos.end(), 0);
-    auto digit = [shift](uint64_t x) { return (int)((x >> shift) & (BINS - 1)); };
+    auto digit = [shift, lo](uint64_t x) { return (int)((((uint32_t)(x >> 32) - lo) >> shift) & (BINS - 1)); };
     at::parallel_for(0, nt, 1, [&](int64_t tb, int64_t te) {
       for (int64_t t = tb; t < te; ++t)
         for (int64_t i = n * t / nt; i < n * (t + 1) / nt; ++i) ++pos[t * BINS + digit(v[i])];
