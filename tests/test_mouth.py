@@ -68,7 +68,7 @@ def test_under_layer_is_dark_inside_the_lips_and_skin_elsewhere(face192):
     cheek = below_hull & beside & fine
     assert bool(cheek.any()) and not bool((cheek & inside).any())
     assert float(rgb[cheek].mean()) > float(rgb[inside].mean()) + 0.2
-    lips = torch.tensor(polygon_mask(convex_hull(lm.face[list(OUTER_LIPS), :2]), *facial.shape))[px[:, 1], px[:, 0]]
+    lips = polygon_mask(convex_hull(lm.face[list(OUTER_LIPS), :2]), *facial.shape)[px[:, 1], px[:, 0]]
     assert bool((lips & beside & inside).any()) and float(rgb[lips & fine].max()) < 0.3      # dark in the lips
 
 
