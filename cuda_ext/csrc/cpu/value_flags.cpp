@@ -48,7 +48,7 @@ at::Tensor value_flags(const std::vector<at::Tensor>& segments) {
       mask.fetch_or(bits);
       continue;
     }
-    at::parallel_for(0, rows, 1 << 18, [&](int64_t b, int64_t e) {   // whole rows; one thread below 2^18
+    at::parallel_for(0, rows, 16384, [&](int64_t b, int64_t e) {   // whole rows per chunk
       if (const int bits = flat_rule_bits(s, data, b * width, e * width, width)) mask.fetch_or(bits);
     });
   }
