@@ -46,16 +46,14 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     opacities_c = opacities[None].expand(C, N).contiguous()
 
     # 3. colours per camera [C, N, D], plus depth as an extra channel where asked
-    if sh_degree == 0:           # the constant band alone: no view directions (the same product the op computes)
+    if sh_degree is not None:
         coeffs = colors if colors.dim() == 4 else colors[None].expand(C, *colors.shape)
-        colors = coeffs[..., 0, :] * SH_C0
-        _checks.check_sh_colors(colors, sh_degree)
-        colors = colors.add_(0.5).clamp_min_(0.0)
-    elif sh_degree is not None:
-        campos = torch.linalg.inv_ex(viewmats).inverse[:, :3, 3]            # [C, 3]; _ex: no error sync
-        dirs = means[None] - campos[:, None]                                 # [C, N, 3]
-        coeffs = colors if colors.dim() == 4 else colors[None].expand(C, *colors.shape)
-        colors = ops.spherical_harmonics(sh_degree, dirs, coeffs, backend=backend)
+        if sh_degree == 0:       # the constant band alone: no view directions (the same product the op computes)
+            colors = coeffs[..., 0, :] * SH_C0
+        else:
+            campos = torch.linalg.inv_ex(viewmats).inverse[:, :3, 3]        # [C, 3]; _ex: no error sync
+            dirs = means[None] - campos[:, None]                             # [C, N, 3]
+            colors = ops.spherical_harmonics(sh_degree, dirs, coeffs, backend=backend)
         _checks.check_sh_colors(colors, sh_degree)
         colors = colors.add_(0.5).clamp_min_(0.0)                         # in place: the SH backward keeps no output
     elif colors.dim() == 2:
