@@ -159,3 +159,28 @@ def test_a_shoulder_beside_a_lowered_head_is_not_hair():
     sy, sx = torch.meshgrid(torch.arange(30, 40), torch.arange(42, 48), indexing="ij")
     shoulder = back_colours(image, person, regions, torch.stack([sx.flatten(), sy.flatten()], 1))
     assert float((shoulder - shirt).norm(dim=-1).mean()) < 0.08               # the shirt continues behind them
+
+
+def test_a_few_pale_hair_pixels_low_on_the_head_do_not_paint_a_band_across_the_nape():
+    """Beside the jaw the HAIR column holds shoulders (clothes) and, at two rows, a few pale hair-like pixels
+    (the fringe of the hair against the neck): behind the jaw the hair's colour carries down from the rows
+    above, not the median of those few."""
+    image = torch.ones(80, 64, 3)
+    regions = torch.full((80, 64), -1, dtype=torch.long)
+    regions[4:40, 16:48] = HAIR                                               # crown, and the column beside the face
+    regions[20:40, 22:42] = FACE
+    regions[40:, 4:60] = BODY
+    person = regions >= 0
+    hair, skin, shirt = torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0.95, 0.75, 0.65]), torch.tensor([0.1, 0.1, 0.5])
+    image[regions == HAIR] = hair
+    image[regions == FACE] = skin
+    image[regions == BODY] = shirt
+    image[30:40, 16:22] = shirt                                               # shoulders beside the jaw
+    image[30:40, 42:48] = shirt
+    pale = torch.tensor([0.5, 0.4, 0.3])                                      # nearer the crown than shirt or skin
+    image[35, 16:18] = pale
+    image[38, 16:18] = pale
+    ys, xs = torch.nonzero(regions == FACE, as_tuple=True)
+    behind = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    jaw = ys >= 33
+    assert float((behind[jaw] - hair).norm(dim=-1).max()) < 1e-5              # the crown's brown, no pale band

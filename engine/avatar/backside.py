@@ -20,7 +20,9 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
 - the back of the head is hair: its source is the HAIR region (when the photo shows hair), for the whole
   head, so no face appears behind it. The HAIR region is a column beside the face, so the pixels in it that
   look more like the clothes or the skin than the crown's hair (a shoulder beside a lowered head, an ear)
-  lend nothing to the head; those like the clothes are body. Hands and skin keep their own colours.
+  lend nothing to the head; those like the clothes are body. Its base colour is the hair's median per row,
+  and a row with only a few hair pixels (the hair's edge against the neck) takes the nearest full row's.
+  Hands and skin keep their own colours.
 
 Pixels are (x, y) of the photo; colours [.., 3] in [0, 1]. The same seed gives the same colours.
 """
@@ -33,6 +35,7 @@ from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS
 
 HEAD = (FACE, LIPS, EYES, HAIR)
 MIN_SOURCE = 64            # pixels a region needs to serve as a texture source
+ROW_SOURCE = 12            # sampled hair pixels a row of the head's back needs for a median of its own
 DETAIL_LIMIT = 0.12        # borrowed detail is soft-limited to this (colour units): texture, not edges
 TILE_FRAC = 0.1            # the texture grid's spacing: this x the person's size (root of its pixel count) ...
 TILE_RANGE = (8, 32)       # ... within these px; the detail is the colour minus its local mean at a quarter of it
@@ -185,26 +188,46 @@ def surface_colours(image: Tensor, src: Tensor, pixels: Tensor, window_frac: flo
 
 
 def _base(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, reach: int, whole_rows: bool) -> Tensor:
-    """Median colour [M, 3] of the src pixels in a window of +-reach columns (the whole source when
-    whole_rows: hair behind a head) and +-6 rows around each (x, y); the source's overall median where a
-    window holds none."""
+    """Median colour [M, 3] of the src pixels in a window of +-reach columns and +-6 rows around each (x, y);
+    the source's overall median where a window holds none. whole_rows (hair behind a head): `_row_base`."""
+    if whole_rows:
+        return _row_base(image, src)[ys.clamp(0, src.shape[0] - 1)]
     H, W = src.shape
     overall = image[src].median(0).values
-    dy = torch.arange(-6, 7, 3)
-    if whole_rows:      # the same columns for every pixel of a row (offsets from each x made a comb of medians)
-        oy, cx = torch.meshgrid(dy, torch.arange(0, W, 2), indexing="ij")
-        px = cx.reshape(1, -1).expand(len(xs), -1)
-    else:
-        oy, ox = torch.meshgrid(dy, torch.arange(-reach, reach + 1, 3), indexing="ij")
-        px = xs[:, None] + ox.reshape(1, -1)
-    py = ys[:, None] + oy.reshape(1, -1)
+    oy, ox = torch.meshgrid(torch.arange(-6, 7, 3), torch.arange(-reach, reach + 1, 3), indexing="ij")
+    px, py = xs[:, None] + ox.reshape(1, -1), ys[:, None] + oy.reshape(1, -1)
     inside = (px >= 0) & (px < W) & (py >= 0) & (py < H)
     px, py = px.clamp(0, W - 1), py.clamp(0, H - 1)
     ok = inside & src[py, px]
-    values = image[py, px]                                            # [M, S, 3]
-    values = torch.where(ok[..., None], values, torch.tensor(float("nan")))
+    values = torch.where(ok[..., None], image[py, px], torch.tensor(float("nan")))    # [M, S, 3]
     med = values.nanmedian(dim=1).values
     return torch.where(ok.any(1, keepdim=True), med, overall)
+
+
+def _row_base(image: Tensor, src: Tensor) -> Tensor:
+    """Per photo row, the median colour [H, 3] of the src pixels (every other column: the same columns for
+    every pixel of a row, as offsets from each x made a comb of medians) in +-6 rows. A row whose window holds
+    fewer than ROW_SOURCE of them takes the nearest row's that holds enough: a handful of pixels is the
+    hair's edge (the pale fringe against the neck, an ear's rim), not its colour, and painted a pale band
+    across the nape. No row holds enough: the source's overall median."""
+    H, W = src.shape
+    overall = image[src].median(0).values
+    oy, cx = torch.meshgrid(torch.arange(-6, 7, 3), torch.arange(0, W, 2), indexing="ij")
+    py = torch.arange(H)[:, None] + oy.reshape(1, -1)                         # [H, S]
+    px = cx.reshape(1, -1).expand(H, -1)
+    ok = (py >= 0) & (py < H)
+    py = py.clamp(0, H - 1)
+    ok &= src[py, px]
+    values = torch.where(ok[..., None], image[py, px], torch.tensor(float("nan")))    # [H, S, 3]
+    med = values.nanmedian(dim=1).values
+    enough = (ok.sum(1) >= ROW_SOURCE).nonzero()[:, 0]
+    if enough.numel() == 0:
+        return overall.expand(H, 3).clone()
+    at = torch.searchsorted(enough, torch.arange(H)).clamp(max=len(enough) - 1)    # the next row with enough
+    before = enough[(at - 1).clamp(min=0)]
+    after = enough[at]
+    nearest = torch.where((torch.arange(H) - before).abs() < (after - torch.arange(H)).abs(), before, after)
+    return med[nearest]
 
 
 def _texture(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, tile: int, seed: int) -> Tensor:
