@@ -1,8 +1,10 @@
-"""engine.avatar.eyelids on a drawn pair of eyes: a lid Gaussian follows the upper lid with full weight and lands
-on the lower lid, the eye opening follows the eyeball alone, and nothing above the brow, below the eye, beside it
-or behind the face moves in a blink."""
+"""engine.avatar.eyelids on a drawn pair of eyes: the lash line follows the upper lid with full weight and lands
+on the lower lid, the eye opening follows the eyeball alone, the lid sheet hidden above the opening slides down
+exactly over it, and nothing else (the fold above the lashes, the brow, below the eye, beside it, behind the face)
+moves in a blink."""
 import math
 
+import numpy as np
 import torch
 
 from engine.avatar.eyelids import EYEBALLS, EYES_ARCS, eyelid_skinning, lid_partners
@@ -105,6 +107,27 @@ def test_the_lid_follows_the_upper_lid_fully_and_nothing_outside_the_lids_moves(
         assert float(shift[k].abs().max()) < 1e-6, k                       # nothing outside the lids bends
 
 
+def test_an_eye_with_a_lid_sheet_keeps_its_fold_and_moves_only_the_lash_line():
+    """With a sheet for the right eye (its fold was dark), the fold above the lash band stays where it is: the
+    sheet comes down from under it. The lash line still lands on the lower lid."""
+    face, particles, p_regions, names = drawn_face()
+    probes = {"lash line": (120.0, 92.0), "lashes above": (120.0, 90.0), "lid": (120.0, 88.0),
+              "under the brow": (120.0, 83.0), "left eye's lid": (200.0, 88.0), "sheet": (120.0, 85.0)}
+    means = torch.cat([lift(p, Z + (0.1 if k == "sheet" else 0.0)) for k, p in probes.items()])
+    regions = torch.tensor([EYES if k == "sheet" else FACE for k in probes])
+    is_front = torch.tensor([k != "sheet" for k in probes])
+    sheet_eye = torch.tensor([0 if k == "sheet" else -1 for k in probes])
+    index, weight = skin_weights(means, particles, 4)
+    index, weight = eyelid_skinning(face, K, means, regions, is_front, particles, p_regions, names, index, weight,
+                                    sheet_eye=sheet_eye)
+    moved = means + blend_translations(blink(particles, names), index, weight)
+    y = dict(zip(probes, (moved[:, 1] / moved[:, 2] * F).tolist()))
+    assert abs(y["lash line"] - 106.0) < 0.05 and abs(y["lashes above"] - 106.0) < 0.05
+    assert abs(y["lid"] - 88.0) < 1e-4 and abs(y["under the brow"] - 83.0) < 1e-4   # the right fold stays
+    assert abs(y["left eye's lid"] - 104.8) < 0.05                         # the left eye has no sheet: its fold slides
+    assert abs(y["sheet"] - (85.0 + 14.0 * Z / (Z + 0.1))) < 0.05          # the sheet rides the lid (14 px at depth Z)
+
+
 def test_rows_are_left_alone_without_eye_particles():
     face, particles, p_regions, names = drawn_face()
     keep = [i for i, n in enumerate(names) if n != "face:159"]
@@ -116,21 +139,97 @@ def test_rows_are_left_alone_without_eye_particles():
     assert torch.equal(out[0], index) and torch.equal(out[1], weight)
 
 
-def test_the_under_layer_behind_the_eye_takes_the_lid_colour():
-    """Where the stretched lid thins out, what shows behind it is skin of the lid's colour, not the iris."""
+def ring_of_skin(centre=(120.0, 99.0), lit=(0.8, 0.6, 0.5), dark=(0.2, 0.1, 0.1)):
+    """Face-skin samples around an eye 40 px long, most of them in shadow (a deep-set eye): 8 lit ones 28 px from
+    its centre, and 12 dark ones (the fold's shadow, lashes, brow), a little different each, at 20 px.
+    -> pixels [20, 2], colours [20, 3]."""
+    angles = [2 * math.pi * i / 8 for i in range(8)] + [2 * math.pi * (i + 0.5) / 12 for i in range(12)]
+    radii = [28.0] * 8 + [20.0] * 12
+    px = torch.tensor([[centre[0] + r * math.cos(a), centre[1] + r * math.sin(a)] for a, r in zip(angles, radii)])
+    rgb = torch.tensor([lit] * 8 + [[v * (1 + 0.02 * i) for v in dark] for i in range(12)])
+    return px, rgb
+
+
+def eyes_photo(fold_rgb, H=160, W=260):
+    """The drawn eyes' photo: lit skin around each eye (22-32 px from its centre) and its fold (rows 83-89 above
+    it) in fold_rgb. -> image [H, W, 3], skin [H, W] bool."""
+    image, skin = torch.zeros(H, W, 3), torch.zeros(H, W, dtype=torch.bool)
+    yy, xx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    for cx in (120.0, 200.0):
+        ring = ((xx - cx) ** 2 + (yy - 99.0) ** 2).sqrt()
+        lit = (ring >= 22) & (ring <= 32)
+        image[lit], skin[lit] = torch.tensor([0.8, 0.6, 0.5]), True
+        fold = ((xx - cx).abs() < 14) & (yy > 83) & (yy < 89)
+        image[fold], skin[fold] = torch.tensor(fold_rgb), True
+    return image, skin
+
+
+def test_a_light_fold_gets_no_lid_sheet():
+    """A fold near the skin's own tone (luminance 0.49, the skin 0.65: over DARK_FOLD x) slides down as the
+    lid; no sheet is made."""
+    from engine.avatar.eyelids import lid_sheets
+    face, _, _, _ = drawn_face()
+    image, skin = eyes_photo(fold_rgb=(0.6, 0.45, 0.4))
+    g, _, _ = lid_sheets(face, image, skin, torch.zeros(image.shape[:2]), K, Z)
+    assert len(g) == 0
+
+
+def test_a_dark_folds_lid_sheet_hides_above_the_eye_and_a_blink_lays_it_exactly_over_the_opening():
+    from engine.avatar.eyelids import LASH, LID_SHADE, SHEET_BEHIND, lid_sheets
+    face, particles, p_regions, names = drawn_face()
+    image, skin = eyes_photo(fold_rgb=(0.25, 0.15, 0.12))                  # eye make-up on the folds
+    front = torch.zeros(image.shape[:2])                                   # a flat face at depth Z
+    g, _, eye = lid_sheets(face, image, skin, front, K, Z)
+    assert len(g) > 0 and set(eye.tolist()) == {0, 1}
+    # the colour: the skin around the eye (not the fold's dark), shaded down to the lash line: LID_SHADE x at
+    # the lower lid
+    from engine.render.gaussians import sh_dc_to_rgb
+    skin = torch.tensor([0.8, 0.6, 0.5])
+    shade = sh_dc_to_rgb(g.sh[:, 0]) / skin                                # [M, 3], each row one factor
+    torch.testing.assert_close(shade, shade[:, :1].expand(-1, 3))
+    assert abs(float(shade.max()) - 1.0) < 1e-5 and abs(float(shade.min()) - LID_SHADE) < 0.02
+    # at rest: behind the surface by SHEET_BEHIND eye widths (33-263: 120 px here), behind the lash strip and fold
+    torch.testing.assert_close(g.means[:, 2], torch.full((len(g),), Z + SHEET_BEHIND * 120.0 * Z / F))
+    x, y = (g.means[:, :2] / g.means[:, 2:] * F).unbind(1)
+    def contour(arc):                                                      # row of the drawn arcs at x
+        pts = torch.cat([face[list(a), :2] for a in arc])
+        order = pts[:, 0].argsort()
+        return torch.from_numpy(np.interp(x.numpy(), pts[order, 0].numpy(), pts[order, 1].numpy())).float()
+    y_up, y_low = contour([u for u, _, _ in EYES_ARCS]), contour([lo for _, lo, _ in EYES_ARCS])
+    lash = y_up + LASH * (y_low - y_up)                                    # the lash strip covers the contour to here
+    assert bool((y <= lash + 0.5).all())                                   # (row centres: within half a pixel)
+    # a blink: each sheet Gaussian rides its eye's upper lid with all its weight, down onto its place over the
+    # opening, so the column at x = 120.5 is covered from the lash band's top (89.28) to the lower lid (105.95)
+    index, weight = skin_weights(g.means, particles, 4)
+    index, weight = eyelid_skinning(face, K, g.means, torch.full((len(g),), EYES), torch.zeros(len(g), dtype=torch.bool),
+                                    particles, p_regions, names, index, weight, sheet_eye=eye)
+    moving = torch.tensor([names.index(u) for u, _ in lid_partners()] + [names.index(u) for u in
+                          ("face:33", "face:133", "face:263", "face:362")])
+    assert bool(((weight * torch.isin(index, moving)).sum(1) - 1).abs().max() < 1e-6)
+    moved = g.means + blend_translations(blink(particles, names), index, weight)
+    my = moved[:, 1] / moved[:, 2] * F
+    column = (x - 120.5).abs() < 1e-3
+    rows = my[column].sort().values
+    torch.testing.assert_close(rows, torch.arange(89.5, 106.0, 1.0), atol=1e-3, rtol=0)   # lower lid: 105.95
+    torch.testing.assert_close(moved[:, 2], g.means[:, 2])                 # still behind the lash line
+
+
+def test_the_under_layer_behind_the_eye_takes_the_lid_skin_colour():
+    """What shows behind the eye at a sheet's edge is the lid skin's colour (the lit skin around the eye), not
+    the iris and not the fold's shadow."""
     from engine.avatar.eyelids import cover_the_eyes
     from engine.render.gaussians import Gaussians, rgb_to_sh_dc, sh_dc_to_rgb
     face, _, _, _ = drawn_face()
-    lid_px = [(112.0 + 2 * i, 86.0) for i in range(8)]                   # between the crease and the brow
-    spots = {"lid": lid_px, "under the opening": [(120.0, 100.0)], "under the cheek": [(120.0, 125.0)],
+    ring, ring_rgb = ring_of_skin()
+    spots = {"under the opening": [(120.0, 100.0)], "under the cheek": [(120.0, 125.0)],
              "back of the head": [(120.0, 100.0)]}
-    px = [p for v in spots.values() for p in v]
+    px = ring.tolist() + [p for v in spots.values() for p in v]
     n = len(px)
-    kind = [k for k, v in spots.items() for _ in v]
-    rgb = torch.tensor([[0.8, 0.6, 0.5] if k == "lid" else [0.1, 0.05, 0.05] for k in kind])
+    kind = ["skin"] * len(ring) + [k for k, v in spots.items() for _ in v]
+    rgb = torch.cat([ring_rgb, torch.tensor([[0.1, 0.05, 0.05]] * (n - len(ring)))])
     g = Gaussians(lift(px), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n, 3), 0.01), torch.ones(n),
                   rgb_to_sh_dc(rgb)[:, None, :].contiguous())
-    is_front = torch.tensor([k == "lid" for k in kind])
+    is_front = torch.tensor([k == "skin" for k in kind])
     under = torch.tensor([k.startswith("under") for k in kind])
     assert cover_the_eyes(face, K, g, torch.full((n,), FACE), is_front, under) == 1
     out = dict(zip(kind, sh_dc_to_rgb(g.sh[:, 0])))

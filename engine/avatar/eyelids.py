@@ -16,21 +16,29 @@ it follow the lid a little and bend. `eyelid_skinning` rebinds the Gaussians aro
   the weight falls smoothly to 0 (the skin under the brow stretches). The rest of its weight goes to its
   nearest particles that a blink does not move (a weight over 1 leaves them a small negative one; rows still
   sum to 1). Nothing at or above the brow follows the lid.
+- unless that fold is dark (`_dark_fold`: under DARK_FOLD of the lid skin's luminance: eye make-up, a deep-set
+  eye, the far eye of a three-quarter face). Slid down, a dark fold made a dark almond of a "closed" eye, which
+  a face tracker read as open. Such an eye gets a **lid sheet** instead (`lid_sheets`), as a real lid unfolds
+  from under its fold: skin-coloured Gaussians (`lid_skin`: the face skin close around the eye, its darkest
+  share left out), shaded a little toward the lash line, SHEET_BEHIND behind the face's surface and above the
+  opening, hidden behind the fold while the eye is open. They ride the upper lid with full weight, so a blink
+  slides them down over the opening, exactly onto it when shut, with the lash strip along their lower edge as
+  the lid's margin; the fold stays where it is. (A light fold keeps sliding: where a photo's lashes or crease
+  stand above the lash band, a sheet under a fold that stayed left them as a second lid line.)
 - in the rest of the eye opening (the white, the iris, the lower lashes), a Gaussian follows its eye's eyeball
-  particle alone. The lids do not drag it; a closing blink pushes it back behind the under-layer, and the lid
-  slides down over it.
+  particle alone. The lids do not drag it; a closing blink pushes it back behind the under-layer (and a
+  sheet), and the lid slides down over it.
 - every other Gaussian that the plain skinning tied to a lid or eyeball particle (skin below the eye, beyond
   the corners, the back of the head, the under-layer) is rebound to its nearest particles a blink does not move.
 
-Only front-shell Gaussians of the face and eye regions are rebound to the lid or the eyeball. A lid row spends
-two of its k slots on the two upper-lid particles that bracket the Gaussian's column (linear in x), with total
-weight f, and the others on what holds it in place, with weight 1 - f; rows still sum to 1, so head motion
-(which moves all face particles together) moves them rigidly as before.
+Only front-shell Gaussians of the face and eye regions are rebound to the lid or the eyeball, and the sheets
+to the lid. A lid row spends two of its k slots on the two upper-lid particles that bracket the Gaussian's
+column (linear in x), with total weight f, and the others on what holds it in place, with weight 1 - f; rows
+still sum to 1, so head motion (which moves all face particles together) moves them rigidly as before.
 
-The stretched lid thins out, and where it does the under-layer behind the face shows (engine.avatar.mouth
-.under_layer, a blurred copy of the photo): behind the eye opening, that copy is the dark of the iris, blurred a
-little beyond it. `cover_the_eyes` gives the under-layer behind each lid and eye opening the median colour of
-that eye's upper lid, so a closed eye is lid-coloured all the way down to the lash line.
+Behind the eye opening the under-layer (engine.avatar.mouth.under_layer, a blurred copy of the photo) is the
+dark of the iris. `cover_the_eyes` gives it the lid skin's colour too, so nothing dark shows at a sheet's
+edges.
 
 Positions are photo pixels (x right, y down).
 """
@@ -42,6 +50,7 @@ from torch import Tensor
 
 from engine.avatar.regions import EYES, FACE
 from engine.avatar.skinning import default_sigma, skin_weights
+from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc, sh_dc_to_rgb
 
 # mediapipe face mesh, from the outer to the inner corner. Upper and lower arcs share the corners; each upper-lid
@@ -62,6 +71,14 @@ LASH_ABOVE = 0.2                                 # and so is a band this high (x
                                                  # contour: a photo's upper lashes stand above the lid margin
                                                  # mediapipe traces, and would stay a second dark line on the
                                                  # closed eye instead of landing on the lower lid
+SHEET_BEHIND = 0.04                              # the lid sheet lies this far (eye widths, 33-263) behind the
+                                                 # surface: behind the fold, in front of the under-layer (0.08)
+                                                 # and of the eyeball a blink pushes back
+SKIN_RING = (0.3, 0.8)                           # lid skin is sampled this far from the eye's centre (x its length)
+SKIN_DARKEST = 0.4                               # leaving out this darkest share of the samples there
+LID_SHADE = 0.9                                  # a shut lid darkens to this x its colour at the lash line
+DARK_FOLD = 0.65                                 # a fold darker than this x the lid skin (median luminance) gets a
+FOLD_SAMPLES = 20                                # sheet; fewer skin pixels on the fold than this: no sheet
 COVER_MARGIN = 0.25                              # the under-layer is recoloured this far (x the eye's height) around
                                                  # the opening too: it is blurred, and its Gaussians are wide
 
@@ -93,36 +110,139 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def lid_follow(face: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def lid_follow(face: Tensor, pixels: Tensor, fold_stays: tuple[bool, bool] = (False, False)
+               ) -> tuple[Tensor, Tensor, Tensor]:
     """For pixels [M, 2] (x, y): how much each follows its eye's upper lid, f [M] in [0, 1 + LASH_ABOVE] (0 in
     the opening; over 1 in the lash band above the contour, which overtakes the contour to land on its line),
     the eye it belongs to [M] (0 right, 1 left, -1 none: neither lid nor opening) and whether it lies in the
-    eye opening [M] bool."""
+    eye opening [M] bool. Above the lash band, an eye whose fold stays (it has a lid sheet) gives f 0; any
+    other slides its fold down: the lid proper (LID_RIGID of the zone) as one with the band's top, then less
+    and less up to the zone's top (the skin under the brow stretches)."""
     x, y = pixels[:, 0].double().numpy(), pixels[:, 1].double().numpy()
     f = np.zeros(len(x))
     which = np.full(len(x), -1)
     opening = np.zeros(len(x), dtype=bool)
-    for e, (upper, lower, brow) in enumerate(EYES_ARCS):
-        ux, uy, _ = _arc(face, upper)
-        lx, ly, _ = _arc(face, lower)
-        bx, by, _ = _arc(face, brow)
-        y_up, y_low, y_brow = np.interp(x, ux, uy), np.interp(x, lx, ly), np.interp(x, bx, by)
-        column = (x >= ux[0]) & (x <= ux[-1])
-        top = y_up - LID_TOP * np.maximum(y_up - y_brow, 0.0)
+    for e in range(len(EYES_ARCS)):
+        y_up, y_low, band_top, top, column = _lid_lines(face, e, x)
         height = np.maximum(y_low - y_up, 1e-9)
         lash = y_up + LASH * height                   # the upper lashes lie just inside the contour ...
-        above = np.minimum(LASH_ABOVE * height, 0.5 * np.maximum(y_up - top, 0.0))   # ... and just above it
         inside = column & (y >= lash) & (y <= y_low)
         lid = column & (y < lash) & (y > top)
-        f_lash = (y_low - y) / height                 # the lash strip lands on the lower lid's line: 1 .. 1 + above
-        peak = (y_low - (y_up - above)) / height
-        band_top = y_up - above
-        f_lid = peak * (1.0 - _smoothstep(((band_top - y) / np.maximum(band_top - top, 1e-9) - LID_RIGID)
-                                          / (1 - LID_RIGID)))
-        here = np.where(lid, np.where(y >= band_top, f_lash, f_lid), 0.0)
+        f_lash = (y_low - y) / height                 # ... and just above it: they land on the lower line, 1 .. peak
+        peak = (y_low - band_top) / height
+        f_fold = 0.0 if fold_stays[e] else peak * (1.0 - _smoothstep(
+            ((band_top - y) / np.maximum(band_top - top, 1e-9) - LID_RIGID) / (1 - LID_RIGID)))
+        here = np.where(lid, np.where(y >= band_top, f_lash, f_fold), 0.0)
         take = (inside | lid) & (which < 0)
         f, which, opening = np.where(take, here, f), np.where(take, e, which), np.where(take, inside, opening)
     return torch.from_numpy(np.clip(f, 0, None)).float(), torch.from_numpy(which), torch.from_numpy(opening)
+
+
+def _lid_lines(face: Tensor, e: int, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """At columns x [M] of eye e: the upper and lower contour's rows, the lash band's top (LASH_ABOVE of the
+    opening above the contour, at most half way to the lid zone's top), the lid zone's top (LID_TOP of the way
+    to the brow's lower edge) and whether the column is within the eye's corners [M] bool."""
+    upper, lower, brow = EYES_ARCS[e]
+    ux, uy, _ = _arc(face, upper)
+    lx, ly, _ = _arc(face, lower)
+    bx, by, _ = _arc(face, brow)
+    y_up, y_low, y_brow = np.interp(x, ux, uy), np.interp(x, lx, ly), np.interp(x, bx, by)
+    top = y_up - LID_TOP * np.maximum(y_up - y_brow, 0.0)
+    above = np.minimum(LASH_ABOVE * np.maximum(y_low - y_up, 0.0), 0.5 * np.maximum(y_up - top, 0.0))
+    return y_up, y_low, y_up - above, top, (x >= ux[0]) & (x <= ux[-1])
+
+
+def lid_skin(face: Tensor, pixels: Tensor, rgb: Tensor, skin: Tensor) -> list[Tensor | None]:
+    """The colour [3] of each eye's closed lid (right, left; None without skin near it): the median of the skin
+    samples (pixels [M, 2] (x, y) with colours rgb [M, 3], those where skin [M] is set) in a ring SKIN_RING
+    around the eye, leaving out the darkest SKIN_DARKEST of them by luminance: the fold's shadow, lashes, brow,
+    make-up and a glasses frame, which would outvote the skin around a deep-set or made-up eye."""
+    out = []
+    lum = rgb @ torch.tensor([0.299, 0.587, 0.114])
+    for upper, lower, _ in EYES_ARCS:
+        corners = face[[upper[0], upper[-1]], :2]
+        length = float((corners[0] - corners[1]).norm())
+        centre = face[list(upper) + list(lower), :2].mean(0)
+        d = (pixels.float() - centre).norm(dim=1) / max(length, 1e-6)
+        near = skin & (d >= SKIN_RING[0]) & (d <= SKIN_RING[1])
+        if int(near.sum()) < 4:
+            out.append(None)
+            continue
+        lit = near & (lum >= torch.quantile(lum[near], SKIN_DARKEST))
+        out.append(rgb[lit].median(0).values)
+    return out
+
+
+def _dark_fold(face: Tensor, e: int, x: np.ndarray, y: np.ndarray, lum: Tensor, skin_lum: float) -> bool:
+    """Whether eye e's fold (the skin pixels at x, y [M] with luminance lum [M] between the lid zone's top and
+    the lash band) is darker than DARK_FOLD x the lid skin's luminance: a fold that slid down over the eye would
+    make a dark closed lid. Fewer than FOLD_SAMPLES pixels there (a small face): False."""
+    _, _, band_top, top, column = _lid_lines(face, e, x)
+    fold = torch.from_numpy(column & (y >= top) & (y < band_top))
+    if int(fold.sum()) < FOLD_SAMPLES:
+        return False
+    return float(lum[fold].median()) < DARK_FOLD * skin_lum
+
+
+def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tensor, z0: float
+               ) -> tuple[Gaussians, Tensor, Tensor]:
+    """The lid sheet (module docstring) of each eye whose fold is dark (`_dark_fold`), for a face [478, >=2]
+    (photo pixels) whose front surface depth is front [H, W] (pixels, engine.avatar.depth), in the photo image
+    [H, W, 3] with skin [H, W] bool (the face's skin pixels), seen through K at distance z0 -> (Gaussians [M],
+    pixels [M, 2] (x, y, int) each rests at, eye [M] 0 right / 1 left). Shut, the sheet covers each column from
+    the lash band's top to the lower contour at 1 px spacing; it rests shifted back by the blink's own
+    displacement of the upper lid there (each upper-lid vertex onto its lower partner, linear in x between
+    vertices), so that riding the lid it lands there exactly."""
+    H, W = front.shape
+    ys, xs = skin.nonzero(as_tuple=True)
+    colours = lid_skin(face, torch.stack([xs, ys], 1).float() + 0.5, image[ys, xs], torch.ones(len(xs), dtype=torch.bool))
+    eye_px = float((face[33, :2] - face[263, :2]).norm())
+    fx = float(K[0, 0])
+    parts = []
+    lum = image[ys, xs] @ torch.tensor([0.299, 0.587, 0.114])
+    for e, (upper, lower, _) in enumerate(EYES_ARCS):
+        if colours[e] is None or not _dark_fold(face, e, xs.double().numpy() + 0.5, ys.double().numpy() + 0.5,
+                                                lum, float(colours[e] @ torch.tensor([0.299, 0.587, 0.114]))):
+            continue
+        ux, _, uids = _arc(face, upper)
+        partner = dict(zip(upper, lower))
+        move = np.array([(face[partner[i], :2] - face[i, :2]).double().numpy() for i in uids])   # [P, 2] per vertex
+        x = np.arange(np.ceil(ux[0] - 0.5), np.floor(ux[-1] - 0.5) + 1) + 0.5                 # pixel centres
+        if len(x) == 0:
+            continue
+        _, y_low, band_top, _, _ = _lid_lines(face, e, x)
+        a, b, s = _bracket(ux, x)
+        shift = (1 - s)[:, None] * move[a] + s[:, None] * move[b]                              # [C, 2]
+        cols, rows = [], []
+        for c in range(len(x)):
+            r = np.arange(np.ceil(band_top[c] - 1.0), np.floor(y_low[c]) + 1) + 0.5   # centres within half a px
+            cols.append(np.full(len(r), c))
+            rows.append(r)
+        c, r = np.concatenate(cols), np.concatenate(rows)
+        # the lid curves away from the light toward its margin: darker down to the lash line
+        t = np.clip((r - band_top[c]) / np.maximum(y_low[c] - band_top[c], 1e-6), 0.0, 1.0)
+        shade = torch.from_numpy(1.0 - (1.0 - LID_SHADE) * t).float()[:, None]
+        parts.append((torch.from_numpy(x[c]).float(), torch.from_numpy(r).float(),
+                      torch.from_numpy(shift[c]).float(), torch.full((len(c),), e), colours[e] * shade))
+    if not parts:
+        parts.append((torch.zeros(0), torch.zeros(0), torch.zeros(0, 2), torch.zeros(0, dtype=torch.long),
+                      torch.zeros(0, 3)))
+    X, Y, shift, eye, rgb = (torch.cat(p) for p in zip(*parts))
+    # where each lands, SHEET_BEHIND behind the surface there; it rests back up by the lid's displacement, which
+    # the lid particles (on the surface, depth z_surface) make in world units, not in pixels at the sheet's depth
+    xi, yi = X.long().clamp(0, W - 1), Y.long().clamp(0, H - 1)
+    z_surface = z0 - front[yi, xi] * z0 / fx
+    z = z_surface + SHEET_BEHIND * eye_px * z0 / fx
+    means = unproject(X, Y, z, K)
+    means[:, :2] -= shift * (z_surface / fx)[:, None]
+    rest = (means[:, :2] / means[:, 2:] * fx + K[:2, 2]).long()
+    xi, yi = rest[:, 0].clamp(0, W - 1), rest[:, 1].clamp(0, H - 1)
+    sigma = 0.75 * z / fx                                                  # 1 px apart: no gaps
+    n = len(X)
+    g = Gaussians(means.float(), torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+                  torch.stack([sigma, sigma, 0.5 * sigma], -1).float(), torch.ones(n),
+                  rgb_to_sh_dc(rgb.clamp(0, 1))[:, None, :].float().contiguous())
+    return g, torch.stack([xi, yi], 1), eye.long()
 
 
 def project(K: Tensor, means: Tensor) -> Tensor:
@@ -133,52 +253,50 @@ def project(K: Tensor, means: Tensor) -> Tensor:
 
 def cover_the_eyes(face: Tensor, K: Tensor, g: Gaussians, regions: Tensor, is_front: Tensor, under: Tensor) -> int:
     """Recolour (in place) the under-layer Gaussians (`under` [N] bool) behind each eye's lid zone and opening
-    (the opening widened by COVER_MARGIN of the eye's height) with the median colour of that eye's upper lid
-    above the lash line (front-shell face Gaussians with f > 0; all front face Gaussians when there are too few
-    of those). Returns how many were recoloured."""
+    (the opening widened by COVER_MARGIN of the eye's height) with that eye's lid skin (`lid_skin` of the
+    front-shell face Gaussians). Returns how many were recoloured."""
     pixels = project(K, g.means)
-    f, which, _ = lid_follow(face, pixels)
+    _, which, _ = lid_follow(face, pixels)
     rgb = sh_dc_to_rgb(g.sh[:, 0])
-    skin = is_front & (regions == FACE)
+    colours = lid_skin(face, pixels, rgb, is_front & (regions == FACE))
     x, y = pixels[:, 0], pixels[:, 1]
     done = 0
-    xs = x.double().numpy()
     for e, (upper, lower, _) in enumerate(EYES_ARCS):
-        ux, uy, _ = _arc(face, upper)
-        lx, ly, _ = _arc(face, lower)
-        y_up = torch.from_numpy(np.interp(xs, ux, uy)).float()
-        y_low = torch.from_numpy(np.interp(xs, lx, ly)).float()
-        lid = skin & (which == e) & (f > 0) & (y < y_up)
-        source = lid if int(lid.sum()) >= 5 else skin
-        if not bool(source.any()):
+        if colours[e] is None:
             continue
-        colour = rgb[source].median(0).values
+        ux, uy, _ = _arc(face, upper)
+        _, ly, _ = _arc(face, lower)
+        y_up, y_low, _, _, _ = (torch.from_numpy(v).float() for v in _lid_lines(face, e, x.double().numpy()))
         m = COVER_MARGIN * float(np.max(ly) - np.min(uy))
         near = (x >= ux[0] - m) & (x <= ux[-1] + m) & (y >= y_up - m) & (y <= y_low + m)
         behind = under & (near | (which == e))
-        g.sh[behind, 0] = rgb_to_sh_dc(colour)
+        g.sh[behind, 0] = rgb_to_sh_dc(colours[e])
         done += int(behind.sum())
     return done
 
 
 def rig_eyelids(face: Tensor, K: Tensor, g: Gaussians, regions: Tensor, is_front: Tensor, is_back: Tensor,
-                particles: Tensor, particle_regions: Tensor, names: list[str], index: Tensor, weight: Tensor
-                ) -> tuple[Tensor, Tensor]:
-    """personalize's one call: the under-layer behind the eyes takes the lids' colour (`cover_the_eyes`, in
-    place on g), and the skinning around the eyes is rebound (`eyelid_skinning`) -> (index, weight)."""
-    cover_the_eyes(face, K, g, regions, is_front, ~is_front & ~is_back)
-    return eyelid_skinning(face, K, g.means, regions, is_front, particles, particle_regions, names, index, weight)
+                particles: Tensor, particle_regions: Tensor, names: list[str], index: Tensor, weight: Tensor,
+                sheet_eye: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """personalize's one call: the under-layer behind the eyes takes the lid skin's colour (`cover_the_eyes`,
+    in place on g), and the skinning around the eyes is rebound (`eyelid_skinning`) -> (index, weight).
+    sheet_eye [N]: the eye of each lid-sheet Gaussian (`lid_sheets`), -1 elsewhere."""
+    sheet = torch.zeros(len(g), dtype=torch.bool) if sheet_eye is None else sheet_eye >= 0
+    cover_the_eyes(face, K, g, regions, is_front, ~is_front & ~is_back & ~sheet)
+    return eyelid_skinning(face, K, g.means, regions, is_front, particles, particle_regions, names, index, weight,
+                           sheet_eye)
 
 
 def eyelid_skinning(face: Tensor, K: Tensor, means: Tensor, regions: Tensor, is_front: Tensor, particles: Tensor,
-                    particle_regions: Tensor, names: list[str], index: Tensor, weight: Tensor
-                    ) -> tuple[Tensor, Tensor]:
+                    particle_regions: Tensor, names: list[str], index: Tensor, weight: Tensor,
+                    sheet_eye: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Rebind the Gaussians around the eyes (see the module docstring).
 
     face [478, >=2] photo pixels; K [3, 3] the photo camera; means [N, 3] (photo camera frame); regions [N];
     is_front [N] bool (the front shell); particles [P, 3], particle_regions [P], names [P]; index, weight [N, k]
-    the plain skinning. Returns new (index, weight); unchanged when a lid vertex or an eyeball is not among
-    the particles, or k < 3."""
+    the plain skinning; sheet_eye [N] the eye (0, 1) of each lid-sheet Gaussian, -1 elsewhere: those ride
+    their eye's upper lid with full weight. Returns new (index, weight); unchanged when a lid vertex or an
+    eyeball is not among the particles, or k < 3."""
     k = index.shape[1]
     where = {n: i for i, n in enumerate(names)}
     needed = [f"face:{i}" for upper, lower, _ in EYES_ARCS for i in upper + lower] + list(EYEBALLS)
@@ -187,12 +305,14 @@ def eyelid_skinning(face: Tensor, K: Tensor, means: Tensor, regions: Tensor, is_
     index, weight = index.clone(), weight.clone()
     moving = torch.tensor([where[u] for u, _ in lid_partners()] + [where[e] for e in EYEBALLS])
     pixels = project(K, means)
-    f, which, opening = lid_follow(face, pixels)
+    fold_stays = tuple(sheet_eye is not None and bool((sheet_eye == e).any()) for e in range(len(EYES_ARCS)))
+    f, which, opening = lid_follow(face, pixels, fold_stays)
     ours = is_front & torch.isin(regions, torch.tensor([FACE, EYES]))
     lid, opening = ours & (f > 0), ours & opening
     ties = ((weight > 0) & torch.isin(index, moving)).any(1)
     rows = (lid | opening | ties).nonzero().squeeze(1)
     if rows.numel() == 0:
+        _bind_sheets(face, pixels, sheet_eye, where, index, weight)
         return index, weight
     # what holds a Gaussian in place: its nearest face or eye particles that a blink does not move
     still = torch.isin(particle_regions, torch.tensor([FACE, EYES])) & ~torch.isin(torch.arange(len(names)), moving)
@@ -215,4 +335,24 @@ def eyelid_skinning(face: Tensor, K: Tensor, means: Tensor, regions: Tensor, is_
         index[on_lid] = torch.cat([up, pool[rest_idx]], 1)
         held = (1 - fe)[:, None] * rest_w.to(weight.dtype)
         weight[on_lid] = torch.cat([torch.stack([fe * (1 - s), fe * s], 1), held], 1)
+    _bind_sheets(face, pixels, sheet_eye, where, index, weight)
     return index, weight
+
+
+def _bind_sheets(face: Tensor, pixels: Tensor, sheet_eye: Tensor | None, where: dict[str, int], index: Tensor,
+                 weight: Tensor) -> None:
+    """In place: each lid-sheet Gaussian (sheet_eye [N] >= 0) rides the two upper-lid vertices of its eye that
+    bracket its column pixels [N, 2] (linear in x), with all its weight; its other slots weigh 0."""
+    if sheet_eye is None:
+        return
+    k = index.shape[1]
+    for e, (upper, _, _) in enumerate(EYES_ARCS):
+        rows = (sheet_eye == e).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        ux, _, uids = _arc(face, upper)
+        a, b, s = _bracket(ux, pixels[rows, 0].double().numpy())
+        ids = torch.tensor([[where[f"face:{uids[i]}"], where[f"face:{uids[j]}"]] for i, j in zip(a, b)])
+        index[rows] = torch.cat([ids, ids[:, 1:].expand(-1, k - 2)], 1)
+        s = torch.from_numpy(s).to(weight.dtype)
+        weight[rows] = torch.cat([torch.stack([1 - s, s], 1), torch.zeros(len(rows), k - 2, dtype=weight.dtype)], 1)

@@ -28,7 +28,7 @@ from engine.avatar.behind_arms import behind_arms
 from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals, surface_z
-from engine.avatar.eyelids import rig_eyelids
+from engine.avatar.eyelids import lid_sheets, rig_eyelids
 from engine.avatar.landmarks import Landmarks, detect, person_mask_and_pose, pose_in_crop
 from engine.avatar.limbs import limb_skinning
 from engine.avatar.mouth import closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
@@ -283,6 +283,16 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         none = torch.zeros(len(inner), dtype=torch.bool)
         is_front, is_back, teeth = torch.cat([is_front, none]), torch.cat([is_back, none]), torch.cat([teeth, extra_teeth])
         interior = torch.cat([interior, extra_interior])
+    # the lids that slide down over the eyes in a blink, hidden behind the lids' folds at rest
+    sheet_eye = torch.full((len(g),), -1, dtype=torch.long)
+    if lm.face is not None:
+        sheets, sheet_px, eye_of = lid_sheets(lm.face, image, person & (regions == FACE), depth[0], K, cfg.shell.z0)
+        g, extra_px = Gaussians.cat([g, sheets]), torch.cat([extra_px, sheet_px])
+        g_regions, sides = torch.cat([g_regions, torch.full((len(sheets),), EYES)]), torch.cat(
+            [sides, torch.zeros(len(sheets), dtype=torch.long)])
+        none = torch.zeros(len(sheets), dtype=torch.bool)
+        is_front, is_back, teeth, interior = (torch.cat([t, none]) for t in (is_front, is_back, teeth, interior))
+        sheet_eye = torch.cat([sheet_eye, eye_of])
     # the torso behind the arms and hands that lie over it (engine.avatar.behind_arms), bound to the torso
     behind, behind_px = behind_arms(image, person, regions, lm.pose, depth, K, cfg.shell.z0)
     g, extra_px = Gaussians.cat([g, behind]), torch.cat([extra_px, behind_px])
@@ -290,6 +300,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         [sides, torch.zeros(len(behind), dtype=torch.long)])
     none = torch.zeros(len(behind), dtype=torch.bool)
     is_front, is_back, teeth, interior = (torch.cat([t, none]) for t in (is_front, is_back, teeth, interior))
+    sheet_eye = torch.cat([sheet_eye, torch.full((len(behind),), -1)])
     torso_only = torch.cat([torch.zeros(len(g) - len(behind), dtype=torch.bool), ~none])
     # the side wall where front meets back, and caps where the person runs off the photo's edge: from the
     # photo's colour just inside the rim at the front edge to the back's colour at the back edge
@@ -313,6 +324,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     sides, teeth = torch.cat([sides, torch.zeros(len(caps), dtype=torch.long)]), torch.cat([teeth, none])
     interior, torso_only = torch.cat([interior, none]), torch.cat([torso_only, none])
     is_front, is_back = torch.cat([is_front, none]), torch.cat([is_back, none])
+    sheet_eye = torch.cat([sheet_eye, torch.full((len(caps),), -1)])
     # outward normals of the surface each Gaussian sits on (the under-layer: the front's), for back-face culling
     front_n, back_n = (surface_normals(d, K, cfg.shell.z0, side) for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
     all_px = torch.cat([pixel, extra_px, caps_px])
@@ -340,7 +352,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, p_sides, K)
         g, g_regions, sides, normals, all_px = g.select(keep), g_regions[keep], sides[keep], normals[keep], all_px[keep]
         is_front, is_back, teeth, interior = is_front[keep], is_back[keep], teeth[keep], interior[keep]
-        torso_only = torso_only[keep]
+        torso_only, sheet_eye = torso_only[keep], sheet_eye[keep]
         # skinning splits the lips, not the chin below them (mouth.lip_band); teeth, tongue and the mouth's
         # interior keep the sides they were built with
         sides = torch.where(teeth | interior | lip_band(lm.face, all_px.float() + 0.5), sides, 0)
@@ -348,7 +360,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
                                         cfg.skin_neighbours)
     if lm.face is not None:                    # blinks move the lids and the eye opening, nothing else
         skin_index, skin_weight = rig_eyelids(lm.face, K, g, g_regions, is_front, is_back, particles,
-                                              particle_regions, names, skin_index, skin_weight)
+                                              particle_regions, names, skin_index, skin_weight, sheet_eye)
     skin_index, skin_weight, bones = limb_skinning(all_px + 0.5, g.means, g_regions, lm.pose, particles, names,
                                                    skin_index, skin_weight, torso_only)   # arms and legs on bones
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
