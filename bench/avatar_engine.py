@@ -9,8 +9,10 @@
   (engine.evaluation.lipsync): peak correlation and its lag.
 
 Usage: python bench/avatar_engine.py [--avatar DIR] [--seconds 30] [--sources procedural,learned] [--no-lipsync]
-       [--lipsync-audio a.wav,b.wav]
-Without --avatar the bundled photo is personalized first (about 30 s).
+       [--lipsync-audio a.wav,b.wav] [--context 4]
+Without --avatar the bundled photo is personalized first (about 30 s). --context: the learned motion's known
+frames per DiT window (EngineConfig.context; 0 = the model's 8); the default 4 is what `audioavatar serve` runs
+live (--motion-context, docs/scaling.md: the same lip figures as 8, 16% less motion cost).
 """
 from __future__ import annotations
 
@@ -36,9 +38,13 @@ from _avatar import avatar_folder  # noqa: E402
 from _speech import speech  # noqa: E402
 
 
+CONTEXT = 4                    # --context
+
+
 def make_engine(avatar: str, source: str):
     from engine.runtime import AvatarEngine, EngineConfig
-    return AvatarEngine(avatar, EngineConfig(width=512, height=512, motion=source, steps=4))   # learned: bundled
+    return AvatarEngine(avatar, EngineConfig(width=512, height=512, motion=source, steps=4,    # learned: bundled
+                                             context=CONTEXT))
 
 
 def realtime_factor(avatar: str, source: str, wave: np.ndarray) -> dict:
@@ -94,7 +100,8 @@ def latency(avatar: str, source: str, wave: np.ndarray) -> dict:
 def worker(avatar: str, source: str, seconds: float) -> None:
     import torch
     wave = speech(seconds)
-    out = {"source": source, "size": [512, 512], "audio_s": seconds, "threads": torch.get_num_threads()}
+    out = {"source": source, "size": [512, 512], "audio_s": seconds, "threads": torch.get_num_threads(),
+           "context": CONTEXT if source == "learned" else None}
     out.update(realtime_factor(avatar, source, wave))
     out.update(latency(avatar, source, wave))
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -131,14 +138,17 @@ def main() -> None:
     ap.add_argument("--no-lipsync", action="store_true")
     ap.add_argument("--lipsync-audio", default="", help="comma-separated audio files for the lip-sync line "
                     "(e.g. real recordings); default 10 s of assets/speech.wav")
+    ap.add_argument("--context", type=int, default=4, help="learned: known frames per DiT window (0: the model's 8)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global CONTEXT
+    CONTEXT = args.context
     if args.worker:
         return worker(args.avatar, args.worker, args.seconds)
     with avatar_folder(args.avatar) as avatar:
         for source in args.sources.split(","):
             subprocess.run([sys.executable, __file__, "--worker", source, "--avatar", avatar,
-                            "--seconds", str(args.seconds)], check=True)
+                            "--seconds", str(args.seconds), "--context", str(args.context)], check=True)
         if not args.no_lipsync:
             for source in args.sources.split(","):
                 print(json.dumps(lipsync(avatar, source, args.lipsync_audio)))
