@@ -55,3 +55,28 @@ def test_rows_sit_on_their_jaw_behind_the_lips_and_arch_back():
     assert float(g.means[upper & ends, 2].mean()) > float(g.means[upper & middle, 2].mean()) + 0.01
     light = rgb.mean(-1) > 0.6
     assert float(light[upper].float().mean()) > 0.6                           # mostly crowns, a gum edge
+
+
+def test_a_tilted_heads_teeth_turn_with_its_mouth():
+    """The same face turned 30 degrees in the photo gets the same rows, turned 30 degrees about the mouth: they
+    run along its lips, not along the photo's rows."""
+    import math
+    from engine.avatar.mouth import LOWER_INNER, UPPER_INNER
+    face = synthetic_face(gap=0.0)
+    front = torch.full((160, 160), 10.0)
+    K = torch.tensor([[200.0, 0, 60], [0, 200.0, 60], [0, 0, 1]])
+    colours = mouth_colours(torch.full((8, 8, 3), 0.5), torch.ones(8, 8, dtype=torch.bool),
+                            torch.zeros(8, 8, dtype=torch.bool))
+    centre = face[list(UPPER_INNER) + list(LOWER_INNER), :2].mean(0)
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    R = torch.tensor([[c, -s], [s, c]])
+    tilted = face.clone()
+    tilted[:, :2] = (face[:, :2] - centre) @ R.T + centre
+    _, px, side = mouth_insides(face, front, K, 2.5, colours)
+    _, px_t, side_t = mouth_insides(tilted, front, K, 2.5, colours)
+    assert torch.equal(side, side_t)
+    torch.testing.assert_close(px_t, (px - centre) @ R.T + centre, atol=1e-3, rtol=0)
+    # and the lower row hangs below the tilted split line along the mouth's own "down", not the photo's
+    down = R[:, 1]                                                            # the face's y axis in the photo
+    lower = side_t == 2
+    assert float(((px_t[lower] - centre) @ down).mean()) > 0
