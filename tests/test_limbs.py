@@ -227,3 +227,20 @@ def test_what_hangs_beside_an_arm_beyond_its_reach_rides_the_torso():
     assert bones.tolist() == [0, -1]
     assert {names[int(i)] for i, w in zip(index[1], weight[1]) if w > 0} <= {"pose:11", "pose:12", "pose:23",
                                                                              "pose:24"}
+
+
+def test_a_hand_past_the_wrist_rides_the_forearm_though_it_is_beyond_the_arm_s_reach():
+    """A fist the hand detector missed (BODY pixels) lies past the wrist along the forearm, further from the
+    wrist than an arm is thick: it stays on the forearm, so "raise right hand" takes it along. Beside the
+    forearm at the same distance (hair) it is torso."""
+    from engine.avatar.limbs import ARM_REACH, HAND_LENGTH, body_scale
+    scale = body_scale(pose())                                              # 40 px
+    wrist, elbow = torch.tensor(JOINTS[16], dtype=torch.float32), torch.tensor(JOINTS[14], dtype=torch.float32)
+    along = (wrist - elbow) / (wrist - elbow).norm()                        # the right forearm: (75, 90) -> (73, 115)
+    side = torch.tensor([-along[1], along[0]])
+    far = 0.4 * scale                                                       # over ARM_REACH x scale (12 px) ...
+    assert ARM_REACH * scale < far < HAND_LENGTH * float((wrist - elbow).norm())   # ... within a hand's length
+    pix = torch.stack([wrist + far * along, wrist + far * side - 0.3 * far * along])
+    names = {n: i for i, (n, _, _) in enumerate(BONES)}
+    assert body_parts(pix, pose()).tolist() == [names["right_forearm"]] * 2          # nearest the forearm ...
+    assert body_parts(pix, pose(), arm_reach=ARM_REACH).tolist() == [names["right_forearm"], TORSO]   # ... but

@@ -50,6 +50,11 @@ HAND_POINTS = {"left": (15, 17, 19, 21), "right": (16, 18, 20, 22)}
 BODY, HANDS = REGIONS.index("body"), REGIONS.index("hands")   # engine.avatar.regions' ids
 BLEND = 0.15                                    # share of a bone's length, at each end, where rotations blend
 ARM_REACH = 0.3                                 # x body_scale: an arm's Gaussians lie at most this far from its bone
+FOREARMS = [i for i, (name, _, _) in enumerate(BONES) if name.endswith("forearm")]
+HAND_LENGTH = 0.8                               # x the forearm: how far a hand reaches past the wrist (an adult hand,
+                                                # wrist crease to fingertip, ~19 cm, is ~0.7 of the elbow-wrist ~26 cm:
+                                                # Gordon et al., ANSUR II anthropometric survey, 2014; a little more
+                                                # for an open hand's spread)
 
 
 def segment_coordinates(points: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -94,7 +99,8 @@ def body_parts(points: Tensor, pose: Tensor, limb_radius: float = 0.15, arm_reac
     (index into BONES) of the nearest bone segment, or TORSO. Inside the torso quadrilateral a point is torso
     unless a bone passes within limb_radius x body_scale of it (an arm held across the chest). With arm_reach,
     a point nearest an arm but further than arm_reach x body_scale from its bone is torso too (limb_skinning:
-    long hair hanging beside an arm)."""
+    long hair hanging beside an arm); a forearm's bone counts as reaching HAND_LENGTH of itself past the wrist,
+    where the hand is."""
     p = pose[:, :2].float()
     points = points.float()
     a = torch.stack([p[j] for _, j, _ in BONES])
@@ -105,8 +111,13 @@ def body_parts(points: Tensor, pose: Tensor, limb_radius: float = 0.15, arm_reac
     nearest, which = d_bone.min(1)
     part = torch.where(nearest < d_torso, which, TORSO)
     if arm_reach is not None:
-        part = torch.where(torch.isin(which, torch.tensor(sorted(ARMS))) & (nearest > arm_reach * body_scale(pose)),
-                           TORSO, part)
+        # measured to each forearm carried on past the wrist by a hand's length: a hand (a fist the hand detector
+        # missed) lies beyond the wrist, not beside the arm, and goes with it
+        reach_b = b.clone()
+        reach_b[FOREARMS] = b[FOREARMS] + HAND_LENGTH * (b[FOREARMS] - a[FOREARMS])
+        d_reach, _ = segment_coordinates(points, a, reach_b)
+        beyond = d_reach.gather(1, which[:, None])[:, 0] > arm_reach * body_scale(pose)
+        part = torch.where(torch.isin(which, torch.tensor(sorted(ARMS))) & beyond, TORSO, part)
     return torch.where(inside & (nearest >= limb_radius * body_scale(pose)), TORSO, part)
 
 
