@@ -234,8 +234,9 @@ def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tens
     z_surface = z0 - front[yi, xi] * z0 / fx
     z = z_surface + SHEET_BEHIND * eye_px * z0 / fx
     means = unproject(X, Y, z, K)
-    means[:, :2] -= shift * (z_surface / fx)[:, None]
-    rest = (means[:, :2] / means[:, 2:] * fx + K[:2, 2]).long()
+    focal = K.diagonal()[:2].float()                                       # fx, fy
+    means[:, :2] -= shift * z_surface[:, None] / focal
+    rest = (means[:, :2] / means[:, 2:] * focal + K[:2, 2]).long()
     xi, yi = rest[:, 0].clamp(0, W - 1), rest[:, 1].clamp(0, H - 1)
     sigma = 0.75 * z / fx                                                  # 1 px apart: no gaps
     n = len(X)

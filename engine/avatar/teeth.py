@@ -71,7 +71,7 @@ def _upright(face: Tensor):
     """face [478, >=2] pixels turned about the mouth's centre so that the eye line (33 -> 263) is level, and the
     function (x [M], y [M]) -> (x, y) that turns points laid out on it back into the photo. A tilted head's
     teeth rows then run along its own mouth, not along the photo's rows (a row hung straight down from a
-    mouth tilted 30 degrees crossed the lower lip, which showed the teeth through it in specks)."""
+    mouth tilted 30 degrees crossed its lower lip diagonally)."""
     d = face[263, :2] - face[33, :2]
     angle = float(torch.atan2(d[1], d[0]))
     centre = face[list(UPPER_INNER) + list(LOWER_INNER), :2].mean(0)
