@@ -51,7 +51,7 @@ from torch import Tensor
 from engine.avatar.regions import EYES, FACE
 from engine.avatar.skinning import default_sigma, skin_weights
 from engine.render.camera import unproject
-from engine.render.gaussians import Gaussians, rgb_to_sh_dc, sh_dc_to_rgb
+from engine.render.gaussians import Gaussians, luma, rgb_to_sh_dc, sh_dc_to_rgb
 
 # mediapipe face mesh, from the outer to the inner corner. Upper and lower arcs share the corners; each upper-lid
 # vertex faces the lower-lid vertex at the same position of the other arc (its blink partner).
@@ -158,7 +158,7 @@ def lid_skin(face: Tensor, pixels: Tensor, rgb: Tensor, skin: Tensor) -> list[Te
     around the eye, leaving out the darkest SKIN_DARKEST of them by luminance: the fold's shadow, lashes, brow,
     make-up and a glasses frame, which would outvote the skin around a deep-set or made-up eye."""
     out = []
-    lum = rgb @ torch.tensor([0.299, 0.587, 0.114])
+    lum = luma(rgb)
     for upper, lower, _ in EYES_ARCS:
         corners = face[[upper[0], upper[-1]], :2]
         length = float((corners[0] - corners[1]).norm())
@@ -199,10 +199,10 @@ def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tens
     eye_px = float((face[33, :2] - face[263, :2]).norm())
     fx = float(K[0, 0])
     parts = []
-    lum = image[ys, xs] @ torch.tensor([0.299, 0.587, 0.114])
+    lum = luma(image[ys, xs])
     for e, (upper, lower, _) in enumerate(EYES_ARCS):
         if colours[e] is None or not _dark_fold(face, e, xs.double().numpy() + 0.5, ys.double().numpy() + 0.5,
-                                                lum, float(colours[e] @ torch.tensor([0.299, 0.587, 0.114]))):
+                                                lum, float(luma(colours[e]))):
             continue
         ux, _, uids = _arc(face, upper)
         partner = dict(zip(upper, lower))

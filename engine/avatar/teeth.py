@@ -24,7 +24,7 @@ from torch import Tensor
 from engine.avatar.mouth import LOWER_INNER, UPPER_INNER, split_line_y
 from engine.avatar.regions import polygon_mask
 from engine.render.camera import unproject
-from engine.render.gaussians import Gaussians, rgb_to_sh_dc
+from engine.render.gaussians import Gaussians, luma, rgb_to_sh_dc
 
 IVORY = (0.90, 0.87, 0.80)     # an unstained tooth, lit
 UPPER_ROW, LOWER_ROW = 0.10, 0.075   # crown heights above / below the split line, eye widths
@@ -53,7 +53,7 @@ def inner_lip_mask(face: Tensor, height: int, width: int) -> Tensor:
 def mouth_colours(image: Tensor, lips: Tensor, opening: Tensor) -> dict[str, Tensor]:
     """Colours [3] for teeth, gums and tongue from the photo: image [H, W, 3], lips [H, W] bool (the lip
     region), opening [H, W] bool (between the inner lips)."""
-    lum = image @ torch.tensor([0.299, 0.587, 0.114])
+    lum = luma(image)
     chroma = image.max(-1).values - image.min(-1).values
     toothy = opening & (lum >= 0.55) & (chroma <= 0.15)
     grey = is_greyscale(image)

@@ -22,6 +22,11 @@ def sh_dc_to_rgb(dc: Tensor) -> Tensor:
     return 0.5 + SH_C0 * dc
 
 
+def luma(rgb: Tensor) -> Tensor:
+    """Colours [..., 3] -> their luma [...] with the ITU-R BT.601 weights (0.299, 0.587, 0.114)."""
+    return rgb @ rgb.new_tensor([0.299, 0.587, 0.114])
+
+
 @dataclass
 class Gaussians:
     """means [N, 3], quats [N, 4] wxyz, scales [N, 3] > 0, opacities [N] in [0, 1], sh [N, K, 3] with
