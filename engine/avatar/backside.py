@@ -212,8 +212,9 @@ def _row_base(image: Tensor, src: Tensor) -> Tensor:
     across the nape. No row holds enough: the source's overall median."""
     H, W = src.shape
     overall = image[src].median(0).values
+    rows = torch.arange(H)
     oy, cx = torch.meshgrid(torch.arange(-6, 7, 3), torch.arange(0, W, 2), indexing="ij")
-    py = torch.arange(H)[:, None] + oy.reshape(1, -1)                         # [H, S]
+    py = rows[:, None] + oy.reshape(1, -1)                                    # [H, S]
     px = cx.reshape(1, -1).expand(H, -1)
     ok = (py >= 0) & (py < H)
     py = py.clamp(0, H - 1)
@@ -223,10 +224,9 @@ def _row_base(image: Tensor, src: Tensor) -> Tensor:
     enough = (ok.sum(1) >= ROW_SOURCE).nonzero()[:, 0]
     if enough.numel() == 0:
         return overall.expand(H, 3).clone()
-    at = torch.searchsorted(enough, torch.arange(H)).clamp(max=len(enough) - 1)    # the next row with enough
-    before = enough[(at - 1).clamp(min=0)]
-    after = enough[at]
-    nearest = torch.where((torch.arange(H) - before).abs() < (after - torch.arange(H)).abs(), before, after)
+    at = torch.searchsorted(enough, rows).clamp(max=len(enough) - 1)         # the next row with enough
+    before, after = enough[(at - 1).clamp(min=0)], enough[at]
+    nearest = torch.where((rows - before).abs() < (after - rows).abs(), before, after)
     return med[nearest]
 
 

@@ -195,14 +195,14 @@ def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tens
     vertices), so that riding the lid it lands there exactly."""
     H, W = front.shape
     ys, xs = skin.nonzero(as_tuple=True)
-    colours = lid_skin(face, torch.stack([xs, ys], 1).float() + 0.5, image[ys, xs], torch.ones(len(xs), dtype=torch.bool))
+    centres, rgb = torch.stack([xs, ys], 1).double() + 0.5, image[ys, xs]       # the skin's pixels [S, 2], [S, 3]
+    colours = lid_skin(face, centres.float(), rgb, torch.ones(len(xs), dtype=torch.bool))
     eye_px = float((face[33, :2] - face[263, :2]).norm())
     fx = float(K[0, 0])
     parts = []
-    lum = luma(image[ys, xs])
+    cx, cy, lum = centres[:, 0].numpy(), centres[:, 1].numpy(), luma(rgb)
     for e, (upper, lower, _) in enumerate(EYES_ARCS):
-        if colours[e] is None or not _dark_fold(face, e, xs.double().numpy() + 0.5, ys.double().numpy() + 0.5,
-                                                lum, float(luma(colours[e]))):
+        if colours[e] is None or not _dark_fold(face, e, cx, cy, lum, float(luma(colours[e]))):
             continue
         ux, _, uids = _arc(face, upper)
         partner = dict(zip(upper, lower))
