@@ -63,3 +63,49 @@ def test_the_nose_comes_forward_on_the_astronaut():
     facial = regions == FACE
     assert float((front[facial] - back[facial]).abs().mean()) > 0.5
     assert math.isfinite(float(front.sum())) and float(front.min()) >= 0.0
+
+
+def _turned_face(H: int = 96):
+    """A head of hair (a disc, radius 36) over a body, and in it a face (a disc, radius 18) whose mesh's depth
+    tilts 1 px per px across it, as a face turned away from the camera: its oval stands out of the head's ball on
+    one side. -> (person, regions, face [478, 3], face disc)."""
+    pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
+    from engine.avatar.regions import face_index_sets
+    yy, xx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(H) + 0.5, indexing="ij")
+    head = (xx - 48) ** 2 + (yy - 40) ** 2 <= 36 ** 2
+    person = head | (yy > 70)
+    regions = torch.full((H, H), BODY)
+    regions[head] = HAIR
+    face_disc = (xx - 48) ** 2 + (yy - 40) ** 2 <= 18 ** 2
+    regions[face_disc] = FACE
+    g = torch.Generator().manual_seed(0)
+    r, a = 17.0 * torch.rand(478, generator=g).sqrt(), 2 * math.pi * torch.rand(478, generator=g)
+    oval = torch.tensor(face_index_sets()["oval"])
+    r[oval] = 18.0
+    a[oval] = torch.linspace(0, 2 * math.pi, len(oval) + 1)[:-1]
+    x, y = 48 + r * torch.cos(a), 40 + r * torch.sin(a)
+    return person, regions, torch.stack([x, y, -(48 - x)], 1), face_disc
+
+
+def test_the_hair_around_a_turned_face_meets_its_edge(monkeypatch):
+    import engine.avatar.depth as depth
+    from engine.avatar.shell import ShellConfig, crack_walls
+    from engine.render.camera import intrinsics
+    person, regions, face, face_disc = _turned_face()
+    near = torch.nn.functional.max_pool2d(face_disc.float()[None, None], 5, 1, 2)[0, 0] > 0   # 2 px around it
+
+    def walls_at_the_face(front):
+        """How many crack walls engine.avatar.shell raises within 2 px of the face."""
+        _, px, _ = crack_walls(person, front, -1.0, intrinsics(96, 96), ShellConfig(), within=face_disc)
+        return int(near[px[:, 1], px[:, 0]].sum())
+
+    monkeypatch.setattr(depth, "FACE_BLEND", 0.0)
+    cliff, _ = depth.surface_depth(person, regions, face, 0.6, 1.0)
+    monkeypatch.undo()
+    front, back = depth.surface_depth(person, regions, face, 0.6, 1.0)
+    assert walls_at_the_face(cliff) > 10                      # the face stands out of its hair on one side
+    assert walls_at_the_face(front) == 0
+    # the face keeps the mesh's shape, the back of the head its ball, and the hair far from the face its own depth
+    assert torch.equal(front[face_disc], cliff[face_disc])
+    far = person & ~face_disc & ~(torch.nn.functional.max_pool2d(face_disc.float()[None, None], 27, 1, 13)[0, 0] > 0)
+    assert torch.equal(front[far], cliff[far]) and bool(far.any())

@@ -23,6 +23,11 @@ Both are a half-thickness around a middle: front = half - middle, back = half + 
   surface follows it: -z is interpolated from the 4 nearest mesh points (inverse squared distance), then shifted
   so that the face oval sits on the head ball on average. The nose comes forward and the eye sockets sit back.
   The back of the head stays on the ball.
+- Around the face: the mesh's face stands out of the ball (or sinks into it) by a different amount at each point
+  of its oval, most on a turned face, and a cliff there is a crack that walls must close (engine.avatar.shell)
+  and that shows as specks along the cheek when the head moves. So the skin, hair and neck around the face meet
+  it: the face's offset from the ball spreads outward from the oval, ring by ring, fading linearly to nothing
+  over FACE_BLEND of the face's width. The face itself keeps the mesh's shape.
 """
 from __future__ import annotations
 
@@ -42,6 +47,8 @@ MIDDLE_SLOPE = 1.0         # its slope limit (depth pixels per image pixel; a cl
 FADE = 0.05                # past the template its middle fades to the median over this share of the photo's side
 RATIO_SIGMA = 6.0          # pixels: the blur of the template's thickness over the relief's
 RATIO_RANGE = (0.25, 4.0)  # the template may thin the relief to a quarter or thicken it four times
+FACE_BLEND = 0.35          # the skin and hair around the face meet it over this share of its width (mesh x extent)
+BLEND_SWEEPS = 200         # Jacobi sweeps that smooth that blend (_relax)
 
 
 def face_front_depth(face: Tensor, pixels: Tensor, k: int = 4) -> Tensor:
@@ -53,13 +60,13 @@ def face_front_depth(face: Tensor, pixels: Tensor, k: int = 4) -> Tensor:
     return (w * -face[idx, 2]).sum(1) / w.sum(1)
 
 
-def _fill_nearest(value: Tensor, known: Tensor, inside: Tensor) -> tuple[Tensor, Tensor]:
+def _fill_nearest(value: Tensor, known: Tensor, inside: Tensor, max_rings: int | None = None) -> tuple[Tensor, Tensor]:
     """value [H, W] spread from the `known` pixels to every `inside` pixel, ring by ring (each new pixel takes
-    the mean of its known 3x3 neighbours). -> (filled [H, W], rings [H, W]: how many rings out each pixel is,
-    0 on the known ones)."""
+    the mean of its known 3x3 neighbours), at most max_rings rings out (default: all the way). -> (filled [H, W],
+    rings [H, W]: how many rings out each pixel is, 0 on the known ones and on those never reached)."""
     value, known = torch.where(known, value, torch.zeros_like(value)), known.clone()
     rings = torch.zeros_like(value)
-    for ring in range(1, max(value.shape) + 1):
+    for ring in range(1, (max_rings or max(value.shape)) + 1):
         todo = inside & ~known
         if not bool(todo.any()):
             break
@@ -150,8 +157,38 @@ def surface_depth(person: Tensor, regions: Tensor, face: Tensor | None, thicknes
     ox = oval[:, 0].long().clamp(0, person.shape[1] - 1)
     oy = oval[:, 1].long().clamp(0, person.shape[0] - 1)
     shift = float(front[oy, ox].mean() + oval[:, 2].mean())            # the oval's -z lands on the ball
-    front[ys, xs] = torch.maximum(mesh + shift, -middle[ys, xs])      # never behind the head's middle
+    offset = torch.zeros_like(front)
+    offset[ys, xs] = torch.maximum(mesh + shift, -middle[ys, xs]) - front[ys, xs]   # never behind the middle
+    front = front + offset
+    # the skin, hair and neck around the face meet its edge, fading back to their own depth over `reach` rings
+    reach = round(FACE_BLEND * float(face[:, 0].max() - face[:, 0].min()))
+    if reach < 1:
+        return front, back
+    spread, rings = _fill_nearest(offset, facial, person, max_rings=reach)
+    around = person & ~facial & (rings > 0)
+    fade = (1.0 - rings / (reach + 1)).clamp(min=0.0)
+    blend = _relax(fade * spread, around, person, BLEND_SWEEPS)
+    front = torch.where(around, torch.maximum(front + blend, -middle), front)
     return front, back
+
+
+def _relax(value: Tensor, free: Tensor, inside: Tensor, sweeps: int) -> Tensor:
+    """value [H, W] with its `free` pixels relaxed toward a harmonic function (Jacobi sweeps: each takes the mean
+    of its 4 neighbours inside `inside`; the other pixels hold their values). The rays of a ring-by-ring fill from
+    an edge whose values vary are smoothed out, and the free pixels still meet the held ones without a step."""
+    if not bool(free.any()):
+        return value
+    ys, xs = torch.nonzero(free, as_tuple=True)                # work in the free pixels' box, one pixel wider
+    y0, y1 = max(int(ys.min()) - 1, 0), min(int(ys.max()) + 2, value.shape[0])
+    x0, x1 = max(int(xs.min()) - 1, 0), min(int(xs.max()) + 2, value.shape[1])
+    v, f, m = value[y0:y1, x0:x1].clone(), free[y0:y1, x0:x1], inside[y0:y1, x0:x1].float()
+    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    n = F.conv2d(m[None, None], cross, padding=1)[0, 0].clamp(min=1.0)
+    for _ in range(sweeps):
+        v = torch.where(f, F.conv2d((v * m)[None, None], cross, padding=1)[0, 0] / n, v)
+    out = value.clone()
+    out[y0:y1, x0:x1] = v
+    return out
 
 
 def surface_z(depth: Tensor, side: float, K: Tensor, z0: float) -> Tensor:
