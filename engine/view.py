@@ -17,7 +17,7 @@ from torch import Tensor
 
 from engine.avatar.bundle import Avatar
 from engine.avatar.limbs import LimbRig
-from engine.avatar.particles import canonical_slots, motion_scale, slot_index
+from engine.avatar.particles import canonical_slots, face_rows, head_roll, motion_scale, slot_index, turn_xy
 from engine.deform.decoder import GaussianDecoder
 from engine.render.gaussians import Gaussians
 from engine.render.splat import facing, splat
@@ -51,6 +51,8 @@ class AvatarView:
             self.rig = LimbRig(avatar.particles, avatar.particle_names, self.g0.means, bones) or None
         self.slots = slot_index(avatar.particle_names)                   # [K] canonical slot of each particle
         self.unit = motion_scale(avatar.particles, avatar.particle_names)
+        self.roll = head_roll(avatar.particles, avatar.particle_names)   # the face's motion turns with the head
+        self.face = face_rows(avatar.particle_names)                     # [K] bool
 
     @classmethod
     def from_photo(cls, avatar: Avatar, width: int, height: int, background: float | Tensor = 1.0) -> "AvatarView":
@@ -59,12 +61,19 @@ class AvatarView:
 
     # ---------------------------------------------------------------------------------------------- motion
     def to_world(self, canonical: Tensor) -> Tensor:
-        """Canonical motion [..., K_c, 3] (face units) -> this avatar's particle motion [..., K, 3] (world)."""
-        return canonical[..., self.slots.to(canonical.device), :] * self.unit
+        """Canonical motion [..., K_c, 3] (face units; the face's slots on the level face) -> this avatar's
+        particle motion [..., K, 3] (world; the face's turned by the head's roll, engine.avatar.particles)."""
+        world = canonical[..., self.slots.to(canonical.device), :] * self.unit
+        if self.roll == 0.0:
+            return world
+        face = self.face.to(canonical.device)
+        return torch.where(face[:, None], turn_xy(world, self.roll), world)
 
     def to_canonical(self, world: Tensor) -> Tensor:
         """Particle motion [..., K, 3] (world) -> canonical [..., K_c, 3] (face units; absent slots 0)."""
         out = world.new_zeros(*world.shape[:-2], len(canonical_slots()), 3)
+        if self.roll != 0.0:
+            world = torch.where(self.face.to(world.device)[:, None], turn_xy(world, -self.roll), world)
         out[..., self.slots, :] = world / self.unit
         return out
 

@@ -2,6 +2,8 @@
 and in a personalized avatar opening the jaw moves the lower lip and leaves the upper lip where it was."""
 from pathlib import Path
 
+import math
+
 import pytest
 import torch
 
@@ -123,13 +125,41 @@ def test_closing_shift_brings_the_lips_together_and_leaves_nose_and_chin():
     face = synthetic_face(gap=8.0)
     pts = torch.tensor([[50.0, 66.0], [50.0, 74.0], [50.0, 50.0], [50.0, 96.0], [50.0, 58.0], [50.0, 66.0]])
     sides = torch.tensor([1, 2, 1, 2, 1, 0])
-    dy = closing_shift(face, pts, sides)
+    shift = closing_shift(face, pts, sides)
+    assert shift[:, 0].abs().max() < 1e-6                              # an upright face: straight down its columns
+    dy = shift[:, 1]
     # half the 8 px gap at the inner lips, nothing at the nose and the chin, half-way up: half of that, side 0: none
-    assert dy.tolist() == pytest.approx([4.0, -4.0, 0.0, 0.0, 2.0, 0.0])
+    assert dy.tolist() == pytest.approx([4.0, -4.0, 0.0, 0.0, 2.0, 0.0], abs=1e-5)
     moved = pts[:2, 1] + dy[:2]
     assert float(moved[0]) == pytest.approx(float(moved[1]))            # the inner lips meet
     assert in_gap(face, torch.tensor([[50.0, 70.0], [50.0, 60.0], [20.0, 70.0]])).tolist() == [True, False, False]
     assert closing_shift(synthetic_face(gap=0.0), pts, sides).abs().max() == 0   # a closed photo mouth: no change
+
+
+def test_a_tilted_head_splits_and_closes_its_mouth_along_its_own_up_and_down():
+    """The same face and points turned 30 degrees about a point: every side, gap and band test gives the same
+    answer, and the closing shift turns with them (in photo rows and columns it cut across the tilted lips)."""
+    from engine.avatar.mouth import lip_band
+    face = synthetic_face(gap=8.0)
+    for i in (61,) + OUTER_LIPS[10:]:                                   # the lower outer lip, flat at y 80
+        face[i, :2] = torch.tensor([50.0 + (i % 7) - 3, 80.0])
+    face[61, 0], face[291, 0] = 33.0, 67.0
+    yy, xx = torch.meshgrid(torch.arange(30.0, 100.0, 1.7), torch.arange(20.0, 80.0, 1.7), indexing="ij")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    a = math.radians(30.0)
+    turn = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    centre = torch.tensor([41.0, 77.0])                                 # anywhere: not the mouth's centre
+    tilted = face.clone()
+    tilted[:, :2] = (face[:, :2] - centre) @ turn.T + centre
+    t_pts = (pts - centre) @ turn.T + centre
+    sides = mouth_sides(face, pts)
+    assert int((sides == 1).sum()) > 20 and int((sides == 2).sum()) > 20 and int((sides == 0).sum()) > 20
+    assert torch.equal(mouth_sides(tilted, t_pts), sides)
+    assert torch.equal(particle_sides(tilted, t_pts), particle_sides(face, pts))
+    assert torch.equal(in_gap(tilted, t_pts), in_gap(face, pts)) and bool(in_gap(face, pts).any())
+    assert torch.equal(lip_band(tilted, t_pts), lip_band(face, pts))
+    torch.testing.assert_close(closing_shift(tilted, t_pts, sides), closing_shift(face, pts, sides) @ turn.T,
+                               atol=1e-4, rtol=0)
 
 
 def test_on_a_closed_mouth_lip_particles_take_their_lips_side_by_name():

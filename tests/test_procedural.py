@@ -137,3 +137,38 @@ def test_saccades_jump_and_hold_the_gaze(rest):
     jumps = int(((gaze[1:] - gaze[:-1]).abs() > 1e-5).any(1).sum())
     assert 10 <= jumps <= 40                                              # ~1 per 1.5 s over 30 s
     assert float(gaze[:, 0].abs().max()) <= 0.02 and float(gaze[:, 1].abs().max()) <= 0.01
+
+
+def _face_avatar(particles: torch.Tensor, names: list[str]):
+    """An avatar whose Gaussians sit on its face particles [K, 3] (world), each skinned to its own particle."""
+    from engine.avatar.bundle import Avatar, PhotoCamera
+    from engine.render.camera import intrinsics, look_at
+    from engine.render.gaussians import Gaussians
+    K = len(names)
+    g = Gaussians(particles.clone(), torch.tensor([[1.0, 0, 0, 0]]).repeat(K, 1), torch.full((K, 3), 0.01),
+                  torch.ones(K), torch.zeros(K, 1, 3))
+    cam = PhotoCamera(intrinsics(64, 64), look_at(torch.zeros(3), torch.tensor([0.0, 0.0, 2.5])), 64, 64)
+    return Avatar(g, torch.zeros(K, dtype=torch.long), particles.clone(), torch.zeros(K, dtype=torch.long), names,
+                  torch.arange(K)[:, None], torch.ones(K, 1), cam, {})
+
+
+def test_a_tilted_head_moves_its_face_along_its_own_axes(rest):
+    """The astronaut's face, and the same face turned 30 degrees in the photo: the same speech moves the turned
+    face by the same world displacements turned 30 degrees (before, its jaw dropped straight down the photo)."""
+    from engine.view import AvatarView
+    names = [n for n, shown in zip(canonical_names(), rest[1].tolist()) if shown]
+    upright = rest[0][rest[1]] * 0.1 + torch.tensor([0.0, 0.0, 2.5])     # 0.1 world units per face unit
+    a = math.radians(30.0)
+    turn = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    tilted = upright.clone()
+    tilted[:, :2] = (upright[:, :2] - 0.3) @ turn.T + 0.3                  # about a point off the face
+    mel, rms = speech()
+    worlds = []
+    for particles in (upright, tilted):
+        avatar = _face_avatar(particles, names)
+        motion = ProceduralMotion.for_avatar(avatar, seed=2)(mel, rms)       # [T, K_c, 3] canonical
+        worlds.append(AvatarView.from_photo(avatar, 64, 64).to_world(motion))
+    jaw = names.index("face:14")                                          # the lower lip
+    assert float(worlds[0][:, jaw, 1].max()) > 0.01                        # the lower lip drops
+    torch.testing.assert_close(worlds[1][..., :2], worlds[0][..., :2] @ turn.T, atol=1e-5, rtol=0)
+    torch.testing.assert_close(worlds[1][..., 2], worlds[0][..., 2], atol=1e-5, rtol=0)

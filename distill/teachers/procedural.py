@@ -47,7 +47,7 @@ from distill.teachers.base import Teacher, check_inputs
 from engine.audio.features import audio_features
 from engine.avatar.landmarks import Landmarks, detect
 from engine.avatar.mouth import INTERIOR_RGB, LOWER_INNER, OUTER_LIPS, UPPER_INNER
-from engine.avatar.particles import canonical_names, canonical_slots, motion_scale
+from engine.avatar.particles import canonical_names, canonical_slots, face_rows, head_roll, level_face, motion_scale, turn_xy
 from engine.avatar.regions import LIPS, face_index_sets
 from engine.config import from_dict, load_config
 from engine.motion.procedural import ProceduralConfig, ProceduralMotion
@@ -187,7 +187,9 @@ class PhotoRig:
         rest_px, self.present = _rest_slots(lm, H, W)
         shown = self.present.nonzero().flatten().tolist()
         self.unit = motion_scale(rest_px[self.present], [names[i] for i in shown])
-        self.rest_units = rest_px / self.unit                       # [K_c, 3], ProceduralMotion's rest
+        # [K_c, 3], ProceduralMotion's rest: the face level (engine.avatar.particles), its motion turned back by roll
+        self.rest_units = level_face(rest_px, names) / self.unit
+        self.roll = head_roll(rest_px, names)
         # 1. moving vertices: one per distinct rest position inside the image. Not in the mesh: the irises (inside
         #    the eyes, under the lids) and the face-mesh points on the lips that engine.motion.procedural does not count
         #    as lips (it would move them apart from the lip contours around them and fold the mesh there)
@@ -260,7 +262,10 @@ class PhotoRig:
 
     def _pixels(self, displacement: Tensor) -> np.ndarray:
         """displacement [..., K_c, 3] face units -> moving vertices' [..., P, 2] pixels (x, y; z dropped)."""
-        return displacement[..., self.keep, :2].double().numpy() * self.unit
+        d = displacement[..., self.keep, :]
+        if self.roll != 0.0:                                          # the face's motion turns with the head
+            d = torch.where(face_rows(canonical_names())[self.keep][:, None], turn_xy(d, self.roll), d)
+        return d[..., :2].double().numpy() * self.unit
 
     # -- rendering -------------------------------------------------------------------------------------
     def render(self, displacement: Tensor) -> np.ndarray:

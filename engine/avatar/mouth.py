@@ -20,6 +20,11 @@ places. Two fixes, both made from mediapipe's inner-lip contour (face-mesh indic
   photo's own pixels between the lips are left out of the skin (engine.avatar.teeth builds what is behind).
   The shift fades, so it stretches the lips; personalize grows their splats by the stretch.
 
+All of it is laid out on the level face (`Level`): the photo's face turned about the mouth's centre until its
+eye line is level, so that on a tilted head "above", "below" and "between the corners" follow the head, not the
+photo's rows and columns (on a head tilted 30 degrees the split line and the closing shift in photo columns cut
+across the lips, and the lower lip, stretched the wrong way, turned porous over the teeth).
+
 Pixels are (x, y) in the photo; sides are 0 = not split, 1 = upper, 2 = lower.
 """
 from __future__ import annotations
@@ -46,6 +51,33 @@ INTERIOR_RGB = (0.20, 0.07, 0.08)
 CORNER_INSET = 0.15      # of the inner lips' width: below the lips the interior is dark only this far inside the corners
 
 
+class Level:
+    """The level face: face [478, >=2] pixels turned about the mouth's centre (the mean of the inner lips) by
+    minus the eye line's angle (33 -> 263), so that the eye line is level. `face` is the turned face [478, 2];
+    points() turns photo points [M, 2] onto it and back() turns points or, with about=False, vectors [M, 2]
+    laid out on it back into the photo. An upright face is turned by 0 (to float rounding)."""
+
+    def __init__(self, face: Tensor):
+        d = (face[263, :2] - face[33, :2]).double()
+        angle = float(torch.atan2(d[1], d[0]))
+        self.cos, self.sin = float(np.cos(angle)), float(np.sin(angle))
+        self.centre = face[list(UPPER_INNER) + list(LOWER_INNER), :2].double().mean(0)
+        self.face = self.points(face[:, :2])
+
+    def _turn(self, xy: Tensor, sin: float, about: bool) -> Tensor:
+        v = xy.double() - self.centre if about else xy.double()
+        out = torch.stack([self.cos * v[:, 0] - sin * v[:, 1], sin * v[:, 0] + self.cos * v[:, 1]], 1)
+        return (out + self.centre if about else out).to(xy.dtype if xy.is_floating_point() else torch.float32)
+
+    def points(self, xy: Tensor) -> Tensor:
+        """Photo points [M, 2] -> the same points on the level face [M, 2]."""
+        return self._turn(xy, -self.sin, True)
+
+    def back(self, xy: Tensor, about: bool = True) -> Tensor:
+        """Points [M, 2] on the level face -> the photo (about=False: vectors, turned only)."""
+        return self._turn(xy, self.sin, about)
+
+
 def _arc_y(face: Tensor, ids: tuple[int, ...], x: Tensor) -> np.ndarray:
     """y [M] (float64) of the face-mesh arc through points ids, linearly interpolated at columns x [M] (clamped
     to the arc's ends)."""
@@ -62,7 +94,9 @@ def split_line_y(face: Tensor, x: Tensor) -> Tensor:
 
 def mouth_sides(face: Tensor, pixels: Tensor, restrict: Tensor | None = None) -> Tensor:
     """Side [M] (0 not split, 1 upper, 2 lower) of pixels [M, 2] (x, y). Only pixels in the mouth column are
-    split, and of those only where `restrict` [M] bool is set (default: all)."""
+    split, and of those only where `restrict` [M] bool is set (default: all). On the level face (`Level`)."""
+    level = Level(face)
+    face, pixels = level.face, level.points(pixels.float())
     x, y = pixels[:, 0].float(), pixels[:, 1].float()
     left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
     top, bottom = float(face[NOSE_BOTTOM, 1]), float(face[CHIN, 1])
@@ -78,16 +112,20 @@ def lip_band(face: Tensor, pixels: Tensor) -> Tensor:
     """[M] bool: pixels [M, 2] (x, y) no lower than BAND_MARGIN eye widths below the lower lip's outer contour
     (the corners' height beyond them). Skinning splits upper from lower only here: below it the chin binds to
     its particles whole, so the column's side edge under the mouth corners is no seam that tears as the jaw
-    drops (the closing of the rest mouth still uses the whole column)."""
-    bottom = _arc_y(face, (OUTER_LIPS[0],) + OUTER_LIPS[10:], pixels[:, 0])   # 61, 291 .. 146: the lower outer lip
+    drops (the closing of the rest mouth still uses the whole column). On the level face (`Level`)."""
     eye = float((face[33, :2] - face[263, :2]).norm())
+    level = Level(face)
+    face, pixels = level.face, level.points(pixels.float())
+    bottom = _arc_y(face, (OUTER_LIPS[0],) + OUTER_LIPS[10:], pixels[:, 0])   # 61, 291 .. 146: the lower outer lip
     return pixels[:, 1].double() <= torch.from_numpy(bottom) + BAND_MARGIN * eye
 
 
 def particle_sides(face: Tensor, pixels: Tensor, names: list[str] | None = None) -> Tensor:
     """Side [K] (1 upper, 2 lower) of every particle at pixels [K, 2], by the split line extended flat beyond
     the mouth corners; a particle named for a lip landmark ("face:I", I in UPPER_LIP / LOWER_LIP) takes its
-    lip's side whatever its height (names [K], optional)."""
+    lip's side whatever its height (names [K], optional). On the level face (`Level`)."""
+    level = Level(face)
+    face, pixels = level.face, level.points(pixels.float())
     side = torch.where(pixels[:, 1].float() > split_line_y(face, pixels[:, 0].float()), 2, 1)
     for k, name in enumerate(names or []):
         kind, _, i = name.partition(":")
@@ -104,7 +142,9 @@ def _contours(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
 
 def in_gap(face: Tensor, pixels: Tensor) -> Tensor:
     """[M] bool: pixels [M, 2] (x, y) strictly between the inner upper and inner lower lip (the photo's open
-    mouth), between the mouth corners."""
+    mouth), between the mouth corners, on the level face (`Level`)."""
+    level = Level(face)
+    face, pixels = level.face, level.points(pixels.float())
     x, y = pixels[:, 0].float(), pixels[:, 1].float()
     left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
     upper, lower = _contours(face, x)
@@ -112,10 +152,13 @@ def in_gap(face: Tensor, pixels: Tensor) -> Tensor:
 
 
 def closing_shift(face: Tensor, pixels: Tensor, sides: Tensor) -> Tensor:
-    """Vertical shift dy [M] (pixels) that closes the photo's lip gap, for points at pixels [M, 2] on
-    mouth side sides [M] (engine.avatar.mouth_sides; 0 never moves): the upper side moves down by half the gap
-    at its column, times a weight that is 1 at the inner lip and 0 at the nose bottom; the lower side moves up,
-    fading to 0 at the chin."""
+    """Shift [M, 2] (dx, dy pixels) that closes the photo's lip gap, for points at pixels [M, 2] on mouth side
+    sides [M] (engine.avatar.mouth_sides; 0 never moves). On the level face (`Level`) the upper side moves down
+    by half the gap at its column, times a weight that is 1 at the inner lip and 0 at the nose bottom, and the
+    lower side moves up, fading to 0 at the chin; the shift is that, turned back into the photo (straight down
+    the photo's columns for an upright face, along the face's own up-down for a tilted one)."""
+    level = Level(face)
+    face, pixels = level.face, level.points(pixels.float())
     x, y = pixels[:, 0].float(), pixels[:, 1].float()
     upper, lower = _contours(face, x)
     half = ((lower - upper) / 2).clamp(min=0)
@@ -123,7 +166,7 @@ def closing_shift(face: Tensor, pixels: Tensor, sides: Tensor) -> Tensor:
     w_up = ((y - nose) / (upper - nose).clamp(min=1.0)).clamp(0, 1)
     w_low = ((chin - y) / (chin - lower).clamp(min=1.0)).clamp(0, 1)
     dy = torch.where(sides == 1, half * w_up, torch.where(sides == 2, -half * w_low, torch.zeros_like(x)))
-    return dy
+    return level.back(torch.stack([torch.zeros_like(dy), dy], 1), about=False)
 
 
 def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: Tensor, z0: float,
@@ -141,18 +184,21 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     H, W = front.shape
     hull = polygon_mask(convex_hull(face[list(OUTER_LIPS), :2]), H, W)
     # the interior reaches below the lips as far as the jaw drops (JAW_REACH eye widths), behind the chin: a
-    # lower lip that drops further than its own height uncovers it, not the background
+    # lower lip that drops further than its own height uncovers it, not the background. Below is the face's own
+    # down (`Level`), and so is beside the corners.
     eye = float((face[33, :2] - face[263, :2]).norm())
+    level = Level(face)
     below = torch.zeros_like(hull)
     for d in range(1, max(int(JAW_REACH * eye), 1) + 1):
-        below[d:] |= hull[:-d]
+        below |= _shifted(hull, round(-level.sin * d), round(level.cos * d))
     mouth = hull | (below & facial)                                     # never outside the face
     # below the corners the cheek stretches thin over it as the jaw drops: there it is skin-coloured (still deep,
     # behind the teeth), or it shows through as dark specks beside the mouth
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    x0, x1 = sorted((float(face[UPPER_INNER[0], 0]), float(face[UPPER_INNER[-1], 0])))
+    lx = level.points(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1).float() + 0.5)[:, 0].reshape(H, W)
+    x0, x1 = sorted((float(level.face[UPPER_INNER[0], 0]), float(level.face[UPPER_INNER[-1], 0])))
     inset = CORNER_INSET * (x1 - x0)
-    cheek = mouth & ~hull & ((xx + 0.5 < x0 + inset) | (xx + 0.5 > x1 - inset))
+    cheek = mouth & ~hull & ((lx < x0 + inset) | (lx > x1 - inset))
     skin = facial & ~hull & (yy % 2 == 0) & (xx % 2 == 0)
     ys, xs = torch.nonzero(mouth | skin, as_tuple=True)
     if ys.numel() == 0:
@@ -175,6 +221,16 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
                   torch.stack([sigma, sigma, 0.3 * sigma], -1).float(), torch.ones(n),
                   rgb_to_sh_dc(rgb)[:, None, :].float().contiguous())
     return g, torch.stack([xs, ys], -1), dark
+
+
+def _shifted(mask: Tensor, dx: int, dy: int) -> Tensor:
+    """mask [H, W] bool moved by (dx, dy) pixels, what moves in from the edge False."""
+    H, W = mask.shape
+    out = torch.zeros_like(mask)
+    if abs(dx) < W and abs(dy) < H:
+        out[max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
+            mask[max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
+    return out
 
 
 def _box_blur(image: Tensor, r: int) -> Tensor:

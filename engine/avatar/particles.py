@@ -10,7 +10,9 @@ Motion models work across identities because they speak about the same K_c slots
 An avatar holds the slots its photo showed (`Avatar.particle_names`, a subset in this order).
 Motion x [T, K_c, 3] is in face units: 1 = the distance between the outer eye corners (face:33 and face:263).
 `motion_scale(avatar)` gives the world length of one face unit, so motions carry over between people of any
-size and photos of any framing.
+size and photos of any framing. The face's slots move on the level face: `head_roll` is the angle of the
+photo's eye line, and a tilted head's face motion is turned by it (engine.view.AvatarView.to_world), so that a
+jaw drops along its own face and a nod turns about its own ears on a head tilted in the photo.
 """
 from __future__ import annotations
 
@@ -49,6 +51,40 @@ def slot_index(names: list[str]) -> Tensor:
     if missing:
         raise ValueError(f"particle names: not canonical slots: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
     return torch.tensor([where[n] for n in names], dtype=torch.long)
+
+
+def face_rows(names: list[str]) -> Tensor:
+    """[K] bool: which of these slot names are on the face ("face:i"), the rows that turn with the head's roll."""
+    return torch.tensor([n.startswith("face:") for n in names], dtype=torch.bool)
+
+
+def head_roll(particles: Tensor, names: list[str]) -> float:
+    """The head's roll in the photo (radians): the angle of the eye line, outer corner face:33 to face:263, in the
+    x-y plane of the world (the photo camera's axes, y down); 0 when either corner is missing."""
+    where = {n: i for i, n in enumerate(names)}
+    if not all(c in where for c in EYE_CORNERS):
+        return 0.0
+    d = particles[where[EYE_CORNERS[1]]] - particles[where[EYE_CORNERS[0]]]
+    return float(torch.atan2(d[1], d[0]))
+
+
+def turn_xy(v: Tensor, angle: float) -> Tensor:
+    """v [..., 3] turned by angle (radians) about the z axis (x toward y), a copy."""
+    c, s = torch.cos(torch.tensor(angle, dtype=v.dtype)), torch.sin(torch.tensor(angle, dtype=v.dtype))
+    out = v.clone()
+    out[..., 0], out[..., 1] = c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]
+    return out
+
+
+def level_face(points: Tensor, names: list[str]) -> Tensor:
+    """Rest points [K, 3] (any unit) with the face's rows turned level: by minus the head's roll about the eye
+    corners' midpoint (the rest pose the face's canonical motion is made on; the rest of the rows as they are)."""
+    roll = head_roll(points, names)
+    if roll == 0.0:
+        return points.clone()
+    where = {n: i for i, n in enumerate(names)}
+    mid = (points[where[EYE_CORNERS[0]]] + points[where[EYE_CORNERS[1]]]) / 2
+    return torch.where(face_rows(names)[:, None], turn_xy(points - mid, -roll) + mid, points)
 
 
 def motion_scale(particles: Tensor, names: list[str]) -> float:

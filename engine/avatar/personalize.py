@@ -31,7 +31,7 @@ from engine.avatar.depth import surface_depth, surface_normals, surface_z
 from engine.avatar.eyelids import lid_sheets, rig_eyelids
 from engine.avatar.landmarks import Landmarks, detect, person_mask_and_pose, pose_in_crop
 from engine.avatar.limbs import limb_skinning
-from engine.avatar.mouth import closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
+from engine.avatar.mouth import Level, closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import MIN_SIDE, crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
@@ -204,20 +204,21 @@ def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, i
     Gaussians [N] (not the teeth) and the control particles [K, 3] in place, and returns which Gaussians to
     keep [N] bool: all but the front skin between the photo's inner lips (its teeth or dark mouth, which the
     built mouth replaces)."""
-    fy = float(K[1, 1])
+    f = K.diagonal()[:2]                                                  # (fx, fy)
     moving = torch.where(teeth, 0, sides)
-    dy = closing_shift(face, pixel.float() + 0.5, moving)
-    g.means[:, 1] += dy * g.means[:, 2] / fy
+    shift = closing_shift(face, pixel.float() + 0.5, moving)              # [N, 2] pixels
+    g.means[:, :2] += shift * g.means[:, 2:3] / f
     # the shift fades toward nose and chin, so it stretches the lips and the skin around them; their splats grow
-    # with it, or the stretched lips turn porous and the teeth behind them show through a closed mouth
-    step = torch.tensor([0.0, 0.5])
+    # with it, or the stretched lips turn porous and the teeth behind them show through a closed mouth. The
+    # stretch is along the shift (the face's own up-down): the shift's change over one pixel that way.
+    step = Level(face).back(torch.tensor([[0.0, 0.5]]), about=False)[0]
     stretch = (closing_shift(face, pixel.float() + 0.5 + step, moving)
-               - closing_shift(face, pixel.float() + 0.5 - step, moving)).abs()
+               - closing_shift(face, pixel.float() + 0.5 - step, moving)).norm(dim=1)
     g.scales = g.scales * (1.0 + stretch)[:, None]
     uv = (K @ (particles / particles[:, 2:]).T).T[:, :2]
     in_column = mouth_sides(face, uv) != 0
-    p_dy = closing_shift(face, uv, torch.where(in_column, p_sides, 0))
-    particles[:, 1] += p_dy * particles[:, 2] / fy
+    p_shift = closing_shift(face, uv, torch.where(in_column, p_sides, 0))
+    particles[:, :2] += p_shift * particles[:, 2:3] / f
     return ~(is_front & in_gap(face, pixel.float() + 0.5))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.avatar.mouth import LOWER_INNER, UPPER_INNER, split_line_y
+from engine.avatar.mouth import LOWER_INNER, UPPER_INNER, Level, split_line_y
 from engine.avatar.regions import polygon_mask
 from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, luma, rgb_to_sh_dc
@@ -67,25 +67,6 @@ def mouth_colours(image: Tensor, lips: Tensor, opening: Tensor) -> dict[str, Ten
     return {"tooth": tooth, "gum": 0.75 * lip, "tongue": 0.8 * lip, "interior": 0.3 * lip}
 
 
-def _upright(face: Tensor):
-    """face [478, >=2] pixels turned about the mouth's centre so that the eye line (33 -> 263) is level, and the
-    function (x [M], y [M]) -> (x, y) that turns points laid out on it back into the photo. A tilted head's
-    teeth rows then run along its own mouth, not along the photo's rows (a row hung straight down from a
-    mouth tilted 30 degrees crossed its lower lip diagonally)."""
-    d = face[263, :2] - face[33, :2]
-    angle = float(torch.atan2(d[1], d[0]))
-    centre = face[list(UPPER_INNER) + list(LOWER_INNER), :2].mean(0)
-    c, s = np.cos(angle), np.sin(angle)
-
-    def turn(x: Tensor, y: Tensor, c: float, s: float) -> tuple[Tensor, Tensor]:
-        dx, dy = x - centre[0], y - centre[1]
-        return centre[0] + c * dx - s * dy, centre[1] + s * dx + c * dy
-
-    level = face.clone()
-    level[:, 0], level[:, 1] = turn(face[:, 0], face[:, 1], c, -s)
-    return level, lambda x, y: turn(x, y, c, s)
-
-
 def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: dict[str, Tensor]
                   ) -> tuple[Gaussians, Tensor, Tensor]:
     """Teeth and tongue for a face [478, 3] (pixels) whose front surface depth is front [H, W] (pixels,
@@ -93,7 +74,9 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
     was laid out at, side [M]: 1 upper jaw (stays with the head), 2 lower jaw)."""
     H, W = front.shape
     eye = float((face[33, :2] - face[263, :2]).norm())
-    face, to_photo = _upright(face)                   # laid out on the upright face, then turned with the head
+    level = Level(face)          # laid out on the level face, then turned with the head: a tilted head's rows
+    face = level.face            # run along its own mouth (hung straight down the photo's columns from a mouth
+                                 # tilted 30 degrees, the lower row crossed its lower lip)
     left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
     if eye <= 0 or right - left < 2:
         raise ValueError("face: the mouth corners or eye corners coincide; cannot place the teeth")
@@ -119,7 +102,7 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
             rgb[gaps & ~gum] *= 0.9
         parts.append((X, Y, back, rgb, torch.full((len(X),), side)))
     X, Y, back, rgb, side = (torch.cat(p) for p in zip(*parts))
-    X, Y = to_photo(X, Y)
+    X, Y = level.back(torch.stack([X, Y], 1)).unbind(1)
     xi, yi = X.long().clamp(0, W - 1), Y.long().clamp(0, H - 1)
     fx = float(K[0, 0])
     z = z0 - front[yi, xi] * z0 / fx + back * z0 / fx

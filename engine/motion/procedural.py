@@ -3,7 +3,7 @@
 It drives the live engine until a trained model exists, and it is the driver of the offline procedural teacher.
 Input per 25 fps frame: the log-mel frame [n_mels] and the RMS [1] from engine.audio.features. Output: displacements
 [T, K_c, 3] of the canonical slots (engine.avatar.particles), in face units, in the photo camera's axes (x right,
-y down, z away from the camera). Everything is causal and has per-frame state, so `push` in chunks of any size
+y down, z away from the camera), the face's slots on the level face (a tilted head's turned level: `for_avatar`). Everything is causal and has per-frame state, so `push` in chunks of any size
 gives exactly the offline result. Randomness (blinks, sway) is a function of the seed and the absolute frame
 index, so that equality holds for it too.
 
@@ -106,12 +106,14 @@ class ProceduralMotion:
 
     @classmethod
     def for_avatar(cls, avatar, cfg: ProceduralConfig = ProceduralConfig(), seed: int = 0) -> "ProceduralMotion":
-        """Rest slots from an Avatar's particles (world units -> face units)."""
-        from engine.avatar.particles import motion_scale, slot_index
-        idx = slot_index(avatar.particle_names)
+        """Rest slots from an Avatar's particles (world units -> face units; the face's slots on the level face,
+        turned back by the head's roll about the eye corners' midpoint, as engine.view.AvatarView.to_world expects)."""
+        from engine.avatar.particles import level_face, motion_scale, slot_index
+        names = avatar.particle_names
+        idx = slot_index(names)
         rest = torch.zeros(len(canonical_slots()), 3)
         present = torch.zeros(len(canonical_slots()), dtype=torch.bool)
-        rest[idx] = avatar.particles.float() / motion_scale(avatar.particles, avatar.particle_names)
+        rest[idx] = level_face(avatar.particles.float(), names) / motion_scale(avatar.particles, names)
         present[idx] = True
         return cls(rest, present, cfg, seed)
 
