@@ -184,3 +184,28 @@ def test_a_few_pale_hair_pixels_low_on_the_head_do_not_paint_a_band_across_the_n
     behind = back_colours(image, person, regions, torch.stack([xs, ys], 1))
     jaw = ys >= 33
     assert float((behind[jaw] - hair).norm(dim=-1).max()) < 1e-5              # the crown's brown, no pale band
+
+
+def test_a_pale_piece_of_the_hair_column_cut_off_from_the_crown_lends_nothing():
+    """A neighbour's bare arm at the photo's edge falls in the HAIR column beside the face: nearer the crown's
+    pale highlights than the face's darker skin, it looked like hair and, wider than the strip of hair beside the
+    face, painted a pale band across the back of the head at its rows. Cut off from the crown (by skin-like
+    pixels), it lends nothing."""
+    image = torch.ones(80, 64, 3)
+    regions = torch.full((80, 64), -1, dtype=torch.long)
+    regions[4:40, 4:48] = HAIR                                                # crown, and the column beside the face
+    regions[20:40, 16:44] = FACE
+    regions[40:, 4:60] = BODY
+    person = regions >= 0
+    hair, skin, shirt = torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0.6, 0.35, 0.25]), torch.tensor([0.1, 0.1, 0.5])
+    image[regions == HAIR] = hair
+    image[4:10, 20:30] = torch.tensor([0.75, 0.65, 0.5])                      # highlights on the crown
+    image[20:40, 4:16] = skin                                                 # skin-like beside the face
+    image[regions == FACE] = skin
+    image[regions == BODY] = shirt
+    arm = torch.tensor([0.8, 0.7, 0.55])                                      # nearer the highlights than the skin
+    image[26:36, 4:14] = arm
+    ys, xs = torch.nonzero(regions == FACE, as_tuple=True)
+    behind = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    rows = (ys >= 26) & (ys < 36)
+    assert float((behind[rows] - hair).norm(dim=-1).max()) < 1e-5             # the hair's brown, no pale band

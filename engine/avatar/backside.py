@@ -20,7 +20,8 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
 - the back of the head is hair: its source is the HAIR region (when the photo shows hair), for the whole
   head, so no face appears behind it. The HAIR region is a column beside the face, so the pixels in it that
   look more like the clothes or the skin than the crown's hair (a shoulder beside a lowered head, an ear)
-  lend nothing to the head; those like the clothes are body. Its base colour is the hair's median per row,
+  lend nothing to the head, and nor do hair-like pieces cut off from the crown (a neighbour's arm at the
+  photo's edge); those like the clothes are body. Its base colour is the hair's median per row,
   and a row with only a few hair pixels (the hair's edge against the neck) takes the nearest full row's.
   Hands and skin keep their own colours.
 
@@ -28,6 +29,8 @@ Pixels are (x, y) of the photo; colours [.., 3] in [0, 1]. The same seed gives t
 """
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -115,7 +118,18 @@ def _hair_alike(head: _Head, regions: Tensor, person: Tensor) -> tuple[Tensor, T
     like_hair, like_clothes = none.clone(), none.clone()
     like_hair[beside] = (d_hair <= d_clothes) & (d_hair <= d_skin)
     like_clothes[beside] = (d_clothes < d_hair) & (d_clothes <= d_skin)
-    return head.crown | like_hair, like_clothes
+    return _joined(head.crown | like_hair, head.crown), like_clothes
+
+
+def _joined(mask: Tensor, seed: Tensor) -> Tensor:
+    """The pieces of mask [H, W] (8-connected) that hold a seed [H, W] pixel. Hair hangs from the crown: a pale
+    piece of the HAIR column cut off from it (a neighbour's bare arm at the photo's edge, a bright wall between
+    strands) is nearer the crown's highlights than the face's skin, yet is no hair of this head."""
+    n, labels = cv2.connectedComponents(mask.numpy().astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, dtype=bool)
+    keep[np.unique(labels[seed.numpy()])] = True
+    keep[0] = False                                                       # the background label
+    return torch.from_numpy(keep[labels]) & mask
 
 
 def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
