@@ -29,12 +29,11 @@ Pixels are (x, y) of the photo; colours [.., 3] in [0, 1]. The same seed gives t
 """
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
 from torch import Tensor
 
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS
+from engine.avatar.silhouette import pieces_holding
 
 HEAD = (FACE, LIPS, EYES, HAIR)
 MIN_SOURCE = 64            # pixels a region needs to serve as a texture source
@@ -118,18 +117,10 @@ def _hair_alike(head: _Head, regions: Tensor, person: Tensor) -> tuple[Tensor, T
     like_hair, like_clothes = none.clone(), none.clone()
     like_hair[beside] = (d_hair <= d_clothes) & (d_hair <= d_skin)
     like_clothes[beside] = (d_clothes < d_hair) & (d_clothes <= d_skin)
-    return _joined(head.crown | like_hair, head.crown), like_clothes
-
-
-def _joined(mask: Tensor, seed: Tensor) -> Tensor:
-    """The pieces of mask [H, W] (8-connected) that hold a seed [H, W] pixel. Hair hangs from the crown: a pale
-    piece of the HAIR column cut off from it (a neighbour's bare arm at the photo's edge, a bright wall between
-    strands) is nearer the crown's highlights than the face's skin, yet is no hair of this head."""
-    n, labels = cv2.connectedComponents(mask.numpy().astype(np.uint8), connectivity=8)
-    keep = np.zeros(n, dtype=bool)
-    keep[np.unique(labels[seed.numpy()])] = True
-    keep[0] = False                                                       # the background label
-    return torch.from_numpy(keep[labels]) & mask
+    # hair hangs from the crown: a pale piece of the column cut off from it (a neighbour's bare arm at the photo's
+    # edge, a bright wall between strands) is nearer the crown's highlights than the face's skin, yet no hair
+    crown = [(x, y) for y, x in head.crown.nonzero().tolist()]
+    return torch.from_numpy(pieces_holding((head.crown | like_hair).numpy(), crown)), like_clothes
 
 
 def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:

@@ -49,7 +49,7 @@ def person_alone(selfie: Tensor, pose_mask: Tensor | None = None, pose: Tensor |
         seeds += [p[:2] for p in pose.tolist() if p[3] > 0.5]
     if face is not None:
         seeds += face[:, :2].tolist()
-    person = _holding(person, seeds)
+    person = pieces_holding(person, seeds)
     return torch.where(torch.from_numpy(person), prob, torch.zeros_like(prob))
 
 
@@ -112,8 +112,9 @@ def _skeleton_distance(shape: tuple[int, int], pose: Tensor, face: Tensor | None
     return cv2.distanceTransform((1 - drawn).astype(np.uint8), cv2.DIST_L2, 5)
 
 
-def _holding(person: np.ndarray, seeds: list) -> np.ndarray:
-    """The connected pieces of person that hold at least one seed (x, y); all of person when none does."""
+def pieces_holding(person: np.ndarray, seeds: list) -> np.ndarray:
+    """The connected pieces (8-connected) of person [H, W] bool that hold at least one seed (x, y); all of person
+    when none does."""
     _, labels = cv2.connectedComponents(person.astype(np.uint8), connectivity=8)
     H, W = person.shape
     hit = {int(labels[int(y), int(x)]) for x, y in seeds if 0 <= x < W and 0 <= y < H} - {0}
