@@ -207,6 +207,7 @@ class PhotoRig:
                 keep.append(k)
             self.slot_vertex[k] = at
         self.keep = np.asarray(keep, dtype=np.int64)
+        self.face_keep = face_rows(names)[self.keep]                 # [P] bool: moving vertices on the face
         slot_points = rest_px[self.keep, :2].double().numpy() - 0.5          # [P, 2]
         # 2. contours (vertex ids): the inner lips, and each eye's upper and lower lid
         where = {n: i for i, n in enumerate(names)}
@@ -264,7 +265,7 @@ class PhotoRig:
         """displacement [..., K_c, 3] face units -> moving vertices' [..., P, 2] pixels (x, y; z dropped)."""
         d = displacement[..., self.keep, :]
         if self.roll != 0.0:                                          # the face's motion turns with the head
-            d = torch.where(face_rows(canonical_names())[self.keep][:, None], turn_xy(d, self.roll), d)
+            d = torch.where(self.face_keep[:, None], turn_xy(d, self.roll), d)
         return d[..., :2].double().numpy() * self.unit
 
     # -- rendering -------------------------------------------------------------------------------------
