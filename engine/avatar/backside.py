@@ -270,21 +270,26 @@ def _texture(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, tile: int, seed
     return DETAIL_LIMIT * torch.tanh(blended / DETAIL_LIMIT)
 
 
-def rim_colours(image: Tensor, person: Tensor, pixels: Tensor, inward: Tensor, t: Tensor, back: Tensor,
-                inset: float = 3.0) -> Tensor:
-    """Colours [M, 3] for the discs of the rim walls (engine.avatar.shell.rim_walls) at photo pixels [M, 2]
-    (x, y) on the silhouette: a blend from the photo's colour at the front edge (t [M] = 0) to the back's colour
-    back [M, 3] at the back edge (t = 1). The photo's colour is read `inset` pixels in from the rim along
-    inward [M, 2] (unit, image plane), from a copy blurred within the mask: the rim pixel itself is half
-    background (a light halo around dark hair), and one pixel's colour per row made the side of a head a stack
-    of stripes. Where the inset point leaves the mask the rim pixel's blurred colour stands in."""
+def inset_colours(image: Tensor, person: Tensor, pixels: Tensor, inward: Tensor, inset: float = 3.0) -> Tensor:
+    """The photo's colour [M, 3] of the surface at pixels [M, 2] (x, y) next to an edge (the silhouette, or a
+    step in the surface), read `inset` pixels in along inward [M, 2] (unit, image plane) from a copy blurred
+    within the mask: the edge pixel itself is half background (a light halo around dark hair), and one pixel's
+    colour per row made a wall down the side of a head a stack of stripes. Where the inset point leaves the
+    mask the edge pixel's blurred colour stands in."""
     H, W = person.shape
     soft = _local_mean(image, person, 1.5)
     p = pixels.float() + 0.5
     q = (p + inset * inward).floor().long()
     qx, qy = q[:, 0].clamp(0, W - 1), q[:, 1].clamp(0, H - 1)
     px, py = pixels[:, 0].long().clamp(0, W - 1), pixels[:, 1].long().clamp(0, H - 1)
-    ok = person[qy, qx]
-    front = torch.where(ok[:, None], soft[qy, qx], soft[py, px])
+    return torch.where(person[qy, qx][:, None], soft[qy, qx], soft[py, px])
+
+
+def rim_colours(image: Tensor, person: Tensor, pixels: Tensor, inward: Tensor, t: Tensor, back: Tensor,
+                inset: float = 3.0) -> Tensor:
+    """Colours [M, 3] for the discs of the rim walls (engine.avatar.shell.rim_walls) at photo pixels [M, 2]
+    (x, y) on the silhouette: a blend from the photo's colour at the front edge (t [M] = 0; `inset_colours`
+    along inward [M, 2]) to the back's colour back [M, 3] at the back edge (t = 1)."""
+    front = inset_colours(image, person, pixels, inward, inset)
     t = t.clamp(0, 1)[:, None]
     return ((1 - t) * front + t * back).clamp(0, 1)

@@ -23,7 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 import cuda_ext
-from engine.avatar.backside import back_colours, rim_colours
+from engine.avatar.backside import back_colours, inset_colours, rim_colours
 from engine.avatar.behind_arms import behind_arms
 from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
@@ -35,7 +35,8 @@ from engine.avatar.mouth import Level, closing_shift, in_gap, lip_band, mouth_si
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import MIN_SIDE, crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
-from engine.avatar.shell import ShellConfig, build_shells, crack_walls, face_the_camera, rim_walls
+from engine.avatar.shell import (ShellConfig, build_shells, crack_walls, face_the_camera, halo_normals, outward,
+                                 rim_walls)
 from engine.avatar.skinning import skin_weights
 from engine.avatar.teeth import inner_lip_mask, mouth_colours, mouth_insides
 from engine.render.camera import intrinsics
@@ -315,7 +316,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     # front, the back's behind
     face_px = torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
     front_cracks, f_px, f_n = crack_walls(person, depth[0], -1.0, K, cfg.shell, within=face_px)
-    front_cracks.sh[:, 0] = rgb_to_sh_dc(image[f_px[:, 1], f_px[:, 0]])
+    front_cracks.sh[:, 0] = rgb_to_sh_dc(inset_colours(image, person, f_px, -f_n[:, :2]))   # not the halo's
     back_cracks, b_px, b_n = crack_walls(person, depth[1], 1.0, K, cfg.shell, within=face_px)
     back_cracks.sh[:, 0] = rgb_to_sh_dc(back_colours(image, person, regions, b_px))
     caps = Gaussians.cat([caps, front_cracks, back_cracks])
@@ -331,7 +332,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     all_px = torch.cat([pixel, extra_px, caps_px])
     normals = torch.where(is_back[:, None], back_n[all_px[:, 1], all_px[:, 0]], front_n[all_px[:, 1], all_px[:, 0]])
     normals[len(normals) - len(caps):] = caps_n
-    normals[:len(facing_photo)][facing_photo] = torch.tensor([0.0, 0.0, -1.0])   # the shells come first
+    halo = facing_photo.nonzero().squeeze(1)                           # the shells come first
+    normals[halo] = halo_normals(outward(person)[pixel[halo, 1], pixel[halo, 0]])
     normals[torso_only] = torch.tensor([0.0, 0.0, -1.0])                          # the torso behind the arms
     if len(g) > cfg.max_gaussians:      # a tight selfie: every face pixel is a Gaussian, and walls all round
         side = int(max(H, W) * math.sqrt(cfg.max_gaussians / len(g)) * 0.98)

@@ -16,6 +16,7 @@ of a relief card.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,9 @@ from torch import Tensor
 from engine.avatar.depth import surface_normals
 from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
+from engine.render.splat import FACING_COS_MIN
+
+HALO_SEEN = 40.0   # degrees round to its own side that an orbiting camera still draws the halo ring (halo_normals)
 
 
 @dataclass
@@ -169,6 +173,19 @@ def disc_columns(u: Tensor, v: Tensor, lo: Tensor, hi: Tensor, n2: Tensor, K: Te
     return g, pick
 
 
+def outward(mask: Tensor) -> Tensor:
+    """The silhouette's outward unit normal in the image plane [H, W, 2] (x, y) at every pixel of mask [H, W]:
+    down the gradient of the mask blurred at sigma 2, the photo's frame counting as outside (zero where the
+    blur is flat)."""
+    H, W = mask.shape
+    m = mask.float()
+    soft = _blur(m[..., None].expand(H, W, 3), torch.ones(H, W, dtype=torch.bool), 2.0)[..., 0]
+    soft = F.pad(soft[None, None], (1, 1, 1, 1), value=0.0)[0, 0]                       # the frame's edge: outside
+    gy, gx = torch.gradient(soft)
+    n2 = -torch.stack([gx[1:-1, 1:-1], gy[1:-1, 1:-1]], -1)
+    return n2 / n2.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+
+
 def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellConfig = ShellConfig(),
               step: int = 3) -> tuple[Gaussians, Tensor, Tensor]:
     """The side wall of the person: where the front and back shells meet at the silhouette, and where the
@@ -186,12 +203,8 @@ def rim_walls(mask: Tensor, depth: tuple[Tensor, Tensor], K: Tensor, cfg: ShellC
     inner = F.max_pool2d(F.pad(1 - m, (1, 1, 1, 1), value=1.0), 3, 1)[0, 0] < 0.5     # beyond the frame: outside
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     ring = mask & ~inner & ((yy + xx) % 2 == 0)
-    soft = _blur(m[0, 0, ..., None].expand(H, W, 3), torch.ones(H, W, dtype=torch.bool), 2.0)[..., 0]
-    soft = F.pad(soft[None, None], (1, 1, 1, 1), value=0.0)[0, 0]                       # the frame's edge: outside
-    gy, gx = torch.gradient(soft)
     ys, xs = torch.nonzero(ring, as_tuple=True)
-    n2 = -torch.stack([gx[ys + 1, xs + 1], gy[ys + 1, xs + 1]], 1)
-    n2 = n2 / n2.norm(dim=1, keepdim=True).clamp(min=1e-9)
+    n2 = outward(mask)[ys, xs]
     g, pick = disc_columns(xs.float() + 0.5, ys.float() + 0.5, -front[ys, xs], back[ys, xs], n2, K, cfg, 2 * step,
                            across=step)
     return g, torch.stack([xs[pick], ys[pick]], -1).long(), torch.cat([n2[pick], torch.zeros(len(pick), 1)], 1)
@@ -245,6 +258,18 @@ def edge_ring(mask: Tensor, width: int = 2) -> Tensor:
     """[H, W] bool: the pixels of mask [H, W] within `width` pixels of its edge (8-neighbour steps; the photo's
     frame counts as inside, so a body cut by the frame has no ring there)."""
     return mask & ~erode(mask, width)
+
+
+def halo_normals(out: Tensor) -> Tensor:
+    """Culling normals [M, 3] for the halo ring's surfels (face_the_camera) whose silhouette faces out [M, 2]
+    (`outward`): toward the photo camera (-z), leaning away from the surfel's own side so far that the facing
+    test (engine.render.splat.facing, the browser's the same) drops it once an orbiting camera comes more than
+    HALO_SEEN degrees round to that side. Past that the ring would lie across the side of the head, edge-on: the
+    rasteriser's dilation keeps an edge-on splat a pixel wide, so the ring's pale colour drew a line there. The
+    rim walls and the shells cover that side; from the front and from the far side nothing changes."""
+    lean = math.acos(FACING_COS_MIN) - math.radians(HALO_SEEN)
+    n = torch.cat([-out * math.sin(lean), torch.full((len(out), 1), -math.cos(lean))], 1)
+    return n / n.norm(dim=1, keepdim=True)
 
 
 def face_the_camera(g: Gaussians, pixel: Tensor, which: Tensor, mask: Tensor, width: int = 2) -> Tensor:

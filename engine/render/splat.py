@@ -10,7 +10,10 @@ import cuda_ext
 from engine.render.gaussians import Gaussians
 
 
-def facing(normals: Tensor, means: Tensor, viewmat: Tensor, cos_min: float = -0.2) -> Tensor:
+FACING_COS_MIN = -0.2      # the facing test's threshold (viewer/static/splat_sort.js holds the same number)
+
+
+def facing(normals: Tensor, means: Tensor, viewmat: Tensor, cos_min: float = FACING_COS_MIN) -> Tensor:
     """Which Gaussians [N] bool face the camera of viewmat [4, 4]: the cosine between the outward normal
     [N, 3] and the direction to the camera is above cos_min. A zero normal (unknown) always counts as facing.
     The shells of an avatar are thin surfaces: the back of a body seen from the front is hidden by its front,
