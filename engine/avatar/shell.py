@@ -28,7 +28,7 @@ from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, rgb_to_sh_dc
 from engine.render.splat import FACING_COS_MIN
 
-HALO_SEEN = 40.0   # degrees round to its own side that an orbiting camera still draws the halo ring (halo_normals)
+HALO_SEEN = 60.0   # degrees round to its own side that an orbiting camera still draws the halo ring (halo_normals)
 
 
 @dataclass
