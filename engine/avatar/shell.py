@@ -279,8 +279,9 @@ def face_the_camera(g: Gaussians, pixel: Tensor, which: Tensor, mask: Tensor, wi
     A photo's outermost ring of person pixels is part background (a light halo around dark hair), and the fit
     to the photo keeps that colour there. Lying in the surface, which is edge-on to the photo at the rim, those
     surfels face sideways: an orbiting camera sees them face-on, a pale line down the side of the head. Facing
-    the photo camera they cover the same pixels from the front and turn edge-on, nearly invisible, from the
-    side, where the rim walls show their own colour."""
+    the photo camera they cover the same pixels from the front and turn edge-on from the side, where the rim
+    walls show their own colour; edge-on they still draw a thin line, so past HALO_SEEN the facing test drops
+    them (`halo_normals`)."""
     H, W = mask.shape
     ring = edge_ring(mask, width)
     turn = which & ring[pixel[:, 1].clamp(0, H - 1), pixel[:, 0].clamp(0, W - 1)]
