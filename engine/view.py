@@ -17,7 +17,7 @@ from torch import Tensor
 
 from engine.avatar.bundle import Avatar
 from engine.avatar.limbs import LimbRig
-from engine.avatar.particles import canonical_slots, face_rows, head_roll, motion_scale, slot_index, turn_xy
+from engine.avatar.particles import canonical_slots, face_rows, head_roll, motion_scale, slot_index, turn_rows
 from engine.deform.decoder import GaussianDecoder
 from engine.render.gaussians import Gaussians
 from engine.render.splat import facing, splat
@@ -63,18 +63,12 @@ class AvatarView:
     def to_world(self, canonical: Tensor) -> Tensor:
         """Canonical motion [..., K_c, 3] (face units; the face's slots on the level face) -> this avatar's
         particle motion [..., K, 3] (world; the face's turned by the head's roll, engine.avatar.particles)."""
-        world = canonical[..., self.slots.to(canonical.device), :] * self.unit
-        if self.roll == 0.0:
-            return world
-        face = self.face.to(canonical.device)
-        return torch.where(face[:, None], turn_xy(world, self.roll), world)
+        return turn_rows(canonical[..., self.slots.to(canonical.device), :] * self.unit, self.face, self.roll)
 
     def to_canonical(self, world: Tensor) -> Tensor:
         """Particle motion [..., K, 3] (world) -> canonical [..., K_c, 3] (face units; absent slots 0)."""
         out = world.new_zeros(*world.shape[:-2], len(canonical_slots()), 3)
-        if self.roll != 0.0:
-            world = torch.where(self.face.to(world.device)[:, None], turn_xy(world, -self.roll), world)
-        out[..., self.slots, :] = world / self.unit
+        out[..., self.slots, :] = turn_rows(world, self.face, -self.roll) / self.unit
         return out
 
     # ---------------------------------------------------------------------------------------------- pixels

@@ -47,7 +47,8 @@ from distill.teachers.base import Teacher, check_inputs
 from engine.audio.features import audio_features
 from engine.avatar.landmarks import Landmarks, detect
 from engine.avatar.mouth import INTERIOR_RGB, LOWER_INNER, OUTER_LIPS, UPPER_INNER
-from engine.avatar.particles import canonical_names, canonical_slots, face_rows, head_roll, level_face, motion_scale, turn_xy
+from engine.avatar.particles import (canonical_names, canonical_slots, face_rows, head_roll, level_face,
+                                     motion_scale, turn_rows)
 from engine.avatar.regions import LIPS, face_index_sets
 from engine.config import from_dict, load_config
 from engine.motion.procedural import ProceduralConfig, ProceduralMotion
@@ -263,9 +264,7 @@ class PhotoRig:
 
     def _pixels(self, displacement: Tensor) -> np.ndarray:
         """displacement [..., K_c, 3] face units -> moving vertices' [..., P, 2] pixels (x, y; z dropped)."""
-        d = displacement[..., self.keep, :]
-        if self.roll != 0.0:                                          # the face's motion turns with the head
-            d = torch.where(self.face_keep[:, None], turn_xy(d, self.roll), d)
+        d = turn_rows(displacement[..., self.keep, :], self.face_keep, self.roll)   # the face turns with the head
         return d[..., :2].double().numpy() * self.unit
 
     # -- rendering -------------------------------------------------------------------------------------

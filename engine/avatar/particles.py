@@ -76,6 +76,14 @@ def turn_xy(v: Tensor, angle: float) -> Tensor:
     return out
 
 
+def turn_rows(v: Tensor, rows: Tensor, angle: float) -> Tensor:
+    """v [..., K, 3] with its `rows` [K] bool turned by angle (radians) about the z axis (turn_xy); v itself
+    when the angle is 0."""
+    if angle == 0.0:
+        return v
+    return torch.where(rows.to(v.device)[:, None], turn_xy(v, angle), v)
+
+
 def level_face(points: Tensor, names: list[str]) -> Tensor:
     """Rest points [K, 3] (any unit) with the face's rows turned level: by minus the head's roll about the eye
     corners' midpoint (the rest pose the face's canonical motion is made on; the rest of the rows as they are)."""
@@ -84,7 +92,7 @@ def level_face(points: Tensor, names: list[str]) -> Tensor:
         return points.clone()
     where = {n: i for i, n in enumerate(names)}
     mid = (points[where[EYE_CORNERS[0]]] + points[where[EYE_CORNERS[1]]]) / 2
-    return torch.where(face_rows(names)[:, None], turn_xy(points - mid, -roll) + mid, points)
+    return torch.where(face_rows(names)[:, None], turn_xy(points - mid, -roll) + mid, points)   # others exact
 
 
 def motion_scale(particles: Tensor, names: list[str]) -> float:

@@ -3,9 +3,10 @@
 It drives the live engine until a trained model exists, and it is the driver of the offline procedural teacher.
 Input per 25 fps frame: the log-mel frame [n_mels] and the RMS [1] from engine.audio.features. Output: displacements
 [T, K_c, 3] of the canonical slots (engine.avatar.particles), in face units, in the photo camera's axes (x right,
-y down, z away from the camera), the face's slots on the level face (a tilted head's turned level: `for_avatar`). Everything is causal and has per-frame state, so `push` in chunks of any size
-gives exactly the offline result. Randomness (blinks, sway) is a function of the seed and the absolute frame
-index, so that equality holds for it too.
+y down, z away from the camera), the face's slots on the level face (a tilted head's turned level: `for_avatar`).
+Everything is causal and has per-frame state, so `push` in chunks of any size gives exactly the offline result.
+Randomness (blinks, sway) is a function of the seed and the absolute frame index, so that equality holds for it
+too.
 
 What moves, and what drives it:
 - jaw and lips: loudness (dB mapped to 0..1) with a fast attack and a slower release. The chin and lower lip
@@ -107,7 +108,8 @@ class ProceduralMotion:
     @classmethod
     def for_avatar(cls, avatar, cfg: ProceduralConfig = ProceduralConfig(), seed: int = 0) -> "ProceduralMotion":
         """Rest slots from an Avatar's particles (world units -> face units; the face's slots on the level face,
-        turned back by the head's roll about the eye corners' midpoint, as engine.view.AvatarView.to_world expects)."""
+        turned back by the head's roll about the eye corners' midpoint, as engine.view.AvatarView.to_world
+        expects)."""
         from engine.avatar.particles import level_face, motion_scale, slot_index
         names = avatar.particle_names
         idx = slot_index(names)
