@@ -59,7 +59,7 @@ def _load_scene(path: Path):
     if path.is_dir() and (path / "avatar.json").is_file():
         from engine.avatar.bundle import Avatar
         avatar = Avatar.from_pretrained(path)
-        return avatar.gaussians, path / "gaussians.ply", avatar.normals
+        return avatar.gaussians, path / "gaussians.ply", avatar.normals, avatar.away_colour()
     if path.is_dir():
         plys = sorted(path.glob("*.ply"))
         if len(plys) != 1:
@@ -67,7 +67,7 @@ def _load_scene(path: Path):
         path = plys[0]
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    return Gaussians.from_ply(read_ply(path)), path, None
+    return Gaussians.from_ply(read_ply(path)), path, None, None
 
 
 def cmd_render(args) -> dict:
@@ -75,12 +75,13 @@ def cmd_render(args) -> dict:
     from engine.render.video import write_png
 
     cfg = _render_config(args)
-    g, path, normals = _load_scene(Path(args.scene))
+    g, path, normals, away = _load_scene(Path(args.scene))
     out = Path(args.output) if args.output else Path("out") / path.stem
     if args.orbit:
-        return render_turntable(g, out / "turntable.mp4", cfg, still_png=out / "front.png", normals=normals)
+        return render_turntable(g, out / "turntable.mp4", cfg, still_png=out / "front.png", normals=normals,
+                                away=away)
     cfg.frames = 1
-    img, _ = render_view(g, orbit_viewmats(g, cfg)[0], cfg, normals)
+    img, _ = render_view(g, orbit_viewmats(g, cfg)[0], cfg, normals, away)
     return {"png": str(write_png(out / "front.png", img))}
 
 

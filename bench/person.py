@@ -148,7 +148,7 @@ def orbit(avatar, size: int, out: Path) -> dict:
     cfg = RenderConfig(width=size, height=size, frames=12, orbit_degrees=360.0, background=1.0)
     views = []
     for vm in orbit_viewmats(avatar.gaussians, cfg):
-        img, alpha = render_view(avatar.gaussians, vm, cfg, avatar.normals)
+        img, alpha = render_view(avatar.gaussians, vm, cfg, avatar.normals, avatar.away_colour())
         views.append((img.numpy(), alpha[..., 0].numpy()))
     shares, tiles = [], []
     for k, (img, alpha) in enumerate(views):

@@ -33,7 +33,7 @@ def orbit_coverage(avatar, angle_deg: float) -> float:
     target = torch.tensor([0.0, 0.0, float(g.means[solid, 2].median())])
     a = math.radians(angle_deg)
     vm = look_at(target + float(target[2]) * torch.tensor([math.sin(a), 0.0, -math.cos(a)]), target)
-    _, alpha = render_gaussians(g, vm, cam.K, cam.width, cam.height, normals=avatar.normals)
+    _, alpha = render_gaussians(g, vm, cam.K, cam.width, cam.height, normals=avatar.normals, away=avatar.away_colour())
     c = (vm[:3, :3] @ g.means[solid].T).T + vm[:3, 3]
     uv = (cam.K @ (c / c[:, 2:]).T).T[:, :2].floor().long()
     ok = (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)

@@ -6,7 +6,8 @@ distillation (distill/view.py, which adds what training needs: projections, crop
     ─ splat (engine/render/splat) ─▶ rgb, alpha
 
 A view is built once per camera and holds what does not change from frame to frame: the Gaussians facing the
-camera (`facing` on the rest pose: the motions are small, and a thin shell's back is hidden by its front) with
+camera (`facing` on the rest pose: the motions are small, and a thin shell's back is hidden by its front), as
+that camera sees them (their colour away from the photo camera, engine.render.away), with
 their skinning, each particle's canonical slot and the avatar's motion unit, the intrinsics for the output size,
 and the background. Everything else (the decoder and the motion) comes with each call.
 """
@@ -19,6 +20,7 @@ from engine.avatar.bundle import Avatar
 from engine.avatar.limbs import LimbRig
 from engine.avatar.particles import canonical_slots, face_rows, head_roll, motion_scale, slot_index, turn_rows
 from engine.deform.decoder import GaussianDecoder
+from engine.render.away import seen_from
 from engine.render.gaussians import Gaussians
 from engine.render.splat import facing, splat
 
@@ -39,6 +41,9 @@ class AvatarView:
         self.avatar, self.W, self.H = avatar, int(width), int(height)
         self.viewmat, self.K, self.background = viewmat.float().clone(), K.float().clone(), background
         g = avatar.gaussians
+        away = avatar.away_colour()
+        if away is not None:                                             # as this camera sees them
+            g = seen_from(g, away, self.viewmat)
         if avatar.normals is None:                                       # no facing known: keep them all
             self.g0, self.skin_index, self.skin_weight = g, avatar.skin_index, avatar.skin_weight
         else:

@@ -27,8 +27,10 @@ def tiny_avatar(n=300, k=12, j=3, seed=0) -> Avatar:
 
 def test_round_trip_is_exact_and_renders_identically(tmp_path):
     a = tiny_avatar()
+    n = len(a.gaussians)
+    a.away_dc = torch.randn(n, 3)                                              # engine.render.away
     b = Avatar.from_pretrained(a.save_pretrained(tmp_path / "me"))
-    for name in ("regions", "particles", "particle_regions", "skin_index", "skin_weight"):
+    for name in ("regions", "particles", "particle_regions", "skin_index", "skin_weight", "away_dc"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     for name in ("means", "quats", "sh"):
         assert torch.equal(getattr(a.gaussians, name), getattr(b.gaussians, name)), name
@@ -90,6 +92,10 @@ def test_validate_names_the_inconsistent_part():
     a = tiny_avatar()
     a.regions = a.regions[:-1]
     with pytest.raises(ValueError, match=r"regions: expected shape \[300\]"):
+        a.validate()
+    a = tiny_avatar()
+    a.away_dc = torch.zeros(299, 3)
+    with pytest.raises(ValueError, match=r"away_dc: expected shape \[300, 3\]"):
         a.validate()
 
 

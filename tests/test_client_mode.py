@@ -18,6 +18,7 @@ import torch
 
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
 from engine.avatar.particles import canonical_slots  # noqa: E402
+from cuda_ext.reference import SH_C0  # noqa: E402
 from engine.avatar.splat_pack import pack_avatar, unpack_avatar, unpacked_gaussians  # noqa: E402
 from engine.render.splat import facing, splat  # noqa: E402
 from engine.runtime import AvatarEngine, EngineConfig  # noqa: E402
@@ -46,6 +47,11 @@ def test_pack_round_trip_keeps_the_avatar(avatar):
     dots = np.abs((u["quats"] * g.quats.numpy() / np.linalg.norm(g.quats.numpy(), axis=1, keepdims=True)).sum(1))
     assert dots.min() > 0.999                                                          # int8 quaternions
     assert np.abs(u["opacities"] - g.opacities.numpy()).max() <= 0.5 / 255 + 1e-6
+    away = avatar.away_colour()                                        # the colour away from the photo camera
+    assert away is not None and len(away.rows()) > 0
+    colors = (SH_C0 * away.dc + 0.5).numpy()
+    assert np.abs(u["away_colors"] - colors).max() <= (colors.max() - colors.min()) / 255 * 0.51 + 1e-6
+    assert np.allclose(u["header"]["photo_eye"], away.eye.numpy(), atol=1e-6)
     assert np.array_equal(u["skin_index"], avatar.skin_index.numpy())
     w = avatar.skin_weight.numpy()
     span = max(1.0, w.max()) - min(0.0, w.min())                      # the lash band's rows leave [0, 1]

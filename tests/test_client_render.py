@@ -55,8 +55,9 @@ def b64(array: np.ndarray | torch.Tensor, dtype: str) -> dict:
 
 def web_avatar(avatar: Avatar) -> dict:
     """The avatar as SplatRenderer.setAvatar takes it: colours from the DC SH term (SH_C0 dc + 0.5, unclamped),
-    and each bone Gaussian's bone, second bone, blend share and offset from its bone from a LimbRig of the whole
-    avatar (per Gaussian, so the same as the rig of any view's subset)."""
+    its colour away from the photo camera where it has one (engine/render/away.py), and each bone Gaussian's bone,
+    second bone, blend share and offset from its bone from a LimbRig of the whole avatar (per Gaussian, so the
+    same as the rig of any view's subset)."""
     g = avatar.gaussians
     n, K, J, B = len(g), avatar.particles.shape[0], avatar.skin_index.shape[1], len(BONES)
     bone, other = np.full(n, NO_BONE, np.uint8), np.full(n, B, np.uint8)
@@ -68,7 +69,9 @@ def web_avatar(avatar: Avatar) -> dict:
             bone[rows], other[rows] = rig.bone.numpy(), rig.other.numpy()
             share[rows], offset[rows] = rig.share[:, 0].numpy(), rig.offset.numpy()
     normals = avatar.normals if avatar.normals is not None else torch.zeros(n, 3)
-    return {"n": n, "K": K, "J": J, "B": B,
+    away = avatar.away_colour()
+    looks = {} if away is None else {"awayColors": b64(SH_C0 * away.dc + 0.5, "f32"), "photoEye": b64(away.eye, "f32")}
+    return {"n": n, "K": K, "J": J, "B": B, **looks,
             "means": b64(g.means, "f32"), "quats": b64(g.quats, "f32"), "scales": b64(g.scales, "f32"),
             "opacities": b64(g.opacities, "f32"), "colors": b64(SH_C0 * g.sh[:, 0] + 0.5, "f32"),
             "normals": b64(normals, "f32"), "skinIndex": b64(avatar.skin_index, "u16"),

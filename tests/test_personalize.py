@@ -69,6 +69,36 @@ def test_the_fit_leaves_the_hidden_back_shell_alone():
     assert not torch.equal(before[0][is_front], after[0][is_front])
 
 
+def test_the_edge_shows_the_person_away_from_the_photo_camera():
+    """A dark disc drawn anti-aliased over a pale backdrop, its mask 2.5 px too loose (engine.avatar.matte): the
+    front surfels on the mixed edge keep the photo's mix, and from away show the disc's colour; every other
+    Gaussian shows its own colour from everywhere."""
+    from engine.avatar.matte import edge_matte
+    from engine.avatar.personalize import _away_colour
+    from engine.avatar.shell import ShellConfig, build_shells
+    from engine.render.camera import intrinsics
+    from engine.render.gaussians import sh_dc_to_rgb
+
+    fg, bg = torch.tensor([0.25, 0.18, 0.10]), torch.tensor([0.86, 0.84, 0.90])
+    yy, xx = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+    r = ((xx - 32) ** 2 + (yy - 32) ** 2).sqrt()
+    cover = (20.0 - r + 0.5).clamp(0, 1)
+    image, person = cover[..., None] * fg + (1 - cover[..., None]) * bg, r <= 22.5
+    relief = torch.where(person, torch.full((64, 64), 5.0), torch.zeros(64, 64))
+    g, pixel, is_front = build_shells(image, person, (relief, relief), intrinsics(64, 64, 30.0), None,
+                                      ShellConfig(stride=1))
+    share, clean = edge_matte(image, person)
+    dc = _away_colour(g, is_front, pixel, torch.ones_like(person), share, clean, 1)
+    c = cover[pixel[:, 1], pixel[:, 0]]
+    mixed = is_front & (c < 0.95)
+    assert int(mixed.sum()) > 50
+    assert float((sh_dc_to_rgb(dc[mixed]) - fg).abs().max()) < 0.05           # the disc's colour, not the mix
+    assert float((sh_dc_to_rgb(g.sh[mixed, 0]) - fg).abs().max()) > 0.4      # the photo's mix stays for its camera
+    assert torch.equal(dc[~is_front], g.sh[~is_front, 0])
+    whole = is_front & (c >= 1)                                 # the disc's inside (to float rounding of the matte)
+    assert torch.allclose(sh_dc_to_rgb(dc[whole]), sh_dc_to_rgb(g.sh[whole, 0]), atol=1e-3)
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_text("not an image"), "not an image"),
     (lambda p: p.write_bytes(ASTRONAUT.read_bytes()[:5000]), "truncated or corrupt"),

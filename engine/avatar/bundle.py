@@ -9,7 +9,9 @@ weights), and the camera of the source photo. On disk (`save_pretrained(dir)`):
     avatar.json          format version, region names, particle names, the photo's camera, metadata
     avatar.safetensors   regions [N], particles [K, 3], particle_regions [K], skin_index [N, J], skin_weight [N, J],
                          normals [N, 3] (optional: which way each Gaussian faces, for back-face culling),
-                         bones [N] (optional: the limb bone each Gaussian turns with, engine/avatar/limbs.py)
+                         bones [N] (optional: the limb bone each Gaussian turns with, engine/avatar/limbs.py),
+                         away_dc [N, 3] (optional: the colour each Gaussian shows away from the photo camera,
+                         engine/render/away.py)
     decoder/             optional: the avatar's trained GaussianDecoder (engine/deform/decoder.py, its own
                          save_pretrained folder), written by the distillation; without it the avatar moves by
                          skinning alone (`deformer`)
@@ -30,6 +32,7 @@ from torch import Tensor
 
 from engine.deform.decoder import DecoderConfig, GaussianDecoder
 from engine.pretrained import atomic_dir_write
+from engine.render.away import AwayColour
 from engine.render.gaussians import Gaussians
 from engine.render.ply import read_ply, write_ply
 
@@ -73,6 +76,15 @@ class Avatar:
     normals: Tensor | None = None  # [N, 3] outward facing of each Gaussian (unit, or 0 = unknown): back-face culling
     decoder: GaussianDecoder | None = None   # trained for this avatar (distill/), or None
     bones: Tensor | None = None    # [N] int64: the limb bone each Gaussian turns with (engine.avatar.limbs), -1 none
+    away_dc: Tensor | None = None  # [N, 3] SH DC colour each Gaussian shows away from the photo camera
+
+    def away_colour(self) -> AwayColour | None:
+        """The colours the Gaussians show away from the photo camera (engine.render.away), or None if the avatar
+        looks the same from everywhere."""
+        if self.away_dc is None:
+            return None
+        R, t = self.camera.viewmat[:3, :3].float(), self.camera.viewmat[:3, 3].float()
+        return AwayColour(self.away_dc, -(R.T @ t), self.gaussians.sh[:, 0])
 
     def deformer(self) -> GaussianDecoder:
         """The decoder that moves this avatar: its trained one, or an untrained one for its K particles, whose
@@ -95,6 +107,8 @@ class Avatar:
             raise ValueError(f"avatar normals: expected shape {[N, 3]}, got {list(self.normals.shape)}")
         if self.bones is not None and tuple(self.bones.shape) != (N,):
             raise ValueError(f"avatar bones: expected shape {[N]}, got {list(self.bones.shape)}")
+        if self.away_dc is not None and tuple(self.away_dc.shape) != (N, 3):
+            raise ValueError(f"avatar away_dc: expected shape {[N, 3]}, got {list(self.away_dc.shape)}")
         if self.decoder is not None and self.decoder.config.n_particles != K:
             raise ValueError(f"avatar decoder: made for {self.decoder.config.n_particles} particles, "
                              f"the avatar has {K}")
@@ -120,6 +134,8 @@ class Avatar:
             arrays["normals"] = self.normals.float().contiguous()
         if self.bones is not None:
             arrays["bones"] = self.bones.long().contiguous()
+        if self.away_dc is not None:
+            arrays["away_dc"] = self.away_dc.float().contiguous()
         config = {"format_version": FORMAT_VERSION, "regions": list(REGIONS), "n_gaussians": len(self.gaussians),
                   "n_particles": int(self.particles.shape[0]), "skin_neighbours": int(self.skin_index.shape[1]),
                   "particle_names": self.particle_names,
@@ -163,7 +179,8 @@ class Avatar:
                      arrays["particle_regions"], list(config["particle_names"]), arrays["skin_index"],
                      arrays["skin_weight"], PhotoCamera(torch.tensor(cam["K"]), torch.tensor(cam["viewmat"]),
                                                         int(cam["width"]), int(cam["height"])),
-                     dict(config.get("meta", {})), arrays.get("normals"), bones=arrays.get("bones"))
+                     dict(config.get("meta", {})), arrays.get("normals"), bones=arrays.get("bones"),
+                     away_dc=arrays.get("away_dc"))
         if (d / "decoder").is_dir():
             avatar.decoder = GaussianDecoder.from_pretrained(d / "decoder")
         return avatar.validate()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
@@ -31,6 +32,7 @@ from engine.avatar.depth import surface_depth, surface_normals, surface_z
 from engine.avatar.eyelids import lid_sheets, rig_eyelids
 from engine.avatar.landmarks import Landmarks, detect, person_mask_and_pose, pose_in_crop
 from engine.avatar.limbs import limb_skinning
+from engine.avatar.matte import edge_matte
 from engine.avatar.mouth import Level, closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import MIN_SIDE, crop, load_photo, person_box
@@ -119,6 +121,21 @@ def fit_front_view(g: Gaussians, image: Tensor, person: Tensor, K: Tensor, cfg: 
         g.scales, g.means = pick(log_s.exp(), g.scales), pick(means, g.means)
     return {"steps": len(history), "loss_first": history[0] if history else None,   # fit_steps 0: no fit
             "loss_last": history[-1] if history else None}
+
+
+def _away_colour(g: Gaussians, which: Tensor, pixel: Tensor, fine: Tensor, share: Tensor, clean: Tensor,
+                 stride: int) -> Tensor:
+    """The colours [N, 3] (SH DC) the Gaussians show away from the photo camera (engine.render.away): the surfels
+    `which` [N] bool (the front shell) on pixels [N, 2] (x, y) where the photo mixes in its backdrop, share [H, W]
+    < 1, show the person's colour there, clean [H, W, 3] (engine.avatar.matte.edge_matte; outside `fine` [H, W] a
+    surfel stands for the stride x stride pixels from its own, and counts as mixed when any of them is). The
+    rest show their own colour."""
+    block = -F.max_pool2d(F.pad(-share[None, None], (0, stride - 1, 0, stride - 1), value=-1.0), stride, 1)[0, 0]
+    y, x = pixel[:, 1], pixel[:, 0]
+    mixed = which & (torch.where(fine[y, x], share[y, x], block[y, x]) < 1.0)
+    dc = g.sh[:, 0].clone()
+    dc[mixed] = rgb_to_sh_dc(clean[y[mixed], x[mixed]])
+    return dc
 
 
 def control_particles(lm: Landmarks, regions: Tensor, front: Tensor, K: Tensor, shell: ShellConfig):
@@ -269,8 +286,12 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
     facing_photo = face_the_camera(g, pixel, is_front, person)     # the halo ring: seen from the front only
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
+    # what the sides and the back are painted from: the photo with its backdrop taken out of the edge
+    # (engine.avatar.matte), so no wall or back surfel carries the backdrop's colour round the head; the front
+    # shell's edge keeps the photo's mix for the photo camera and shows the person away from it (_away_colour)
+    share, clean = edge_matte(image, person)
     is_back = ~is_front
-    g.sh[is_back, 0] = rgb_to_sh_dc(back_colours(image, person, regions, pixel[is_back]))
+    g.sh[is_back, 0] = rgb_to_sh_dc(back_colours(clean, person, regions, pixel[is_back]))
     # 6. the under-layer (mouth interior, a soft second skin behind the face), teeth and tongue
     sides = torch.zeros(len(g), dtype=torch.long)
     extra_px = torch.zeros(0, 2, dtype=torch.long)
@@ -296,7 +317,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         is_front, is_back, teeth, interior = (torch.cat([t, none]) for t in (is_front, is_back, teeth, interior))
         sheet_eye = torch.cat([sheet_eye, eye_of])
     # the torso behind the arms and hands that lie over it (engine.avatar.behind_arms), bound to the torso
-    behind, behind_px = behind_arms(image, person, regions, lm.pose, depth, K, cfg.shell.z0)
+    behind, behind_px = behind_arms(clean, person, regions, lm.pose, depth, K, cfg.shell.z0)
     g, extra_px = Gaussians.cat([g, behind]), torch.cat([extra_px, behind_px])
     g_regions, sides = torch.cat([g_regions, torch.full((len(behind),), BODY)]), torch.cat(
         [sides, torch.zeros(len(behind), dtype=torch.long)])
@@ -310,15 +331,15 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     z_front, z_back = (surface_z(d[caps_px[:, 1], caps_px[:, 0]], side, K, cfg.shell.z0)
                        for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
     along = (caps.means[:, 2] - z_front) / (z_back - z_front).clamp(min=1e-9)   # 0 at the front edge, 1 at the back
-    caps.sh[:, 0] = rgb_to_sh_dc(rim_colours(image, person, caps_px, -caps_n[:, :2], along,
-                                             back_colours(image, person, regions, caps_px)))
+    caps.sh[:, 0] = rgb_to_sh_dc(rim_colours(clean, person, caps_px, -caps_n[:, :2], along,
+                                             back_colours(clean, person, regions, caps_px)))
     # and walls over the steps inside each shell (a turned face standing out of its hair): the photo's colour in
     # front, the back's behind
     face_px = torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
     front_cracks, f_px, f_n = crack_walls(person, depth[0], -1.0, K, cfg.shell, within=face_px)
-    front_cracks.sh[:, 0] = rgb_to_sh_dc(inset_colours(image, person, f_px, -f_n[:, :2]))   # not the halo's
+    front_cracks.sh[:, 0] = rgb_to_sh_dc(inset_colours(clean, person, f_px, -f_n[:, :2]))   # not the halo's
     back_cracks, b_px, b_n = crack_walls(person, depth[1], 1.0, K, cfg.shell, within=face_px)
-    back_cracks.sh[:, 0] = rgb_to_sh_dc(back_colours(image, person, regions, b_px))
+    back_cracks.sh[:, 0] = rgb_to_sh_dc(back_colours(clean, person, regions, b_px))
     caps = Gaussians.cat([caps, front_cracks, back_cracks])
     caps_px, caps_n = torch.cat([caps_px, f_px, b_px]), torch.cat([caps_n, f_n, b_n])
     none = torch.zeros(len(caps), dtype=torch.bool)
@@ -366,15 +387,18 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
                                               particle_regions, names, skin_index, skin_weight, sheet_eye)
     skin_index, skin_weight, bones = limb_skinning(all_px + 0.5, g.means, g_regions, lm.pose, particles, names,
                                                    skin_index, skin_weight, torso_only)   # arms and legs on bones
+    away_dc = _away_colour(g, is_front, all_px, fine, share, clean, cfg.shell.stride)
     meta = {"photo": Path(photo).name, "photo_size": list(info["original_size"]), "downscaled": downscaled, "crop": box,
             "notes": notes + lm.notes, "fit": fit, "fov_y_deg": cfg.fov_y_deg, "z0": cfg.shell.z0,
             "body_template": body_meta}
     return Avatar(g, g_regions, particles, particle_regions, names, skin_index, skin_weight,
-                  PhotoCamera(K, torch.eye(4), W, H), meta, normals, bones=bones).validate()
+                  PhotoCamera(K, torch.eye(4), W, H), meta, normals, bones=bones,
+                  away_dc=away_dc).validate()
 
 
 def front_view_metrics(avatar: Avatar, image: Tensor, person: Tensor) -> dict:
     """The front re-render through the photo camera, and its PSNR (dB) inside the person mask."""
     cam = avatar.camera
-    img, alpha = render_gaussians(avatar.gaussians, cam.viewmat, cam.K, cam.width, cam.height, normals=avatar.normals)
+    img, alpha = render_gaussians(avatar.gaussians, cam.viewmat, cam.K, cam.width, cam.height, normals=avatar.normals,
+                                  away=avatar.away_colour())
     return {"psnr_in_mask": psnr(img, image, person), "render": img, "alpha": alpha[..., 0]}

@@ -14,6 +14,8 @@ Sections, N Gaussians, K control particles, J skin columns, M Gaussians on a lim
     log_scales  uint16 [N, 3]   lo + q / 65535 * (hi - lo), one range for all axes; scale = exp(.)
     colors      uint8  [N, 3]   lo + q / 255 * (hi - lo), base colour SH_C0 * dc + 0.5 (unclamped, so a range)
     opacities   uint8  [N]      q / 255
+    away_colors uint8  [N, 3]   as colors (its own range): the colour shown away from the photo camera
+                                (engine/render/away.py; the base colour where the avatar has no other)
     normals     int8   [N, 3]   q / 127, (0, 0, 0) = unknown
     skin_index  uint8 or uint16 [N, J]  (uint8 when K <= 256)
     skin_weight uint8  [N, J]   lo + q / 255 * (hi - lo), lo <= 0, hi >= 1 (the eyelids' lash band overshoots 1, and
@@ -24,9 +26,10 @@ Sections, N Gaussians, K control particles, J skin columns, M Gaussians on a lim
     bone_other  uint8  [M]      for the M Gaussians with a bone, in order: the second bone row (0..B, B = torso)
     bone_share  uint8  [M]      q / 510: the blend share of that row, in [0, 0.5]
     bone_offset int16  [M, 3]   q / 32767 * hi: the rest offset of the Gaussian from its bone (LimbRig.offset)
-The header also holds the photo camera (viewmat [4, 4] row-major, fx fy cx cy for width x height), the orbit
-pivot, K, J, B and the particle names. Only the DC colour is packed: every avatar made by personalize has SH degree
-0, and a higher degree is refused rather than silently flattened.
+The header also holds the photo camera (viewmat [4, 4] row-major, fx fy cx cy for width x height) and its centre
+photo_eye [3] (the away colour fades in as a camera turns from it), the orbit pivot, K, J, B and the particle
+names. Only the DC colour is packed: every avatar made by personalize has SH degree 0, and a higher degree is
+refused rather than silently flattened.
 
 Sizes: the bundled astronaut (66k Gaussians) packs to 2.16 MB, 1.33 MB gzip'd.
 Per-frame motion, which deforms this on the client, travels in viewer/protocol.py's motion messages.
@@ -103,6 +106,11 @@ def pack_avatar(avatar: Avatar) -> bytes:
     lo, hi = float(colors.min()), float(colors.max())
     sections.append(("colors", _q_range(colors, np.float32(lo), np.float32(hi), 255).astype(np.uint8), [lo, hi]))
     sections.append(("opacities", np.rint(np.clip(f(g.opacities), 0, 1) * 255).astype(np.uint8), None))
+    away = avatar.away_colour()
+    away_colors = colors if away is None else SH_C0 * f(away.dc) + 0.5
+    lo, hi = float(away_colors.min()), float(away_colors.max())
+    sections.append(("away_colors", _q_range(away_colors, np.float32(lo), np.float32(hi), 255).astype(np.uint8),
+                     [lo, hi]))
     normals = np.zeros((N, 3), np.float32) if avatar.normals is None else f(avatar.normals)
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     normals = np.where(length > 0, normals / np.maximum(length, 1e-12), 0.0)
@@ -135,6 +143,7 @@ def pack_avatar(avatar: Avatar) -> bytes:
               "camera": {"viewmat": [float(v) for v in cam.viewmat.float().flatten()],
                          "fx": float(Kc[0, 0]), "fy": float(Kc[1, 1]), "cx": float(Kc[0, 2]), "cy": float(Kc[1, 2]),
                          "width": int(cam.width), "height": int(cam.height)},
+              "photo_eye": [float(v) for v in -(cam.viewmat[:3, :3].float().T @ cam.viewmat[:3, 3].float())],
               "pivot": orbit_pivot(avatar), "particle_names": list(avatar.particle_names), "sections": []}
     # offsets depend on the header's length, which depends on the offsets' digits: lay out twice
     for _ in range(2):
@@ -165,8 +174,8 @@ def _align(n: int) -> int:
 def unpack_avatar(blob: bytes) -> dict:
     """The blob back to float arrays (the reader the browser's avatar_codec.js mirrors): {"header": dict, and per
     field numpy arrays: means [N, 3], quats [N, 4] (unit), scales [N, 3], colors [N, 3], opacities [N],
-    normals [N, 3], skin_index [N, J] int64, skin_weight [N, J] (rows sum to 1), bone [N] uint8,
-    bone_other [M], bone_share [M], bone_offset [M, 3]}."""
+    away_colors [N, 3], normals [N, 3], skin_index [N, J] int64, skin_weight [N, J] (rows sum to 1), bone [N]
+    uint8, bone_other [M], bone_share [M], bone_offset [M, 3]}."""
     if len(blob) < 12 or blob[:8] != MAGIC:
         raise ValueError(f"splat blob: expected the magic {MAGIC!r}, got {bytes(blob[:8])!r}")
     (n_head,) = struct.unpack_from("<I", blob, 8)
@@ -190,6 +199,8 @@ def unpack_avatar(blob: bytes) -> dict:
     q, (lo, hi) = raw["colors"]
     out["colors"] = lo + q / 255.0 * (hi - lo)
     out["opacities"] = raw["opacities"][0] / 255.0
+    q, (lo, hi) = raw["away_colors"]
+    out["away_colors"] = lo + q / 255.0 * (hi - lo)
     out["normals"] = raw["normals"][0].astype(np.float32) / 127.0
     out["skin_index"] = raw["skin_index"][0].astype(np.int64)
     q, span = raw["skin_weight"]

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 import cuda_ext
+from engine.render.away import AwayColour, seen_from
 from engine.render.gaussians import Gaussians
 
 
@@ -35,9 +36,12 @@ def splat(g: Gaussians, viewmat: Tensor, K: Tensor, width: int, height: int,
 
 
 def render_gaussians(g: Gaussians, viewmat: Tensor, K: Tensor, width: int, height: int,
-                     background: float = 1.0, normals: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     background: float = 1.0, normals: Tensor | None = None,
+                     away: AwayColour | None = None) -> tuple[Tensor, Tensor]:
     """`splat` without gradients; with normals [N, 3], the Gaussians facing away from the camera are culled
-    first (`facing`)."""
+    first (`facing`); with an away colour (an avatar's, engine.render.away), they look as this camera sees them."""
+    if away is not None:
+        g = seen_from(g, away, viewmat)
     if normals is not None:
         g = g.select(facing(normals, g.means, viewmat))
     with torch.no_grad():

@@ -11,6 +11,7 @@ from pathlib import Path
 from torch import Tensor
 from tqdm import tqdm
 
+from engine.render.away import AwayColour
 from engine.render.camera import intrinsics, orbit
 from engine.render.gaussians import Gaussians
 from engine.render.splat import render_gaussians
@@ -38,11 +39,12 @@ def frame_target(means: Tensor, opacities: Tensor) -> tuple[Tensor, float]:
     return target, max(radius, 1e-3)
 
 
-def render_view(g: Gaussians, viewmat: Tensor, cfg: RenderConfig,
-                normals: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """One image [H, W, 3] and alpha [H, W, 1] from viewmat [4, 4], with the config's camera."""
+def render_view(g: Gaussians, viewmat: Tensor, cfg: RenderConfig, normals: Tensor | None = None,
+                away: AwayColour | None = None) -> tuple[Tensor, Tensor]:
+    """One image [H, W, 3] and alpha [H, W, 1] from viewmat [4, 4], with the config's camera (normals and away:
+    an avatar's culling normals and away colour, engine.render.splat.render_gaussians)."""
     K = intrinsics(cfg.width, cfg.height, cfg.fov_y_deg)
-    img, alpha = render_gaussians(g, viewmat, K, cfg.width, cfg.height, cfg.background, normals)
+    img, alpha = render_gaussians(g, viewmat, K, cfg.width, cfg.height, cfg.background, normals, away)
     return img.clamp(0, 1), alpha
 
 
@@ -55,14 +57,14 @@ def orbit_viewmats(g: Gaussians, cfg: RenderConfig, start_deg: float = 0.0) -> l
 
 
 def render_turntable(g: Gaussians, out_mp4: str | Path, cfg: RenderConfig, still_png: str | Path | None = None,
-                     progress: bool = True, normals: Tensor | None = None) -> dict:
+                     progress: bool = True, normals: Tensor | None = None, away: AwayColour | None = None) -> dict:
     """Writes the orbit as mp4 (and the first frame as PNG); returns paths and the measured render speed."""
     views = orbit_viewmats(g, cfg)
     times = []
     with Mp4Writer(out_mp4, cfg.width, cfg.height, cfg.fps) as video:
         for i, vm in enumerate(tqdm(views, desc="rendering turntable", unit="frame", disable=not progress)):
             t0 = time.perf_counter()
-            img, _ = render_view(g, vm, cfg, normals)
+            img, _ = render_view(g, vm, cfg, normals, away)
             times.append(time.perf_counter() - t0)
             if i == 0 and still_png is not None:
                 write_png(still_png, img)

@@ -13,12 +13,15 @@
 //   means Float32Array(n*3), quats (n*4, wxyz), scales (n*3, linear), opacities (n), colors (n*3, RGB, may lie
 //   outside [0, 1]), normals (n*3, 0 = unknown), skinIndex Uint16Array(n*J), skinWeight Float32Array(n*J),
 //   bone Uint8Array(n) (255 = none), other Uint8Array(n) (0..B, B = torso), share Float32Array(n),
-//   offset Float32Array(n*3)
+//   offset Float32Array(n*3); optional, the colour away from the photo camera (engine/render/away.py):
+//   awayColors (n*3, RGB), photoEye (3, the photo camera's centre)
 // FRAME: translation Float32Array(K*3), deltas Float32Array(K*10) | null (rotvec 3, log-scale 3, RGB 3,
 //   opacity 1), bones Float32Array((B+1)*4) | null (wxyz, last row the torso)
 // CAMERA: viewmat Float32Array(16) row-major world -> camera, fx, fy, cx, cy, width, height, background (grey)
 //
-// Per Gaussian (engine/deform/decoder.py, engine/avatar/limbs.py, cuda_ext/reference.py):
+// Per Gaussian (engine/render/away.py, engine/deform/decoder.py, engine/avatar/limbs.py, cuda_ext/reference.py):
+//   w = clamp((cos(eye - mean, photoEye - mean) - cos 20deg) / (cos 5deg - cos 20deg), 0, 1) on the rest mean;
+//   colour = mix(awayColor, colour, w)
 //   mean'  = mean + sum_j w_j translation[j];     quat' = normalize(rotvec_quat(sum_j w_j rotvec_j) ⊗ quat)
 //   scale' = scale * exp(sum_j w_j logscale_j);   colour' = colour + sum_j w_j rgb_j
 //   opacity' = clamp(opacity + sum_j w_j opacity_j, 0, 1)
@@ -35,6 +38,9 @@ import { DepthSorter, deformedMeans, facingIndices } from "./splat_sort.js";
 const TEX_WIDTH = 2048;          // texels per row of every data texture; texel t sits at (t % 2048, t / 2048)
 const MAX_BONES = 32;            // rows of the bone-rotation uniform array (B + 1 <= MAX_BONES)
 const DELTA_CHANNELS = 10;       // frame.deltas per particle
+// engine/render/away.py NEAR_DEG and AWAY_DEG as cosines: the photo's colour within 5 degrees of its ray, the
+// away colour from 20
+const NEAR_COS = Math.cos((5 * Math.PI) / 180).toFixed(9), AWAY_COS = Math.cos((20 * Math.PI) / 180).toFixed(9);
 const PARTICLE_TEXELS = 4;       // per particle: translation + d_opacity, rotvec, log-scale, rgb
 
 // ------------------------------------------------------------------------------------------------ shaders
@@ -53,6 +59,8 @@ uniform sampler2D uMeanOpacity;  // texel i: rest mean xyz, opacity
 uniform sampler2D uQuat;         // texel i: rest quaternion wxyz
 uniform sampler2D uScaleShare;   // texel i: scale xyz, share of the second bone
 uniform sampler2D uColorBone;    // texel i: colour rgb, bone + 256 * other (bone 255 = none)
+uniform sampler2D uAway;         // texel i: colour rgb away from the photo camera
+uniform vec3 uPhotoEye;          // the photo camera's centre (world)
 uniform sampler2D uOffset;       // texel i: offset xyz of the Gaussian from its bone
 uniform sampler2D uSkin;         // texel i*J + j: particle index, weight
 uniform sampler2D uParticles;    // texel 4k + c: c = 0 translation xyz + d_opacity, 1 rotvec, 2 log-scale, 3 rgb
@@ -94,6 +102,13 @@ void main() {
   vec4 quat = texelFetch(uQuat, texel(i), 0);
   vec4 scaleShare = texelFetch(uScaleShare, texel(i), 0);
   vec4 colorBone = texelFetch(uColorBone, texel(i), 0);
+  vec4 away = texelFetch(uAway, texel(i), 0);
+  {  // the colour this camera sees (engine/render/away.py seen_from), judged on the rest mean
+    vec3 eye = -(transpose(uViewR) * uViewT), p = meanOpacity.xyz;
+    float w = clamp((dot(normalize(eye - p), normalize(uPhotoEye - p)) - ${AWAY_COS}) / (${NEAR_COS} - ${AWAY_COS}),
+                    0.0, 1.0);
+    colorBone.rgb = mix(away.rgb, colorBone.rgb, w);
+  }
 
   // --- skinning: blend the particles' frame data with the Gaussian's weights
   vec3 move = vec3(0.0), rotvec = vec3(0.0), logScale = vec3(0.0), rgb = vec3(0.0);
@@ -274,8 +289,8 @@ export class SplatRenderer {
     this.present = program(gl, PRESENT_VS, PRESENT_FS);
     this.targetFormat = this._pickTarget(options.target || "RGBA32F");
     this.textures = {};
-    for (const name of ["uMeanOpacity", "uQuat", "uScaleShare", "uColorBone", "uOffset", "uSkin", "uParticles",
-      "uOrder"]) {
+    for (const name of ["uMeanOpacity", "uQuat", "uScaleShare", "uColorBone", "uAway", "uOffset", "uSkin",
+      "uParticles", "uOrder"]) {
       this.textures[name] = gl.createTexture();
     }
     this.vao = gl.createVertexArray();
@@ -372,6 +387,13 @@ export class SplatRenderer {
     dataTexture(gl, tx.uScaleShare, n, 4, packTexels(n, [[avatar.scales, 3], [avatar.share, 1]]));
     const code = (i) => avatar.bone[i] + 256 * avatar.other[i];
     dataTexture(gl, tx.uColorBone, n, 4, packTexels(n, [[avatar.colors, 3], [code, 1]]));
+    const awayColors = avatar.awayColors || avatar.colors;        // none: the same colour from everywhere
+    if (avatar.awayColors) {
+      checkLength("awayColors", avatar.awayColors, n * 3, Float32Array);
+      checkLength("photoEye", avatar.photoEye, 3, Float32Array);
+    }
+    dataTexture(gl, tx.uAway, n, 4, packTexels(n, [[awayColors, 3], [() => 0, 1]]));
+    this.photoEye = avatar.awayColors ? Array.from(avatar.photoEye) : [0, 0, 0];
     dataTexture(gl, tx.uOffset, n, 4, packTexels(n, [[avatar.offset, 3], [() => 0, 1]]));
     dataTexture(gl, tx.uSkin, n * J, 2, (data) => {
       for (let t = 0; t < n * J; t++) { data[2 * t] = avatar.skinIndex[t]; data[2 * t + 1] = avatar.skinWeight[t]; }
@@ -469,6 +491,7 @@ export class SplatRenderer {
       gl.uniform3f(u.uViewT, v[3], v[7], v[11]);
       gl.uniform4f(u.uIntrinsics, fx, fy, cx, cy);
       gl.uniform2f(u.uSize, width, height);
+      gl.uniform3f(u.uPhotoEye, ...this.photoEye);
       gl.enable(gl.BLEND);
       gl.blendFuncSeparate(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA, gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
       gl.bindVertexArray(this.vao);
