@@ -20,7 +20,9 @@ Definitions (pixels of the rendered frame; "eye width" = |p33 - p263| of mediapi
               Pearson correlation of the two bands over the pixels both alphas > 0.5 cover; bar <= 0.15.
               The white background darkens both bands along the silhouette, and that shared rim alone
               correlates: back_front_corr_inside (no bar) blurs inside each silhouette only (normalised
-              convolution), the texture's own share.
+              convolution), the texture's own share; back_front_corr_flat_back (no bar) is the same figure
+              with the back's texture gone (the back view's alpha over white in its own mean colour): what the
+              rim alone gives, the floor no back texture can go below by much.
   talking     AvatarEngine (--motion, photo camera, --size px on the longer side) driven by the speech; face mesh per frame
               (bench/phonemes.render_clip). gap = |p13 - p14| in eye widths (the clip's median eye width,
               bench/phoneme_metrics.frame_measures); half-open frames: gap >= 0.5 x the clip's max gap. Inner-lip
@@ -164,11 +166,15 @@ def orbit(avatar, size: int, out: Path) -> dict:
     corr = float(np.corrcoef(fb[both], bb[both])[0, 1]) if both.sum() > 2 else math.nan
     fi, bi = band(f_img, f_alpha > 0.5), band(b_img, b_alpha > 0.5)[:, ::-1]
     inner = float(np.corrcoef(fi[both], bi[both])[0, 1]) if both.sum() > 2 else math.nan
+    # the rim's own share: the same figure with the back's texture gone (its mean colour, its own alpha)
+    flat = b_alpha[..., None] * b_img[b_alpha > 0.5].mean(0) + (1 - b_alpha[..., None]) * 1.0
+    fl = band(flat)[:, ::-1]
+    rim = float(np.corrcoef(fb[both], fl[both])[0, 1]) if both.sum() > 2 else math.nan
     shown = [show_band(b, m) for b, m in ((fb, f_alpha > 0.5), (bb, b_alpha[:, ::-1] > 0.5))]
     grid([label(shown[0], "front, band-passed"), label(shown[1], f"back mirrored; corr {corr:.3f}")], 2,
          out / "back_vs_front.png", tile=size)
     return {"see_through": shares, "see_through_max": max(shares), "back_front_corr": round(corr, 4),
-            "back_front_corr_inside": round(inner, 4),
+            "back_front_corr_inside": round(inner, 4), "back_front_corr_flat_back": round(rim, 4),
             "back_front_pixels": int(both.sum())}
 
 

@@ -39,7 +39,8 @@ def test_the_photo_camera_sees_the_photos_colour():
 def test_the_colour_fades_with_the_angle_round_each_gaussian():
     g, away = _scene(1)
     p = g.means[0]
-    for deg, want in ((2.0, 1.0), (NEAR_DEG, 1.0), (12.5, None), (AWAY_DEG, 0.0), (60.0, 0.0), (170.0, 0.0)):
+    mid = 0.5 * (NEAR_DEG + AWAY_DEG)
+    for deg, want in ((0.5 * NEAR_DEG, 1.0), (NEAR_DEG, 1.0), (mid, None), (AWAY_DEG, 0.0), (60.0, 0.0), (170.0, 0.0)):
         vm = _camera_round(p, deg)
         if want is None:          # between: linear in the cosine
             c = lambda d: math.cos(math.radians(d))  # noqa: E731

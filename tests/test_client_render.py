@@ -31,6 +31,7 @@ from cuda_ext.reference import SH_C0
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.limbs import BONES, LimbRig
 from engine.deform.decoder import DecoderConfig, GaussianDecoder
+from engine.render.away import AWAY_DEG, NEAR_DEG
 from engine.render.camera import look_at
 from engine.render.gaussians import Gaussians
 from engine.render.splat import facing
@@ -70,7 +71,8 @@ def web_avatar(avatar: Avatar) -> dict:
             share[rows], offset[rows] = rig.share[:, 0].numpy(), rig.offset.numpy()
     normals = avatar.normals if avatar.normals is not None else torch.zeros(n, 3)
     away = avatar.away_colour()
-    looks = {} if away is None else {"awayColors": b64(SH_C0 * away.dc + 0.5, "f32"), "photoEye": b64(away.eye, "f32")}
+    looks = {} if away is None else {"awayColors": b64(SH_C0 * away.dc + 0.5, "f32"), "photoEye": b64(away.eye, "f32"),
+                                     "awayDeg": b64(np.array([NEAR_DEG, AWAY_DEG]), "f32")}
     return {"n": n, "K": K, "J": J, "B": B, **looks,
             "means": b64(g.means, "f32"), "quats": b64(g.quats, "f32"), "scales": b64(g.scales, "f32"),
             "opacities": b64(g.opacities, "f32"), "colors": b64(SH_C0 * g.sh[:, 0] + 0.5, "f32"),
@@ -348,6 +350,11 @@ def test_photo_avatar(page, astronaut):
     orbit = orbit_viewmat(avatar, 60.0)
     got, stats = browser_frame(page, camera=web_camera(orbit, K, W, H, 0.5))
     check(page, "photo avatar, orbit 60", got, reference(avatar, decoder, motion, orbit, K, W, H, 0.5), stats)
+
+    # within the band where the edge's colour fades from the photo's to the away colour (engine/render/away.py)
+    orbit = orbit_viewmat(avatar, 0.5 * (NEAR_DEG + AWAY_DEG))
+    got, stats = browser_frame(page, camera=web_camera(orbit, K, W, H, 0.5))
+    check(page, "photo avatar, orbit in the fade", got, reference(avatar, decoder, motion, orbit, K, W, H, 0.5), stats)
 
 
 def test_photo_avatar_raised_arm(page, astronaut):

@@ -27,7 +27,7 @@ Sections, N Gaussians, K control particles, J skin columns, M Gaussians on a lim
     bone_share  uint8  [M]      q / 510: the blend share of that row, in [0, 0.5]
     bone_offset int16  [M, 3]   q / 32767 * hi: the rest offset of the Gaussian from its bone (LimbRig.offset)
 The header also holds the photo camera (viewmat [4, 4] row-major, fx fy cx cy for width x height) and its centre
-photo_eye [3] (the away colour fades in as a camera turns from it), the orbit pivot, K, J, B and the particle
+photo_eye [3] and away_deg [2] (the away colour fades in as a camera turns from it, engine/render/away.py), the orbit pivot, K, J, B and the particle
 names. Only the DC colour is packed: every avatar made by personalize has SH degree 0, and a higher degree is
 refused rather than silently flattened.
 
@@ -45,6 +45,7 @@ import torch
 from cuda_ext.reference import SH_C0
 from engine.avatar.bundle import Avatar
 from engine.avatar.limbs import BONES, LimbRig
+from engine.render.away import AWAY_DEG, NEAR_DEG
 
 MAGIC = b"AASPLAT1"
 NO_BONE = 255
@@ -144,6 +145,7 @@ def pack_avatar(avatar: Avatar) -> bytes:
                          "fx": float(Kc[0, 0]), "fy": float(Kc[1, 1]), "cx": float(Kc[0, 2]), "cy": float(Kc[1, 2]),
                          "width": int(cam.width), "height": int(cam.height)},
               "photo_eye": [float(v) for v in -(cam.viewmat[:3, :3].float().T @ cam.viewmat[:3, 3].float())],
+              "away_deg": [NEAR_DEG, AWAY_DEG],
               "pivot": orbit_pivot(avatar), "particle_names": list(avatar.particle_names), "sections": []}
     # offsets depend on the header's length, which depends on the offsets' digits: lay out twice
     for _ in range(2):

@@ -23,8 +23,10 @@ from torch import Tensor
 
 from engine.render.gaussians import Gaussians
 
-NEAR_DEG = 5.0     # up to this far round from the photo camera's ray: the photo's colour
-AWAY_DEG = 20.0    # from this far round: the away colour
+# Up to NEAR_DEG round from the photo camera's ray the photo's colour, from AWAY_DEG the away colour: a narrow band,
+# so a camera swaying round the photo's (the demo's +-15 degrees) shows the clean edge for most of its swing.
+NEAR_DEG = 2.0
+AWAY_DEG = 8.0
 
 
 @dataclass

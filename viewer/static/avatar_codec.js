@@ -3,7 +3,7 @@
  * GET /avatar.splat -> "AASPLAT1", a JSON header, quantised sections -> the float arrays splat_gl.js draws.
  *
  *   means [n*3]  quats [n*4] (wxyz, unit)  scales [n*3]  opacities [n]  colors [n*3] (base colour, unclamped)
- *   awayColors [n*3]  photoEye [3]   (the colour away from the photo camera, engine/render/away.py)
+ *   awayColors [n*3]  photoEye [3]  awayDeg [2]   (the colour away from the photo camera, engine/render/away.py)
  *   normals [n*3]  skinIndex [n*J]  skinWeight [n*J] (rows sum to 1)
  *   bone [n] (255 = none)  other [n]  share [n]  offset [n*3]   (the limb bones; other/share/offset 0 off a bone)
  * plus header: camera {viewmat [16] row-major, fx, fy, cx, cy, width, height}, pivot [3], K, J, B.
@@ -51,6 +51,7 @@ export function decodeAvatar(buf) {
   const opacities = Float32Array.from(raw.opacities.q, (q) => q / 255);
   const awayColors = dequantise(raw.away_colors, 255, (x) => x);
   const photoEye = Float32Array.from(header.photo_eye);
+  const awayDeg = Float32Array.from(header.away_deg);
   const normals = Float32Array.from(raw.normals.q, (q) => q / 127);
   const skinIndex = Uint16Array.from(raw.skin_index.q);
   const skinWeight = new Float32Array(J * n);
@@ -77,7 +78,7 @@ export function decodeAvatar(buf) {
     }
     if (row !== raw.bone_other.q.length) throw new Error(`avatar: ${row} Gaussians on bones, ${raw.bone_other.q.length} rows`);
   }
-  const avatar = { n, K: header.K, J, B: header.B, means, quats, scales, opacities, colors, awayColors, photoEye,
+  const avatar = { n, K: header.K, J, B: header.B, means, quats, scales, opacities, colors, awayColors, photoEye, awayDeg,
                    normals, skinIndex, skinWeight, bone, other, share, offset };
   return { header, avatar };
 }

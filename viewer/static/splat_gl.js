@@ -14,13 +14,13 @@
 //   outside [0, 1]), normals (n*3, 0 = unknown), skinIndex Uint16Array(n*J), skinWeight Float32Array(n*J),
 //   bone Uint8Array(n) (255 = none), other Uint8Array(n) (0..B, B = torso), share Float32Array(n),
 //   offset Float32Array(n*3); optional, the colour away from the photo camera (engine/render/away.py):
-//   awayColors (n*3, RGB), photoEye (3, the photo camera's centre)
+//   awayColors (n*3, RGB), photoEye (3, the photo camera's centre), awayDeg (2: NEAR_DEG, AWAY_DEG)
 // FRAME: translation Float32Array(K*3), deltas Float32Array(K*10) | null (rotvec 3, log-scale 3, RGB 3,
 //   opacity 1), bones Float32Array((B+1)*4) | null (wxyz, last row the torso)
 // CAMERA: viewmat Float32Array(16) row-major world -> camera, fx, fy, cx, cy, width, height, background (grey)
 //
 // Per Gaussian (engine/render/away.py, engine/deform/decoder.py, engine/avatar/limbs.py, cuda_ext/reference.py):
-//   w = clamp((cos(eye - mean, photoEye - mean) - cos 20deg) / (cos 5deg - cos 20deg), 0, 1) on the rest mean;
+//   w = clamp((cos(eye - mean, photoEye - mean) - cos AWAY) / (cos NEAR - cos AWAY), 0, 1) on the rest mean;
 //   colour = mix(awayColor, colour, w)
 //   mean'  = mean + sum_j w_j translation[j];     quat' = normalize(rotvec_quat(sum_j w_j rotvec_j) ⊗ quat)
 //   scale' = scale * exp(sum_j w_j logscale_j);   colour' = colour + sum_j w_j rgb_j
@@ -38,9 +38,6 @@ import { DepthSorter, deformedMeans, facingIndices } from "./splat_sort.js";
 const TEX_WIDTH = 2048;          // texels per row of every data texture; texel t sits at (t % 2048, t / 2048)
 const MAX_BONES = 32;            // rows of the bone-rotation uniform array (B + 1 <= MAX_BONES)
 const DELTA_CHANNELS = 10;       // frame.deltas per particle
-// engine/render/away.py NEAR_DEG and AWAY_DEG as cosines: the photo's colour within 5 degrees of its ray, the
-// away colour from 20
-const NEAR_COS = Math.cos((5 * Math.PI) / 180).toFixed(9), AWAY_COS = Math.cos((20 * Math.PI) / 180).toFixed(9);
 const PARTICLE_TEXELS = 4;       // per particle: translation + d_opacity, rotvec, log-scale, rgb
 
 // ------------------------------------------------------------------------------------------------ shaders
@@ -61,6 +58,7 @@ uniform sampler2D uScaleShare;   // texel i: scale xyz, share of the second bone
 uniform sampler2D uColorBone;    // texel i: colour rgb, bone + 256 * other (bone 255 = none)
 uniform sampler2D uAway;         // texel i: colour rgb away from the photo camera
 uniform vec3 uPhotoEye;          // the photo camera's centre (world)
+uniform vec2 uAwayCos;           // cos NEAR_DEG, cos AWAY_DEG (engine/render/away.py)
 uniform sampler2D uOffset;       // texel i: offset xyz of the Gaussian from its bone
 uniform sampler2D uSkin;         // texel i*J + j: particle index, weight
 uniform sampler2D uParticles;    // texel 4k + c: c = 0 translation xyz + d_opacity, 1 rotvec, 2 log-scale, 3 rgb
@@ -105,7 +103,7 @@ void main() {
   vec4 away = texelFetch(uAway, texel(i), 0);
   {  // the colour this camera sees (engine/render/away.py seen_from), judged on the rest mean
     vec3 eye = -(transpose(uViewR) * uViewT), p = meanOpacity.xyz;
-    float w = clamp((dot(normalize(eye - p), normalize(uPhotoEye - p)) - ${AWAY_COS}) / (${NEAR_COS} - ${AWAY_COS}),
+    float w = clamp((dot(normalize(eye - p), normalize(uPhotoEye - p)) - uAwayCos.y) / (uAwayCos.x - uAwayCos.y),
                     0.0, 1.0);
     colorBone.rgb = mix(away.rgb, colorBone.rgb, w);
   }
@@ -391,9 +389,12 @@ export class SplatRenderer {
     if (avatar.awayColors) {
       checkLength("awayColors", avatar.awayColors, n * 3, Float32Array);
       checkLength("photoEye", avatar.photoEye, 3, Float32Array);
+      checkLength("awayDeg", avatar.awayDeg, 2, Float32Array);
+      if (!(avatar.awayDeg[1] > avatar.awayDeg[0])) throw new Error("SplatRenderer: avatar.awayDeg needs near < away");
     }
     dataTexture(gl, tx.uAway, n, 4, packTexels(n, [[awayColors, 3], [() => 0, 1]]));
     this.photoEye = avatar.awayColors ? Array.from(avatar.photoEye) : [0, 0, 0];
+    this.awayCos = avatar.awayColors ? Array.from(avatar.awayDeg, (d) => Math.cos((d * Math.PI) / 180)) : [1, 0];
     dataTexture(gl, tx.uOffset, n, 4, packTexels(n, [[avatar.offset, 3], [() => 0, 1]]));
     dataTexture(gl, tx.uSkin, n * J, 2, (data) => {
       for (let t = 0; t < n * J; t++) { data[2 * t] = avatar.skinIndex[t]; data[2 * t + 1] = avatar.skinWeight[t]; }
@@ -492,6 +493,7 @@ export class SplatRenderer {
       gl.uniform4f(u.uIntrinsics, fx, fy, cx, cy);
       gl.uniform2f(u.uSize, width, height);
       gl.uniform3f(u.uPhotoEye, ...this.photoEye);
+      gl.uniform2f(u.uAwayCos, ...this.awayCos);
       gl.enable(gl.BLEND);
       gl.blendFuncSeparate(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA, gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
       gl.bindVertexArray(this.vao);
