@@ -33,6 +33,7 @@ from torch import Tensor
 from engine.deform.decoder import DecoderConfig, GaussianDecoder
 from engine.pretrained import atomic_dir_write
 from engine.render.away import AwayColour
+from engine.render.camera import camera_centre
 from engine.render.gaussians import Gaussians
 from engine.render.ply import read_ply, write_ply
 
@@ -83,8 +84,7 @@ class Avatar:
         looks the same from everywhere."""
         if self.away_dc is None:
             return None
-        R, t = self.camera.viewmat[:3, :3].float(), self.camera.viewmat[:3, 3].float()
-        return AwayColour(self.away_dc, -(R.T @ t), self.gaussians.sh[:, 0])
+        return AwayColour(self.away_dc, camera_centre(self.camera.viewmat.float()), self.gaussians.sh[:, 0])
 
     def deformer(self) -> GaussianDecoder:
         """The decoder that moves this avatar: its trained one, or an untrained one for its K particles, whose

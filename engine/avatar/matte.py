@@ -5,8 +5,8 @@ A pixel on the silhouette, or between the loose strands of hair at its edge, mix
 background's B: I = a F + (1 - a) B (the compositing equation that natural-image matting inverts). Built from I
 alone, a surfel there carries B's share in its colour: from the front it reproduces the photo, but an orbiting
 camera sees the old silhouette as a pale (or dark) line across the side of the head. Given F and B, a is the
-projection of I - B onto F - B; the surfel then gets F as its colour and a as its share of opacity, which draws the
-same front view over a white background and nothing of the photo's background from the side.
+projection of I - B onto F - B. personalize paints the walls and the back from the unmixed colour, and gives the
+front edge's surfels F as the colour they show away from the photo camera (engine.render.away).
 
 F is read deeper inside the person, B just outside, each as a local mean (a normalised Gaussian blur); where either
 is missing (a body cut by the frame, a finger thinner than the band) or the two are too alike to tell apart (a white

@@ -26,10 +26,10 @@ Sections, N Gaussians, K control particles, J skin columns, M Gaussians on a lim
     bone_other  uint8  [M]      for the M Gaussians with a bone, in order: the second bone row (0..B, B = torso)
     bone_share  uint8  [M]      q / 510: the blend share of that row, in [0, 0.5]
     bone_offset int16  [M, 3]   q / 32767 * hi: the rest offset of the Gaussian from its bone (LimbRig.offset)
-The header also holds the photo camera (viewmat [4, 4] row-major, fx fy cx cy for width x height) and its centre
-photo_eye [3] and away_deg [2] (the away colour fades in as a camera turns from it, engine/render/away.py), the orbit pivot, K, J, B and the particle
-names. Only the DC colour is packed: every avatar made by personalize has SH degree 0, and a higher degree is
-refused rather than silently flattened.
+The header also holds the photo camera (viewmat [4, 4] row-major, fx fy cx cy for width x height), its centre
+photo_eye [3] and away_deg [2] (the away colour fades in as a camera turns from it, engine/render/away.py), the
+orbit pivot, K, J, B and the particle names. Only the DC colour is packed: every avatar made by personalize has SH
+degree 0, and a higher degree is refused rather than silently flattened.
 
 Sizes: the bundled astronaut (66k Gaussians) packs to 2.16 MB, 1.33 MB gzip'd.
 Per-frame motion, which deforms this on the client, travels in viewer/protocol.py's motion messages.
@@ -46,6 +46,7 @@ from cuda_ext.reference import SH_C0
 from engine.avatar.bundle import Avatar
 from engine.avatar.limbs import BONES, LimbRig
 from engine.render.away import AWAY_DEG, NEAR_DEG
+from engine.render.camera import camera_centre
 
 MAGIC = b"AASPLAT1"
 NO_BONE = 255
@@ -144,7 +145,7 @@ def pack_avatar(avatar: Avatar) -> bytes:
               "camera": {"viewmat": [float(v) for v in cam.viewmat.float().flatten()],
                          "fx": float(Kc[0, 0]), "fy": float(Kc[1, 1]), "cx": float(Kc[0, 2]), "cy": float(Kc[1, 2]),
                          "width": int(cam.width), "height": int(cam.height)},
-              "photo_eye": [float(v) for v in -(cam.viewmat[:3, :3].float().T @ cam.viewmat[:3, 3].float())],
+              "photo_eye": [float(v) for v in camera_centre(cam.viewmat.float())],
               "away_deg": [NEAR_DEG, AWAY_DEG],
               "pivot": orbit_pivot(avatar), "particle_names": list(avatar.particle_names), "sections": []}
     # offsets depend on the header's length, which depends on the offsets' digits: lay out twice

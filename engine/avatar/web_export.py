@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from engine.avatar.bundle import Avatar
+from engine.render.camera import camera_centre
 from engine.render.ply import GaussianPly, write_ply
 from engine.render.splat import facing
 
@@ -129,8 +130,8 @@ def export_web_ply(avatar, out: str | Path, seal_back: bool = True) -> dict:
     keep = gs.opacities() > 0.2
     pts = gs.means[keep] if int(keep.sum()) >= 10 else gs.means
     radius = float(pts.norm(dim=-1).quantile(0.98)) if len(pts) else 0.0
-    R, t = cam.viewmat[:3, :3].float(), cam.viewmat[:3, 3].float()
-    eye = WEB_FROM_WORLD @ (-(R.T @ t) - centre)               # the photo camera's centre, web frame
+    R = cam.viewmat[:3, :3].float()
+    eye = WEB_FROM_WORLD @ (camera_centre(cam.viewmat.float()) - centre)   # the photo camera's centre, web frame
     forward, up = WEB_FROM_WORLD @ R[2], WEB_FROM_WORLD @ -R[1]  # its +z and its up (-y in OpenCV axes)
     fov = math.degrees(2 * math.atan(0.5 * cam.height / float(cam.K[1, 1])))
     r6 = lambda v: [round(float(x), 6) for x in v]  # noqa: E731

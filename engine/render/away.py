@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from engine.render.camera import camera_centre
 from engine.render.gaussians import Gaussians
 
 # Up to NEAR_DEG round from the photo camera's ray the photo's colour, from AWAY_DEG the away colour: a narrow band,
@@ -61,8 +62,7 @@ def seen_from(g: Gaussians, away: AwayColour, viewmat: Tensor) -> Gaussians:
     if away.dc.shape != (len(g), 3):
         raise ValueError(f"away colour: expected dc [{len(g)}, 3], got {list(away.dc.shape)}")
     rows = away.rows()                                                        # [M]
-    R, t = viewmat[:3, :3], viewmat[:3, 3]
-    w = photo_weight(g.means[rows], -(R.T @ t), away.eye)[:, None]           # [M, 1]
+    w = photo_weight(g.means[rows], camera_centre(viewmat), away.eye)[:, None]   # [M, 1]
     sh = g.sh.clone()
     dc = away.dc[rows]
     sh[rows, 0] = dc + w * (g.sh[rows, 0] - dc)

@@ -23,6 +23,11 @@ def unproject(x: Tensor, y: Tensor, z: Tensor, K: Tensor) -> Tensor:
     return torch.stack([(x - cx) / fx * z, (y - cy) / fy * z, z], -1)
 
 
+def camera_centre(viewmat: Tensor) -> Tensor:
+    """The centre [3] (world) of the camera of viewmat [4, 4] (world -> camera): -R^T t."""
+    return -(viewmat[:3, :3].T @ viewmat[:3, 3])
+
+
 def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     """World -> camera matrix [4, 4] for a camera at eye [3] looking at target [3]; `up` [3] is world up
     (default -y, so images come out upright in OpenCV axes)."""

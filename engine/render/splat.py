@@ -8,6 +8,7 @@ from torch import Tensor
 
 import cuda_ext
 from engine.render.away import AwayColour, seen_from
+from engine.render.camera import camera_centre
 from engine.render.gaussians import Gaussians
 
 
@@ -19,9 +20,7 @@ def facing(normals: Tensor, means: Tensor, viewmat: Tensor, cos_min: float = FAC
     [N, 3] and the direction to the camera is above cos_min. A zero normal (unknown) always counts as facing.
     The shells of an avatar are thin surfaces: the back of a body seen from the front is hidden by its front,
     so culling it changes nothing visible and saves its projection, binning and compositing."""
-    R, t = viewmat[:3, :3], viewmat[:3, 3]
-    eye = -(R.T @ t)
-    to_eye = eye - means
+    to_eye = camera_centre(viewmat) - means
     return (normals * to_eye).sum(-1) >= cos_min * to_eye.norm(dim=-1) * normals.norm(dim=-1)
 
 
