@@ -107,6 +107,41 @@ def test_the_lid_follows_the_upper_lid_fully_and_nothing_outside_the_lids_moves(
         assert float(shift[k].abs().max()) < 1e-6, k                       # nothing outside the lids bends
 
 
+def turn(px, deg, centre=(0.0, 0.0)):
+    """Pixels [M, 2] turned by deg (clockwise on the image, y down) about centre (by default the principal point:
+    lifted through K, that is the face turned about the camera's axis)."""
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    q = torch.as_tensor(px, dtype=torch.float32).reshape(-1, 2) - torch.tensor(centre)
+    return torch.stack([c * q[:, 0] - s * q[:, 1], s * q[:, 0] + c * q[:, 1]], 1) + torch.tensor(centre)
+
+
+def landed(face, particles, p_regions, names, probes):
+    """Where each probe pixel [M, 2] (a front face Gaussian at depth Z) is after a closed blink -> [M, 2]."""
+    means = lift(probes)
+    n = len(means)
+    index, weight = skin_weights(means, particles, 4)
+    index, weight = eyelid_skinning(face, K, means, torch.full((n,), FACE), torch.ones(n, dtype=torch.bool),
+                                    particles, p_regions, names, index, weight)
+    moved = means + blend_translations(blink(particles, names), index, weight)
+    return moved[:, :2] / moved[:, 2:] * F
+
+
+def test_a_tilted_head_blinks_as_a_level_one_does():
+    """The drawn face and its probes turned 30 degrees (a tilted head): every probe lands where the level face's
+    does, turned the same way. Columns taken straight down the photo would cut the tilted eye on a slant: the
+    lash line would land beside the lower lid, the lid would stop short."""
+    face, particles, p_regions, names = drawn_face()
+    probes = torch.tensor([(x, y) for x in (106.0, 113.0, 120.0, 127.0, 134.0, 186.0, 200.0, 214.0)
+                           for y in (83.0, 88.0, 90.0, 92.0, 95.0, 100.0, 104.0, 109.0)])
+    level = landed(face, particles, p_regions, names, probes)
+    for deg in (30.0, -30.0):
+        tilted_face = face.clone()
+        tilted_face[:, :2] = turn(face[:, :2], deg)
+        px = particles[:, :2] / particles[:, 2:] * F
+        tilted = landed(tilted_face, lift(turn(px, deg)), p_regions, names, turn(probes, deg))
+        torch.testing.assert_close(turn(tilted, -deg), level, atol=0.05, rtol=0.0)
+
+
 def test_an_eye_with_a_lid_sheet_keeps_its_fold_and_moves_only_the_lash_line():
     """With a sheet for the right eye (its fold was dark), the fold above the lash band stays where it is: the
     sheet comes down from under it. The lash line still lands on the lower lid."""
@@ -150,11 +185,12 @@ def ring_of_skin(centre=(120.0, 99.0), lit=(0.8, 0.6, 0.5), dark=(0.2, 0.1, 0.1)
     return px, rgb
 
 
-def eyes_photo(fold_rgb, H=160, W=260):
+def eyes_photo(fold_rgb, H=160, W=260, deg=0.0):
     """The drawn eyes' photo: lit skin around each eye (22-32 px from its centre) and its fold (rows 83-89 above
-    it) in fold_rgb. -> image [H, W, 3], skin [H, W] bool."""
+    it) in fold_rgb; deg: all of it turned as `turn` does. -> image [H, W, 3], skin [H, W] bool."""
     image, skin = torch.zeros(H, W, 3), torch.zeros(H, W, dtype=torch.bool)
     yy, xx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    xx, yy = turn(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1), -deg).T.reshape(2, H, W)   # drawn level
     for cx in (120.0, 200.0):
         ring = ((xx - cx) ** 2 + (yy - 99.0) ** 2).sqrt()
         lit = (ring >= 22) & (ring <= 32)
@@ -212,6 +248,30 @@ def test_a_dark_folds_lid_sheet_hides_above_the_eye_and_a_blink_lays_it_exactly_
     rows = my[column].sort().values
     torch.testing.assert_close(rows, torch.arange(89.5, 106.0, 1.0), atol=1e-3, rtol=0)   # lower lid: 105.95
     torch.testing.assert_close(moved[:, 2], g.means[:, 2])                 # still behind the lash line
+
+
+def test_a_tilted_heads_lid_sheet_still_comes_down_over_the_opening():
+    """The drawn face, its photo and its particles turned 20 degrees: the sheets are built across the tilted eye
+    and a blink lays them over the opening, seen level again: the column at x = 120 covered from the lash band's
+    top (89.3) to the lower lid (105.95) with no gap over a pixel."""
+    from engine.avatar.eyelids import lid_sheets
+    face, particles, p_regions, names = drawn_face()
+    deg, H, W = 20.0, 260, 300
+    tilted = face.clone()
+    tilted[:, :2] = turn(face[:, :2], deg)
+    particles = lift(turn(particles[:, :2] / particles[:, 2:] * F, deg))
+    image, skin = eyes_photo(fold_rgb=(0.25, 0.15, 0.12), H=H, W=W, deg=deg)
+    g, _, eye = lid_sheets(tilted, image, skin, torch.zeros(H, W), K, Z)
+    assert len(g) > 0 and set(eye.tolist()) == {0, 1}
+    index, weight = skin_weights(g.means, particles, 4)
+    index, weight = eyelid_skinning(tilted, K, g.means, torch.full((len(g),), EYES),
+                                    torch.zeros(len(g), dtype=torch.bool), particles, p_regions, names, index,
+                                    weight, sheet_eye=eye)
+    moved = g.means + blend_translations(blink(particles, names), index, weight)
+    x, y = turn(moved[:, :2] / moved[:, 2:] * F, -deg).unbind(1)          # seen level
+    rows = y[(x - 120.0).abs() < 0.5].sort().values
+    assert abs(float(rows[0]) - 89.3) < 0.8 and abs(float(rows[-1]) - 105.95) < 0.8
+    assert float(rows.diff().max()) < 1.001                               # the sheet's 1 px spacing
 
 
 def test_the_under_layer_behind_the_eye_takes_the_lid_skin_colour():

@@ -40,7 +40,11 @@ Behind the eye opening the under-layer (engine.avatar.mouth.under_layer, a blurr
 dark of the iris. `cover_the_eyes` gives it the lid skin's colour too, so nothing dark shows at a sheet's
 edges.
 
-Positions are photo pixels (x right, y down).
+Positions are photo pixels (x right, y down), turned level first (`Level`: the head's roll undone, the line
+between the outer eye corners along a row), so that on a tilted head too the lids lie along rows and a column
+runs from the upper lid down to the lower one, the way a blink moves it. (Each eye turned by its own corners
+instead was worse on the photos measured: mediapipe's lid partners pair up along the face's vertical, not
+square to each eye's tilted axis.)
 """
 from __future__ import annotations
 
@@ -110,6 +114,40 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
+class Level:
+    """Photo pixels turned about the midpoint of the outer eye corners (33, on the image's left on an upright
+    face, and 263) by minus the angle of the line between them: the head's roll undone. A level face (33 and
+    263 on one row) is left where it is."""
+
+    def __init__(self, face: Tensor):
+        a, b = face[33, :2].double(), face[263, :2].double()
+        d = b - a
+        n = float(d.norm())
+        self.centre = (a + b) / 2
+        self.cos, self.sin = (float(d[0]) / n, float(d[1]) / n) if n > 0 else (1.0, 0.0)
+
+    def points(self, p: Tensor) -> Tensor:
+        """Photo pixels [M, 2] -> level ones [M, 2] (same dtype)."""
+        q = p.double() - self.centre
+        return (torch.stack([self.cos * q[:, 0] + self.sin * q[:, 1], -self.sin * q[:, 0] + self.cos * q[:, 1]], 1)
+                + self.centre).to(p.dtype)
+
+    def back(self, p: Tensor) -> Tensor:
+        """Level pixels [M, 2] -> photo ones [M, 2] (same dtype)."""
+        q = p.double() - self.centre
+        return (self.vector_back(q) + self.centre).to(p.dtype)
+
+    def vector_back(self, v: Tensor) -> Tensor:
+        """Level displacements [M, 2] -> photo ones [M, 2]."""
+        return torch.stack([self.cos * v[:, 0] - self.sin * v[:, 1], self.sin * v[:, 0] + self.cos * v[:, 1]], 1)
+
+    def face(self, face: Tensor) -> Tensor:
+        """The face mesh [478, >=2] with its x, y levelled (other columns kept)."""
+        out = face.clone()
+        out[:, :2] = self.points(face[:, :2])
+        return out
+
+
 def lid_follow(face: Tensor, pixels: Tensor, fold_stays: tuple[bool, bool] = (False, False)
                ) -> tuple[Tensor, Tensor, Tensor]:
     """For pixels [M, 2] (x, y): how much each follows its eye's upper lid, f [M] in [0, 1 + LASH_ABOVE] (0 in
@@ -117,7 +155,9 @@ def lid_follow(face: Tensor, pixels: Tensor, fold_stays: tuple[bool, bool] = (Fa
     the eye it belongs to [M] (0 right, 1 left, -1 none: neither lid nor opening) and whether it lies in the
     eye opening [M] bool. Above the lash band, an eye whose fold stays (it has a lid sheet) gives f 0; any
     other slides its fold down: the lid proper (LID_RIGID of the zone) as one with the band's top, then less
-    and less up to the zone's top (the skin under the brow stretches)."""
+    and less up to the zone's top (the skin under the brow stretches). Each eye in its level frame (`Level`)."""
+    level = Level(face)
+    face, pixels = level.face(face), level.points(pixels)
     x, y = pixels[:, 0].double().numpy(), pixels[:, 1].double().numpy()
     f = np.zeros(len(x))
     which = np.full(len(x), -1)
@@ -139,9 +179,10 @@ def lid_follow(face: Tensor, pixels: Tensor, fold_stays: tuple[bool, bool] = (Fa
 
 
 def _lid_lines(face: Tensor, e: int, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """At columns x [M] of eye e: the upper and lower contour's rows, the lash band's top (LASH_ABOVE of the
-    opening above the contour, at most half way to the lid zone's top), the lid zone's top (LID_TOP of the way
-    to the brow's lower edge) and whether the column is within the eye's corners [M] bool."""
+    """At columns x [M] of eye e (face and columns levelled, `Level`): the upper and lower contour's rows, the
+    lash band's top (LASH_ABOVE of the opening above the contour, at most half way to the lid zone's top), the
+    lid zone's top (LID_TOP of the way to the brow's lower edge) and whether the column is within the eye's
+    corners [M] bool."""
     upper, lower, brow = EYES_ARCS[e]
     ux, uy, _ = _arc(face, upper)
     lx, ly, _ = _arc(face, lower)
@@ -175,8 +216,9 @@ def lid_skin(face: Tensor, pixels: Tensor, rgb: Tensor, skin: Tensor) -> list[Te
 
 def _dark_fold(face: Tensor, e: int, x: np.ndarray, y: np.ndarray, lum: Tensor, skin_lum: float) -> bool:
     """Whether eye e's fold (the skin pixels at x, y [M] with luminance lum [M] between the lid zone's top and
-    the lash band) is darker than DARK_FOLD x the lid skin's luminance: a fold that slid down over the eye would
-    make a dark closed lid. Fewer than FOLD_SAMPLES pixels there (a small face): False."""
+    the lash band; face and pixels levelled, `Level`) is darker than DARK_FOLD x the lid skin's luminance: a
+    fold that slid down over the eye would make a dark closed lid. Fewer than FOLD_SAMPLES pixels there (a small
+    face): False."""
     _, _, band_top, top, column = _lid_lines(face, e, x)
     fold = torch.from_numpy(column & (y >= top) & (y < band_top))
     if int(fold.sum()) < FOLD_SAMPLES:
@@ -192,7 +234,8 @@ def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tens
     pixels [M, 2] (x, y, int) each rests at, eye [M] 0 right / 1 left). Shut, the sheet covers each column from
     the lash band's top to the lower contour at 1 px spacing; it rests shifted back by the blink's own
     displacement of the upper lid there (each upper-lid vertex onto its lower partner, linear in x between
-    vertices), so that riding the lid it lands there exactly."""
+    vertices), so that riding the lid it lands there exactly. Columns and rows are those of the eye's level
+    frame (`Level`), turned back to photo pixels."""
     H, W = front.shape
     ys, xs = skin.nonzero(as_tuple=True)
     centres, rgb = torch.stack([xs, ys], 1).double() + 0.5, image[ys, xs]       # the skin's pixels [S, 2], [S, 3]
@@ -200,17 +243,20 @@ def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tens
     eye_px = float((face[33, :2] - face[263, :2]).norm())
     fx = float(K[0, 0])
     parts = []
-    cx, cy, lum = centres[:, 0].numpy(), centres[:, 1].numpy(), luma(rgb)
+    lum = luma(rgb)
+    level = Level(face)
+    lface, lcentres = level.face(face), level.points(centres)            # level pixels from here on
+    cx, cy = lcentres[:, 0].numpy(), lcentres[:, 1].numpy()
     for e, (upper, lower, _) in enumerate(EYES_ARCS):
-        if colours[e] is None or not _dark_fold(face, e, cx, cy, lum, float(luma(colours[e]))):
+        if colours[e] is None or not _dark_fold(lface, e, cx, cy, lum, float(luma(colours[e]))):
             continue
-        ux, _, uids = _arc(face, upper)
+        ux, _, uids = _arc(lface, upper)
         partner = dict(zip(upper, lower))
-        move = np.array([(face[partner[i], :2] - face[i, :2]).double().numpy() for i in uids])   # [P, 2] per vertex
+        move = np.array([(lface[partner[i], :2] - lface[i, :2]).double().numpy() for i in uids])  # [P, 2] per vertex
         x = np.arange(np.ceil(ux[0] - 0.5), np.floor(ux[-1] - 0.5) + 1) + 0.5                 # pixel centres
         if len(x) == 0:
             continue
-        _, y_low, band_top, _, _ = _lid_lines(face, e, x)
+        _, y_low, band_top, _, _ = _lid_lines(lface, e, x)
         a, b, s = _bracket(ux, x)
         shift = (1 - s)[:, None] * move[a] + s[:, None] * move[b]                              # [C, 2]
         cols, rows = [], []
@@ -222,8 +268,9 @@ def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tens
         # the lid curves away from the light toward its margin: darker down to the lash line
         t = np.clip((r - band_top[c]) / np.maximum(y_low[c] - band_top[c], 1e-6), 0.0, 1.0)
         shade = torch.from_numpy(1.0 - (1.0 - LID_SHADE) * t).float()[:, None]
-        parts.append((torch.from_numpy(x[c]).float(), torch.from_numpy(r).float(),
-                      torch.from_numpy(shift[c]).float(), torch.full((len(c),), e), colours[e] * shade))
+        xy = level.back(torch.from_numpy(np.stack([x[c], r], 1)))                             # photo pixels
+        parts.append((xy[:, 0].float(), xy[:, 1].float(), level.vector_back(torch.from_numpy(shift[c])).float(),
+                      torch.full((len(c),), e), colours[e] * shade))
     if not parts:
         parts.append((torch.zeros(0), torch.zeros(0), torch.zeros(0, 2), torch.zeros(0, dtype=torch.long),
                       torch.zeros(0, 3)))
@@ -260,14 +307,16 @@ def cover_the_eyes(face: Tensor, K: Tensor, g: Gaussians, regions: Tensor, is_fr
     _, which, _ = lid_follow(face, pixels)
     rgb = sh_dc_to_rgb(g.sh[:, 0])
     colours = lid_skin(face, pixels, rgb, is_front & (regions == FACE))
-    x, y = pixels[:, 0], pixels[:, 1]
+    level = Level(face)
+    lface, lpx = level.face(face), level.points(pixels)
+    x, y = lpx[:, 0], lpx[:, 1]
     done = 0
     for e, (upper, lower, _) in enumerate(EYES_ARCS):
         if colours[e] is None:
             continue
-        ux, uy, _ = _arc(face, upper)
-        _, ly, _ = _arc(face, lower)
-        y_up, y_low, _, _, _ = (torch.from_numpy(v).float() for v in _lid_lines(face, e, x.double().numpy()))
+        ux, uy, _ = _arc(lface, upper)
+        _, ly, _ = _arc(lface, lower)
+        y_up, y_low, _, _, _ = (torch.from_numpy(v).float() for v in _lid_lines(lface, e, x.double().numpy()))
         m = COVER_MARGIN * float(np.max(ly) - np.min(uy))
         near = (x >= ux[0] - m) & (x <= ux[-1] + m) & (y >= y_up - m) & (y <= y_low + m)
         behind = under & (near | (which == e))
@@ -328,8 +377,9 @@ def eyelid_skinning(face: Tensor, K: Tensor, means: Tensor, regions: Tensor, is_
         on_lid = (lid & (which == e)).nonzero().squeeze(1)
         if on_lid.numel() == 0:
             continue
-        ux, _, uids = _arc(face, upper)
-        a, b, s = _bracket(ux, pixels[on_lid, 0].double().numpy())
+        level = Level(face)
+        ux, _, uids = _arc(level.face(face), upper)
+        a, b, s = _bracket(ux, level.points(pixels[on_lid])[:, 0].double().numpy())
         up = torch.tensor([[where[f"face:{uids[i]}"], where[f"face:{uids[j]}"]] for i, j in zip(a, b)])
         s, fe = torch.from_numpy(s).to(weight.dtype), f[on_lid].to(weight.dtype)
         rest_idx, rest_w = skin_weights(means[on_lid], particles[pool], k - 2, sigma)
@@ -343,7 +393,8 @@ def eyelid_skinning(face: Tensor, K: Tensor, means: Tensor, regions: Tensor, is_
 def _bind_sheets(face: Tensor, pixels: Tensor, sheet_eye: Tensor | None, where: dict[str, int], index: Tensor,
                  weight: Tensor) -> None:
     """In place: each lid-sheet Gaussian (sheet_eye [N] >= 0) rides the two upper-lid vertices of its eye that
-    bracket its column pixels [N, 2] (linear in x), with all its weight; its other slots weigh 0."""
+    bracket its column (photo pixels [N, 2], levelled: `Level`; linear in x), with all its weight; its other
+    slots weigh 0."""
     if sheet_eye is None:
         return
     k = index.shape[1]
@@ -351,8 +402,9 @@ def _bind_sheets(face: Tensor, pixels: Tensor, sheet_eye: Tensor | None, where: 
         rows = (sheet_eye == e).nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
-        ux, _, uids = _arc(face, upper)
-        a, b, s = _bracket(ux, pixels[rows, 0].double().numpy())
+        level = Level(face)
+        ux, _, uids = _arc(level.face(face), upper)
+        a, b, s = _bracket(ux, level.points(pixels[rows])[:, 0].double().numpy())
         ids = torch.tensor([[where[f"face:{uids[i]}"], where[f"face:{uids[j]}"]] for i, j in zip(a, b)])
         index[rows] = torch.cat([ids, ids[:, 1:].expand(-1, k - 2)], 1)
         s = torch.from_numpy(s).to(weight.dtype)
