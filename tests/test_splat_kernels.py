@@ -134,6 +134,50 @@ def test_tile_size_8_and_background_gradient(device):
     assert rel_err(grads["kernel"][1], grads["reference"][1]) <= 1e-5
 
 
+@pytest.mark.parametrize("tile", [32, 64])
+def test_the_kernels_big_tiles_match_the_reference(tile, device):
+    """The CPU kernel's default tiles (32 and 64 px, cuda_ext.rendering.default_tile_size) against the reference
+    at 16: image, alpha and gradients; a frame that is not a multiple of either tile size."""
+    case = Case(n=1500, width=150, height=100, cameras=1, sh_degree=0, seed=31)
+    params, viewmats, Ks = random_scene(case, device)
+    out = {}
+    for backend, size in (("kernel", tile), ("reference", 16)):
+        leaves = [p.clone().requires_grad_(True) for p in params]
+        img, alpha, meta = cuda_ext.rasterization(*leaves, viewmats, Ks, case.width, case.height,
+                                                  sh_degree=case.sh_degree, tile_size=size, backend=backend)
+        assert meta["tile_size"] == size
+        w = torch.rand(img.shape, generator=torch.Generator().manual_seed(7)).to(device)
+        ((img * w).sum() + alpha.sum()).backward()
+        out[backend] = (img.detach(), alpha.detach(), *[p.grad for p in leaves])
+    for a, b, what in zip(out["kernel"], out["reference"], ("image", "alpha", "means", "quats", "scales",
+                                                            "opacities", "colors")):
+        if what in ("image", "alpha"):
+            worst, msg = max_diff_report(a, b, what)
+            assert worst <= IMAGE_TOL, msg
+        else:
+            assert rel_err(a, b) <= GRAD_TOL, (what, rel_err(a, b))
+
+
+def test_default_tile_size_by_hand():
+    """16 on a GPU and with the reference; on the CPU kernel the largest of 64, 32, 16 that still gives every
+    thread 8 tiles: with 2 threads a 512 x 512 frame has 64 tiles of 64 px (>= 16), a 100 x 100 frame 4 of
+    64 px and 16 of 32 px."""
+    from cuda_ext.rendering import default_tile_size
+    cpu, n = torch.device("cpu"), torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert default_tile_size(cpu, 512, 512) == 64
+        assert default_tile_size(cpu, 100, 100) == 32
+        assert default_tile_size(cpu, 40, 40) == 16
+        assert default_tile_size(cpu, 100, 100, n_cameras=4) == 64
+        assert default_tile_size(cpu, 512, 512, backend="reference") == 16
+        assert default_tile_size(torch.device("cuda"), 512, 512) == 16
+        torch.set_num_threads(1)
+        assert default_tile_size(cpu, 100, 100) == 32                      # 4 tiles of 64 px < 8
+    finally:
+        torch.set_num_threads(n)
+
+
 def test_untouched_pixels_show_the_background(device):
     case = Case(n=50, width=32, height=32, cameras=1, sh_degree=None, seed=5)
     params, viewmats, Ks = random_scene(case, device)
