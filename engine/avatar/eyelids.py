@@ -155,7 +155,7 @@ def lid_follow(face: Tensor, pixels: Tensor, fold_stays: tuple[bool, bool] = (Fa
     the eye it belongs to [M] (0 right, 1 left, -1 none: neither lid nor opening) and whether it lies in the
     eye opening [M] bool. Above the lash band, an eye whose fold stays (it has a lid sheet) gives f 0; any
     other slides its fold down: the lid proper (LID_RIGID of the zone) as one with the band's top, then less
-    and less up to the zone's top (the skin under the brow stretches). Each eye in its level frame (`Level`)."""
+    and less up to the zone's top (the skin under the brow stretches). Worked out in the level frame (`Level`)."""
     level = Level(face)
     face, pixels = level.face(face), level.points(pixels)
     x, y = pixels[:, 0].double().numpy(), pixels[:, 1].double().numpy()
@@ -234,7 +234,7 @@ def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tens
     pixels [M, 2] (x, y, int) each rests at, eye [M] 0 right / 1 left). Shut, the sheet covers each column from
     the lash band's top to the lower contour at 1 px spacing; it rests shifted back by the blink's own
     displacement of the upper lid there (each upper-lid vertex onto its lower partner, linear in x between
-    vertices), so that riding the lid it lands there exactly. Columns and rows are those of the eye's level
+    vertices), so that riding the lid it lands there exactly. Columns and rows are 1 px apart in the level
     frame (`Level`), turned back to photo pixels."""
     H, W = front.shape
     ys, xs = skin.nonzero(as_tuple=True)
@@ -253,7 +253,7 @@ def lid_sheets(face: Tensor, image: Tensor, skin: Tensor, front: Tensor, K: Tens
         ux, _, uids = _arc(lface, upper)
         partner = dict(zip(upper, lower))
         move = np.array([(lface[partner[i], :2] - lface[i, :2]).double().numpy() for i in uids])  # [P, 2] per vertex
-        x = np.arange(np.ceil(ux[0] - 0.5), np.floor(ux[-1] - 0.5) + 1) + 0.5                 # pixel centres
+        x = np.arange(np.ceil(ux[0] - 0.5), np.floor(ux[-1] - 0.5) + 1) + 0.5                 # 1 px apart
         if len(x) == 0:
             continue
         _, y_low, band_top, _, _ = _lid_lines(lface, e, x)
