@@ -1,13 +1,13 @@
-"""Compositing tile size on the CPU: rasterization() with 16 x 16 and 32 x 32 pixel tiles, the same avatar,
-interleaved in one run, one JSON line per frame size (and per whole engine frame).
+"""Compositing tile size on the CPU: rasterization() with 16, 32 and 64 px square tiles, the same avatar,
+interleaved in one run, one JSON line per frame size and pass.
 
-Usage: python bench/tile_size.py [--avatar DIR] [--sizes 256,512,1024] [--repeats 9] [--tiles 16,32]
+Usage: python bench/tile_size.py [--avatar DIR] [--sizes 256,512,1024] [--repeats 9] [--tiles 16,32,64]
 Without --avatar the bundled photo is personalized first (about 30 s). The avatar is rendered from its photo
 camera as AvatarView does (the Gaussians facing the camera), forward alone (the live engine) and forward +
 backward (distillation, the photometric fit). `identical`: the images of every tile size equal bit for bit
 (the blend order of a pixel is the depth order whatever the tiles). Medians after a warm-up; ratio = each
-tile size's median over the first one's, measured in the same run. cuda_ext.rasterization's CPU default
-(CPU_TILE_SIZE) follows from this.
+tile size's median over the first one's, measured in the same run. cuda_ext.rendering.default_tile_size (the
+CPU kernel's default) follows from this.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--avatar", default=None)
     ap.add_argument("--sizes", default="256,512,1024")
     ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--tiles", default="16,32")
+    ap.add_argument("--tiles", default="16,32,64")
     args = ap.parse_args()
     tiles = [int(t) for t in args.tiles.split(",")]
     from engine.avatar.bundle import Avatar
