@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from engine.avatar.particles import turn_xy
 from engine.avatar.regions import EYES, FACE
 from engine.avatar.skinning import default_sigma, skin_weights
 from engine.render.camera import unproject
@@ -116,30 +117,25 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 class Level:
     """Photo pixels turned about the midpoint of the outer eye corners (33, on the image's left on an upright
-    face, and 263) by minus the angle of the line between them: the head's roll undone. A level face (33 and
-    263 on one row) is left where it is."""
+    face, and 263) by minus the angle of the line between them (the head's roll, as particles.head_roll reads it
+    from the particles): the roll undone. A level face (33 and 263 on one row) is left where it is."""
 
     def __init__(self, face: Tensor):
         a, b = face[33, :2].double(), face[263, :2].double()
         d = b - a
-        n = float(d.norm())
-        self.centre = (a + b) / 2
-        self.cos, self.sin = (float(d[0]) / n, float(d[1]) / n) if n > 0 else (1.0, 0.0)
+        self.centre, self.roll = (a + b) / 2, float(torch.atan2(d[1], d[0]))
 
     def points(self, p: Tensor) -> Tensor:
         """Photo pixels [M, 2] -> level ones [M, 2] (same dtype)."""
-        q = p.double() - self.centre
-        return (torch.stack([self.cos * q[:, 0] + self.sin * q[:, 1], -self.sin * q[:, 0] + self.cos * q[:, 1]], 1)
-                + self.centre).to(p.dtype)
+        return (turn_xy(p.double() - self.centre, -self.roll) + self.centre).to(p.dtype)
 
     def back(self, p: Tensor) -> Tensor:
         """Level pixels [M, 2] -> photo ones [M, 2] (same dtype)."""
-        q = p.double() - self.centre
-        return (self.vector_back(q) + self.centre).to(p.dtype)
+        return (turn_xy(p.double() - self.centre, self.roll) + self.centre).to(p.dtype)
 
     def vector_back(self, v: Tensor) -> Tensor:
-        """Level displacements [M, 2] -> photo ones [M, 2]."""
-        return torch.stack([self.cos * v[:, 0] - self.sin * v[:, 1], self.sin * v[:, 0] + self.cos * v[:, 1]], 1)
+        """Level displacements [M, 2] -> photo ones [M, 2] (same dtype)."""
+        return turn_xy(v.double(), self.roll).to(v.dtype)
 
     def face(self, face: Tensor) -> Tensor:
         """The face mesh [478, >=2] with its x, y levelled (other columns kept)."""
@@ -357,6 +353,8 @@ def eyelid_skinning(face: Tensor, K: Tensor, means: Tensor, regions: Tensor, is_
     pixels = project(K, means)
     fold_stays = tuple(sheet_eye is not None and bool((sheet_eye == e).any()) for e in range(len(EYES_ARCS)))
     f, which, opening = lid_follow(face, pixels, fold_stays)
+    level = Level(face)
+    face, pixels = level.face(face), level.points(pixels)                       # level pixels from here on
     ours = is_front & torch.isin(regions, torch.tensor([FACE, EYES]))
     lid, opening = ours & (f > 0), ours & opening
     ties = ((weight > 0) & torch.isin(index, moving)).any(1)
@@ -377,9 +375,8 @@ def eyelid_skinning(face: Tensor, K: Tensor, means: Tensor, regions: Tensor, is_
         on_lid = (lid & (which == e)).nonzero().squeeze(1)
         if on_lid.numel() == 0:
             continue
-        level = Level(face)
-        ux, _, uids = _arc(level.face(face), upper)
-        a, b, s = _bracket(ux, level.points(pixels[on_lid])[:, 0].double().numpy())
+        ux, _, uids = _arc(face, upper)
+        a, b, s = _bracket(ux, pixels[on_lid, 0].double().numpy())
         up = torch.tensor([[where[f"face:{uids[i]}"], where[f"face:{uids[j]}"]] for i, j in zip(a, b)])
         s, fe = torch.from_numpy(s).to(weight.dtype), f[on_lid].to(weight.dtype)
         rest_idx, rest_w = skin_weights(means[on_lid], particles[pool], k - 2, sigma)
@@ -393,7 +390,7 @@ def eyelid_skinning(face: Tensor, K: Tensor, means: Tensor, regions: Tensor, is_
 def _bind_sheets(face: Tensor, pixels: Tensor, sheet_eye: Tensor | None, where: dict[str, int], index: Tensor,
                  weight: Tensor) -> None:
     """In place: each lid-sheet Gaussian (sheet_eye [N] >= 0) rides the two upper-lid vertices of its eye that
-    bracket its column (photo pixels [N, 2], levelled: `Level`; linear in x), with all its weight; its other
+    bracket its column (face and pixels [N, 2] levelled, `Level`; linear in x), with all its weight; its other
     slots weigh 0."""
     if sheet_eye is None:
         return
@@ -402,9 +399,8 @@ def _bind_sheets(face: Tensor, pixels: Tensor, sheet_eye: Tensor | None, where: 
         rows = (sheet_eye == e).nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
-        level = Level(face)
-        ux, _, uids = _arc(level.face(face), upper)
-        a, b, s = _bracket(ux, level.points(pixels[rows])[:, 0].double().numpy())
+        ux, _, uids = _arc(face, upper)
+        a, b, s = _bracket(ux, pixels[rows, 0].double().numpy())
         ids = torch.tensor([[where[f"face:{uids[i]}"], where[f"face:{uids[j]}"]] for i, j in zip(a, b)])
         index[rows] = torch.cat([ids, ids[:, 1:].expand(-1, k - 2)], 1)
         s = torch.from_numpy(s).to(weight.dtype)

@@ -69,7 +69,7 @@ def head_roll(particles: Tensor, names: list[str]) -> float:
 
 
 def turn_xy(v: Tensor, angle: float) -> Tensor:
-    """v [..., 3] turned by angle (radians) about the z axis (x toward y), a copy."""
+    """v [..., 3] (or photo pixels [..., 2]) turned by angle (radians) about the z axis (x toward y), a copy."""
     c, s = torch.cos(torch.tensor(angle, dtype=v.dtype)), torch.sin(torch.tensor(angle, dtype=v.dtype))
     out = v.clone()
     out[..., 0], out[..., 1] = c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]
