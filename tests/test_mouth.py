@@ -10,9 +10,10 @@ import torch
 pytest.importorskip("mediapipe", reason="mediapipe is installed by scripts/setup.sh")
 from engine.avatar.landmarks import detect  # noqa: E402
 from engine.render.gaussians import rgb_to_sh_dc  # noqa: E402
-from engine.avatar.mouth import (LOWER_INNER, UPPER_INNER, closing_shift, in_gap, mouth_sides,  # noqa: E402
+from engine.avatar.mouth import (LOWER_INNER, UPPER_INNER, closed_line_y, closing_shift, in_gap, inner_lip_contours,
+                                 mouth_sides,  # noqa: E402
                                  particle_sides, split_line_y, under_layer, CORNER_INSET, JAW_REACH, LOWER_LIP,
-                                 OUTER_LIPS, UPPER_LIP)
+                                 OUTER_LIPS, OVERLAP_PX, UPPER_LIP, UPPER_SHARE)
 from engine.avatar.personalize import PersonalizeConfig, personalize  # noqa: E402
 from engine.avatar.photo import load_photo  # noqa: E402
 from engine.avatar.regions import FACE, LIPS, convex_hull, polygon_mask, region_map  # noqa: E402
@@ -74,9 +75,10 @@ def test_under_layer_is_dark_inside_the_lips_and_skin_elsewhere(face192):
     assert bool((lips & beside & inside).any()) and float(rgb[lips & fine].max()) < 0.3      # dark in the lips
 
 
-def test_opening_the_jaw_moves_only_the_lower_lip(face192):
-    image, lm = face192
-    avatar = personalize(ASTRONAUT, PersonalizeConfig(max_side=192, fit_steps=1), progress=False)
+def test_opening_the_jaw_moves_only_the_lower_lip():
+    image, _ = load_photo(ASTRONAUT, max_side=320)        # at 192 px the lips are 2-3 px thick: all within reach
+    lm = detect(image)                                     # of the rows behind them that cross the line
+    avatar = personalize(ASTRONAUT, PersonalizeConfig(max_side=320, fit_steps=1), progress=False)
     K = avatar.camera.K
     p_px = (K @ (avatar.particles / avatar.particles[:, 2:]).T).T[:, :2]
     # a face particle's side is that of its landmark in the photo (the closed rest mouth moved the inner lips'
@@ -89,10 +91,16 @@ def test_opening_the_jaw_moves_only_the_lower_lip(face192):
     moved = (avatar.skin_weight[..., None] * move[avatar.skin_index]).sum(1)[:, 1]
     g_px = (K @ (avatar.gaussians.means / avatar.gaussians.means[:, 2:]).T).T[:, :2]
     lips = (avatar.regions == LIPS) & (avatar.gaussians.means[:, 2] < 2.5)   # not the back of the head (z > z0)
-    sides = mouth_sides(lm.face, g_px)
+    # the side each lies on now, in the closed rest mouth: above or below the line where the lips meet
+    line = closed_line_y(lm.face, g_px[:, 0])
+    sides = torch.where(mouth_sides(lm.face, g_px) != 0, torch.where(g_px[:, 1] > line, 2, 1), 0)
     eye = float((lm.face[33, :2] - lm.face[263, :2]).norm())
-    # not on the line (the fit moved means a bit), nor where the tooth rows reach across it (engine.avatar.teeth)
-    clear = (g_px[:, 1] - split_line_y(lm.face, g_px[:, 0])).abs() > 0.5 + OVERLAP * eye
+    # not on the line (the fit moved means a bit), nor where the rows behind the lips reach across it
+    # (engine.avatar.teeth: the lower row and the tongue up to OVERLAP eye widths above it, the upper row down
+    # to the photo's lower lip)
+    reach = torch.maximum(torch.full_like(line, OVERLAP * eye), inner_lip_contours(lm.face, g_px[:, 0])[1] - line)
+    d = g_px[:, 1] - line
+    clear = torch.where(sides == 1, d < -0.5 - OVERLAP * eye, d > 0.5 + reach)
     sides = torch.where(clear, sides, torch.zeros_like(sides))
     upper_lip, lower_lip = lips & (sides == 1), lips & (sides == 2)
     assert int(upper_lip.sum()) > 10 and int(lower_lip.sum()) > 10
@@ -128,10 +136,14 @@ def test_closing_shift_brings_the_lips_together_and_leaves_nose_and_chin():
     shift = closing_shift(face, pts, sides)
     assert shift[:, 0].abs().max() < 1e-6                              # an upright face: straight down its columns
     dy = shift[:, 1]
-    # half the 8 px gap at the inner lips, nothing at the nose and the chin, half-way up: half of that, side 0: none
-    assert dy.tolist() == pytest.approx([4.0, -4.0, 0.0, 0.0, 2.0, 0.0], abs=1e-5)
+    # the upper lip comes down a quarter of the 8 px gap (2 px), the lower lip up the other 6, and each half a
+    # pixel past the line where they meet; nothing at the nose and the chin; half-way up to the nose: half of the
+    # upper lip's 2.5 px; side 0: none
+    assert UPPER_SHARE == 0.25 and OVERLAP_PX == 0.5
+    assert dy.tolist() == pytest.approx([2.5, -6.5, 0.0, 0.0, 1.25, 0.0], abs=1e-5)
+    assert float(closed_line_y(face, torch.tensor([50.0]))) == pytest.approx(68.0)   # where they meet
     moved = pts[:2, 1] + dy[:2]
-    assert float(moved[0]) == pytest.approx(float(moved[1]))            # the inner lips meet
+    assert float(moved[0] - moved[1]) == pytest.approx(1.0)             # the inner lips meet, 1 px over each other
     assert in_gap(face, torch.tensor([[50.0, 70.0], [50.0, 60.0], [20.0, 70.0]])).tolist() == [True, False, False]
     assert closing_shift(synthetic_face(gap=0.0), pts, sides).abs().max() == 0   # a closed photo mouth: no change
 
@@ -189,9 +201,10 @@ def test_the_closed_rest_mouth_grows_the_stretched_splats_and_splits_only_the_li
     keep = _close_the_mouth(face, g, pixel, sides, torch.ones(n, dtype=torch.bool), teeth, particles,
                             torch.tensor([1]), K)
     assert keep.tolist() == [True, True, True, True]
-    # the upper side's shift (4 px at the lip, 0 at the nose) stretches it by 4 / 16, the lower's by 4 / 22;
-    # above the nose and on the teeth nothing moves, nothing grows
-    want = torch.tensor([1 + 4 / 16, 1 + 4 / 22, 1.0, 1.0]) * 0.01
+    # the upper side's shift (a quarter of the 8 px gap and half a pixel, 2.5 px at the lip, 0 at the nose)
+    # stretches it by 2.5 / 16, the lower's (6.5 px at the lip, 0 at the chin) by 6.5 / 22; above the nose and on
+    # the teeth nothing moves or grows
+    want = torch.tensor([1 + 2.5 / 16, 1 + 6.5 / 22, 1.0, 1.0]) * 0.01
     torch.testing.assert_close(g.scales[:, 0], want, rtol=1e-4, atol=1e-7)
     # the band skinning splits: lower outer lip flat at y 80 between the corners -> down to 80 + 0.05 x 60
     for i in (61,) + OUTER_LIPS[10:]:

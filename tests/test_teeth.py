@@ -80,3 +80,47 @@ def test_a_tilted_heads_teeth_turn_with_its_mouth():
     down = R[:, 1]                                                            # the face's y axis in the photo
     lower = side_t == 2
     assert float(((px_t[lower] - centre) @ down).mean()) > 0
+
+
+def test_a_smiles_own_upper_teeth_paint_the_upper_row_down_to_its_lower_lip():
+    """A photo whose lips are 8 px apart (inner lips at y 66 and 74, eyes 60 px apart) showing its teeth: the
+    closed rest mouth meets a quarter of the way down (y 68, the lips half a pixel over each other), and the
+    upper row reaches on down to the photo's lower lip (y 74), taking each tooth-like pixel's own colour; a dark
+    pixel in the opening keeps the plain tooth colour. The lower row stands OVERJET behind the upper one."""
+    from engine.avatar.teeth import BEHIND, OVERJET
+    face = synthetic_face(gap=8.0)
+    image = torch.full((120, 120, 3), 0.6)
+    image[..., 1:] = 0.4                                                    # skin, not tooth-like
+    image[67:74, 36:65] = torch.tensor([0.85, 0.84, 0.80])                  # the teeth the smile shows ...
+    image[67:74, 50:52] = torch.tensor([0.70, 0.70, 0.68])                  # ... a seam between two crowns ...
+    image[72:74, 40:44] = 0.05                                              # ... and a dark gap under one
+    colours = mouth_colours(image, torch.zeros(120, 120, dtype=torch.bool), torch.zeros(120, 120, dtype=torch.bool))
+    front = torch.full((120, 120), 10.0)
+    K = torch.tensor([[200.0, 0, 60], [0, 200.0, 60], [0, 0, 1]])
+    g, px, side = mouth_insides(face, front, K, 2.5, colours, image)
+    rgb = sh_dc_to_rgb(g.sh[:, 0])
+    upper = side == 1
+    centre = upper & ((px[:, 0] - 50.5).abs() < 0.6)
+    assert 73.0 < float(px[centre, 1].max()) <= 74.0                      # down to the photo's lower lip, no further
+    assert float(px[upper, 1].max()) <= 74.0
+    mid = upper & ((px[:, 0] - 50.5).abs() < 0.6)                          # the column x 50.5: on the seam
+    seam = mid & (px[:, 1] > 67.5) & (px[:, 1] < 73.5)
+    assert int(seam.sum()) >= 5
+    torch.testing.assert_close(rgb[seam], torch.tensor([0.70, 0.70, 0.68]).expand(int(seam.sum()), 3),
+                               atol=1e-5, rtol=0)
+    crowns = upper & ((px[:, 0] - 46.5).abs() < 0.6) & (px[:, 1] > 67.5) & (px[:, 1] < 73.5)
+    torch.testing.assert_close(rgb[crowns], torch.tensor([0.85, 0.84, 0.80]).expand(int(crowns.sum()), 3),
+                               atol=1e-5, rtol=0)
+    dark = upper & (px[:, 0] >= 40.5) & (px[:, 0] < 43.5) & (px[:, 1] >= 72.0) & (px[:, 1] < 73.5)
+    assert int(dark.sum()) >= 3
+    torch.testing.assert_close(rgb[dark], colours["tooth"].expand(int(dark.sum()), 3), atol=1e-5, rtol=0)
+    # without a photo: the same rows, plain
+    g0, px0, side0 = mouth_insides(face, front, K, 2.5, colours)
+    assert torch.equal(px0, px) and not torch.equal(g0.sh, g.sh)
+    # depth: the lower row's middle OVERJET eye widths further back than the upper row's (flat face, 200 px focal)
+    z = g.means[:, 2]
+    middle = (px[:, 0] - 50.5).abs() < 0.6
+    lower_teeth = (side == 2) & ((rgb - colours["tongue"]).abs().amax(1) > 1e-4)
+    eye_world = 60.0 * 2.5 / 200.0
+    dz = float(z[lower_teeth & middle].mean() - z[upper & middle].mean())
+    assert dz == pytest.approx(OVERJET * eye_world, rel=0.02) and BEHIND > 0

@@ -16,8 +16,9 @@ places. Two fixes, both made from mediapipe's inner-lip contour (face-mesh indic
 
 - lips that can close (`closing_shift`): a photo that smiles with parted lips would otherwise keep its gap as
   the rest pose, so no /p b m/ could ever be shown. The avatar's rest mouth is closed instead: the upper lip
-  slides down and the lower lip up by half the gap each, fading to nothing at the nose and the chin, and the
-  photo's own pixels between the lips are left out of the skin (engine.avatar.teeth builds what is behind).
+  slides down by a quarter of the gap and the lower lip up by the rest (UPPER_SHARE), each half a pixel past
+  the line where they meet (OVERLAP_PX), fading to nothing at the nose and the chin, and the photo's own
+  pixels between the lips are left out of the skin (engine.avatar.teeth builds what is behind).
   The shift fades, so it stretches the lips; personalize grows their splats by the stretch.
 
 All of it is laid out on the level face (`Level`): the photo's face turned about the mouth's centre until its
@@ -48,6 +49,11 @@ NOSE_BOTTOM, CHIN = 2, 152
 BAND_MARGIN = 0.05       # eye widths below the lower lip's outer edge that skinning still splits (lip_band)
 JAW_REACH = 0.4          # eye widths below the lips the dark interior reaches (the widest jaw drop is ~0.35)
 INTERIOR_RGB = (0.20, 0.07, 0.08)
+OVERLAP_PX = 0.5         # each lip closes this far past the line where they meet (at most half the gap): lips
+                         # that only touched left a seam of half-covered pixels; the teeth behind showed through
+UPPER_SHARE = 0.25       # of the photo's lip gap, the share the upper lip comes down to close it (the lower lip
+                         # comes up the rest). Under a half, so that the photo's own upper teeth, which a smile shows
+                         # below the upper lip, still show when the jaw drops (engine.avatar.teeth paints them)
 CORNER_INSET = 0.15      # of the inner lips' width: below the lips the interior is dark only this far inside the corners
 
 
@@ -92,6 +98,21 @@ def split_line_y(face: Tensor, x: Tensor) -> Tensor:
     return torch.from_numpy((_arc_y(face, UPPER_INNER, x) + _arc_y(face, LOWER_INNER, x)) / 2).float()
 
 
+def closed_line_y(face: Tensor, x: Tensor) -> Tensor:
+    """y [M] where the inner lips meet in the avatar's closed rest mouth (`closing_shift`), at pixel columns x
+    [M] (clamped to the mouth corners): UPPER_SHARE of the way from the inner upper to the inner lower lip."""
+    upper, lower = (_arc_y(face, ids, x) for ids in (UPPER_INNER, LOWER_INNER))
+    return torch.from_numpy(upper + UPPER_SHARE * (lower - upper)).float()
+
+
+def resting_lip_edges(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """y [M] of the inner upper and the inner lower lip's edge in the closed rest mouth (`closing_shift`), at
+    pixel columns x [M]: each OVERLAP_PX (at most half the photo's gap) past `closed_line_y`, over the other."""
+    upper, lower = inner_lip_contours(face, x)
+    line, lap = closed_line_y(face, x), (lower - upper).clamp(0, 2 * OVERLAP_PX) / 2
+    return line + lap, line - lap
+
+
 def mouth_sides(face: Tensor, pixels: Tensor, restrict: Tensor | None = None) -> Tensor:
     """Side [M] (0 not split, 1 upper, 2 lower) of pixels [M, 2] (x, y). Only pixels in the mouth column are
     split, and of those only where `restrict` [M] bool is set (default: all). On the level face (`Level`)."""
@@ -134,7 +155,7 @@ def particle_sides(face: Tensor, pixels: Tensor, names: list[str] | None = None)
     return side
 
 
-def _contours(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+def inner_lip_contours(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """y of the inner upper and inner lower lip contours [M] at columns x [M] (clamped to the mouth corners)."""
     upper, lower = (torch.from_numpy(_arc_y(face, ids, x)).float() for ids in (UPPER_INNER, LOWER_INNER))
     return upper, lower
@@ -147,25 +168,28 @@ def in_gap(face: Tensor, pixels: Tensor) -> Tensor:
     face, pixels = level.face, level.points(pixels.float())
     x, y = pixels[:, 0].float(), pixels[:, 1].float()
     left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
-    upper, lower = _contours(face, x)
+    upper, lower = inner_lip_contours(face, x)
     return (x > left) & (x < right) & (y > upper + 0.5) & (y < lower - 0.5)
 
 
 def closing_shift(face: Tensor, pixels: Tensor, sides: Tensor) -> Tensor:
     """Shift [M, 2] (dx, dy pixels) that closes the photo's lip gap, for points at pixels [M, 2] on mouth side
     sides [M] (engine.avatar.mouth_sides; 0 never moves). On the level face (`Level`) the upper side moves down
-    by half the gap at its column, times a weight that is 1 at the inner lip and 0 at the nose bottom, and the
-    lower side moves up, fading to 0 at the chin; the shift is that, turned back into the photo (straight down
-    the photo's columns for an upright face, along the face's own up-down for a tilted one)."""
+    by UPPER_SHARE of the gap at its column, times a weight that is 1 at the inner lip and 0 at the nose bottom,
+    and the lower side moves up by the rest of it, fading to 0 at the chin (both meet on `closed_line_y`, each
+    OVERLAP_PX past it); the shift is that, turned back into the photo (straight down the photo's columns for
+    an upright face, along the face's own up-down for a tilted one)."""
     level = Level(face)
     face, pixels = level.face, level.points(pixels.float())
     x, y = pixels[:, 0].float(), pixels[:, 1].float()
-    upper, lower = _contours(face, x)
-    half = ((lower - upper) / 2).clamp(min=0)
+    upper, lower = inner_lip_contours(face, x)
+    gap = (lower - upper).clamp(min=0)
     nose, chin = float(face[NOSE_BOTTOM, 1]), float(face[CHIN, 1])
     w_up = ((y - nose) / (upper - nose).clamp(min=1.0)).clamp(0, 1)
     w_low = ((chin - y) / (chin - lower).clamp(min=1.0)).clamp(0, 1)
-    dy = torch.where(sides == 1, half * w_up, torch.where(sides == 2, -half * w_low, torch.zeros_like(x)))
+    lap = gap.clamp(max=2 * OVERLAP_PX) / 2                  # each lip this far past the line: no seam
+    dy = torch.where(sides == 1, (UPPER_SHARE * gap + lap) * w_up,
+                     torch.where(sides == 2, -((1.0 - UPPER_SHARE) * gap + lap) * w_low, torch.zeros_like(x)))
     return level.back(torch.stack([torch.zeros_like(dy), dy], 1), about=False)
 
 

@@ -198,7 +198,7 @@ def _mouth_layers(face: Tensor, image: Tensor, person: Tensor, regions: Tensor, 
                                             colours["interior"], 0.25 * world_per_face_unit)
     under_regions = torch.where(in_mouth, LIPS, regions[under_px[:, 1], under_px[:, 0]])
     under_sides = torch.where(in_mouth, 1, mouth_sides(face, under_px + 0.5))   # the interior stays with the head
-    inside, inside_px, inside_sides = mouth_insides(face, front, K, z0, colours)
+    inside, inside_px, inside_sides = mouth_insides(face, front, K, z0, colours, image)
     inside_px = torch.stack([inside_px[:, 0].long().clamp(0, W - 1), inside_px[:, 1].long().clamp(0, H - 1)], 1)
     is_tooth = torch.cat([torch.zeros(len(under), dtype=torch.bool), torch.ones(len(inside), dtype=torch.bool)])
     interior = torch.cat([in_mouth, torch.zeros(len(inside), dtype=torch.bool)])

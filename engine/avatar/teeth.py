@@ -11,6 +11,12 @@ Orthodontics, tooth dimensions; Farkas, Anthropometry of the Head and Face, ex-e
 0.10 eye widths tall; the lower row shows less. The rows cross the split line (UPPER_SHOW, LOWER_SHOW): shut,
 each lip hides the other row's edge; open, the lips part over the incisors' edges, as in speech.
 
+The rows hang from where the closed rest mouth's lips rest (engine.avatar.mouth.resting_lip_edges). A smiling
+photo shows its upper teeth below the upper lip; the upper lip comes down only a quarter of the gap to close the
+mouth, so the upper row reaches down to the photo's lower lip and is painted with the photo's own teeth there:
+when the jaw drops, the person's teeth show as the photo shows them. The lower incisors (and the tongue) stand
+behind the upper ones (OVERJET).
+
 Colours come from the photo: its own teeth when it shows them (light, low-chroma pixels between the inner lips),
 otherwise a light ivory; gums and tongue are the photo's lip colour, darkened. A greyscale photo has no chroma,
 and neither does its mouth.
@@ -21,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.avatar.mouth import LOWER_INNER, UPPER_INNER, Level, split_line_y
+from engine.avatar.mouth import (LOWER_INNER, UPPER_INNER, Level, closed_line_y, inner_lip_contours,
+                                 resting_lip_edges)
 from engine.avatar.regions import polygon_mask
 from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, luma, rgb_to_sh_dc
@@ -33,6 +40,9 @@ UPPER_SHOW = 0.04              # the upper incisors' edges hang this far below t
 LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
 ARCH = 0.05                    # how far back the row's ends sit behind its middle (eye widths)
 BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
+OVERJET = 0.025                # the lower row this much further back than the upper one: the upper incisors close
+                               # in front of the lower (a normal overjet is 2-3 mm, Proffit), so where both rows
+                               # show, the upper one is in front
 TONGUE_TOP, TONGUE_BOTTOM = -0.07, 0.11   # the tongue's back rises above the lower incisors' edges, so an open
                                # mouth shows it over the lower row; shut, the upper row and the lips hide it
 TONGUE_BEHIND = 0.05           # how much deeper than the teeth the tongue lies (eye widths)
@@ -50,12 +60,17 @@ def inner_lip_mask(face: Tensor, height: int, width: int) -> Tensor:
     return polygon_mask([(float(face[i, 0]), float(face[i, 1])) for i in ring], height, width)
 
 
+def tooth_like(image: Tensor) -> Tensor:
+    """[H, W] bool: pixels of image [H, W, 3] that look like a tooth: light (luma >= 0.55) and of low chroma
+    (channel spread <= 0.15)."""
+    chroma = image.max(-1).values - image.min(-1).values
+    return (luma(image) >= 0.55) & (chroma <= 0.15)
+
+
 def mouth_colours(image: Tensor, lips: Tensor, opening: Tensor) -> dict[str, Tensor]:
     """Colours [3] for teeth, gums and tongue from the photo: image [H, W, 3], lips [H, W] bool (the lip
     region), opening [H, W] bool (between the inner lips)."""
-    lum = luma(image)
-    chroma = image.max(-1).values - image.min(-1).values
-    toothy = opening & (lum >= 0.55) & (chroma <= 0.15)
+    toothy = opening & tooth_like(image)
     grey = is_greyscale(image)
     if int(toothy.sum()) >= 12:
         tooth = image[toothy].median(0).values
@@ -67,13 +82,15 @@ def mouth_colours(image: Tensor, lips: Tensor, opening: Tensor) -> dict[str, Ten
     return {"tooth": tooth, "gum": 0.75 * lip, "tongue": 0.8 * lip, "interior": 0.3 * lip}
 
 
-def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: dict[str, Tensor]
-                  ) -> tuple[Gaussians, Tensor, Tensor]:
+def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: dict[str, Tensor],
+                  image: Tensor | None = None) -> tuple[Gaussians, Tensor, Tensor]:
     """Teeth and tongue for a face [478, 3] (pixels) whose front surface depth is front [H, W] (pixels,
-    engine.avatar.depth) seen through K [3, 3] at distance z0. -> (Gaussians [M], pixels [M, 2] (x, y) each
-    was laid out at, side [M]: 1 upper jaw (stays with the head), 2 lower jaw)."""
+    engine.avatar.depth) seen through K [3, 3] at distance z0; image [H, W, 3]: the photo, whose tooth-like
+    pixels between the inner lips paint the upper row (None: the rows are plain). -> (Gaussians [M], pixels
+    [M, 2] (x, y) each was laid out at, side [M]: 1 upper jaw (stays with the head), 2 lower jaw)."""
     H, W = front.shape
     eye = float((face[33, :2] - face[263, :2]).norm())
+    shown = None if image is None else inner_lip_mask(face, H, W) & tooth_like(image)   # [H, W] the photo's teeth
     level = Level(face)          # laid out on the level face, then turned with the head: a tilted head's rows
     face = level.face            # run along its own mouth (hung straight down the photo's columns from a mouth
                                  # tilted 30 degrees, the lower row crossed its lower lip)
@@ -87,19 +104,33 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
                                       (2, TONGUE_TOP, TONGUE_BOTTOM, "tongue")):
         span = 0.62 if colour == "tongue" else 0.92
         xs = torch.arange(centre - span * half, centre + span * half + 1e-3, 1.0)
-        mid = split_line_y(face, xs)
-        rows = torch.arange(top * eye, bottom * eye + 1e-3, 1.0)
-        X = xs[:, None].expand(-1, len(rows)).reshape(-1)
-        Y = (mid[:, None] + rows[None, :]).reshape(-1)
+        # a row of teeth is measured from its own lip's resting edge (the lips close a little over each other),
+        # the tongue from the line where they meet
+        upper_edge, lower_edge = resting_lip_edges(face, xs)
+        mid = closed_line_y(face, xs) if colour == "tongue" else upper_edge if side == 1 else lower_edge
+        reach = torch.full_like(xs, bottom * eye)                          # [X] how far below the line the row goes
+        if side == 1:                                            # the upper teeth: down to the photo's lower lip
+            reach = torch.maximum(reach, inner_lip_contours(face, xs)[1] - mid)
+        rows = torch.arange(top * eye, float(reach.max()) + 1e-3, 1.0)
+        keep = (rows[None, :] <= reach[:, None] + 1e-3).reshape(-1)
+        X = xs[:, None].expand(-1, len(rows)).reshape(-1)[keep]
+        Y = (mid[:, None] + rows[None, :]).reshape(-1)[keep]
         u = ((X - centre) / half).clamp(-1, 1)                               # -1 .. 1 across the mouth
-        back = (BEHIND + (TONGUE_BEHIND if colour == "tongue" else 0.0) + ARCH * u ** 2) * eye
+        back = (BEHIND + (TONGUE_BEHIND if colour == "tongue" else 0.0) + (OVERJET if side == 2 else 0.0)
+                + ARCH * u ** 2) * eye
         rgb = colours[colour].expand(len(X), 3).clone()
         if colour == "tooth":
-            depth_in_row = ((Y - mid.repeat_interleave(len(rows))) / eye - (top if side == 1 else bottom))
+            depth_in_row = ((Y - mid.repeat_interleave(len(rows))[keep]) / eye - (top if side == 1 else bottom))
             gum = (depth_in_row.abs() < 0.012)                                # the row's root edge: gum
             rgb[gum] = colours["gum"]
             gaps = torch.cos(np.pi * (X - centre) / (0.23 * half)).abs() < 0.12   # seams between crowns
             rgb[gaps & ~gum] *= 0.9
+            if side == 1 and shown is not None:                  # the photo's own teeth, where it shows them
+                px = level.back(torch.stack([X, Y], 1)).long()
+                px[:, 0].clamp_(0, W - 1)
+                px[:, 1].clamp_(0, H - 1)
+                own = shown[px[:, 1], px[:, 0]]
+                rgb[own] = image[px[own, 1], px[own, 0]]
         parts.append((X, Y, back, rgb, torch.full((len(X),), side)))
     X, Y, back, rgb, side = (torch.cat(p) for p in zip(*parts))
     X, Y = level.back(torch.stack([X, Y], 1)).unbind(1)
