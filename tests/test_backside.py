@@ -209,3 +209,62 @@ def test_a_pale_piece_of_the_hair_column_cut_off_from_the_crown_lends_nothing():
     behind = back_colours(image, person, regions, torch.stack([xs, ys], 1))
     rows = (ys >= 26) & (ys < 36)
     assert float((behind[rows] - hair).norm(dim=-1).max()) < 1e-5             # the hair's brown, no pale band
+
+
+def test_the_back_continues_what_wraps_round_the_body_not_a_patch_across_it():
+    """An orange jacket with a purple patch as wide as half the body in rows 40-60: a median over those rows
+    mixes the two into a colour of neither (a streak across the back). The jacket shows at the silhouette's
+    edge and the patch does not, so the back there is jacket. A collar that reaches the edge (rows 22-26) is
+    a ring round the body and stays; the bottom rows the photo's frame cuts are no edge."""
+    size = 96
+    image, person = torch.ones(size, size, 3), torch.zeros(size, size, dtype=torch.bool)
+    person[20:, 10:86] = True                                                   # cut by the frame at the bottom
+    jacket, patch, collar = torch.tensor([0.9, 0.4, 0.1]), torch.tensor([0.4, 0.3, 0.8]), torch.tensor([0.1] * 3)
+    image[person] = jacket
+    image[40:60, 22:74] = patch
+    image[20:26, 10:86] = collar
+    regions = torch.where(person, BODY, 0)
+    ys, xs = torch.nonzero(person, as_tuple=True)
+    back = torch.ones_like(image)
+    back[ys, xs] = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    flat = back - jacket                                                        # the borrowed texture is 0 here
+    assert float(flat[40:60, 10:86].abs().max()) < 1e-5                         # no patch, no mix
+    assert float((back[21:25, 10:86] - collar).abs().max()) < 1e-5              # the collar goes round
+    assert float(flat[80:, 10:86].abs().max()) < 1e-5
+
+
+def test_a_body_whose_sides_differ_shades_across_the_back_without_a_seam():
+    """The left half red, the right half blue (a helmet held at one side): near each edge the back takes that
+    side's colour, and across the middle it shades from one to the other, nearer side weighing more."""
+    size = 96
+    image, person = torch.ones(size, size, 3), torch.zeros(size, size, dtype=torch.bool)
+    person[20:90, 10:86] = True
+    red, blue = torch.tensor([0.8, 0.1, 0.1]), torch.tensor([0.1, 0.1, 0.8])
+    image[20:90, 10:48], image[20:90, 48:86] = red, blue
+    regions = torch.where(person, BODY, 0)
+    row = torch.stack([torch.arange(10, 86), torch.full((76,), 55)], 1)
+    rgb = back_colours(image, person, regions, row)                            # [76, 3] along row 55
+    assert float((rgb[0] - red).abs().max()) < 0.02 and float((rgb[-1] - blue).abs().max()) < 0.02   # (the far
+    # edge weighs in by nearness: 1 / 76 at the other edge)
+    steps = (rgb[1:, 0] - rgb[:-1, 0])
+    assert float(steps.max()) <= 1e-6 and float(steps.min()) > -0.1           # red falls steadily, no jump
+    mid = rgb[38 - 1:38 + 1].mean(0)                                            # x 47-48: half way
+    torch.testing.assert_close(mid, (red + blue) / 2, atol=0.03, rtol=0)
+
+
+def test_a_narrow_limbs_rim_is_narrow_and_the_frame_is_no_edge():
+    """The rim reaches d px into a wide torso but only RIM_PART of a narrow arm's half-width: an arm 20 px
+    across has a rim 3 px deep on each side, not all of it. Where the photo's frame cuts the body, no rim."""
+    from engine.avatar.backside import RIM_PART, near_the_rim
+    person = torch.zeros(200, 200, dtype=torch.bool)
+    person[60:, 40:160] = True                                                 # a torso 120 px wide, cut below
+    person[70:80, 0:40] = True                                                 # an arm 10 px thick ...
+    person[100:120, 160:200] = True                                            # ... and one 20 px thick
+    rim = near_the_rim(person, 8)
+    torso_row = rim[150, 40:160]
+    assert torso_row[:8].all() and not torso_row[8:-8].any() and torso_row[-8:].all()   # d deep: 8 px each side
+    arm = rim[100:120, 195]                                                    # across the thick arm, 20 px (the
+    # torso's depth lies over 4 d px away)
+    depth = torch.minimum(torch.arange(1, 21), torch.arange(20, 0, -1)).float()    # 1 .. 10 .. 1 from its edges
+    assert torch.equal(arm, depth <= RIM_PART * 10 + 0.5)                      # RIM_PART x its half-width of 10
+    assert not rim[199, 60:140].any()                                          # the frame's bottom edge: no rim

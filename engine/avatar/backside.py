@@ -3,10 +3,16 @@
 A blurred copy of the front put the shirt, tie, badges and face of the front on the back. Instead each back
 Gaussian gets a colour built from the photo's pixels of its own kind of surface:
 
-- base colour: the median colour of the same region in a wide window of the same rows (window_frac of the
-  person's width). A median keeps what most of the surface is (the jacket) and drops narrow or small
-  front-only details (a tie, a badge, a logo, a shirt opening), while wide changes (a shirt over trousers,
-  sleeves beside a dress) stay where they are.
+- base colour of the body: what wraps round it. A garment that goes on round the back shows at the
+  silhouette's edge; a badge, a tie, a logo or a shirt opening sits inside the front and does not. So the base
+  is taken from the body's pixels near the silhouette (RIM_FRAC of the person's width, RIM_PART of the limb's
+  or torso's half-width; the photo's frame is no edge) in the same rows: the median of the RIM_SAMPLES
+  nearest on the pixel's left, the same on its right, blended by how near each side is. Wide changes down the
+  body (a shirt over trousers, a collar ring) stay in their rows, and a person whose sides differ (a helmet
+  held at one side) shades from one to the other across the back, with no seam. Rows where the body does not
+  reach the silhouette (hair over the shoulders) take the median colour of the same region in a wide window
+  of the same rows (window_frac of the person's width), which keeps what most of the surface is. A median over
+  whole rows mixed a jacket and the badge across it into a colour of neither, a streak across the back.
 - texture: the photo's detail (the colour minus its local mean: strands, folds, knit) of the same region,
   taken from random places. The back is a grid of tiles (TILE_FRAC of the person's size, so a small figure
   gets small tiles); each grid node borrows the detail around one random place of the region, and a pixel
@@ -29,7 +35,10 @@ Pixels are (x, y) of the photo; colours [.., 3] in [0, 1]. The same seed gives t
 """
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS
@@ -42,6 +51,10 @@ DETAIL_LIMIT = 0.12        # borrowed detail is soft-limited to this (colour uni
 TILE_FRAC = 0.1            # the texture grid's spacing: this x the person's size (root of its pixel count) ...
 TILE_RANGE = (8, 32)       # ... within these px; the detail is the colour minus its local mean at a quarter of it
 BUSY = 0.85                # a photo pixel whose fine detail energy is above this quantile of its region's lends nothing
+RIM_FRAC = 0.06            # the body's pixels this share of the person's width inside the silhouette: what wraps
+RIM_PART = 0.3             # ... and no deeper than this share of the body part's half-width (a small full-body
+                           # figure's limbs and torso were rim all across, and their back showed the front's layout)
+RIM_SAMPLES = 24           # rim pixels on each side of a back pixel whose median is that side's colour
 
 
 def _box(x: Tensor, r: int, dim: int) -> Tensor:
@@ -172,8 +185,11 @@ def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor,
             src = group == k                                  # too little of the preferred source: its own pixels
         if int(src.sum()) == 0:
             continue
-        out[rows] = _base(image, src, xs[rows], ys[rows], reach, whole_rows=(k == 1)) \
-            + _texture(image, src, xs[rows], ys[rows], tile, seed + k)
+        base = _base(image, src, xs[rows], ys[rows], reach, whole_rows=(k == 1))
+        if k == 2:
+            band = rim_band(width)
+            base = _rim_base(image, src & near_the_rim(person, band), xs[rows], ys[rows], base, band)
+        out[rows] = base + _texture(image, src, xs[rows], ys[rows], tile, seed + k)
     return out.clamp(0, 1)
 
 
@@ -207,6 +223,58 @@ def _base(image: Tensor, src: Tensor, xs: Tensor, ys: Tensor, reach: int, whole_
     values = torch.where(ok[..., None], image[py, px], torch.tensor(float("nan")))    # [M, S, 3]
     med = values.nanmedian(dim=1).values
     return torch.where(ok.any(1, keepdim=True), med, overall)
+
+
+def rim_band(width: int) -> int:
+    """How far inside the silhouette (px) the rim reaches, for a person width px wide: RIM_FRAC of it, >= 2."""
+    return max(2, int(RIM_FRAC * width))
+
+
+def near_the_rim(person: Tensor, d: int) -> Tensor:
+    """[H, W] bool: pixels of person [H, W] within d px of its silhouette, and within RIM_PART of the body
+    part's half-width there (its deepest point within 4 d px): a narrow arm or leg has a narrow rim. The photo's
+    frame is no edge (a body the frame cuts goes on past it)."""
+    pad = 4 * d
+    grown = F.pad(person.float()[None, None], (pad, pad, pad, pad), mode="replicate")[0, 0]
+    inside = torch.from_numpy(cv2.distanceTransform(grown.numpy().astype(np.uint8), cv2.DIST_L2, 3))
+    k = 2 * pad + 1                                                      # a square max, as two 1-D ones
+    half_width = F.max_pool2d(F.max_pool2d(inside[None, None], (k, 1), 1, (pad, 0)), (1, k), 1, (0, pad))[0, 0]
+    depth, half_width = inside[pad:-pad, pad:-pad], half_width[pad:-pad, pad:-pad]
+    return person & (depth <= torch.clamp(RIM_PART * half_width, max=float(d)))
+
+
+def _rim_base(image: Tensor, rim: Tensor, xs: Tensor, ys: Tensor, fallback: Tensor, band: int,
+              chunk: int = 4096) -> Tensor:
+    """Base colour [M, 3] at pixels (xs, ys) [M] from the rim pixels rim [H, W] bool (a band px deep) of +-6
+    rows, every other column: on each side the median of the RIM_SAMPLES nearest, of those no more than 2 band
+    px beyond the nearest (one edge's, not the far edge's too), the two sides blended by nearness (module
+    docstring). fallback [M, 3] where neither side has 3 of them."""
+    H, W = rim.shape
+    cols = torch.arange(0, W, 2)
+    oy = torch.arange(-6, 7, 3)
+    out = fallback.clone()
+    for s in range(0, len(xs), chunk):
+        x, y = xs[s:s + chunk], ys[s:s + chunk]
+        m = len(x)
+        yy = (y[:, None] + oy[None, :])[..., None].expand(-1, -1, len(cols))         # [m, 5, C]
+        py = yy.clamp(0, H - 1).reshape(m, -1)
+        px = cols.expand(m, len(oy), -1).reshape(m, -1)                            # [m, 5 C]
+        ok = rim[py, px] & ((yy >= 0) & (yy < H)).reshape(m, -1)
+        sides = []
+        for on in (ok & (px <= x[:, None]), ok & (px > x[:, None])):
+            dx = torch.where(on, (px - x[:, None]).abs().float(), torch.tensor(float("inf")))
+            d, idx = dx.topk(min(RIM_SAMPLES, dx.shape[1]), largest=False)         # [m, S] the nearest
+            found = torch.isfinite(d) & (d <= d[:, :1] + 2 * band)                # this edge's only
+            values = torch.where(found[..., None], image[py.gather(1, idx), px.gather(1, idx)],
+                                 torch.tensor(float("nan")))
+            far = torch.where(found, d, 0.0).sum(1) / found.sum(1).clamp(min=1) + 1.0   # their mean distance
+            sides.append((values.nanmedian(1).values, far, found.sum(1) >= 3))
+        (left, d_left, ok_left), (right, d_right, ok_right) = sides
+        both = (d_right[:, None] * left + d_left[:, None] * right) / (d_left + d_right)[:, None]
+        out[s:s + chunk] = torch.where((ok_left & ok_right)[:, None], both,
+                                       torch.where(ok_left[:, None], left,
+                                                   torch.where(ok_right[:, None], right, out[s:s + chunk])))
+    return out
 
 
 def _row_base(image: Tensor, src: Tensor) -> Tensor:
