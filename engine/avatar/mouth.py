@@ -101,15 +101,21 @@ def split_line_y(face: Tensor, x: Tensor) -> Tensor:
 def closed_line_y(face: Tensor, x: Tensor) -> Tensor:
     """y [M] where the inner lips meet in the avatar's closed rest mouth (`closing_shift`), at pixel columns x
     [M] (clamped to the mouth corners): UPPER_SHARE of the way from the inner upper to the inner lower lip."""
-    upper, lower = (_arc_y(face, ids, x) for ids in (UPPER_INNER, LOWER_INNER))
-    return torch.from_numpy(upper + UPPER_SHARE * (lower - upper)).float()
+    upper, lower = inner_lip_contours(face, x)
+    return upper + UPPER_SHARE * (lower - upper)
+
+
+def _overlap(gap: Tensor) -> Tensor:
+    """How far [M] each lip closes past the line where they meet, for the photo's lip gap [M] (px, >= 0):
+    OVERLAP_PX, at most half the gap (a closed photo mouth does not move)."""
+    return gap.clamp(0, 2 * OVERLAP_PX) / 2
 
 
 def resting_lip_edges(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """y [M] of the inner upper and the inner lower lip's edge in the closed rest mouth (`closing_shift`), at
-    pixel columns x [M]: each OVERLAP_PX (at most half the photo's gap) past `closed_line_y`, over the other."""
+    pixel columns x [M]: each `_overlap` past `closed_line_y`, over the other."""
     upper, lower = inner_lip_contours(face, x)
-    line, lap = closed_line_y(face, x), (lower - upper).clamp(0, 2 * OVERLAP_PX) / 2
+    line, lap = closed_line_y(face, x), _overlap(lower - upper)
     return line + lap, line - lap
 
 
@@ -187,7 +193,7 @@ def closing_shift(face: Tensor, pixels: Tensor, sides: Tensor) -> Tensor:
     nose, chin = float(face[NOSE_BOTTOM, 1]), float(face[CHIN, 1])
     w_up = ((y - nose) / (upper - nose).clamp(min=1.0)).clamp(0, 1)
     w_low = ((chin - y) / (chin - lower).clamp(min=1.0)).clamp(0, 1)
-    lap = gap.clamp(max=2 * OVERLAP_PX) / 2                  # each lip this far past the line: no seam
+    lap = _overlap(gap)                                       # each lip this far past the line: no seam
     dy = torch.where(sides == 1, (UPPER_SHARE * gap + lap) * w_up,
                      torch.where(sides == 2, -((1.0 - UPPER_SHARE) * gap + lap) * w_low, torch.zeros_like(x)))
     return level.back(torch.stack([torch.zeros_like(dy), dy], 1), about=False)
