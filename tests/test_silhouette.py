@@ -32,14 +32,35 @@ def test_a_neighbour_pressed_against_the_side_is_dropped_but_a_held_helmet_stays
     selfie[45:100, 0:70] = 1.0                          # someone beside the person, touching the right arm
     selfie[45:200, 0:40] = 1.0                          # ... and running out of the frame
     selfie[95:140, 131:175] = 0.8                       # a helmet at the left hand (15 at 127, 115), 44 px wide
+    selfie[40:44, 66:70] = 1.0                          # a fringe of hair, 4 px wide, along the right shoulder
     out = person_alone(selfie, core, pose())
     assert float(out[150, 20]) == 0.0 and float(out[70, 30]) == 0.0, "the neighbour stays"
-    assert float(out[70, 67]) == 1.0, "the fringe within NEAR (0.12 x 40 px) of the core is lost"
+    # the neighbour goes whole: the old mask kept its band within NEAR (0.12 x 40 px) of the core
+    assert float(out[70, 67]) == 0.0, "a band of the neighbour stays along the arm"
+    assert float(out[42, 67]) == 1.0, "the fringe within NEAR of the core is lost"
     assert float(out[120, 170]) == pytest.approx(0.8), "the held helmet is lost"
     # the same piece pressed against the side but far from both hands is someone else
     selfie[95:140, 131:175] = 0.0
     selfie[40:90, 131:175] = 0.8
-    assert float(person_alone(selfie, core, pose())[70, 160]) == 0.0
+    out = person_alone(selfie, core, pose())
+    assert float(out[70, 160]) == 0.0 and float(out[70, 133]) == 0.0
+
+
+def test_background_along_the_arm_that_reaches_the_hand_is_not_held():
+    """A grey photo's crowd behind an arm: it touches the core along the upper arm and the torso, and at the hand
+    too, all of it within REACH of the hand. Under half of its contact (31 of its 72 rows) is within HELD of the hand,
+    so it is not held, and three quarters of it lies beyond NEAR, so its band along the arm goes as well (the old
+    mask kept it all: one contact pixel near a hand made a piece held)."""
+    core = torch.zeros(200, 200)
+    core[20:196, 70:131] = 1.0
+    selfie = core.clone()
+    selfie[54:126, 131:152] = 0.8
+    out = person_alone(selfie, core, pose())
+    assert float(out[60, 145]) == 0.0 and float(out[120, 140]) == 0.0, "the background is held"
+    assert float(out[100, 133]) == 0.0, "its band along the arm stays"
+    assert float(out[100, 120]) == 1.0
+    # the crop's lenient rules (strict=False) keep it: a crop that cut off a held thing would lose it for good
+    assert float(person_alone(selfie, core, pose(), strict=False)[60, 145]) == pytest.approx(0.8)
 
 
 def test_without_a_pose_only_pieces_holding_the_face_stay():

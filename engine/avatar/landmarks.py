@@ -131,7 +131,8 @@ def person_mask_and_pose(image: Tensor, side: int = 2048) -> tuple[Tensor, tuple
         with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
             selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
         pose, pose_seg = _pose(mp, rgb, selfie)
-    mask = person_alone(selfie, pose_seg, pose, threshold=0.25)       # person_box's threshold: keep the unsure parts
+    # person_box's threshold and rules: keep the unsure parts and whatever may be held (silhouette.person_alone)
+    mask = person_alone(selfie, pose_seg, pose, threshold=0.25, strict=False)
 
     def full_size(m: Tensor) -> Tensor:
         return torch.nn.functional.interpolate(m[None, None], size=(H, W), mode="bilinear")[0, 0]

@@ -9,7 +9,9 @@ alone is:
    touches the core more along the upper body (torso, arms, head) than along the legs: a held or worn thing
    is kept, the ground a foot stands on (and whatever lies on it) is not. Of such a piece, what lies more
    than `NEAR` x the body's size from the core is kept only above the shoulders (headwear, hair) or when the
-   piece touches the core at a hand (it is held): a neighbour pressed against the person's side is not;
+   piece touches the core mostly at a hand (it is held): a neighbour pressed against the person's side is not,
+   and a piece that lies mostly that far out and is neither worn nor held goes whole, its band along the core
+   included (on a greyscale photo the selfie model takes in the crowd behind an arm);
 2. cut to `far` x the body's size (engine.avatar.limbs.body_scale) around the skeleton: the pose's bones, the
    torso and the head;
 3. only its connected pieces that hold a landmark (a visible pose joint or the face): a logo or a neighbour
@@ -30,18 +32,26 @@ NEAR = 0.12          # x body_scale: a fringe of hair or cloth beyond the pose m
 HELD = 0.5           # x body_scale: a piece touching the core this close to a hand point is held (the hand's
                      # landmarks on what it holds are rough: it hides the hand)
 REACH = 1.5          # x body_scale: what is held lies within this of a hand point
+HELD_CONTACT = 0.5   # ... and at least this share of its contact with the core is near a hand (a held thing
+                     # touches the body mostly at the hand; background pressed along an arm and the torso does not).
+                     # Only the contact where the piece reaches beyond NEAR counts: a thin halo of unsure pixels
+                     # round the whole body (the crop's lower threshold) joins everything into one piece
+FRINGE = 0.5         # a piece with more than this share of its pixels beyond NEAR is no fringe: unless worn or
+                     # held, it goes whole (its band along the core is background, not hair or cloth)
 
 
 def person_alone(selfie: Tensor, pose_mask: Tensor | None = None, pose: Tensor | None = None,
-                 face: Tensor | None = None, far: float = 1.2, threshold: float = 0.5) -> Tensor:
+                 face: Tensor | None = None, far: float = 1.2, threshold: float = 0.5, strict: bool = True) -> Tensor:
     """selfie, pose_mask [H, W] person probabilities; pose [33, >=4] (x, y px, z, visibility) and face [P, >=2]
     in the same pixels (either may be None) -> [H, W] probability: max(selfie, pose_mask) where the person
     alone is, 0 elsewhere. The pieces are those of probability > threshold (a lower one keeps more of what
-    the selfie model is unsure of: a crop wants that, a silhouette does not)."""
+    the selfie model is unsure of: a crop wants that, a silhouette does not). strict=False, for a crop, keeps
+    the near band of every attached piece and holds a piece that touches the core near a hand at all (a crop
+    that cuts off a held helmet loses it for good; a silhouette drawn from the crop still drops it)."""
     prob = selfie if pose_mask is None else torch.maximum(selfie, pose_mask)
     person = (prob > threshold).numpy()
     if pose is not None and pose_mask is not None:
-        person = _attached(person, (pose_mask > 0.5).numpy(), pose)
+        person = _attached(person, (pose_mask > 0.5).numpy(), pose, strict)
     if pose is not None:
         person &= _skeleton_distance(person.shape, pose, face) <= far * body_scale(pose)
     seeds = []
@@ -53,11 +63,13 @@ def person_alone(selfie: Tensor, pose_mask: Tensor | None = None, pose: Tensor |
     return torch.where(torch.from_numpy(person), prob, torch.zeros_like(prob))
 
 
-def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor) -> np.ndarray:
+def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor, strict: bool = True) -> np.ndarray:
     """core, plus the connected pieces of person & ~core that touch the core more off the legs than on them;
     of those, each piece lying further than NEAR x body_scale from the core only when it is worn (90% of it
-    above the shoulders) or held (its whole piece touches the core within HELD of a hand point in the frame, and
-    90% of it lies within REACH of one)."""
+    above the shoulders) or held (its whole piece touches the core within HELD of a hand point in the frame along
+    HELD_CONTACT of the contact within 2 NEAR of its far part, and 90% of it lies within REACH of one). A whole piece more than FRINGE of which
+    lies beyond NEAR, none of it worn or held, is dropped with its near band. strict=False: any contact near a hand
+    holds, and no piece is dropped whole (person_alone)."""
     extra = person & ~core
     n, labels = cv2.connectedComponents(extra.astype(np.uint8), connectivity=8)
     if n <= 1:
@@ -79,9 +91,12 @@ def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor) -> np.ndarray:
         if 0 <= x < core.shape[1] and 0 <= y < core.shape[0]:
             spots[y, x] = 0
     to_hand = cv2.distanceTransform(spots, cv2.DIST_L2, 5) if not spots.all() else np.full(core.shape, np.inf)
-    held = np.bincount(which[to_hand[ys, xs] <= HELD * scale], minlength=n) > 0
-    kept |= keep[labels] & (cv2.distanceTransform((~core).astype(np.uint8), cv2.DIST_L2, 5) <= NEAR * scale)
-    far = extra & keep[labels] & ~kept
+    near = cv2.distanceTransform((~core).astype(np.uint8), cv2.DIST_L2, 5) <= NEAR * scale
+    far = extra & keep[labels] & ~near
+    backed = cv2.distanceTransform((~far).astype(np.uint8), cv2.DIST_L2, 5)[ys, xs] <= 2 * NEAR * scale
+    at_hand = backed & (to_hand[ys, xs] <= HELD * scale)
+    need = HELD_CONTACT * np.maximum(np.bincount(which[backed], minlength=n), 1) if strict else 1
+    held = np.bincount(which[at_hand if strict else to_hand[ys, xs] <= HELD * scale], minlength=n) >= need
     # each far piece: worn on the head, held, or someone else (shares of its pixels, per piece)
     m, pieces = cv2.connectedComponents(far.astype(np.uint8), connectivity=8)
     area = np.maximum(np.bincount(pieces.ravel(), minlength=m), 1)
@@ -92,6 +107,10 @@ def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor) -> np.ndarray:
     held_here = held[owner] & (np.bincount(pieces[to_hand <= REACH * scale], minlength=m) / area >= 0.9)
     stay = worn | held_here
     stay[0] = False
+    staying = np.zeros(n, bool)                            # pieces with a far part that stays
+    staying[owner[stay]] = True
+    fringe = (np.bincount(labels[far], minlength=n) <= FRINGE * np.bincount(labels.ravel(), minlength=n)) | (not strict)
+    kept |= (keep & (fringe | staying))[labels] & near & extra
     return kept | stay[pieces]
 
 
