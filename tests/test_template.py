@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from engine.avatar.body_fit import BodyFit, _rotvec_to_matrix, body_depth, fit_body
+from engine.avatar.body_fit import BodyFit, _rotvec_to_matrix, body_depth, fit_body, standing_legs
 from engine.avatar.depth import _limit_slope, template_body
 from engine.avatar.template import MEDIAPIPE_TO_COCO, load_template
 from engine.render.camera import intrinsics
@@ -90,6 +90,33 @@ def test_the_fit_recovers_a_posed_body_from_its_projection():
     ears = (got["left_ear"][2] + got["right_ear"][2]) / 2
     assert abs(float(ears) - z0) < 1e-4
     assert (got["left_knee"][2] < got["left_ankle"][2]) == (truth["left_knee"][2] < truth["left_ankle"][2])
+
+
+def test_a_standing_leg_stands_upright_whatever_mediapipe_says_of_its_depth():
+    """The template standing (legs straight down), seen from the front; mediapipe's z puts both ankles two
+    shoulder widths behind the knees (as it did on basketball1.png). The side rule alone leaned the shins back by
+    30 degrees; a standing leg keeps its joints at one depth. A thigh turned towards the camera (seated) is short
+    in the photo and is no standing leg."""
+    t = load_template()
+    W = H = 384
+    K, z0 = intrinsics(W, H, 20.0), 4.0
+    world = t.vertices * 0.6 + torch.tensor([0.0, 0.0, z0])
+    truth = dict(zip(t.keypoint_labels, t.keypoints(world)))
+    pose = _mediapipe_pose_of(truth, K, z0)
+    shoulders = float((pose[11, :2] - pose[12, :2]).norm())
+    pose[[27, 28, 29, 30, 31, 32], 2] += 2.0 * shoulders
+    assert standing_legs(pose, list(range(33)), t) == [(23, 25, 27), (24, 26, 28)]
+    got = dict(zip(t.keypoint_labels, t.keypoints(fit_body(pose, K, W, H, z0).vertices)))
+    for side in ("left", "right"):
+        shin = float((got[f"{side}_knee"] - got[f"{side}_ankle"]).norm())
+        lean = float(got[f"{side}_ankle"][2] - got[f"{side}_knee"][2])
+        assert abs(lean) < 0.05 * shin, (side, lean / shin)          # the old fit: sin(30 deg) = 0.5 and more
+    R = _identity(t)
+    R[t.bone("upperleg01.L")] = _rotvec_to_matrix(torch.tensor([-1.2, 0.0, 0.0]))  # the left thigh to the camera
+    seated, _ = t.pose(R)
+    kp = dict(zip(t.keypoint_labels, t.keypoints(seated * 0.6 + torch.tensor([0.0, 0.0, z0]))))
+    assert kp["left_knee"][2] < kp["left_hip"][2] - 0.1                           # it does point at the camera
+    assert standing_legs(_mediapipe_pose_of(kp, K, z0), list(range(33)), t) == [(24, 26, 28)]
 
 
 def test_the_same_pose_fits_the_same_body_however_many_threads_torch_has():

@@ -9,7 +9,8 @@ arms and legs (FIT_BONES). The loss is
            shoulder width in pixels, squared;
     depth: a weak pull of each landmark's depth towards mediapipe's relative z (same scale as x, noisy), and a
            firmer one on the side a limb leans to (towards or away from the camera) where mediapipe is clear;
-    prior: the squared rotation angles (the rest pose is anny's A-pose), so unseen limbs hang as they rest.
+    prior: the squared rotation angles (the rest pose is anny's A-pose), so unseen limbs hang as they rest;
+    upright: a leg the photo shows standing (standing_legs) has its joints at one depth.
 
 A leg that the photo does not show keeps its rest turn. A person lies at distance z0 (ShellConfig.z0): the
 template's pelvis starts there, and the fitted body is then scaled about the camera (its projection unchanged) so
@@ -45,6 +46,17 @@ TURN_PRIOR = 0.01          # a turn away from the one the shoulders suggest (ini
 # least SIDE_LEAN of its length (30 degrees out of the image plane): a knee mediapipe sees forward comes forward.
 LIMBS = [(11, 13), (13, 15), (12, 14), (14, 16), (23, 25), (25, 27), (24, 26), (26, 28)]
 SIDE_MIN, SIDE_WEIGHT, SIDE_LEAN = 0.25, 1.0, 0.5
+# A leg the photo shows standing: it hangs within UPRIGHT_TILT degrees of the image's vertical, its thigh is at
+# least UPRIGHT_LENGTH of the template's thigh for the photo's torso (not foreshortened: a seated person's thigh
+# pointing at the camera is short), and where the ankle is seen the knee is straight (UPRIGHT_KNEE degrees or more)
+# and the shin at least UPRIGHT_SHIN of the template's shin for the photo's thigh (a knee bent towards or away from
+# the camera looks straight, but its shin is short: cos 30 degrees = 0.87, cos 40 = 0.77; a standing shin measured
+# 0.82 on basketball1.png, the template's proportions not being the person's).
+# It bears the body's weight, so it stands upright in depth as well: the fit pays UPRIGHT_WEIGHT for any depth
+# between its joints, and neither mediapipe's z nor the side rule leans it (on a standing person mediapipe's z can
+# put the ankles two shoulder widths behind the knees, and the whole body leaned back 20-30 degrees).
+LEGS_3 = [(23, 25, 27), (24, 26, 28)]
+UPRIGHT_KNEE, UPRIGHT_TILT, UPRIGHT_LENGTH, UPRIGHT_SHIN, UPRIGHT_WEIGHT = 160.0, 20.0, 0.85, 0.75, 1.0
 
 
 @dataclass
@@ -77,6 +89,40 @@ def usable_landmarks(pose: Tensor | None, width: int, height: int) -> list[int]:
         x, y, vis = float(pose[i, 0]), float(pose[i, 1]), float(pose[i, 3])
         if vis > 0.5 and 0 <= x < width and 0 <= y < height:
             out.append(i)
+    return out
+
+
+def _angle(u: Tensor, v: Tensor) -> float:
+    """Degrees between 2-D vectors u and v."""
+    return math.degrees(math.acos(max(-1.0, min(1.0, float(u @ v / (u.norm() * v.norm() + 1e-9))))))
+
+
+def standing_legs(pose: Tensor, used: list[int], t: BodyTemplate) -> list[tuple[int, ...]]:
+    """The legs of pose [33, >=2] that stand (see UPRIGHT_*): (hip, knee, ankle), or (hip, knee) where the ankle
+    is not in `used`. Needs both shoulders and both hips."""
+    if not {11, 12, 23, 24} <= set(used):
+        return []
+    p = pose[:, :2].double()
+    kp = dict(zip(t.keypoint_labels, t.keypoints(t.vertices).double()))
+    torso_t = float(((kp["left_shoulder"] + kp["right_shoulder"]) / 2 - (kp["left_hip"] + kp["right_hip"]) / 2).norm())
+    torso_px = float(((p[11] + p[12]) / 2 - (p[23] + p[24]) / 2).norm())
+    down = p.new_tensor([0.0, 1.0])
+    out = []
+    for h, k, a in LEGS_3:
+        if not {h, k} <= set(used):
+            continue
+        thigh = p[k] - p[h]
+        thigh_t = float((kp[MEDIAPIPE_TO_COCO[k]] - kp[MEDIAPIPE_TO_COCO[h]]).norm())
+        if float(thigh.norm()) < UPRIGHT_LENGTH * thigh_t / torso_t * torso_px:
+            continue
+        if a not in used:
+            if _angle(thigh, down) <= UPRIGHT_TILT:
+                out.append((h, k))
+            continue
+        shin_t = float((kp[MEDIAPIPE_TO_COCO[a]] - kp[MEDIAPIPE_TO_COCO[k]]).norm())
+        if (_angle(p[a] - p[h], down) <= UPRIGHT_TILT and _angle(p[h] - p[k], p[a] - p[k]) >= UPRIGHT_KNEE
+                and float((p[a] - p[k]).norm()) >= UPRIGHT_SHIN * shin_t / thigh_t * float(thigh.norm())):
+            out.append((h, k, a))
     return out
 
 
@@ -144,8 +190,14 @@ def _fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float
     prior_w = torch.tensor([PRIOR.get(b, 0.3) for b in FIT_BONES])
     opt = torch.optim.Adam([{"params": [local, turn], "lr": 0.04}, {"params": [shift, log_s], "lr": 0.01}])
     B = len(t.parents)
+    standing = standing_legs(pose, used, t)
+    upright = torch.tensor([[used.index(a), used.index(b)] for leg in standing for a, b in zip(leg, leg[1:])],
+                           dtype=torch.long).reshape(-1, 2)
+    level = {j for leg in standing for j in leg}
     pairs = [(used.index(a), used.index(b), float(pose[b, 2] - pose[a, 2])) for a, b in LIMBS
-             if a in used and b in used and abs(float(pose[b, 2] - pose[a, 2])) > SIDE_MIN * ref]
+             if a in used and b in used and abs(float(pose[b, 2] - pose[a, 2])) > SIDE_MIN * ref
+             and not {a, b} <= level]
+    z_w = torch.tensor([0.0 if j in level else 1.0 for j in used])               # mediapipe's z, where it counts
     limb_pairs = torch.tensor([[a, b] for a, b, _ in pairs], dtype=torch.long).reshape(-1, 2)
     limb_sign = torch.tensor([1.0 if d > 0 else -1.0 for _, _, d in pairs])
 
@@ -162,13 +214,14 @@ def _fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float
         px = torch.stack([kp[:, 0] / kp[:, 2] * fx + cx, kp[:, 1] / kp[:, 2] * fy + cy], 1)
         loss_2d = (((px - target) / ref) ** 2).sum(1).mean()
         dz = (kp[:, 2] - kp[:, 2].mean()) * fx / z0                         # pixels, relative
-        loss_z = ((dz - (target_z - target_z.mean())) / ref).pow(2).mean()
+        loss_z = (z_w * ((dz - (target_z - target_z.mean())) / ref).pow(2)).mean()
         loss_side = 0.0
         if len(limb_pairs):                                                # a limb leans the way mediapipe says
             step = (dz[limb_pairs[:, 1]] - dz[limb_pairs[:, 0]]) * limb_sign
             length = (kp[limb_pairs[:, 1]] - kp[limb_pairs[:, 0]]).norm(dim=1) * fx / z0
             loss_side = (torch.relu(SIDE_LEAN * length.detach() - step) / ref).pow(2).mean()
-        loss = (loss_2d + Z_WEIGHT * loss_z + SIDE_WEIGHT * loss_side + 0.02 * (prior_w[:, None] * local ** 2).sum()
+        loss_up = ((dz[upright[:, 1]] - dz[upright[:, 0]]) / ref).pow(2).sum() if len(upright) else 0.0
+        loss = (loss_2d + Z_WEIGHT * loss_z + SIDE_WEIGHT * loss_side + UPRIGHT_WEIGHT * loss_up + 0.02 * (prior_w[:, None] * local ** 2).sum()
                 + TURN_PRIOR * ((turn - turn0) ** 2).sum())
         opt.zero_grad()
         loss.backward()
