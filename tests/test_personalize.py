@@ -214,3 +214,22 @@ def test_an_avatar_over_the_gaussian_budget_is_made_from_a_smaller_photo(small_a
     assert len(said) == 1, small.meta["notes"]
     before = int(said[0].split(" Gaussians")[0].rsplit(" ", 1)[1])     # counted before the closed mouth trims it
     assert abs(before - n) < 0.02 * n and f"over the {n // 2}" in said[0]
+
+
+def test_a_small_photo_has_its_body_sampled_at_every_pixel(tmp_path):
+    """A photo under max_side (nothing to downscale) gets a Gaussian on every body pixel of the front shell, as
+    the face has; the same photo at max_side keeps the stride-2 body. Over max_gaussians, the fine body falls
+    back to the usual stride (and says so) before any downscale."""
+    from PIL import Image
+    Image.open(ASTRONAUT).convert("RGB").resize((150, 150), Image.LANCZOS).save(tmp_path / "small.png")
+    body = REGIONS.index("body")
+    fine = personalize(tmp_path / "small.png", PersonalizeConfig(max_side=192, fit_steps=0), progress=False)
+    usual = personalize(tmp_path / "small.png", PersonalizeConfig(max_side=150, fit_steps=0), progress=False)
+    assert (fine.camera.width, usual.camera.width) == (150, 150)
+    n_fine, n_usual = int((fine.regions == body).sum()), int((usual.regions == body).sum())
+    assert n_fine > 2.5 * n_usual, (n_fine, n_usual)          # every pixel against every second one both ways
+    capped = personalize(tmp_path / "small.png", PersonalizeConfig(max_side=192, fit_steps=0,
+                                                                   max_gaussians=len(fine.gaussians) - 1),
+                         progress=False)
+    assert capped.camera.width == 150 and len(capped.gaussians) == len(usual.gaussians)
+    assert any("sampled every 2 px" in n for n in capped.meta["notes"])

@@ -241,9 +241,12 @@ def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, i
 
 
 def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True,
-                _why: list[str] = ()) -> Avatar:
-    """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use. An avatar over
-    cfg.max_gaussians is made again from a smaller copy of the photo (_why: the notes saying so)."""
+                _why: list[str] = (), _fine_body: bool = True) -> Avatar:
+    """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use. A photo that
+    comes out under cfg.max_side (a small photo: nothing to downscale) has its body sampled at every pixel, as the
+    face is: a stride-2 body lost the grain and the folds of a 455 px photo. An avatar over cfg.max_gaussians is
+    made again at the usual stride, or else from a smaller copy of the photo (_why: the notes saying so)."""
+    given = cfg
     # 1-2. photo (cropped to the person when the photo is much wider or taller), mask, landmarks
     full, info = load_photo(photo, max_side=max(cfg.max_side, DECODE_SIDE))
     H0, W0 = full.shape[:2]
@@ -269,6 +272,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     person = lm.mask > 0.5
     if float(person.float().mean()) < 0.01:
         raise ValueError(f"{photo}: the person covers under 1% of the photo")
+    if _fine_body and max(H, W) < cfg.max_side and cfg.shell.stride > 1:
+        cfg = replace(cfg, shell=replace(cfg.shell, stride=1))
     # 3-5. regions, relief, shells
     regions = region_map(lm, person)
     fine = (regions == FACE) | (regions == LIPS) | (regions == EYES) | (regions == HANDS)
@@ -356,6 +361,10 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     halo = facing_photo.nonzero().squeeze(1)                           # the shells come first
     normals[halo] = halo_normals(outward(person)[pixel[halo, 1], pixel[halo, 0]])
     normals[torso_only] = torch.tensor([0.0, 0.0, -1.0])                          # the torso behind the arms
+    if len(g) > cfg.max_gaussians and cfg.shell.stride != given.shell.stride:     # the fine body: too many
+        why = (f"the body sampled every {given.shell.stride} px: at every pixel the avatar would hold {len(g)} "
+               f"Gaussians, over the {cfg.max_gaussians} it renders in real time")
+        return personalize(photo, given, progress, _why=[*_why, why], _fine_body=False)
     if len(g) > cfg.max_gaussians:      # a tight selfie: every face pixel is a Gaussian, and walls all round
         side = int(max(H, W) * math.sqrt(cfg.max_gaussians / len(g)) * 0.98)
         if side < MIN_SIDE:
@@ -363,7 +372,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
                              f"{cfg.max_gaussians} only below {MIN_SIDE} px")
         why = (f"worked at {side} px: at {W}x{H} the avatar would hold {len(g)} Gaussians, over the "
                f"{cfg.max_gaussians} it renders in real time")
-        return personalize(photo, replace(cfg, max_side=side), progress, _why=[*_why, why])
+        return personalize(photo, replace(given, max_side=side), progress, _why=[*_why, why], _fine_body=_fine_body)
     # 7. photometric fit of the front shell, with everything the photo camera renders in place
     visible = facing(normals, g.means, torch.eye(4))
     fit = fit_front_view(g, image, person, K, cfg, is_front, progress, visible)
