@@ -233,3 +233,6 @@ def test_a_small_photo_has_its_body_sampled_at_every_pixel(tmp_path):
                          progress=False)
     assert capped.camera.width == 150 and len(capped.gaussians) == len(usual.gaussians)
     assert any("sampled every 2 px" in n for n in capped.meta["notes"])
+    asked = personalize(tmp_path / "small.png", PersonalizeConfig(max_side=192, fit_steps=0, fine_small_photos=False),
+                        progress=False)                    # the CLI's --body-stride: the stride asked for
+    assert len(asked.gaussians) == len(usual.gaussians)

@@ -63,6 +63,10 @@ class PersonalizeConfig:
     # 101k) is worked on at the size that stays under this. Not much lower: the astronaut made at 495 px instead of
     # 512 lost a third of its open mouth's teeth (bench/person.py: tooth share 0.23 -> 0.15).
     max_gaussians: int = 72000
+    # A photo that comes out under max_side (nothing to downscale) has its body sampled at every pixel, as the face
+    # is, when the avatar stays under max_gaussians (a stride-2 body lost the grain and folds of a 455 px photo:
+    # basketball1.png 46.5 -> 51.1 dB). False keeps shell.stride whatever the size (the CLI's --body-stride).
+    fine_small_photos: bool = True
 
 
 # A fitted surfel grows at most this much: a steep one shows the photo camera a sliver, and growing its long axis
@@ -272,7 +276,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     person = lm.mask > 0.5
     if float(person.float().mean()) < 0.01:
         raise ValueError(f"{photo}: the person covers under 1% of the photo")
-    if _fine_body and max(H, W) < cfg.max_side and cfg.shell.stride > 1:
+    if cfg.fine_small_photos and _fine_body and max(H, W) < cfg.max_side and cfg.shell.stride > 1:
         cfg = replace(cfg, shell=replace(cfg.shell, stride=1))
     # 3-5. regions, relief, shells
     regions = region_map(lm, person)
