@@ -227,6 +227,9 @@ def test_a_small_photo_has_its_body_sampled_at_every_pixel(tmp_path):
     usual = personalize(tmp_path / "small.png", PersonalizeConfig(max_side=150, fit_steps=0), progress=False)
     assert (fine.camera.width, usual.camera.width) == (150, 150)
     n_fine, n_usual = int((fine.regions == body).sum()), int((usual.regions == body).sum())
+    # and the user is told how little there is: 150 px of person, her eyes ~18 px apart (61 px at 512)
+    assert any("only 150 px in the photo" in n for n in fine.meta["notes"]), fine.meta["notes"]
+    assert any("px between the eyes" in n for n in fine.meta["notes"]), fine.meta["notes"]
     assert n_fine > 2.5 * n_usual, (n_fine, n_usual)          # every pixel against every second one both ways
     capped = personalize(tmp_path / "small.png", PersonalizeConfig(max_side=192, fit_steps=0,
                                                                    max_gaussians=len(fine.gaussians) - 1),

@@ -72,6 +72,8 @@ class PersonalizeConfig:
 # A fitted surfel grows at most this much: a steep one shows the photo camera a sliver, and growing its long axis
 # to fill the pixel would make a streak along the view ray, seen from the side.
 MAX_GROWTH = 2.0
+SMALL_PERSON = 256                 # px: a person crop under this on its longer side makes a coarse avatar (a note)
+SMALL_FACE = 24                    # px between the outer eye corners under which lips and lids are a few px (a note)
 DECODE_SIDE = 2048                 # the photo is decoded at most this large, cropped to the person, then downscaled
 
 # Which particle regions a Gaussian of each region may follow.
@@ -276,6 +278,14 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     person = lm.mask > 0.5
     if float(person.float().mean()) < 0.01:
         raise ValueError(f"{photo}: the person covers under 1% of the photo")
+    if max(H, W) < SMALL_PERSON:
+        notes.append(f"the person is only {max(H, W)} px in the photo: the avatar holds no more detail than that "
+                     f"(a photo with the person {cfg.max_side} px or more works best)")
+    if lm.face is None:
+        notes.append("mediapipe found no face (turned away, or too small): the body moves, but no mouth or eyes do")
+    elif float((lm.face[33, :2] - lm.face[263, :2]).norm()) < SMALL_FACE:
+        notes.append(f"the face is {float((lm.face[33, :2] - lm.face[263, :2]).norm()):.0f} px between the eyes: lips "
+                     f"and lids are a few pixels, and move coarsely ({2 * SMALL_FACE} px or more works best)")
     if cfg.fine_small_photos and _fine_body and max(H, W) < cfg.max_side and cfg.shell.stride > 1:
         cfg = replace(cfg, shell=replace(cfg.shell, stride=1))
     # 3-5. regions, relief, shells
