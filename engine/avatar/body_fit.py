@@ -221,8 +221,8 @@ def _fit_body(pose: Tensor | None, K: Tensor, width: int, height: int, z0: float
             length = (kp[limb_pairs[:, 1]] - kp[limb_pairs[:, 0]]).norm(dim=1) * fx / z0
             loss_side = (torch.relu(SIDE_LEAN * length.detach() - step) / ref).pow(2).mean()
         loss_up = ((dz[upright[:, 1]] - dz[upright[:, 0]]) / ref).pow(2).sum() if len(upright) else 0.0
-        loss = (loss_2d + Z_WEIGHT * loss_z + SIDE_WEIGHT * loss_side + UPRIGHT_WEIGHT * loss_up + 0.02 * (prior_w[:, None] * local ** 2).sum()
-                + TURN_PRIOR * ((turn - turn0) ** 2).sum())
+        loss = (loss_2d + Z_WEIGHT * loss_z + SIDE_WEIGHT * loss_side + UPRIGHT_WEIGHT * loss_up
+                + 0.02 * (prior_w[:, None] * local ** 2).sum() + TURN_PRIOR * ((turn - turn0) ** 2).sum())
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -66,10 +66,10 @@ def person_alone(selfie: Tensor, pose_mask: Tensor | None = None, pose: Tensor |
 def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor, strict: bool = True) -> np.ndarray:
     """core, plus the connected pieces of person & ~core that touch the core more off the legs than on them;
     of those, each piece lying further than NEAR x body_scale from the core only when it is worn (90% of it
-    above the shoulders) or held (its whole piece touches the core within HELD of a hand point in the frame along
-    HELD_CONTACT of the contact within 2 NEAR of its far part, and 90% of it lies within REACH of one). A whole piece more than FRINGE of which
-    lies beyond NEAR, none of it worn or held, is dropped with its near band. strict=False: any contact near a hand
-    holds, and no piece is dropped whole (person_alone)."""
+    above the shoulders) or held (HELD_CONTACT of its contact with the core within 2 NEAR of its far part lies
+    within HELD of a hand point in the frame, and 90% of it lies within REACH of one). A piece more than FRINGE
+    of which lies beyond NEAR, none of it worn or held, is dropped whole, its near band included.
+    strict=False (person_alone): any contact within HELD of a hand holds, and no piece is dropped whole."""
     extra = person & ~core
     n, labels = cv2.connectedComponents(extra.astype(np.uint8), connectivity=8)
     if n <= 1:
@@ -93,10 +93,13 @@ def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor, strict: bool =
     to_hand = cv2.distanceTransform(spots, cv2.DIST_L2, 5) if not spots.all() else np.full(core.shape, np.inf)
     near = cv2.distanceTransform((~core).astype(np.uint8), cv2.DIST_L2, 5) <= NEAR * scale
     far = extra & keep[labels] & ~near
-    backed = cv2.distanceTransform((~far).astype(np.uint8), cv2.DIST_L2, 5)[ys, xs] <= 2 * NEAR * scale
-    at_hand = backed & (to_hand[ys, xs] <= HELD * scale)
-    need = HELD_CONTACT * np.maximum(np.bincount(which[backed], minlength=n), 1) if strict else 1
-    held = np.bincount(which[at_hand if strict else to_hand[ys, xs] <= HELD * scale], minlength=n) >= need
+    at_hand = to_hand[ys, xs] <= HELD * scale                # contact pixels (core) near a hand
+    if strict:                                             # most of the contact behind the far part is at a hand
+        backed = cv2.distanceTransform((~far).astype(np.uint8), cv2.DIST_L2, 5)[ys, xs] <= 2 * NEAR * scale
+        held = (np.bincount(which[backed & at_hand], minlength=n)
+                >= HELD_CONTACT * np.maximum(np.bincount(which[backed], minlength=n), 1))
+    else:                                                  # any contact at a hand
+        held = np.bincount(which[at_hand], minlength=n) > 0
     # each far piece: worn on the head, held, or someone else (shares of its pixels, per piece)
     m, pieces = cv2.connectedComponents(far.astype(np.uint8), connectivity=8)
     area = np.maximum(np.bincount(pieces.ravel(), minlength=m), 1)
@@ -109,8 +112,8 @@ def _attached(person: np.ndarray, core: np.ndarray, pose: Tensor, strict: bool =
     stay[0] = False
     staying = np.zeros(n, bool)                            # pieces with a far part that stays
     staying[owner[stay]] = True
-    fringe = (np.bincount(labels[far], minlength=n) <= FRINGE * np.bincount(labels.ravel(), minlength=n)) | (not strict)
-    kept |= (keep & (fringe | staying))[labels] & near & extra
+    fringe = np.bincount(labels[far], minlength=n) <= FRINGE * np.bincount(labels.ravel(), minlength=n)
+    kept |= (keep & (fringe | staying | (not strict)))[labels] & near & extra
     return kept | stay[pieces]
 
 
