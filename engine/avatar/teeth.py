@@ -35,8 +35,12 @@ from engine.render.gaussians import Gaussians, luma, rgb_to_sh_dc
 
 IVORY = (0.90, 0.87, 0.80)     # an unstained tooth, lit
 UPPER_ROW, LOWER_ROW = 0.10, 0.075   # crown heights above / below the split line, eye widths
-UPPER_SHOW = 0.04              # the upper incisors' edges hang this far below the split line (the lower lip hides
-                               # them when the mouth is shut): ~3-4 mm, the incisor display of relaxed parted lips
+UPPER_SHOW = 0.07              # the upper incisors' edges hang this far below the split line (the lower lip hides
+                               # them when the mouth is shut): ~6-7 mm. Relaxed parted lips show 2-3.5 mm (Vig and
+                               # Brundo, "The kinetics of anterior tooth display", J Prosthet Dent 1978), and speech
+                               # lifts the upper lip, which the motion does not do: at 0.04 an open mouth of a
+                               # closed-mouth photo showed its teeth as a 2 px rim along the lip (tooth share 0.16 on
+                               # sample1; 0.30 at 0.07). Shut, the lower lip and the chin's skin cover it
 LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
 ARCH = 0.05                    # how far back the row's ends sit behind its middle (eye widths)
 BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
