@@ -21,6 +21,21 @@ def test_body_parts_label_each_limb_and_the_torso():
                     names["right_shin"], names["right_foot"]]
 
 
+def test_an_arm_held_across_the_chest_is_the_arm_not_the_torso():
+    """The right forearm raised across the chest, inside the torso quadrilateral (basketball2.png: a ball held at
+    the left shoulder). The pixels along it, within limb_radius (0.15 x 40 px) of its bone, are the forearm; the
+    chest a little further off is torso. The old labelling made everything inside the quadrilateral torso, so the
+    arm had no Gaussians of its own and "raise right hand" turned the hand alone."""
+    names = {n: i for i, (n, _, _) in enumerate(BONES)}
+    p = pose()
+    p[14, :2] = torch.tensor([85.0, 100.0])                                 # right elbow, low on the chest
+    p[16, :2] = torch.tensor([115.0, 80.0])                                 # right wrist, up at the left shoulder
+    on_arm = torch.tensor([[100.0, 90.0], [109.0, 84.0]])                   # on the forearm's bone
+    off_arm = torch.tensor([[100.0, 108.0]])                                # 13 px below it: chest
+    assert body_parts(on_arm, p).tolist() == [names["right_forearm"]] * 2
+    assert body_parts(off_arm, p).tolist() == [TORSO]
+
+
 def _avatar_particles():
     """World particles at the joints (x, y from the photo, z = 10) with their pose names."""
     names = [f"pose:{j}" for j in range(11, 33)]
