@@ -109,15 +109,16 @@ def body_parts(points: Tensor, pose: Tensor, limb_radius: float = 0.15, arm_reac
     d_torso = torso_distance(points, pose)
     inside = d_torso == 0
     nearest, which = d_bone.min(1)
+    scale = body_scale(pose)
     # outside the torso the nearest of bone and torso; inside it (d_torso 0) a bone within limb_radius wins
-    part = torch.where((nearest < d_torso) | (inside & (nearest < limb_radius * body_scale(pose))), which, TORSO)
+    part = torch.where((nearest < d_torso) | (inside & (nearest < limb_radius * scale)), which, TORSO)
     if arm_reach is not None:
         # measured to each forearm carried on past the wrist by a hand's length: a hand (a fist the hand detector
         # missed) lies beyond the wrist, not beside the arm, and goes with it
         reach_b = b.clone()
         reach_b[FOREARMS] = b[FOREARMS] + HAND_LENGTH * (b[FOREARMS] - a[FOREARMS])
         d_reach, _ = segment_coordinates(points, a, reach_b)
-        beyond = d_reach.gather(1, which[:, None])[:, 0] > arm_reach * body_scale(pose)
+        beyond = d_reach.gather(1, which[:, None])[:, 0] > arm_reach * scale
         part = torch.where(torch.isin(which, torch.tensor(sorted(ARMS))) & beyond, TORSO, part)
     return part
 

@@ -247,7 +247,7 @@ def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, i
 
 
 def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(), progress: bool = True,
-                _why: list[str] = (), _fine_body: bool = True) -> Avatar:
+                _why: list[str] = ()) -> Avatar:
     """The whole pipeline; see the module docstring. Raises ValueError for a photo it cannot use. A photo that
     comes out under cfg.max_side (a small photo: nothing to downscale) has its body sampled at every pixel, as the
     face is: a stride-2 body lost the grain and the folds of a 455 px photo. An avatar over cfg.max_gaussians is
@@ -281,12 +281,13 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     if max(H, W) < SMALL_PERSON:
         notes.append(f"the person is only {max(H, W)} px in the photo: the avatar holds no more detail than that "
                      f"(a photo with the person {cfg.max_side} px or more works best)")
-    if lm.face is None:
+    eyes_px = None if lm.face is None else float((lm.face[33, :2] - lm.face[263, :2]).norm())
+    if eyes_px is None:
         notes.append("mediapipe found no face (turned away, or too small): the body moves, but no mouth or eyes do")
-    elif float((lm.face[33, :2] - lm.face[263, :2]).norm()) < SMALL_FACE:
-        notes.append(f"the face is {float((lm.face[33, :2] - lm.face[263, :2]).norm()):.0f} px between the eyes: lips "
-                     f"and lids are a few pixels, and move coarsely ({2 * SMALL_FACE} px or more works best)")
-    if cfg.fine_small_photos and _fine_body and max(H, W) < cfg.max_side and cfg.shell.stride > 1:
+    elif eyes_px < SMALL_FACE:
+        notes.append(f"the face is {eyes_px:.0f} px between the eyes: lips and lids are a few pixels, and move "
+                     f"coarsely ({2 * SMALL_FACE} px or more works best)")
+    if cfg.fine_small_photos and max(H, W) < cfg.max_side and cfg.shell.stride > 1:
         cfg = replace(cfg, shell=replace(cfg.shell, stride=1))
     # 3-5. regions, relief, shells
     regions = region_map(lm, person)
@@ -378,7 +379,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     if len(g) > cfg.max_gaussians and cfg.shell.stride != given.shell.stride:     # the fine body: too many
         why = (f"the body sampled every {given.shell.stride} px: at every pixel the avatar would hold {len(g)} "
                f"Gaussians, over the {cfg.max_gaussians} it renders in real time")
-        return personalize(photo, given, progress, _why=[*_why, why], _fine_body=False)
+        return personalize(photo, replace(given, fine_small_photos=False), progress, _why=[*_why, why])
     if len(g) > cfg.max_gaussians:      # a tight selfie: every face pixel is a Gaussian, and walls all round
         side = int(max(H, W) * math.sqrt(cfg.max_gaussians / len(g)) * 0.98)
         if side < MIN_SIDE:
@@ -386,7 +387,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
                              f"{cfg.max_gaussians} only below {MIN_SIDE} px")
         why = (f"worked at {side} px: at {W}x{H} the avatar would hold {len(g)} Gaussians, over the "
                f"{cfg.max_gaussians} it renders in real time")
-        return personalize(photo, replace(given, max_side=side), progress, _why=[*_why, why], _fine_body=_fine_body)
+        return personalize(photo, replace(given, max_side=side), progress, _why=[*_why, why])
     # 7. photometric fit of the front shell, with everything the photo camera renders in place
     visible = facing(normals, g.means, torch.eye(4))
     fit = fit_front_view(g, image, person, K, cfg, is_front, progress, visible)
