@@ -4,7 +4,10 @@ Order: 1 a prebuilt module `cuda_ext._C` (from `python -m cuda_ext.build`), 2 a 
 torch.utils.cpp_extension, cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/audioavatar/torch_extensions)
 so it is paid once (about 1.5 min cold on 2 cores). The cached build is named by a hash of its sources, flags
 and torch version (`build_name`), so two checkouts of different code on one machine each keep their own build
-instead of rebuilding over each other's, and checkouts of the same code share one. If both fail, one RuntimeError names both failures.
+instead of rebuilding over each other's, and checkouts of the same code share one: the build compiles a copy of the
+sources staged under that name (`stage`), since torch rebuilds whenever the source paths or include paths it is given
+change, and two checkouts built from their own folders took turns rebuilding it (1.5 min each time). If both fail,
+one RuntimeError names both failures.
 CUDA sources join the build when torch has CUDA and nvcc is found; otherwise the CPU kernels alone build.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ import fcntl
 import functools
 import hashlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,18 +25,20 @@ CSRC = Path(__file__).resolve().parent / "csrc"
 EXT_NAME = "audioavatar_splat"
 
 
-def sources(with_cuda: bool) -> list[str]:
-    """C++ (and, with CUDA, .cu) source files of the extension."""
-    srcs = [CSRC / "bindings.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+def sources(with_cuda: bool, base: Path | None = None) -> list[str]:
+    """C++ (and, with CUDA, .cu) source files of the extension, in base (default: this checkout's csrc/)."""
+    base = CSRC if base is None else base
+    srcs = [base / "bindings.cpp", *sorted((base / "cpu").glob("*.cpp"))]
     if with_cuda:
-        srcs += [CSRC / "cuda_ops.cpp", *sorted((CSRC / "cuda").glob("*.cu"))]
+        srcs += [base / "cuda_ops.cpp", *sorted((base / "cuda").glob("*.cu"))]
     return [str(s) for s in srcs]
 
 
-def build_flags(with_cuda: bool) -> dict:
+def build_flags(with_cuda: bool, base: Path | None = None) -> dict:
     # -march=native: the kernels are built on the machine that runs them (JIT), so use all its SIMD.
     cflags = ["-O3", "-march=native", "-fopenmp"] + (["-DWITH_CUDA"] if with_cuda else [])
-    flags = dict(extra_cflags=cflags, extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)])
+    include = str(CSRC if base is None else base)
+    flags = dict(extra_cflags=cflags, extra_ldflags=["-fopenmp"], extra_include_paths=[include])
     if with_cuda:
         flags["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-DWITH_CUDA"]
     return flags
@@ -71,7 +77,23 @@ def jit_build(verbose: bool = False):
               file=sys.stderr, flush=True)
     with _build_owner(root / f"{name}.owner"):
         _clear_stale_lock(root / name / "lock")
-        return _load(name=name, sources=sources(with_cuda), verbose=verbose, **build_flags(with_cuda))
+        base = stage(root, name)
+        return _load(name=name, sources=sources(with_cuda, base), verbose=verbose, **build_flags(with_cuda, base))
+
+
+def stage(root: Path, name: str) -> Path:
+    """root/<name>.src: a copy of this checkout's csrc/ that every checkout of the same code (the same name) builds
+    from, made once (copied beside it, then renamed into place)."""
+    target = root / f"{name}.src"
+    if not target.is_dir():
+        tmp = root / f"{name}.src.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(CSRC, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:                               # another process staged it first: the same files
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 @contextlib.contextmanager

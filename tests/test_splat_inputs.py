@@ -194,3 +194,27 @@ def test_the_build_cache_is_keyed_by_the_sources(tmp_path, monkeypatch):
     kernel = sorted((other / "cpu").glob("*.cpp"))[0]
     kernel.write_text(kernel.read_text() + "\n// changed\n")
     assert _backend.build_name(False) != name                          # edited code: its own build
+
+
+def test_checkouts_of_the_same_code_build_from_one_staged_copy(tmp_path, monkeypatch):
+    """torch rebuilds an extension whenever the source or include paths it is given change, so two checkouts of the
+    same code, each building from its own csrc/, took turns rebuilding the shared cache. Both now build from one
+    copy staged under the build's name: the same paths and flags, whichever checkout asks."""
+    import shutil
+
+    from cuda_ext import _backend
+    name = _backend.build_name(False)
+    root = tmp_path / "cache"
+    root.mkdir()
+    first = _backend.stage(root, name)
+    args = (_backend.sources(False, first), _backend.build_flags(False, first))
+    other = tmp_path / "checkout2" / "csrc"
+    shutil.copytree(_backend.CSRC, other)
+    monkeypatch.setattr(_backend, "CSRC", other)
+    second = _backend.stage(root, _backend.build_name(False))
+    assert second == first and (_backend.sources(False, second), _backend.build_flags(False, second)) == args
+    staged = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert staged == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
+    for rel in staged:
+        assert (first / rel).read_bytes() == (other / rel).read_bytes()
+    assert str(other) not in repr(args) and sorted(root.iterdir()) == [first]      # no leftover temporary copy
