@@ -55,3 +55,28 @@ def test_bad_shapes_are_named():
     import pytest
     with pytest.raises(ValueError, match="image/person"):
         edge_matte(torch.zeros(8, 8, 3), torch.zeros(8, 9, dtype=torch.bool))
+
+
+def test_a_strip_of_backdrop_inside_the_mask_shows_the_person_from_away():
+    """A segmenter's mask that takes in a 10 px strip of the wall beside the person (the bundled photo's shoulder),
+    with a dark stand right beside the strip, so that the backdrop next to it is not the strip's colour: the strip
+    is backdrop (alpha 0) and has the person's colour; the person is untouched."""
+    from engine.avatar.matte import reach_px
+    wall, stand = torch.tensor([0.55, 0.55, 0.58]), torch.tensor([0.05, 0.05, 0.05])
+    n, cx, cy, radius = 480, 230, 240, 205                            # a 410 px person: reach 11 px
+    yy, xx = torch.meshgrid(torch.arange(n) + 0.5, torch.arange(n) + 0.5, indexing="ij")
+    body = ((xx - cx) ** 2 + (yy - cy) ** 2).sqrt() <= radius
+    x0 = cx + radius - 2                                               # the strip: 10 px past the body
+    strip = (xx >= x0) & (xx < x0 + 12) & (yy >= cy - 30) & (yy < cy + 30) & ~body
+    image = torch.where(body[..., None], FG.expand(n, n, 3), wall.expand(n, n, 3)).clone()
+    image[(xx >= x0 + 12) & (yy >= cy - 40) & (yy < cy + 40)] = stand     # the stand, beside the strip only
+    person = body | strip
+    assert reach_px(person) >= 10
+    alpha, colour = edge_matte(image, person)
+    deep = strip & ~edge_band(person)                                 # beyond the unmixed ring
+    assert int(deep.sum()) > 20
+    assert torch.equal(alpha[deep], torch.zeros(int(deep.sum())))      # before: 1, and the wall's colour
+    assert float(alpha[strip].max()) < 0.05
+    assert float((colour[strip] - FG).abs().max()) < 0.05
+    assert float(alpha[body].min()) > 0.99                            # the body: all of it, its own colour
+    assert float((colour[body] - FG).abs().max()) < 1e-3
