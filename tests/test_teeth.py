@@ -124,3 +124,29 @@ def test_a_smiles_own_upper_teeth_paint_the_upper_row_down_to_its_lower_lip():
     eye_world = 60.0 * 2.5 / 200.0
     dz = float(z[lower_teeth & middle].mean() - z[upper & middle].mean())
     assert dz == pytest.approx(OVERJET * eye_world, rel=0.02) and BEHIND > 0
+
+
+def test_built_rows_dim_toward_the_corners_and_the_lower_row_is_in_shadow():
+    """A closed-mouth photo's rows are built: lit across the front teeth, dimming to CORNER_SHADE at the ends (the
+    buccal corridor; lit to the end they stood as a white bar at each corner), the lower row LOWER_SHADE of the
+    upper one."""
+    from engine.avatar.teeth import CORNER_FROM, CORNER_SHADE, LOWER_SHADE
+    face = synthetic_face(gap=0.0)
+    K = torch.tensor([[200.0, 0, 60], [0, 200.0, 60], [0, 0, 1]])
+    colours = mouth_colours(torch.full((8, 8, 3), 0.5), torch.ones(8, 8, dtype=torch.bool),
+                            torch.zeros(8, 8, dtype=torch.bool))
+    g, px, side = mouth_insides(face, torch.full((120, 120), 10.0), K, 2.5, colours)
+    rgb = sh_dc_to_rgb(g.sh[:, 0])
+    ivory = colours["tooth"]                                               # a grey photo's: IVORY's grey
+    x = px[:, 0].float()
+    half = float((x[side == 1].max() - x[side == 1].min()) / 2) / 0.92      # the row spans 0.92 of the half-width
+    u = (x - float(x[side == 1].min() + x[side == 1].max()) / 2).abs() / half
+    crown = (rgb - ivory).abs().max(1).values < 1e-4                        # lit crowns, no gap or gum
+    front = u <= CORNER_FROM - 0.02
+    assert int((front & (side == 1) & crown).sum()) > 30                    # across the front: the crown's own colour
+    end = (u >= 0.92 - 0.015) & (side == 1)
+    ratio = (rgb[end] / ivory).mean(1)                                     # gaps (0.9x) and gum rows aside
+    assert int(end.sum()) > 5 and float(ratio.max()) <= CORNER_SHADE + 0.06           # (gum rows are darker still)
+    lower = (side == 2) & front & ((rgb - LOWER_SHADE * ivory).abs().max(1).values < 1e-4)
+    assert int(lower.sum()) > 20
+    assert not bool(((side == 2) & crown).any())                            # no lower crown as lit as the upper

@@ -42,6 +42,12 @@ UPPER_SHOW = 0.07              # the upper incisors' edges hang this far below t
                                # closed-mouth photo showed its teeth as a 2 px rim along the lip (tooth share 0.16 on
                                # sample1; 0.30 at 0.07). Shut, the lower lip and the chin's skin cover it
 LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
+LOWER_SHADE = 0.8              # the lower row's light: it stands behind the upper one and under its shadow (built
+                               # at the upper row's colour, the 2 px of it an open mouth shows read as a white seam)
+CORNER_SHADE = 0.5             # toward the mouth's corners the teeth turn away into the dark between the cheeks
+CORNER_FROM = 0.7              # (the buccal corridor, Frush and Fisher, J Prosthet Dent 1958): a built row keeps its
+                               # light across the front teeth (|u| <= CORNER_FROM of the mouth's half-width) and dims
+                               # to CORNER_SHADE x at its ends; lit to the end, it stood as a white bar at the corner
 ARCH = 0.05                    # how far back the row's ends sit behind its middle (eye widths)
 BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
 OVERJET = 0.025                # the lower row this much further back than the upper one: the upper incisors close
@@ -129,6 +135,8 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
             rgb[gum] = colours["gum"]
             gaps = torch.cos(np.pi * (X - centre) / (0.23 * half)).abs() < 0.12   # seams between crowns
             rgb[gaps & ~gum] *= 0.9
+            t = ((u.abs() - CORNER_FROM) / (span - CORNER_FROM)).clamp(0, 1)
+            rgb *= (1 - (1 - CORNER_SHADE) * t * t * (3 - 2 * t))[:, None] * (LOWER_SHADE if side == 2 else 1.0)
             if side == 1 and shown is not None:                  # the photo's own teeth, where it shows them
                 px = level.back(torch.stack([X, Y], 1)).long()
                 px[:, 0].clamp_(0, W - 1)
