@@ -42,6 +42,22 @@ def test_exif_rotation_and_transparency(tmp_path):
     assert np.allclose(img.numpy(), 1.0)                                 # flattened onto white
 
 
+@pytest.mark.parametrize("mode, scale", [("I;16", 257), ("I", 257), ("F", 1 / 255)])
+def test_16_bit_and_float_grey_keep_their_range(tmp_path, mode, scale):
+    """A 16-bit grey PNG (Pillow: "I;16"), 32-bit integer grey ("I", 16-bit values) and float grey (TIFF), load as the grey they show, not
+    clipped white: each value v of the 8-bit ramp stored as v * scale reads back as v / 255."""
+    ramp = np.linspace(0, 255, 200).round()[None, :].repeat(150, 0)
+    stored = ramp * scale
+    im = Image.fromarray(stored.astype(np.float32), mode="F") if mode == "F" else \
+        Image.fromarray(stored.astype(np.uint16 if mode == "I;16" else np.int32))
+    name = "g.png" if mode == "I;16" else "g.tif"            # Pillow writes "I" and "F" as TIFF only
+    p = save(tmp_path, name, im)
+    with Image.open(p) as check:
+        assert check.mode.startswith(mode[0])
+    img, _ = load_photo(p)
+    np.testing.assert_allclose(img.numpy(), (ramp / 255.0)[..., None].repeat(3, 2), atol=1 / 255 + 1e-6)
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_text("this is not an image"), "not an image"),
     (lambda p: p.write_bytes(_jpeg_bytes()[:400]), "truncated or corrupt"),

@@ -1,5 +1,6 @@
 """Loading the user's photo for personalize: any format Pillow reads, EXIF rotation applied, alpha flattened
-onto white, RGB float [H, W, 3] in [0, 1]. Bad input is a ValueError that says what is wrong with which file;
+onto white, 16-bit and float greyscale scaled to its full range (Pillow's own conversion to RGB clips them at
+255: a 16-bit grey scan came out white), RGB float [H, W, 3] in [0, 1]. Bad input is a ValueError that says what is wrong with which file;
 a photo larger than `max_side` is downscaled (and says so in the returned info). A photo much wider or taller
 than the person in it (a group shot's neighbour left out, a landscape with someone in the middle) is cropped
 to the person, with a margin, before it is downscaled (`person_box`, `crop`), so the person keeps the pixels."""
@@ -38,7 +39,9 @@ def load_photo(path: str | Path, max_side: int = 1024, min_side: int = MIN_SIDE)
     original = im.size
     if min(original) < min_side:
         raise ValueError(f"{path}: image is {original[0]}x{original[1]} px; need at least {min_side} px on each side")
-    if im.mode in ("RGBA", "LA", "P"):
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _grey_to_8bit(im)
+    if im.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa"):
         im = im.convert("RGBA")
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(white, im)
@@ -47,6 +50,20 @@ def load_photo(path: str | Path, max_side: int = 1024, min_side: int = MIN_SIDE)
     im = _fit(im, max_side)
     image = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
     return image, {"size": im.size, "original_size": original, "downscaled": downscaled}
+
+
+def _grey_to_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float greyscale image -> mode "L": 16-bit modes (and "I" holding values over
+    255, as Pillow opens a 16-bit PNG) from 0..65535, "I" within 0..255 as it is, float from 0..1 (or from 0..255
+    when its values go past 1)."""
+    a = np.asarray(im).astype(np.float64)
+    if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
+        a = a / 65535.0
+    elif im.mode == "F" and a.max(initial=0) <= 1.0:
+        pass
+    else:
+        a = a / 255.0
+    return Image.fromarray((np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), mode="L")
 
 
 def _fit(im: Image.Image, max_side: int) -> Image.Image:
