@@ -29,7 +29,13 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   lend nothing to the head, and nor do hair-like pieces cut off from the crown (a neighbour's arm at the
   photo's edge); those like the clothes are body. Its base colour is the hair's median per row,
   and a row with only a few hair pixels (the hair's edge against the neck) takes the nearest full row's.
-  Hands and skin keep their own colours.
+- long hair (`_hanging_hair`): hair hanging from the crown over the shoulders (BODY pixels that look like the
+  crown's hair, in one piece with it) goes on down the back. It covers the upper back from the chin to the
+  hair's length in the photo, as wide as the head and as far out as the hair reaches, narrowing and rounded at
+  its end; those pixels and the hanging strands themselves take the head's hair colours and texture, and the
+  strands lend nothing to the clothes' rim (as rim, they painted a band of hair colour across the whole back
+  of a dress). Short hair, or clothes of the hair's colour (more "hair" than the head's own area), make none.
+- hands and skin keep their own colours.
 
 Pixels are (x, y) of the photo; colours [.., 3] in [0, 1]. The same seed gives the same colours.
 """
@@ -55,6 +61,13 @@ RIM_FRAC = 0.06            # the body's pixels this share of the person's width 
 RIM_PART = 0.3             # ... and no deeper than this share of the body part's half-width (a small full-body
                            # figure's limbs and torso were rim all across, and their back showed the front's layout)
 RIM_SAMPLES = 24           # rim pixels on each side of a back pixel whose median is that side's colour
+HANG_MIN = 0.25            # hair reaching this x the face's height below the chin hangs down the back too
+HANG_ROW = 0.05            # a row holds hanging hair with this x the face's width of it (at least 2 px)
+HANG_GAP = 0.25            # the hair's length: its rows from the chin down, gaps up to this x the face's height
+HANG_LONGEST = 2.5         # ... and at most this many face heights
+HANG_MOST = 1.0            # more "hair" below the face than this x the head's area is clothes of its colour
+TAPER, TAPER_WIDTH = 0.35, 0.6   # the hair behind narrows to this x its width over this last share of its length
+ROUND_END = 0.15           # and its end is this x the face's height shorter at the sides than in the middle
 
 
 def _box(x: Tensor, r: int, dim: int) -> Tensor:
@@ -136,6 +149,70 @@ def _hair_alike(head: _Head, regions: Tensor, person: Tensor) -> tuple[Tensor, T
     return torch.from_numpy(pieces_holding((head.crown | like_hair).numpy(), crown)), like_clothes
 
 
+def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor, chunk: int = 32768
+                  ) -> tuple[Tensor, Tensor]:
+    """Long hair: the BODY pixels below the face's top that look like the crown's hair (as `_hair_alike`) and
+    hang from it (one piece with the crown's hair) [H, W], and the photo pixels whose back it covers [H, W].
+
+    The hair's length is its rows from the chin down that hold HANG_ROW of the face's width of it (gaps of up to
+    HANG_GAP of the face's height bridged), at most HANG_LONGEST face heights. Behind, it falls from the head
+    as a mass: each row as wide as the head and as far out as the hair reaches in the rows around it (a quarter
+    face up and down), narrowing to TAPER_WIDTH of that over the last TAPER of its length, its end rounded
+    (ROUND_END of the face's height shorter at the sides than in the middle). Hair that ends within HANG_MIN
+    of the face's height below the chin (short hair, a collar of its colour) covers nothing; nor does "hair"
+    over HANG_MOST x the head's area (clothes of the hair's colour: a dark coat under dark hair)."""
+    none = torch.zeros_like(person)
+    if not head.ok:
+        return none, none
+    H, W = person.shape
+    rows = torch.arange(H)[:, None].expand(H, W)
+    cols = torch.arange(W)[None, :].expand(H, W)
+    head_px = person & torch.isin(regions, torch.tensor(HEAD))
+    bottom = int(rows[head_px].max())                                  # the HAIR region's bottom: the chin's row
+    below = person & (regions == BODY) & (rows > head.top)             # beside the jaw and down from there
+    if not bool(below.any()):
+        return none, none
+    where = below.nonzero()
+    like = torch.zeros(len(where), dtype=torch.bool)
+    for s in range(0, len(where), chunk):                              # cdist against 512 samples, in pieces
+        part = none.clone()
+        part[where[s:s + chunk, 0], where[s:s + chunk, 1]] = True
+        d_hair, d_clothes, d_skin = head.distances(part)
+        like[s:s + chunk] = (d_hair <= d_clothes) & (d_hair <= d_skin)
+    candidate = none.clone()
+    candidate[where[like, 0], where[like, 1]] = True
+    crown = [(x, y) for y, x in head.crown.nonzero().tolist()]
+    hanging = torch.from_numpy(pieces_holding((hair | candidate).numpy(), crown)) & candidate
+    if int(hanging.sum()) > HANG_MOST * int(head_px.sum()):
+        return none, none
+    head_cols = head_px.any(0).nonzero()[:, 0]
+    x0, x1 = int(head_cols.min()), int(head_cols.max())
+    face_h, face_w = head.bottom - head.top + 1, x1 - x0 + 1
+    full = (hanging.sum(1) >= max(2, int(HANG_ROW * face_w))).nonzero()[:, 0]
+    end, gap = bottom, max(1, int(HANG_GAP * face_h))
+    for r in full[full > bottom].tolist():
+        if r - end > gap:
+            break
+        end = r
+    end = min(end, bottom + int(HANG_LONGEST * face_h))
+    if end - head.bottom < HANG_MIN * face_h:
+        return hanging, none
+    # each row's reach: the head's columns, and the hair's in the rows around it
+    reach = max(1, face_h // 4)
+    left = torch.where(hanging, cols, W).min(1).values.clamp(max=x0).float()          # [H]
+    right = torch.where(hanging, cols, -1).max(1).values.clamp(min=x1).float()
+    left = -F.max_pool1d(-left[None, None], 2 * reach + 1, 1, reach)[0, 0]
+    right = F.max_pool1d(right[None, None], 2 * reach + 1, 1, reach)[0, 0]
+    length = end - bottom
+    t = ((torch.arange(H) - bottom).float() / length - (1 - TAPER)).clamp(min=0) / TAPER   # 0 .. 1 over the taper
+    centre, half = (left + right) / 2, (right - left) / 2 * (1 - (1 - TAPER_WIDTH) * t)
+    u = ((cols - centre[:, None]) / half[:, None].clamp(min=1)).clamp(-1, 1)               # -1 .. 1 across
+    last = end - ROUND_END * face_h * u ** 2
+    # from the face's top down (the body beside the jaw, under the HAIR region's end, is behind the hair too)
+    covered = person & (rows > head.top) & (rows <= last) & ((cols - centre[:, None]).abs() <= half[:, None])
+    return hanging, covered
+
+
 def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
     """For every pixel, the surface group it belongs to (0 none, 1 head, 2 body, 3 hands) [H, W], and the
     group whose photo pixels serve as its source [H, W] (the head's source is the hair that looks like hair;
@@ -147,6 +224,9 @@ def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tens
     head = _Head(image, regions, person)
     hair, clothes = _hair_alike(head, regions, person)
     group[clothes] = 2
+    hanging, covered = _hanging_hair(head, regions, person, hair)
+    group[(covered | hanging) & (group == 2)] = 1                 # long hair: its back, and the back it covers, is hair
+    hair = hair | hanging
     group[~person] = 0
     source = group.clone()
     if int(hair.sum()) >= MIN_SOURCE:
