@@ -268,3 +268,41 @@ def test_a_narrow_limbs_rim_is_narrow_and_the_frame_is_no_edge():
     depth = torch.minimum(torch.arange(1, 21), torch.arange(20, 0, -1)).float()    # 1 .. 10 .. 1 from its edges
     assert torch.equal(arm, depth <= RIM_PART * 10 + 0.5)                      # RIM_PART x its half-width of 10
     assert not rim[199, 60:140].any()                                          # the frame's bottom edge: no rim
+
+
+def test_bare_arms_beside_the_torso_are_not_the_back_of_the_shirt():
+    """Bare arms hang at the sides of a blue shirt, touching it: the photo's edge in those rows is skin. With the
+    pose, the shirt's back stays blue there and the arms' back is skin; without it, the rows take the arms'
+    skin across the back (what the pose is for)."""
+    H, W = 140, 100
+    regions = torch.full((H, W), -1, dtype=torch.long)
+    regions[4:16, 38:62] = HAIR
+    regions[16:34, 40:60] = FACE
+    regions[40:, 30:70] = BODY                                                 # the shirt
+    regions[40:130, 20:30] = BODY                                              # the arms beside it
+    regions[40:130, 70:80] = BODY
+    person = regions >= 0
+    hair, skin, shirt = torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.1, 0.2, 0.6])
+    gen = torch.Generator().manual_seed(0)
+    image = torch.ones(H, W, 3)
+    image[person] = 0.02 * torch.randn(int(person.sum()), 3, generator=gen)
+    image[regions == HAIR] += hair
+    image[regions == FACE] += skin
+    image[40:, 30:70] += shirt
+    image[40:130, 20:30] += skin
+    image[40:130, 70:80] += skin
+    image = image.clamp(0, 1)
+    pose = torch.zeros(33, 4)
+    for j, (x, y) in {12: (32, 42), 11: (68, 42), 14: (25, 85), 13: (75, 85), 16: (25, 125), 15: (75, 125),
+                      24: (35, 139), 23: (65, 139), 26: (35, 200), 28: (35, 260), 32: (35, 270), 25: (65, 200),
+                      27: (65, 260), 31: (65, 270)}.items():
+        pose[j] = torch.tensor([x, y, 0.0, 1.0])
+    ys, xs = torch.meshgrid(torch.arange(60, 120), torch.arange(36, 64), indexing="ij")
+    back = torch.stack([xs.flatten(), ys.flatten()], 1)
+    with_pose = back_colours(image, person, regions, back, pose=pose)
+    assert float((with_pose - shirt).norm(dim=-1).mean()) < 0.06
+    without = back_colours(image, person, regions, back)
+    assert float((without - skin).norm(dim=-1).mean()) < float((without - shirt).norm(dim=-1).mean())
+    ys, xs = torch.meshgrid(torch.arange(60, 120), torch.arange(21, 29), indexing="ij")
+    arm = back_colours(image, person, regions, torch.stack([xs.flatten(), ys.flatten()], 1), pose=pose)
+    assert float((arm - skin).norm(dim=-1).mean()) < 0.06                    # the arm's own back is skin

@@ -13,6 +13,10 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   reach the silhouette (hair over the shoulders) take the median colour of the same region in a wide window
   of the same rows (window_frac of the person's width), which keeps what most of the surface is. A median over
   whole rows mixed a jacket and the badge across it into a colour of neither, a streak across the back.
+  A bare arm hanging beside the torso (`_bare_arms`: an arm part of the pose outside the torso's
+  quadrilateral, nearer the face's skin than the chest's clothes in colour) is the photo's edge in its rows
+  but not what wraps round the torso: the torso's back leaves it out of its rim there (and of its window), so
+  a dress stays a dress behind, while the arm's own back is skin.
 - texture: the photo's detail (the colour minus its local mean: strands, folds, knit) of the same region,
   taken from random places. The back is a grid of tiles (TILE_FRAC of the person's size, so a small figure
   gets small tiles); each grid node borrows the detail around one random place of the region, and a pixel
@@ -47,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine.avatar.limbs import ARMS, TORSO, body_parts, torso_distance
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS
 from engine.avatar.silhouette import pieces_holding
 
@@ -213,10 +218,34 @@ def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor, ch
     return hanging, covered
 
 
-def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
-    """For every pixel, the surface group it belongs to (0 none, 1 head, 2 body, 3 hands) [H, W], and the
-    group whose photo pixels serve as its source [H, W] (the head's source is the hair that looks like hair;
-    HAIR pixels that look like the clothes are body, `_hair_alike`)."""
+def _bare_arms(head: _Head, person: Tensor, pose: Tensor | None, chunk: int = 32768) -> tuple[Tensor, Tensor]:
+    """(bare [H, W]: the pixels of an arm beside the torso that look like the face's skin more than the chest's
+    clothes: a bare arm hanging at the torso's side; torso [H, W]: the pixels engine.avatar.limbs.body_parts
+    gives to the torso). An arm is beside the torso where it lies outside the torso's quadrilateral (pose
+    [33, >=2] in the photo's pixels); an arm held across the chest is not. No pose or no face: nothing bare."""
+    none = torch.zeros_like(person)
+    if pose is None or not head.ok:
+        return none, none
+    ys, xs = person.nonzero(as_tuple=True)
+    points = torch.stack([xs, ys], 1).float() + 0.5
+    part = body_parts(points, pose)
+    torso = none.clone()
+    torso[ys, xs] = part == TORSO
+    beside = torch.isin(part, torch.tensor(sorted(ARMS))) & (torso_distance(points, pose) > 0)
+    bare = none.clone()
+    by, bx = ys[beside], xs[beside]
+    for s in range(0, len(by), chunk):
+        part_px = none.clone()
+        part_px[by[s:s + chunk], bx[s:s + chunk]] = True
+        _, d_clothes, d_skin = head.distances(part_px)
+        bare[by[s:s + chunk], bx[s:s + chunk]] = d_skin < d_clothes
+    return bare, torso
+
+
+def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor, _Head]:
+    """For every pixel, the surface group it belongs to (0 none, 1 head, 2 body, 3 hands) [H, W], the group
+    whose photo pixels serve as its source [H, W] (the head's source is the hair that looks like hair; HAIR
+    pixels that look like the clothes are body, `_hair_alike`), and the head's colour pools (`_Head`)."""
     group = torch.zeros_like(regions)
     group[torch.isin(regions, torch.tensor(HEAD))] = 1
     group[regions == BODY] = 2
@@ -231,7 +260,7 @@ def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tens
     source = group.clone()
     if int(hair.sum()) >= MIN_SOURCE:
         source[(group == 1) & ~hair] = 0                          # the head's texture: hair only
-    return group, source
+    return group, source, head
 
 
 def texture_tile(person: Tensor) -> int:
@@ -241,14 +270,16 @@ def texture_tile(person: Tensor) -> int:
 
 
 def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor, window_frac: float = 0.35,
-                 tile: int | None = None, seed: int = 0) -> Tensor:
+                 tile: int | None = None, seed: int = 0, pose: Tensor | None = None) -> Tensor:
     """Colours [M, 3] for back-side Gaussians at photo pixels [M, 2] (x, y); image [H, W, 3], person [H, W]
-    bool, regions [H, W] (engine.avatar.regions labels)."""
+    bool, regions [H, W] (engine.avatar.regions labels); pose [33, >=2] in the same pixels, or None (then a
+    bare arm beside the torso is the torso's rim as well: `_bare_arms`)."""
     H, W = person.shape
     if image.shape != (H, W, 3) or regions.shape != (H, W):
         raise ValueError(f"image/regions: expected [{H}, {W}, 3] and [{H}, {W}], got {list(image.shape)}, "
                          f"{list(regions.shape)}")
-    group, source = _source_groups(image, regions, person)
+    group, source, head = _source_groups(image, regions, person)
+    bare, torso = _bare_arms(head, person, pose)
     tile = tile or texture_tile(person)
     xs, ys = pixels[:, 0].long().clamp(0, W - 1), pixels[:, 1].long().clamp(0, H - 1)
     g = group[ys, xs]
@@ -268,7 +299,15 @@ def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor,
         base = _base(image, src, xs[rows], ys[rows], reach, whole_rows=(k == 1))
         if k == 2:
             band = rim_band(width)
-            base = _rim_base(image, src & near_the_rim(person, band), xs[rows], ys[rows], base, band)
+            rim = src & near_the_rim(person, band)
+            base = _rim_base(image, rim, xs[rows], ys[rows], base, band)
+            # the torso's back: not from a bare arm beside it, which is the photo's edge in those rows
+            on_torso = torso[ys[rows], xs[rows]]
+            clothed = src & ~bare
+            if bool(bare.any()) and bool(on_torso.any()) and int(clothed.sum()) >= MIN_SOURCE:
+                tx, ty = xs[rows][on_torso], ys[rows][on_torso]
+                fallback = _base(image, clothed, tx, ty, reach, whole_rows=False)
+                base[on_torso] = _rim_base(image, rim & ~bare, tx, ty, fallback, band)
         out[rows] = base + _texture(image, src, xs[rows], ys[rows], tile, seed + k)
     return out.clamp(0, 1)
 
