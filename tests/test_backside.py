@@ -306,3 +306,30 @@ def test_bare_arms_beside_the_torso_are_not_the_back_of_the_shirt():
     ys, xs = torch.meshgrid(torch.arange(60, 120), torch.arange(21, 29), indexing="ij")
     arm = back_colours(image, person, regions, torch.stack([xs.flatten(), ys.flatten()], 1), pose=pose)
     assert float((arm - skin).norm(dim=-1).mean()) < 0.06                    # the arm's own back is skin
+
+
+def test_a_strip_of_forehead_above_the_face_mesh_is_not_hair_but_a_bald_crown_is_the_crown():
+    """The face mesh stops 8 rows under the hairline: that strip of forehead lies in the crown. Behind the head
+    its rows are the hair's brown, not a band of skin. A bald head (a crown of skin) keeps its skin behind."""
+    image = torch.ones(96, 64, 3)
+    regions = torch.full((96, 64), -1, dtype=torch.long)
+    regions[4:24, 16:48] = HAIR
+    regions[24:50, 20:44] = FACE
+    regions[50:, 8:56] = BODY
+    person = regions >= 0
+    hair, skin, shirt = torch.tensor([0.35, 0.2, 0.1]), torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.1, 0.2, 0.6])
+    gen = torch.Generator().manual_seed(0)
+    image[person] = 0.02 * torch.randn(int(person.sum()), 3, generator=gen)
+    image[regions == HAIR] += hair
+    image[regions == FACE] += skin
+    image[regions == BODY] += shirt
+    image[16:24, 16:48] += skin - hair                                         # the forehead strip
+    image = image.clamp(0, 1)
+    ys, xs = torch.meshgrid(torch.arange(16, 24), torch.arange(20, 44), indexing="ij")
+    behind = back_colours(image, person, regions, torch.stack([xs.flatten(), ys.flatten()], 1))
+    assert float((behind - hair).norm(dim=-1).mean()) < 0.06
+    bald = image.clone()
+    n = int((regions == HAIR).sum())
+    bald[regions == HAIR] = (skin + 0.02 * torch.randn(n, 3, generator=gen)).clamp(0, 1)
+    behind = back_colours(bald, person, regions, torch.stack([xs.flatten(), ys.flatten()], 1))
+    assert float((behind - skin).norm(dim=-1).mean()) < 0.06

@@ -31,7 +31,8 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   head, so no face appears behind it. The HAIR region is a column beside the face, so the pixels in it that
   look more like the clothes or the skin than the crown's hair (a shoulder beside a lowered head, an ear)
   lend nothing to the head, and nor do hair-like pieces cut off from the crown (a neighbour's arm at the
-  photo's edge); those like the clothes are body. Its base colour is the hair's median per row,
+  photo's edge), nor a strip of forehead above the face mesh (`_skin_in_crown`); those like the clothes are
+  body. Its base colour is the hair's median per row,
   and a row with only a few hair pixels (the hair's edge against the neck) takes the nearest full row's.
 - long hair (`_hanging_hair`): hair hanging from the crown over the shoulders (BODY pixels that look like the
   crown's hair, in one piece with it) goes on down the back. It covers the upper back from the chin to the
@@ -66,6 +67,7 @@ RIM_FRAC = 0.06            # the body's pixels this share of the person's width 
 RIM_PART = 0.3             # ... and no deeper than this share of the body part's half-width (a small full-body
                            # figure's limbs and torso were rim all across, and their back showed the front's layout)
 RIM_SAMPLES = 24           # rim pixels on each side of a back pixel whose median is that side's colour
+SKIN_SPREAD = 0.9          # a crown pixel as near the face's skin as this share of the skin's own pixels may be skin
 HANG_MIN = 0.25            # hair reaching this x the face's height below the chin hangs down the back too
 HANG_ROW = 0.05            # a row holds hanging hair with this x the face's width of it (at least 2 px)
 HANG_GAP = 0.25            # the hair's length: its rows from the chin down, gaps up to this x the face's height
@@ -152,6 +154,33 @@ def _hair_alike(head: _Head, regions: Tensor, person: Tensor) -> tuple[Tensor, T
     # edge, a bright wall between strands) is nearer the crown's highlights than the face's skin, yet no hair
     crown = [(x, y) for y, x in head.crown.nonzero().tolist()]
     return torch.from_numpy(pieces_holding((head.crown | like_hair).numpy(), crown)), like_clothes
+
+
+def _skin_in_crown(head: _Head) -> Tensor:                         # head.ok: its pools are there
+    """The crown's pixels [H, W] whose colour lies within the face's own skin (no further from the skin's
+    colours than SKIN_SPREAD of the skin's pixels are) and nearer the skin than the rest of the crown, in pieces
+    that reach down to the face's top row: a strip of forehead above the face mesh's top, which as hair source
+    painted a band of skin across the back of the head (a highlight in the hair stays hair: it is nearer the
+    hair, or lies away from the face). Empty when the skin-like pixels are most of the crown (a bald head, hair
+    of the skin's tone): then the crown is what it is."""
+    none = torch.zeros_like(head.crown)
+    skin = head.image[head.skin]
+    gen = torch.Generator().manual_seed(1)
+    probe = skin[torch.randperm(len(skin), generator=gen)[:512]]
+    spread = float(torch.quantile(_nearest_sample_distance(probe, skin), SKIN_SPREAD))
+    _, _, d_skin = head.distances(head.crown)
+    like = d_skin <= spread
+    if int(like.sum()) * 2 >= len(like):
+        return none
+    # and nearer the skin than the rest of the crown (a highlight in the hair is nearer the hair)
+    rest = head.image[head.crown][~like]
+    like &= d_skin < _nearest_sample_distance(head.image[head.crown], rest)
+    out = none.clone()
+    out[head.crown] = like
+    seeds = [(x, y) for y, x in (out & (torch.arange(out.shape[0])[:, None] >= head.top - 2)).nonzero().tolist()]
+    if not seeds:
+        return none
+    return torch.from_numpy(pieces_holding(out.numpy(), seeds))
 
 
 def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor, chunk: int = 32768
@@ -256,6 +285,8 @@ def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tens
     hanging, covered = _hanging_hair(head, regions, person, hair)
     group[(covered | hanging) & (group == 2)] = 1                 # long hair: its back, and the back it covers, is hair
     hair = hair | hanging
+    if head.ok:
+        hair &= ~_skin_in_crown(head)                             # forehead above the face mesh: not hair
     group[~person] = 0
     source = group.clone()
     if int(hair.sum()) >= MIN_SOURCE:
