@@ -237,7 +237,7 @@ def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor, ch
     right = torch.where(hanging, cols, -1).max(1).values.clamp(min=x1).float()
     left = -F.max_pool1d(-left[None, None], 2 * reach + 1, 1, reach)[0, 0]
     right = F.max_pool1d(right[None, None], 2 * reach + 1, 1, reach)[0, 0]
-    length = end - bottom
+    length = max(end - bottom, 1)
     t = ((torch.arange(H) - bottom).float() / length - (1 - TAPER)).clamp(min=0) / TAPER   # 0 .. 1 over the taper
     centre, half = (left + right) / 2, (right - left) / 2 * (1 - (1 - TAPER_WIDTH) * t)
     u = ((cols - centre[:, None]) / half[:, None].clamp(min=1)).clamp(-1, 1)               # -1 .. 1 across

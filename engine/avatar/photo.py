@@ -1,9 +1,10 @@
 """Loading the user's photo for personalize: any format Pillow reads, EXIF rotation applied, alpha flattened
 onto white, 16-bit and float greyscale scaled to its full range (Pillow's own conversion to RGB clips them at
-255: a 16-bit grey scan came out white), RGB float [H, W, 3] in [0, 1]. Bad input is a ValueError that says what is wrong with which file;
-a photo larger than `max_side` is downscaled (and says so in the returned info). A photo much wider or taller
-than the person in it (a group shot's neighbour left out, a landscape with someone in the middle) is cropped
-to the person, with a margin, before it is downscaled (`person_box`, `crop`), so the person keeps the pixels."""
+255: a 16-bit grey scan came out white), RGB float [H, W, 3] in [0, 1]. Bad input is a ValueError that says
+what is wrong with which file; a photo larger than `max_side` is downscaled (and says so in the returned
+info). A photo much wider or taller than the person in it (a group shot's neighbour left out, a landscape with
+someone in the middle) is cropped to the person, with a margin, before it is downscaled (`person_box`,
+`crop`), so the person keeps the pixels."""
 from __future__ import annotations
 
 import warnings
