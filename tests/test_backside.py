@@ -333,3 +333,31 @@ def test_a_strip_of_forehead_above_the_face_mesh_is_not_hair_but_a_bald_crown_is
     bald[regions == HAIR] = (skin + 0.02 * torch.randn(n, 3, generator=gen)).clamp(0, 1)
     behind = back_colours(bald, person, regions, torch.stack([xs.flatten(), ys.flatten()], 1))
     assert float((behind - skin).norm(dim=-1).mean()) < 0.06
+
+
+def test_a_bare_forearm_across_the_body_shows_the_shirt_behind_it():
+    """A bare forearm lies across a blue shirt, from one side to the other (inside the torso's quadrilateral):
+    from behind, the torso is what shows there, so its back is the shirt's blue, not the arm's skin."""
+    H, W = 140, 100
+    regions = torch.full((H, W), -1, dtype=torch.long)
+    regions[4:16, 38:62] = HAIR
+    regions[16:34, 40:60] = FACE
+    regions[40:, 30:70] = BODY
+    person = regions >= 0
+    hair, skin, shirt = torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.1, 0.2, 0.6])
+    gen = torch.Generator().manual_seed(0)
+    image = torch.ones(H, W, 3)
+    image[person] = 0.02 * torch.randn(int(person.sum()), 3, generator=gen)
+    image[regions == HAIR] += hair
+    image[regions == FACE] += skin
+    image[40:, 30:70] += shirt
+    image[86:96, 30:70] += skin - shirt                                        # the forearm, across the shirt
+    image = image.clamp(0, 1)
+    pose = torch.zeros(33, 4)
+    for j, (x, y) in {12: (32, 42), 11: (68, 42), 14: (31, 90), 13: (69, 90), 16: (60, 91), 15: (69, 120),
+                      24: (35, 139), 23: (65, 139), 26: (35, 200), 28: (35, 260), 32: (35, 270), 25: (65, 200),
+                      27: (65, 260), 31: (65, 270)}.items():
+        pose[j] = torch.tensor([x, y, 0.0, 1.0])
+    ys, xs = torch.meshgrid(torch.arange(87, 95), torch.arange(36, 64), indexing="ij")
+    back = back_colours(image, person, regions, torch.stack([xs.flatten(), ys.flatten()], 1), pose=pose)
+    assert float((back - shirt).norm(dim=-1).mean()) < 0.06

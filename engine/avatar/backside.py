@@ -13,10 +13,11 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   reach the silhouette (hair over the shoulders) take the median colour of the same region in a wide window
   of the same rows (window_frac of the person's width), which keeps what most of the surface is. A median over
   whole rows mixed a jacket and the badge across it into a colour of neither, a streak across the back.
-  A bare arm hanging beside the torso (`_bare_arms`: an arm part of the pose outside the torso's
-  quadrilateral, nearer the face's skin than the chest's clothes in colour) is the photo's edge in its rows
-  but not what wraps round the torso: the torso's back leaves it out of its rim there (and of its window), so
-  a dress stays a dress behind, while the arm's own back is skin.
+  A bare arm (`_bare_arms`: an arm part of the pose, nearer the face's skin than the chest's clothes in
+  colour) hanging beside the torso is the photo's edge in its rows but not what wraps round the torso: the
+  torso's back leaves it out of its rim there (and of its window), so a dress stays a dress behind, while
+  the arm's own back is skin. Behind an arm held across the body (inside the torso's quadrilateral) is the
+  torso: its back there is the torso's too.
 - texture: the photo's detail (the colour minus its local mean: strands, folds, knit) of the same region,
   taken from random places. The back is a grid of tiles (TILE_FRAC of the person's size, so a small figure
   gets small tiles); each grid node borrows the detail around one random place of the region, and a pixel
@@ -248,21 +249,22 @@ def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor, ch
 
 
 def _bare_arms(head: _Head, person: Tensor, pose: Tensor | None, chunk: int = 32768) -> tuple[Tensor, Tensor]:
-    """(bare [H, W]: the pixels of an arm beside the torso that look like the face's skin more than the chest's
-    clothes: a bare arm hanging at the torso's side; torso [H, W]: the pixels engine.avatar.limbs.body_parts
-    gives to the torso). An arm is beside the torso where it lies outside the torso's quadrilateral (pose
-    [33, >=2] in the photo's pixels); an arm held across the chest is not. No pose or no face: nothing bare."""
+    """(bare [H, W]: the pixels of an arm (engine.avatar.limbs.body_parts, pose [33, >=2] in the photo's
+    pixels) that look like the face's skin more than the chest's clothes; torso [H, W]: the pixels whose back
+    is the torso's: those body_parts gives to the torso, and an arm's inside the torso's quadrilateral (an arm
+    held across the body lies in front of the torso, which is what its back shows). No pose or no face:
+    nothing bare, no torso."""
     none = torch.zeros_like(person)
     if pose is None or not head.ok:
         return none, none
     ys, xs = person.nonzero(as_tuple=True)
     points = torch.stack([xs, ys], 1).float() + 0.5
     part = body_parts(points, pose)
+    arm = torch.isin(part, torch.tensor(sorted(ARMS)))
     torso = none.clone()
-    torso[ys, xs] = part == TORSO
-    beside = torch.isin(part, torch.tensor(sorted(ARMS))) & (torso_distance(points, pose) > 0)
+    torso[ys, xs] = (part == TORSO) | (arm & (torso_distance(points, pose) == 0))
     bare = none.clone()
-    by, bx = ys[beside], xs[beside]
+    by, bx = ys[arm], xs[arm]
     for s in range(0, len(by), chunk):
         part_px = none.clone()
         part_px[by[s:s + chunk], bx[s:s + chunk]] = True
