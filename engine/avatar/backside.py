@@ -333,12 +333,15 @@ def back_colours(image: Tensor, person: Tensor, regions: Tensor, pixels: Tensor,
         if k == 2:
             band = rim_band(width)
             rim = src & near_the_rim(person, band)
-            base = _rim_base(image, rim, xs[rows], ys[rows], base, band)
-            # the torso's back: not from a bare arm beside it, which is the photo's edge in those rows
+            # the torso's back: not from a bare arm beside or across it, which is the photo's edge in those rows
             on_torso = torso[ys[rows], xs[rows]]
             clothed = src & ~bare
-            if bool(bare.any()) and bool(on_torso.any()) and int(clothed.sum()) >= MIN_SOURCE:
-                tx, ty = xs[rows][on_torso], ys[rows][on_torso]
+            if not (bool(bare.any()) and int(clothed.sum()) >= MIN_SOURCE):
+                on_torso = torch.zeros_like(on_torso)
+            rx, ry = xs[rows], ys[rows]
+            base[~on_torso] = _rim_base(image, rim, rx[~on_torso], ry[~on_torso], base[~on_torso], band)
+            if bool(on_torso.any()):
+                tx, ty = rx[on_torso], ry[on_torso]
                 fallback = _base(image, clothed, tx, ty, reach, whole_rows=False)
                 base[on_torso] = _rim_base(image, rim & ~bare, tx, ty, fallback, band)
         out[rows] = base + _texture(image, src, xs[rows], ys[rows], tile, seed + k)
