@@ -136,6 +136,18 @@ class _Head:
         pools = (self.crown, self.clothes, self.skin)
         return tuple(_nearest_sample_distance(colours, self.image[pool]) for pool in pools)
 
+    def distances_at(self, ys: Tensor, xs: Tensor, chunk: int = 32768) -> tuple[Tensor, Tensor, Tensor]:
+        """`distances` for the pixels (ys, xs) [M], in their order, a chunk at a time (each is a cdist against
+        512 samples per pool)."""
+        parts = []
+        for s in range(0, len(ys), chunk):
+            parts.append(tuple(_nearest_sample_distance(self.image[ys[s:s + chunk], xs[s:s + chunk]],
+                                                        self.image[pool])
+                               for pool in (self.crown, self.clothes, self.skin)))
+        if not parts:
+            return torch.zeros(0), torch.zeros(0), torch.zeros(0)
+        return tuple(torch.cat(d) for d in zip(*parts))
+
 
 def _hair_alike(head: _Head, regions: Tensor, person: Tensor) -> tuple[Tensor, Tensor]:
     """Which HAIR pixels [H, W] look like hair, and which look like the clothes [H, W]. The HAIR region is a
@@ -184,8 +196,7 @@ def _skin_in_crown(head: _Head) -> Tensor:                         # head.ok: it
     return torch.from_numpy(pieces_holding(out.numpy(), seeds))
 
 
-def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor, chunk: int = 32768
-                  ) -> tuple[Tensor, Tensor]:
+def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor) -> tuple[Tensor, Tensor]:
     """Long hair: the BODY pixels below the face's top that look like the crown's hair (as `_hair_alike`) and
     hang from it (one piece with the crown's hair) [H, W], and the photo pixels whose back it covers [H, W].
 
@@ -207,15 +218,10 @@ def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor, ch
     below = person & (regions == BODY) & (rows > head.top)             # beside the jaw and down from there
     if not bool(below.any()):
         return none, none
-    where = below.nonzero()
-    like = torch.zeros(len(where), dtype=torch.bool)
-    for s in range(0, len(where), chunk):                              # cdist against 512 samples, in pieces
-        part = none.clone()
-        part[where[s:s + chunk, 0], where[s:s + chunk, 1]] = True
-        d_hair, d_clothes, d_skin = head.distances(part)
-        like[s:s + chunk] = (d_hair <= d_clothes) & (d_hair <= d_skin)
+    ys, xs = below.nonzero(as_tuple=True)
+    d_hair, d_clothes, d_skin = head.distances_at(ys, xs)
     candidate = none.clone()
-    candidate[where[like, 0], where[like, 1]] = True
+    candidate[ys, xs] = (d_hair <= d_clothes) & (d_hair <= d_skin)
     crown = [(x, y) for y, x in head.crown.nonzero().tolist()]
     hanging = torch.from_numpy(pieces_holding((hair | candidate).numpy(), crown)) & candidate
     if int(hanging.sum()) > HANG_MOST * int(head_px.sum()):
@@ -248,7 +254,7 @@ def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor, ch
     return hanging, covered
 
 
-def _bare_arms(head: _Head, person: Tensor, pose: Tensor | None, chunk: int = 32768) -> tuple[Tensor, Tensor]:
+def _bare_arms(head: _Head, person: Tensor, pose: Tensor | None) -> tuple[Tensor, Tensor]:
     """(bare [H, W]: the pixels of an arm (engine.avatar.limbs.body_parts, pose [33, >=2] in the photo's
     pixels) that look like the face's skin more than the chest's clothes; torso [H, W]: the pixels whose back
     is the torso's: those body_parts gives to the torso, and an arm's inside the torso's quadrilateral (an arm
@@ -264,12 +270,8 @@ def _bare_arms(head: _Head, person: Tensor, pose: Tensor | None, chunk: int = 32
     torso = none.clone()
     torso[ys, xs] = (part == TORSO) | (arm & (torso_distance(points, pose) == 0))
     bare = none.clone()
-    by, bx = ys[arm], xs[arm]
-    for s in range(0, len(by), chunk):
-        part_px = none.clone()
-        part_px[by[s:s + chunk], bx[s:s + chunk]] = True
-        _, d_clothes, d_skin = head.distances(part_px)
-        bare[by[s:s + chunk], bx[s:s + chunk]] = d_skin < d_clothes
+    _, d_clothes, d_skin = head.distances_at(ys[arm], xs[arm])
+    bare[ys[arm], xs[arm]] = d_skin < d_clothes
     return bare, torso
 
 
