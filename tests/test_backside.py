@@ -270,42 +270,61 @@ def test_a_narrow_limbs_rim_is_narrow_and_the_frame_is_no_edge():
     assert not rim[199, 60:140].any()                                          # the frame's bottom edge: no rim
 
 
-def test_bare_arms_beside_the_torso_are_not_the_back_of_the_shirt():
-    """Bare arms hang at the sides of a blue shirt, touching it: the photo's edge in those rows is skin. With the
-    pose, the shirt's back stays blue there and the arms' back is skin; without it, the rows take the arms'
-    skin across the back (what the pose is for)."""
+SKIN, SHIRT = torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.1, 0.2, 0.6])
+
+
+def shirt_photo(arms_beside: bool):
+    """A head (brown hair, rows 4-15; face, rows 16-33) over a blue shirt (rows 40-139, columns 30-69), with
+    bare arms hanging at its sides (columns 20-29 and 70-79, rows 40-129) when arms_beside; noise 0.02.
+    -> image [140, 100, 3] (not yet clamped: a caller may paint more), person, regions."""
     H, W = 140, 100
     regions = torch.full((H, W), -1, dtype=torch.long)
     regions[4:16, 38:62] = HAIR
     regions[16:34, 40:60] = FACE
-    regions[40:, 30:70] = BODY                                                 # the shirt
-    regions[40:130, 20:30] = BODY                                              # the arms beside it
-    regions[40:130, 70:80] = BODY
+    regions[40:, 30:70] = BODY
+    if arms_beside:
+        regions[40:130, 20:30] = BODY
+        regions[40:130, 70:80] = BODY
     person = regions >= 0
-    hair, skin, shirt = torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.1, 0.2, 0.6])
     gen = torch.Generator().manual_seed(0)
     image = torch.ones(H, W, 3)
     image[person] = 0.02 * torch.randn(int(person.sum()), 3, generator=gen)
-    image[regions == HAIR] += hair
-    image[regions == FACE] += skin
-    image[40:, 30:70] += shirt
-    image[40:130, 20:30] += skin
-    image[40:130, 70:80] += skin
-    image = image.clamp(0, 1)
+    image[regions == HAIR] += torch.tensor([0.3, 0.2, 0.1])
+    image[regions == FACE] += SKIN
+    image[40:, 30:70] += SHIRT
+    if arms_beside:
+        image[40:130, 20:30] += SKIN
+        image[40:130, 70:80] += SKIN
+    return image, person, regions
+
+
+def pose_with_arms(arms: dict):
+    """A pose [33, 4] for shirt_photo: shoulders at row 42, hips at 139, legs below the photo, and the arms'
+    joints (elbows 13/14, wrists 15/16) at the given (x, y)."""
     pose = torch.zeros(33, 4)
-    for j, (x, y) in {12: (32, 42), 11: (68, 42), 14: (25, 85), 13: (75, 85), 16: (25, 125), 15: (75, 125),
-                      24: (35, 139), 23: (65, 139), 26: (35, 200), 28: (35, 260), 32: (35, 270), 25: (65, 200),
-                      27: (65, 260), 31: (65, 270)}.items():
+    joints = {12: (32, 42), 11: (68, 42), 24: (35, 139), 23: (65, 139), 26: (35, 200), 28: (35, 260),
+              32: (35, 270), 25: (65, 200), 27: (65, 260), 31: (65, 270)} | arms
+    for j, (x, y) in joints.items():
         pose[j] = torch.tensor([x, y, 0.0, 1.0])
+    return pose
+
+
+def test_bare_arms_beside_the_torso_are_not_the_back_of_the_shirt():
+    """Bare arms hang at the sides of a blue shirt, touching it: the photo's edge in those rows is skin. With the
+    pose, the shirt's back stays blue there and the arms' back is skin; without it, the rows take the arms'
+    skin across the back (what the pose is for)."""
+    image, person, regions = shirt_photo(arms_beside=True)
+    image = image.clamp(0, 1)
+    pose = pose_with_arms({14: (25, 85), 13: (75, 85), 16: (25, 125), 15: (75, 125)})
     ys, xs = torch.meshgrid(torch.arange(60, 120), torch.arange(36, 64), indexing="ij")
     back = torch.stack([xs.flatten(), ys.flatten()], 1)
     with_pose = back_colours(image, person, regions, back, pose=pose)
-    assert float((with_pose - shirt).norm(dim=-1).mean()) < 0.06
+    assert float((with_pose - SHIRT).norm(dim=-1).mean()) < 0.06
     without = back_colours(image, person, regions, back)
-    assert float((without - skin).norm(dim=-1).mean()) < float((without - shirt).norm(dim=-1).mean())
+    assert float((without - SKIN).norm(dim=-1).mean()) < float((without - SHIRT).norm(dim=-1).mean())
     ys, xs = torch.meshgrid(torch.arange(60, 120), torch.arange(21, 29), indexing="ij")
     arm = back_colours(image, person, regions, torch.stack([xs.flatten(), ys.flatten()], 1), pose=pose)
-    assert float((arm - skin).norm(dim=-1).mean()) < 0.06                    # the arm's own back is skin
+    assert float((arm - SKIN).norm(dim=-1).mean()) < 0.06                    # the arm's own back is skin
 
 
 def test_a_strip_of_forehead_above_the_face_mesh_is_not_hair_but_a_bald_crown_is_the_crown():
@@ -338,26 +357,10 @@ def test_a_strip_of_forehead_above_the_face_mesh_is_not_hair_but_a_bald_crown_is
 def test_a_bare_forearm_across_the_body_shows_the_shirt_behind_it():
     """A bare forearm lies across a blue shirt, from one side to the other (inside the torso's quadrilateral):
     from behind, the torso is what shows there, so its back is the shirt's blue, not the arm's skin."""
-    H, W = 140, 100
-    regions = torch.full((H, W), -1, dtype=torch.long)
-    regions[4:16, 38:62] = HAIR
-    regions[16:34, 40:60] = FACE
-    regions[40:, 30:70] = BODY
-    person = regions >= 0
-    hair, skin, shirt = torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.1, 0.2, 0.6])
-    gen = torch.Generator().manual_seed(0)
-    image = torch.ones(H, W, 3)
-    image[person] = 0.02 * torch.randn(int(person.sum()), 3, generator=gen)
-    image[regions == HAIR] += hair
-    image[regions == FACE] += skin
-    image[40:, 30:70] += shirt
-    image[86:96, 30:70] += skin - shirt                                        # the forearm, across the shirt
+    image, person, regions = shirt_photo(arms_beside=False)
+    image[86:96, 30:70] += SKIN - SHIRT                                        # the forearm, across the shirt
     image = image.clamp(0, 1)
-    pose = torch.zeros(33, 4)
-    for j, (x, y) in {12: (32, 42), 11: (68, 42), 14: (31, 90), 13: (69, 90), 16: (60, 91), 15: (69, 120),
-                      24: (35, 139), 23: (65, 139), 26: (35, 200), 28: (35, 260), 32: (35, 270), 25: (65, 200),
-                      27: (65, 260), 31: (65, 270)}.items():
-        pose[j] = torch.tensor([x, y, 0.0, 1.0])
+    pose = pose_with_arms({14: (31, 90), 13: (69, 90), 16: (60, 91), 15: (69, 120)})
     ys, xs = torch.meshgrid(torch.arange(87, 95), torch.arange(36, 64), indexing="ij")
     back = back_colours(image, person, regions, torch.stack([xs.flatten(), ys.flatten()], 1), pose=pose)
-    assert float((back - shirt).norm(dim=-1).mean()) < 0.06
+    assert float((back - SHIRT).norm(dim=-1).mean()) < 0.06
