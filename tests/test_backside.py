@@ -327,6 +327,23 @@ def test_bare_arms_beside_the_torso_are_not_the_back_of_the_shirt():
     assert float((arm - SKIN).norm(dim=-1).mean()) < 0.06                    # the arm's own back is skin
 
 
+def test_one_painter_paints_each_set_of_pixels_as_a_call_of_its_own_would():
+    """personalize paints the back shell, the rim walls and the crack walls with one BackPainter: each set must
+    come out as back_colours alone gives it (no state carried from one call to the next), bare arms included."""
+    from engine.avatar.backside import BackPainter
+    image, person, regions = shirt_photo(arms_beside=True)
+    image = image.clamp(0, 1)
+    pose = pose_with_arms({14: (25, 85), 13: (75, 85), 16: (25, 125), 15: (75, 125)})
+    paint = BackPainter(image, person, regions, pose=pose)
+    ys, xs = torch.nonzero(person, as_tuple=True)
+    sets = [torch.stack([xs, ys], 1)[(ys >= 60) & (ys < 120) & (xs >= 21) & (xs < 29)],      # an arm
+            torch.stack([xs, ys], 1)[(ys >= 60) & (ys < 120) & (xs >= 36) & (xs < 64)],      # the torso
+            torch.stack([xs, ys], 1)]                                                       # everyone
+    for pixels in sets:
+        torch.testing.assert_close(paint(pixels), back_colours(image, person, regions, pixels, pose=pose),
+                                   rtol=0, atol=0)
+
+
 def test_a_strip_of_forehead_above_the_face_mesh_is_not_hair_but_a_bald_crown_is_the_crown():
     """The face mesh stops 8 rows under the hairline: that strip of forehead lies in the crown. Behind the head
     its rows are the hair's brown, not a band of skin. A bald head (a crown of skin) keeps its skin behind."""

@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 import cuda_ext
-from engine.avatar.backside import back_colours, inset_colours, rim_colours
+from engine.avatar.backside import BackPainter, inset_colours, rim_colours
 from engine.avatar.behind_arms import behind_arms
 from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
@@ -311,7 +311,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     # shell's edge keeps the photo's mix for the photo camera and shows the person away from it (_away_colour)
     share, clean = edge_matte(image, person)
     is_back = ~is_front
-    g.sh[is_back, 0] = rgb_to_sh_dc(back_colours(clean, person, regions, pixel[is_back], pose=lm.pose))
+    paint_back = BackPainter(clean, person, regions, pose=lm.pose)     # the back shell, and the walls' back edges
+    g.sh[is_back, 0] = rgb_to_sh_dc(paint_back(pixel[is_back]))
     # 6. the under-layer (mouth interior, a soft second skin behind the face), teeth and tongue
     sides = torch.zeros(len(g), dtype=torch.long)
     extra_px = torch.zeros(0, 2, dtype=torch.long)
@@ -351,15 +352,14 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     z_front, z_back = (surface_z(d[caps_px[:, 1], caps_px[:, 0]], side, K, cfg.shell.z0)
                        for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
     along = (caps.means[:, 2] - z_front) / (z_back - z_front).clamp(min=1e-9)   # 0 at the front edge, 1 at the back
-    caps.sh[:, 0] = rgb_to_sh_dc(rim_colours(clean, person, caps_px, -caps_n[:, :2], along,
-                                             back_colours(clean, person, regions, caps_px, pose=lm.pose)))
+    caps.sh[:, 0] = rgb_to_sh_dc(rim_colours(clean, person, caps_px, -caps_n[:, :2], along, paint_back(caps_px)))
     # and walls over the steps inside each shell (a turned face standing out of its hair): the photo's colour in
     # front, the back's behind
     face_px = torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
     front_cracks, f_px, f_n = crack_walls(person, depth[0], -1.0, K, cfg.shell, within=face_px)
     front_cracks.sh[:, 0] = rgb_to_sh_dc(inset_colours(clean, person, f_px, -f_n[:, :2]))   # not the halo's
     back_cracks, b_px, b_n = crack_walls(person, depth[1], 1.0, K, cfg.shell, within=face_px)
-    back_cracks.sh[:, 0] = rgb_to_sh_dc(back_colours(clean, person, regions, b_px, pose=lm.pose))
+    back_cracks.sh[:, 0] = rgb_to_sh_dc(paint_back(b_px))
     caps = Gaussians.cat([caps, front_cracks, back_cracks])
     caps_px, caps_n = torch.cat([caps_px, f_px, b_px]), torch.cat([caps_n, f_n, b_n])
     none = torch.zeros(len(caps), dtype=torch.bool)
