@@ -1,6 +1,7 @@
 """One photo -> a canonical, animatable 3D Gaussian avatar (engine.avatar.bundle.Avatar).
 
-Steps: 1 load and check the photo, 2 person mask and landmarks, 3 region labels per pixel, 4 front and back
+Steps: 1 load and check the photo, 2 person mask and landmarks (the inner lips moved onto the edges the photo
+shows them at, engine.avatar.inner_lips), 3 region labels per pixel, 4 front and back
 surface depth (the body template fitted to the pose, engine.avatar.body_fit, over the inflated silhouette; a rounder
 head; face-mesh relief on the face; engine.avatar.depth), 5 front/back shells
 of surfels (dense on face and hands; engine.avatar.shell), the back coloured per region from the photo's own
@@ -30,6 +31,7 @@ from engine.avatar.body_fit import body_depth, fit_body
 from engine.avatar.bundle import Avatar, PhotoCamera
 from engine.avatar.depth import surface_depth, surface_normals, surface_z
 from engine.avatar.eyelids import lid_sheets, rig_eyelids
+from engine.avatar.inner_lips import refine_inner_lips
 from engine.avatar.landmarks import Landmarks, detect, person_mask_and_pose, pose_in_crop
 from engine.avatar.limbs import limb_skinning
 from engine.avatar.matte import edge_matte
@@ -271,6 +273,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     if downscaled:
         notes.append(f"downscaled the photo{' crop' if box else ''} by {scale:.3g} to {image.shape[1]}x{image.shape[0]}")
     lm = detect(image, pose_hint=hint)
+    if lm.face is not None:
+        lm.face = refine_inner_lips(lm.face, image)               # not on the teeth of a smile
     H, W = image.shape[:2]
     if lm.face is None and not shows_both_shoulders(lm.pose, W, H):
         raise ValueError(f"{photo}: mediapipe found no face, and the photo does not show both shoulders: nothing to "
