@@ -108,3 +108,17 @@ def test_a_closed_mouth_and_lips_the_teeth_colour_are_left_as_they_are():
     pale = mouth_photo({(50, 66): TOOTH, (66, 78): TOOTH, (78, 90): TOOTH})       # nothing tells lip from teeth
     face = face_mesh(upper=66.0, lower=71.0)
     assert torch.equal(refine_inner_lips(face, pale), face)
+
+
+def test_a_tiny_mouth_at_the_photos_edge_is_handled():
+    """A lower lip 2 px high whose outer part holds no pixel centre (rows 67.9 .. 69.9: its outer 40% is 69.1 ..
+    69.9), the mouth running off the photo's left edge: no error, the lower lip stays, and the upper moves no
+    further than REACH of its height."""
+    from engine.avatar.inner_lips import REACH
+    image = mouth_photo({(60, 66): LIP, (66, 68): TOOTH, (68, 70): LIP})
+    face = face_mesh(upper=66.0, lower=67.9, outer_up=60.0, outer_low=69.9)
+    face[:, 0] -= 50.0                                                       # x -14 .. 34: half off the photo
+    out = refine_inner_lips(face, image)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[list(LOWER_INNER), :2], face[list(LOWER_INNER), :2])
+    assert float((out - face)[:, 1].abs().max()) <= REACH * 6.0 + 1e-6

@@ -91,7 +91,10 @@ def refine_inner_lips(face: Tensor, image: Tensor) -> Tensor:
         if float(np.median(depth)) < 2.0:
             continue
         a, b = y_in + sign * (1 - OUTER_PART) * depth, y_out
-        lip = _sample(image, level, *_column_samples(x, np.minimum(a, b), np.maximum(a, b))).median(0).values
+        lip_rgb = _sample(image, level, *_column_samples(x, np.minimum(a, b), np.maximum(a, b)))
+        if len(lip_rgb) < 3:
+            continue                                                              # too thin a lip to tell its colour
+        lip = lip_rgb.median(0).values
         apart = float((teeth - lip).norm())
         has_teeth = apart >= MIN_APART and float(teeth.mean()) > float(lip.mean())
         margin, dark = LIP_MARGIN * apart, DARK * float(lip.mean())
