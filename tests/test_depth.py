@@ -109,3 +109,53 @@ def test_the_hair_around_a_turned_face_meets_its_edge(monkeypatch):
     assert torch.equal(front[face_disc], cliff[face_disc])
     far = person & ~face_disc & ~(torch.nn.functional.max_pool2d(face_disc.float()[None, None], 27, 1, 13)[0, 0] > 0)
     assert torch.equal(front[far], cliff[far]) and bool(far.any())
+
+
+def limbs_scene():
+    """A torso (rows 10-59, x 40-79), a right arm strip 16 px wide hanging beside it and touching it (x 24-39,
+    rows 12-59), and two legs 20 px wide below it, 10 px apart (x 40-59 and 70-89 ... rows 60-119). Body parts
+    drawn by hand (engine.avatar.limbs.BONES ids: 1 right forearm, 5 right shin, 8 left shin, 10 torso)."""
+    H, W = 120, 120
+    person = torch.zeros(H, W, dtype=torch.bool)
+    parts = torch.full((H, W), 10)
+    person[10:60, 40:80] = True
+    person[12:60, 24:40] = True
+    parts[12:60, 24:40] = 1
+    person[60:120, 40:60] = True
+    parts[60:120, 40:60] = 5
+    person[60:120, 70:90] = True
+    parts[60:120, 70:90] = 8
+    return person, torch.full((H, W), BODY), parts
+
+
+def test_each_limb_is_at_least_a_round_tube_of_its_own_width():
+    """A strip's inflation is a round tube's profile (sqrt(a^2 - d^2) for half-width a): each leg, and the arm
+    pressed against the torso, get LIMB_ROUND of their own tube, not of the blob they form with the torso."""
+    from engine.avatar.depth import LIMB_ROUND, limb_tubes
+    person, regions, parts = limbs_scene()
+    tube = limb_tubes(person, regions, parts)
+    assert float(tube[10:60, 40:80].abs().max()) == 0.0                       # the torso is no limb
+    # a leg's row, 20 px of pixels (its edge half a pixel past the outer ones, at the first pixel outside: a tube
+    # of half-width 10.5), running off the photo's bottom (engine.avatar.inflate.inflate_open: it goes on)
+    x = torch.arange(40, 60) + 0.5
+    expected = LIMB_ROUND * torch.sqrt((10.5 ** 2 - (x - 50.0) ** 2).clamp(min=0))
+    assert float((tube[100, 40:60] - expected).abs().max()) < 0.05
+    # the arm (16 px wide, cut from the torso along x 39): a tube of half-width about 7.5, far thinner than the
+    # arm-and-torso blob's relief there
+    assert 0.8 * LIMB_ROUND * 7.5 < float(tube[36, 24:40].max()) < 1.1 * LIMB_ROUND * 8.0
+    assert float(inflate_open(person)[36, 24:40].max()) > 1.5 * float(tube[36, 24:40].max())
+
+
+def test_a_template_thinner_than_the_clothed_leg_is_thickened_to_its_tube():
+    """The fitted template's legs 3 px deep under trousers 20 px wide: with the body parts the legs' half-thickness
+    is the tube's (9.4 px at the middle), without them about the template's 3 px."""
+    from engine.avatar.depth import LIMB_ROUND
+    person, regions, parts = limbs_scene()
+    front, back = torch.full(person.shape, 3.0), torch.full(person.shape, 3.0)
+    front[10:60, 40:80], back[10:60, 40:80] = 15.0, 15.0                      # the torso: deep
+    body = (front * person, back * person, person.clone())
+    f0, b0 = surface_depth(person, regions, None, 0.6, 1.0, body=body)
+    f1, b1 = surface_depth(person, regions, None, 0.6, 1.0, body=body, parts=parts)
+    assert float((f0 + b0)[100, 50]) / 2 < 4.5                                # about the template's 3 px
+    assert abs(float((f1 + b1)[100, 50]) / 2 - LIMB_ROUND * math.sqrt(10.5 ** 2 - 0.5 ** 2)) < 0.05
+    assert torch.equal(f1[10:60, 40:80], f0[10:60, 40:80])                    # the torso is left as it was

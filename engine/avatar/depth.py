@@ -14,6 +14,12 @@ Both are a half-thickness around a middle: front = half - middle, back = half + 
   middle come from the nearest template pixel, the middle fading to the template's median with the distance.
   The middle is smoothed too (MIDDLE_SIGMA) and its slope limited (MIDDLE_SLOPE): the two shells cannot show a
   limb standing free of the torso, and a cliff in them opens gaps that an orbiting camera sees through.
+- Limbs, with the template: a sleeve or a trouser leg is a tube of cloth, about as deep as it is wide, but the
+  template's bare limb inside it is thinner than the photo's clothed one (basketball1's jeans: a shin 0.67 as
+  deep as wide, so from the side the legs only just touched and the orbit saw between them). Each arm and leg
+  (the pose's bones, engine.avatar.limbs.body_parts; body pixels only) is inflated on its own, cut from the
+  torso and the other limbs, which for a strip is exactly a round tube's profile (engine.avatar.inflate), and
+  its half-thickness is at least LIMB_ROUND of that.
 - Head: a head is about as deep as it is wide. So the head region (face, lips, eyes, hair) is inflated on its own
   and scaled to a ball: sqrt(2) * relief is exactly the sphere for a disc (engine.avatar.inflate's identity), times
   ShellConfig.head_roundness. Where the head and the body overlap, the larger half-thickness wins, so the head
@@ -39,7 +45,7 @@ from torch import Tensor
 
 from engine.avatar.inflate import inflate_open
 from engine.avatar.knn import knn
-from engine.avatar.regions import EYES, FACE, HAIR, LIPS, face_index_sets
+from engine.avatar.regions import BODY, EYES, FACE, HAIR, LIPS, face_index_sets
 from engine.render.camera import unproject
 
 MIDDLE_SIGMA = 6.0         # pixels: the blur of the template's middle depth
@@ -49,6 +55,8 @@ RATIO_SIGMA = 6.0          # pixels: the blur of the template's thickness over t
 RATIO_RANGE = (0.25, 4.0)  # the template may thin the relief to a quarter or thicken it four times
 FACE_BLEND = 0.35          # the skin and hair around the face meet it over this share of its width (mesh x extent)
 BLEND_SWEEPS = 200         # Jacobi sweeps that smooth that blend (_relax)
+LIMB_ROUND = 0.9           # a clothed limb's half-thickness is at least this x a round tube's of its width
+LIMB_GROUPS = ((0, 1), (2, 3), (4, 5, 6), (7, 8, 9))   # engine.avatar.limbs.BONES: each arm, each leg
 
 
 def face_front_depth(face: Tensor, pixels: Tensor, k: int = 4) -> Tensor:
@@ -130,17 +138,42 @@ def template_body(person: Tensor, relief: Tensor, front: Tensor, back: Tensor, c
     return torch.where(person, relief * ratio, zero), torch.where(person, middle, zero)
 
 
+def limb_tubes(person: Tensor, regions: Tensor, parts: Tensor) -> Tensor:
+    """[H, W] LIMB_ROUND x the half-thickness of each arm and leg as a round tube (0 elsewhere): parts [H, W] the
+    body part of each pixel (engine.avatar.limbs.body_parts: a bone id, or TORSO); only BODY pixels of the
+    person count, and a pixel touching (4 neighbours) another limb or anything else of the person is cut, so
+    that each limb is inflated on its own."""
+    group = torch.full_like(parts, -1)
+    for k, bones in enumerate(LIMB_GROUPS):
+        group[torch.isin(parts, torch.tensor(bones))] = k
+    group[~(person & (regions == BODY))] = -1
+    H, W = group.shape
+    g_pad = F.pad(group[None, None], (1, 1, 1, 1), value=-1)[0, 0]
+    p_pad = F.pad(person[None, None].float(), (1, 1, 1, 1))[0, 0] > 0.5      # off the photo: no neighbour
+    own = group >= 0
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):                            # up, down, left, right
+        own &= ~(p_pad[dy:dy + H, dx:dx + W] & (g_pad[dy:dy + H, dx:dx + W] != group))
+    if not bool(own.any()):
+        return torch.zeros(person.shape)
+    return LIMB_ROUND * inflate_open(own)
+
+
 def surface_depth(person: Tensor, regions: Tensor, face: Tensor | None, thickness: float,
                   head_roundness: float, progress: bool = False,
-                  body: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+                  body: tuple[Tensor, Tensor, Tensor] | None = None, parts: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor]:
     """person [H, W] bool, regions [H, W] (engine.avatar.regions labels), face [478, 3] or None, body: the fitted
     template's (front, back, covered) [H, W] (engine.avatar.body_fit.body_depth) or None (the inflated relief
-    alone) -> (front [H, W], back [H, W]) depths in pixels in front of / behind z0, zero outside the person.
-    Without a template both are >= 0; with one, a body part that lies wholly behind z0 has a negative front."""
+    alone), parts [H, W] each pixel's body part (engine.avatar.limbs.body_parts) or None: with the template, the
+    limbs are at least round tubes (`limb_tubes`) -> (front [H, W], back [H, W]) depths in pixels in front of /
+    behind z0, zero outside the person. Without a template both are >= 0; with one, a body part that lies wholly
+    behind z0 has a negative front."""
     if person.shape != regions.shape:
         raise ValueError(f"person/regions: shapes differ, {list(person.shape)} vs {list(regions.shape)}")
     relief = thickness * inflate_open(person, progress=progress)
     half, middle = (relief, torch.zeros_like(relief)) if body is None else template_body(person, relief, *body)
+    if body is not None and parts is not None:
+        half = torch.maximum(half, limb_tubes(person, regions, parts))
     head = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES, HAIR]))
     if int(head.sum()) > 0:
         ball = head_roundness * math.sqrt(2.0) * inflate_open(head)

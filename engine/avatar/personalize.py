@@ -33,7 +33,7 @@ from engine.avatar.depth import surface_depth, surface_normals, surface_z
 from engine.avatar.eyelids import lid_sheets, rig_eyelids
 from engine.avatar.inner_lips import refine_inner_lips
 from engine.avatar.landmarks import Landmarks, detect, person_mask_and_pose, pose_in_crop
-from engine.avatar.limbs import limb_skinning
+from engine.avatar.limbs import body_parts, limb_skinning
 from engine.avatar.matte import edge_matte
 from engine.avatar.mouth import Level, closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
 from engine.avatar.particles import canonical_slots
@@ -306,7 +306,12 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
         else:
             body = body_depth(posed, K, W, H, cfg.shell.z0)
             body_meta = {"error_px": round(posed.error_px, 2), "landmarks": len(posed.used)}
-    depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress, body)
+    parts = None
+    if body is not None:                    # each pixel's body part: the limbs are round tubes (engine.avatar.depth)
+        ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+        parts = body_parts(torch.stack([xs, ys], -1).reshape(-1, 2) + 0.5, lm.pose).reshape(H, W)
+    depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress, body,
+                          parts)
     g, pixel, is_front = build_shells(image, person, depth, K, fine, cfg.shell)
     facing_photo = face_the_camera(g, pixel, is_front, person)     # the halo ring: seen from the front only
     g_regions = regions[pixel[:, 1], pixel[:, 0]]
