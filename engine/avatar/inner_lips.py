@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.avatar.mouth import LOWER_INNER, OUTER_LIPS, UPPER_INNER, Level
+from engine.avatar.mouth import LOWER_INNER, OUTER_LIPS, UPPER_INNER, Level, arc_y
 
 OUTER_UPPER = OUTER_LIPS[:11]                    # 61 .. 291 over the upper lip
 OUTER_LOWER = OUTER_LIPS[10:] + OUTER_LIPS[:1]   # 291 .. 61 under the lower lip
@@ -40,13 +40,6 @@ REACH = 0.6            # a vertex moves at most this share of the way to the out
 LIP_MARGIN = 0.15      # a tooth-like pixel is nearer the teeth's colour by this x the teeth-lip colour distance
 MIN_APART = 0.1        # the teeth's and the lip's colours at least this far apart (RGB distance), teeth lighter
 DARK = 0.4             # a pixel under this x the lip's mean grey is the mouth's dark (its shadow under a lip)
-
-
-def _arc(face: np.ndarray, ids: tuple[int, ...], x: np.ndarray) -> np.ndarray:
-    """y at columns x of the level face's arc through ids (linear, clamped at its ends)."""
-    pts = face[list(ids)]
-    order = np.argsort(pts[:, 0])
-    return np.interp(x, pts[order, 0], pts[order, 1])
 
 
 def _sample(image: Tensor, level: Level, x: np.ndarray, y: np.ndarray) -> Tensor:
@@ -86,7 +79,7 @@ def refine_inner_lips(face: Tensor, image: Tensor) -> Tensor:
     teeth = gap_rgb[lum >= lum.median()].median(0).values                      # [3]
     out = face.clone()
     for ids, y_in, outer, sign in ((low_ids, y_low, OUTER_LOWER, 1.0), (up_ids, y_up, OUTER_UPPER, -1.0)):
-        y_out = _arc(lf, outer, x)
+        y_out = arc_y(level.face, outer, torch.from_numpy(x))
         depth = sign * (y_out - y_in)                                             # the lip's height per column
         if float(np.median(depth)) < 2.0:
             continue

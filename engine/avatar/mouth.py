@@ -84,7 +84,7 @@ class Level:
         return self._turn(xy, self.sin, about)
 
 
-def _arc_y(face: Tensor, ids: tuple[int, ...], x: Tensor) -> np.ndarray:
+def arc_y(face: Tensor, ids: tuple[int, ...], x: Tensor) -> np.ndarray:
     """y [M] (float64) of the face-mesh arc through points ids, linearly interpolated at columns x [M] (clamped
     to the arc's ends)."""
     pts = face[list(ids), :2].double().numpy()
@@ -95,7 +95,7 @@ def _arc_y(face: Tensor, ids: tuple[int, ...], x: Tensor) -> np.ndarray:
 def split_line_y(face: Tensor, x: Tensor) -> Tensor:
     """y of the split line [M] at pixel columns x [M] (clamped to the mouth corners): the mean of the inner
     upper and inner lower lip contours, each linearly interpolated."""
-    return torch.from_numpy((_arc_y(face, UPPER_INNER, x) + _arc_y(face, LOWER_INNER, x)) / 2).float()
+    return torch.from_numpy((arc_y(face, UPPER_INNER, x) + arc_y(face, LOWER_INNER, x)) / 2).float()
 
 
 def closed_line_y(face: Tensor, x: Tensor) -> Tensor:
@@ -143,7 +143,7 @@ def lip_band(face: Tensor, pixels: Tensor) -> Tensor:
     eye = float((face[33, :2] - face[263, :2]).norm())
     level = Level(face)
     face, pixels = level.face, level.points(pixels.float())
-    bottom = _arc_y(face, (OUTER_LIPS[0],) + OUTER_LIPS[10:], pixels[:, 0])   # 61, 291 .. 146: the lower outer lip
+    bottom = arc_y(face, (OUTER_LIPS[0],) + OUTER_LIPS[10:], pixels[:, 0])   # 61, 291 .. 146: the lower outer lip
     return pixels[:, 1].double() <= torch.from_numpy(bottom) + BAND_MARGIN * eye
 
 
@@ -163,7 +163,7 @@ def particle_sides(face: Tensor, pixels: Tensor, names: list[str] | None = None)
 
 def inner_lip_contours(face: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """y of the inner upper and inner lower lip contours [M] at columns x [M] (clamped to the mouth corners)."""
-    upper, lower = (torch.from_numpy(_arc_y(face, ids, x)).float() for ids in (UPPER_INNER, LOWER_INNER))
+    upper, lower = (torch.from_numpy(arc_y(face, ids, x)).float() for ids in (UPPER_INNER, LOWER_INNER))
     return upper, lower
 
 
