@@ -45,6 +45,7 @@ from torch import Tensor
 
 from engine.avatar.inflate import inflate_open
 from engine.avatar.knn import knn
+from engine.avatar.limbs import ARMS, BONES
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, LIPS, face_index_sets
 from engine.render.camera import unproject
 
@@ -56,7 +57,6 @@ RATIO_RANGE = (0.25, 4.0)  # the template may thin the relief to a quarter or th
 FACE_BLEND = 0.35          # the skin and hair around the face meet it over this share of its width (mesh x extent)
 BLEND_SWEEPS = 200         # Jacobi sweeps that smooth that blend (_relax)
 LIMB_ROUND = 0.9           # a clothed limb's half-thickness is at least this x a round tube's of its width
-LIMB_GROUPS = ((0, 1), (2, 3), (4, 5, 6), (7, 8, 9))   # engine.avatar.limbs.BONES: each arm, each leg
 
 
 def face_front_depth(face: Tensor, pixels: Tensor, k: int = 4) -> Tensor:
@@ -138,13 +138,21 @@ def template_body(person: Tensor, relief: Tensor, front: Tensor, back: Tensor, c
     return torch.where(person, relief * ratio, zero), torch.where(person, middle, zero)
 
 
+def _limb_groups() -> list[list[int]]:
+    """The bone ids (engine.avatar.limbs.BONES) of each arm and each leg: one list per side and kind."""
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for i, (name, _, _) in enumerate(BONES):
+        groups.setdefault((name.split("_")[0], i in ARMS), []).append(i)
+    return list(groups.values())
+
+
 def limb_tubes(person: Tensor, regions: Tensor, parts: Tensor) -> Tensor:
     """[H, W] LIMB_ROUND x the half-thickness of each arm and leg as a round tube (0 elsewhere): parts [H, W] the
     body part of each pixel (engine.avatar.limbs.body_parts: a bone id, or TORSO); only BODY pixels of the
     person count, and a pixel touching (4 neighbours) another limb or anything else of the person is cut, so
     that each limb is inflated on its own."""
     group = torch.full_like(parts, -1)
-    for k, bones in enumerate(LIMB_GROUPS):
+    for k, bones in enumerate(_limb_groups()):
         group[torch.isin(parts, torch.tensor(bones))] = k
     group[~(person & (regions == BODY))] = -1
     H, W = group.shape
