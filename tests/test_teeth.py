@@ -85,8 +85,10 @@ def test_a_tilted_heads_teeth_turn_with_its_mouth():
 def test_a_smiles_own_upper_teeth_paint_the_upper_row_down_to_its_lower_lip():
     """A photo whose lips are 8 px apart (inner lips at y 66 and 74, eyes 60 px apart) showing its teeth: the
     closed rest mouth meets a quarter of the way down (y 68, the lips half a pixel over each other), and the
-    upper row reaches on down to the photo's lower lip (y 74), taking each tooth-like pixel's own colour; a dark
-    pixel in the opening keeps the plain tooth colour. The lower row stands OVERJET behind the upper one."""
+    upper row reaches on down past the photo's lower lip (y 74) to UPPER_SHOW eye widths below the resting upper
+    lip (the incisors go on behind the lower lip), taking each tooth-like pixel's own colour; a dark pixel in the
+    opening, and the crowns below the photo's lip, keep the plain tooth colour. The lower row stands OVERJET
+    behind the upper one."""
     from engine.avatar.teeth import BEHIND, OVERJET
     face = synthetic_face(gap=8.0)
     image = torch.full((120, 120, 3), 0.6)
@@ -101,8 +103,12 @@ def test_a_smiles_own_upper_teeth_paint_the_upper_row_down_to_its_lower_lip():
     rgb = sh_dc_to_rgb(g.sh[:, 0])
     upper = side == 1
     centre = upper & ((px[:, 0] - 50.5).abs() < 0.6)
-    assert 73.0 < float(px[centre, 1].max()) <= 74.0                      # down to the photo's lower lip, no further
-    assert float(px[upper, 1].max()) <= 74.0
+    edge = 66.0 + 0.25 * 8.0 + 0.5                                          # the resting upper lip: y 68.5
+    assert float(px[centre, 1].max()) == 74.5                              # 68.5 + 0.11 x 60 = 75.1: rows 1 px apart
+    assert float(px[upper, 1].max()) <= edge + UPPER_SHOW * 60.0 + 1e-3
+    behind_lip = centre & (px[:, 1] > 74.0)                                 # under the photo's lower lip: plain
+    assert int(behind_lip.sum()) == 1
+    torch.testing.assert_close(rgb[behind_lip], colours["tooth"][None], atol=1e-5, rtol=0)
     mid = upper & ((px[:, 0] - 50.5).abs() < 0.6)                          # the column x 50.5: on the seam
     seam = mid & (px[:, 1] > 67.5) & (px[:, 1] < 73.5)
     assert int(seam.sum()) >= 5
@@ -150,3 +156,36 @@ def test_built_rows_dim_toward_the_corners_and_the_lower_row_is_in_shadow():
     lower = (side == 2) & front & ((rgb - LOWER_SHADE * ivory).abs().max(1).values < 1e-4)
     assert int(lower.sum()) > 20
     assert not bool(((side == 2) & crown).any())                            # no lower crown as lit as the upper
+
+
+def test_the_upper_row_follows_the_smile_arc_and_a_turned_face_keeps_its_teeth_size():
+    """A closed mouth (eyes 60 px apart): the upper row's edge hangs UPPER_SHOW eye widths below the resting upper
+    lip at the middle and UPPER_SHOW_ENDS at the row's ends (the canines stand higher; level with the middle they
+    hung as fangs). The same face turned away, its eye corners 80 px apart in depth (a 100 px eye width in 3D,
+    60 px in the photo), gets rows 75/60 as tall: the turn shortens the eye line, not the teeth."""
+    from engine.avatar.mouth import resting_lip_edges
+    from engine.avatar.teeth import UPPER_SHOW_ENDS
+    K = torch.tensor([[200.0, 0, 60], [0, 200.0, 60], [0, 0, 1]])
+    colours = mouth_colours(torch.full((8, 8, 3), 0.5), torch.ones(8, 8, dtype=torch.bool),
+                            torch.zeros(8, 8, dtype=torch.bool))
+    front = torch.full((120, 120), 10.0)
+
+    def upper_reach(face):
+        _, px, side = mouth_insides(face, front, K, 2.5, colours)
+        up = side == 1
+        xs = torch.unique(px[up, 0])
+        low = torch.stack([px[up & (px[:, 0] == x), 1].max() for x in xs])
+        return xs, low - resting_lip_edges(face, xs)[0]                   # how far below the resting lip, px
+
+    face = synthetic_face(gap=0.0)
+    xs, below = upper_reach(face)
+    middle = int((xs - xs.mean()).abs().argmin())
+    assert float(below[middle]) == pytest.approx(UPPER_SHOW * 60.0, abs=1.0)      # rows 1 px apart
+    assert float(below[0]) == pytest.approx(UPPER_SHOW_ENDS * 60.0, abs=1.0)
+    assert float(below[-1]) == pytest.approx(UPPER_SHOW_ENDS * 60.0, abs=1.0)
+    assert UPPER_SHOW - UPPER_SHOW_ENDS > 2.0 / 60.0                        # the arc is more than the rows' 1 px
+    turned = face.clone()
+    turned[263, 2] = 80.0
+    _, below_t = upper_reach(turned)
+    assert float(below_t[middle]) == pytest.approx(UPPER_SHOW * 100.0, abs=1.0)
+    assert float(below_t[middle]) > float(below[middle]) + 3.0

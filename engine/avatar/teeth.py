@@ -5,11 +5,13 @@ lips, along the split line between the inner lips (engine.avatar.mouth), curving
 like a dental arch so that the corners stay dark. The upper row hangs from the upper jaw (side 1: it stays with
 the head), the lower row and the tongue ride on the jaw (side 2). When the lips meet they hide all of it.
 
-Sizes are in eye widths (the outer eye corner distance, face-mesh points 33 and 263), from adult proportions:
+Sizes are in eye widths (the outer eye corner distance in 3D, face-mesh points 33 and 263: `tooth_unit`, which a
+face turned from the camera does not shorten), from adult proportions:
 an upper central incisor is ~10.5 mm tall and the outer eye corners are ~90-100 mm apart (Proffit, Contemporary
 Orthodontics, tooth dimensions; Farkas, Anthropometry of the Head and Face, ex-ex width), so a row is about
 0.10 eye widths tall; the lower row shows less. The rows cross the split line (UPPER_SHOW, LOWER_SHOW): shut,
-each lip hides the other row's edge; open, the lips part over the incisors' edges, as in speech.
+each lip hides the other row's edge; open, the lips part over the incisors' edges, as in speech. The upper row's
+edge follows the smile arc (`upper_row_reach`): lowest at the central incisors, higher toward the canines.
 
 The rows hang from where the closed rest mouth's lips rest (engine.avatar.mouth.resting_lip_edges). A smiling
 photo shows its upper teeth below the upper lip; the upper lip comes down only a quarter of the gap to close the
@@ -35,12 +37,16 @@ from engine.render.gaussians import Gaussians, luma, rgb_to_sh_dc
 
 IVORY = (0.90, 0.87, 0.80)     # an unstained tooth, lit
 UPPER_ROW, LOWER_ROW = 0.10, 0.075   # crown heights above / below the split line, eye widths
-UPPER_SHOW = 0.07              # the upper incisors' edges hang this far below the split line (the lower lip hides
-                               # them when the mouth is shut): ~6-7 mm. Relaxed parted lips show 2-3.5 mm (Vig and
-                               # Brundo, "The kinetics of anterior tooth display", J Prosthet Dent 1978), and speech
-                               # lifts the upper lip, which the motion does not do: at 0.04 an open mouth of a
-                               # closed-mouth photo showed its teeth as a 2 px rim along the lip (tooth share 0.16 on
-                               # sample1; 0.30 at 0.07). Shut, the lower lip and the chin's skin cover it
+UPPER_SHOW = 0.11              # the central incisors' edges hang this far below the split line (the lower lip and
+                               # the chin's skin hide them when the mouth is shut): ~10 mm, an incisor's whole crown.
+                               # Relaxed parted lips show 2-3.5 mm (Vig and Brundo, "The kinetics of anterior tooth
+                               # display", J Prosthet Dent 1978), but a speaker's upper lip rises off the incisors and
+                               # the avatar's barely does (0.036 eye widths at full loudness, engine.motion.procedural):
+                               # the teeth hang lower instead. At 0.07 the open mouth of a closed-mouth photo showed a
+                               # 2-3 px rim of teeth round a dark hole (tooth share 0.10-0.14 on three held-out
+                               # portraits; 0.23-0.27 at 0.11)
+UPPER_SHOW_ENDS = 0.07         # ... and toward the row's ends less (the smile arc: canines and premolars stand higher
+                               # than the central incisors); at the centre's height the ends hung as white fangs
 LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
 LOWER_SHADE = 0.8              # the lower row's light: it stands behind the upper one and under its shadow (built
                                # at the upper row's colour, the 2 px of it an open mouth shows read as a white seam)
@@ -48,6 +54,7 @@ CORNER_SHADE = 0.5             # toward the mouth's corners the teeth turn away 
 CORNER_FROM = 0.7              # (the buccal corridor, Frush and Fisher, J Prosthet Dent 1958): a built row keeps its
                                # light across the front teeth (|u| <= CORNER_FROM of the mouth's half-width) and dims
                                # to CORNER_SHADE x at its ends; lit to the end, it stood as a white bar at the corner
+ROW_SPAN, TONGUE_SPAN = 0.92, 0.62   # of the mouth's half-width, how far out from its middle the rows and the tongue go
 ARCH = 0.05                    # how far back the row's ends sit behind its middle (eye widths)
 BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
 OVERJET = 0.025                # the lower row this much further back than the upper one: the upper incisors close
@@ -56,7 +63,6 @@ OVERJET = 0.025                # the lower row this much further back than the u
 TONGUE_TOP, TONGUE_BOTTOM = -0.07, 0.11   # the tongue's back rises above the lower incisors' edges, so an open
                                # mouth shows it over the lower row; shut, the upper row and the lips hide it
 TONGUE_BEHIND = 0.05           # how much deeper than the teeth the tongue lies (eye widths)
-OVERLAP = max(UPPER_SHOW, LOWER_SHOW, -TONGUE_TOP)   # how far a row or the tongue reaches across the split line
 
 
 def is_greyscale(image: Tensor) -> bool:
@@ -92,6 +98,25 @@ def mouth_colours(image: Tensor, lips: Tensor, opening: Tensor) -> dict[str, Ten
     return {"tooth": tooth, "gum": 0.75 * lip, "tongue": 0.8 * lip, "interior": 0.3 * lip}
 
 
+def tooth_unit(face: Tensor) -> float:
+    """The eye width [px] the mouth's insides are sized in: the outer eye corners' distance in 3D (mediapipe's z is
+    in x's pixels), so a face turned away from the camera keeps teeth of its size (the 2D distance was 0.62 of it
+    on a man seen three-quarter on)."""
+    return float((face[33] - face[263]).norm())
+
+
+def upper_row_reach(face: Tensor, x: Tensor, eye: float | None = None) -> Tensor:
+    """How far [M] (px) below the resting upper lip (`resting_lip_edges`) the upper row reaches at columns x [M] of
+    the level face [478, 3] (`Level`): the smile arc, UPPER_SHOW eye widths at the mouth's middle falling to
+    UPPER_SHOW_ENDS at the row's ends, and at least down to the photo's lower lip (a smile shows its teeth there)."""
+    eye = tooth_unit(face) if eye is None else eye
+    left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
+    centre, half = (left + right) / 2, (right - left) / 2
+    arc = ((x - centre) / (ROW_SPAN * max(half, 1e-6))).clamp(-1, 1) ** 2
+    built = (UPPER_SHOW - (UPPER_SHOW - UPPER_SHOW_ENDS) * arc) * eye
+    return torch.maximum(built, inner_lip_contours(face, x)[1] - resting_lip_edges(face, x)[0])
+
+
 def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: dict[str, Tensor],
                   image: Tensor | None = None) -> tuple[Gaussians, Tensor, Tensor]:
     """Teeth and tongue for a face [478, 3] (pixels) whose front surface depth is front [H, W] (pixels,
@@ -99,7 +124,7 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
     pixels between the inner lips paint the upper row (None: the rows are plain). -> (Gaussians [M], pixels
     [M, 2] (x, y) each was laid out at, side [M]: 1 upper jaw (stays with the head), 2 lower jaw)."""
     H, W = front.shape
-    eye = float((face[33, :2] - face[263, :2]).norm())
+    eye = tooth_unit(face)
     shown = None if image is None else inner_lip_mask(face, H, W) & tooth_like(image)   # [H, W] the photo's teeth
     level = Level(face)          # laid out on the level face, then turned with the head: a tilted head's rows
     face = level.face            # run along its own mouth (hung straight down the photo's columns from a mouth
@@ -112,15 +137,15 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
     # rows of teeth: 1 px apart across the mouth, sloping back toward the corners
     for side, top, bottom, colour in ((1, -UPPER_ROW, UPPER_SHOW, "tooth"), (2, -LOWER_SHOW, LOWER_ROW, "tooth"),
                                       (2, TONGUE_TOP, TONGUE_BOTTOM, "tongue")):
-        span = 0.62 if colour == "tongue" else 0.92
+        span = TONGUE_SPAN if colour == "tongue" else ROW_SPAN
         xs = torch.arange(centre - span * half, centre + span * half + 1e-3, 1.0)
         # a row of teeth is measured from its own lip's resting edge (the lips close a little over each other),
         # the tongue from the line where they meet
         upper_edge, lower_edge = resting_lip_edges(face, xs)
         mid = closed_line_y(face, xs) if colour == "tongue" else upper_edge if side == 1 else lower_edge
         reach = torch.full_like(xs, bottom * eye)                          # [X] how far below the line the row goes
-        if side == 1:                                            # the upper teeth: down to the photo's lower lip
-            reach = torch.maximum(reach, inner_lip_contours(face, xs)[1] - mid)
+        if side == 1:                                            # the upper teeth: the smile arc, or the photo's
+            reach = upper_row_reach(face, xs, eye)               # own down to its lower lip
         rows = torch.arange(top * eye, float(reach.max()) + 1e-3, 1.0)
         keep = (rows[None, :] <= reach[:, None] + 1e-3).reshape(-1)
         X = xs[:, None].expand(-1, len(rows)).reshape(-1)[keep]
