@@ -49,7 +49,7 @@ def test_under_layer_is_dark_inside_the_lips_and_skin_elsewhere(face192):
     facial = torch.isin(regions, torch.tensor([FACE, LIPS]))
     front = torch.zeros(regions.shape)
     K = torch.tensor([[500.0, 0, 96], [0, 500.0, 96], [0, 0, 1]])
-    g, px, inside = under_layer(lm.face, image, facial, front, K, 2.5, 0.01)
+    g, px, inside, behind = under_layer(lm.face, image, facial, front, K, 2.5, 0.01)
     assert bool(inside.any()) and bool((~inside).any())
     rgb = 0.5 + 0.28209479177387814 * g.sh[:, 0]                          # SH C0
     assert float(rgb[inside].mean()) < 0.2 < float(rgb[~inside].mean())
@@ -70,6 +70,8 @@ def test_under_layer_is_dark_inside_the_lips_and_skin_elsewhere(face192):
     fine = g.scales[:, 0] < 1.2 * 2.51 / 500.0                                  # the interior's 0.8 px, not 1.6
     cheek = below_hull & beside & fine
     assert bool(cheek.any()) and not bool((cheek & inside).any())
+    # ... but still behind the mouth, as the dark interior is (both stay with the head; engine.avatar.personalize)
+    assert bool(behind[cheek].all()) and bool(behind[inside].all()) and bool((~behind).any())
     assert float(rgb[cheek].mean()) > float(rgb[inside].mean()) + 0.2
     lips = polygon_mask(convex_hull(lm.face[list(OUTER_LIPS), :2]), *facial.shape)[px[:, 1], px[:, 0]]
     assert bool((lips & beside & inside).any()) and float(rgb[lips & fine].max()) < 0.3      # dark in the lips
@@ -123,7 +125,8 @@ def test_opening_the_jaw_moves_only_the_lower_lip(monkeypatch):
 def synthetic_face(gap: float = 8.0) -> torch.Tensor:
     """A face-mesh stand-in [478, 3] with only what the mouth code reads: eye corners 60 px apart, the nose
     bottom at y 50, the chin at y 96, inner lip contours flat at y 66 (upper) and 66 + gap (lower) between
-    x 35 and 65, meeting at the corners."""
+    x 35 and 65, meeting at the corners; the outer contours 6 px above and 8 px below them, the outer corners
+    at x 33 and 67."""
     face = torch.zeros(478, 3)
     face[33, :2], face[263, :2] = torch.tensor([20.0, 40.0]), torch.tensor([80.0, 40.0])
     face[2, :2], face[152, :2] = torch.tensor([50.0, 50.0]), torch.tensor([50.0, 96.0])
@@ -132,6 +135,10 @@ def synthetic_face(gap: float = 8.0) -> torch.Tensor:
         for i, x in zip(ids, xs):
             face[i, :2] = torch.tensor([float(x), y])
     face[78, :2], face[308, :2] = torch.tensor([35.0, 66.0 + gap / 2]), torch.tensor([65.0, 66.0 + gap / 2])
+    for ids, y in ((OUTER_LIPS[1:10], 60.0), (OUTER_LIPS[11:][::-1], 66.0 + gap + 8.0)):
+        for i, x in zip(ids, torch.linspace(36, 64, len(ids))):
+            face[i, :2] = torch.tensor([float(x), y])
+    face[61, :2], face[291, :2] = torch.tensor([33.0, 66.0 + gap / 2]), torch.tensor([67.0, 66.0 + gap / 2])
     return face
 
 

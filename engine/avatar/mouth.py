@@ -44,6 +44,7 @@ OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 31
 # The lips by name, without the corners (61/291 outer, 78/308 inner). On a closed mouth both inner lips lie on one
 # line, where a point's height cannot tell upper from lower: the name can.
 UPPER_LIP = OUTER_LIPS[1:10] + UPPER_INNER[1:-1]
+LOWER_OUTER = (OUTER_LIPS[0],) + OUTER_LIPS[10:]     # the lower lip's outer contour, its corners included
 LOWER_LIP = OUTER_LIPS[11:] + LOWER_INNER[1:-1]
 NOSE_BOTTOM, CHIN = 2, 152
 BAND_MARGIN = 0.05       # eye widths below the lower lip's outer edge that skinning still splits (lip_band)
@@ -143,7 +144,7 @@ def lip_band(face: Tensor, pixels: Tensor) -> Tensor:
     eye = float((face[33, :2] - face[263, :2]).norm())
     level = Level(face)
     face, pixels = level.face, level.points(pixels.float())
-    bottom = arc_y(face, (OUTER_LIPS[0],) + OUTER_LIPS[10:], pixels[:, 0])   # 61, 291 .. 146: the lower outer lip
+    bottom = arc_y(face, LOWER_OUTER, pixels[:, 0])                       # 61, 291 .. 146: the lower outer lip
     return pixels[:, 1].double() <= torch.from_numpy(bottom) + BAND_MARGIN * eye
 
 
@@ -210,7 +211,10 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     interior_rgb [3] colours the mouth interior (default INTERIOR_RGB) and mouth_behind (world units, default
     depth_behind) sets it deeper than the skin, to leave room for the teeth (engine.avatar.teeth).
     Below the lips and beside the corners the layer lies as deep but skin-coloured, and is skin (not mouth).
-    -> (Gaussians [M], pixels [M, 2] (x, y), inside_mouth [M] bool)."""
+    -> (Gaussians [M], pixels [M, 2] (x, y), inside_mouth [M] bool (the dark interior), behind_mouth [M] bool (the
+    interior and the skin-coloured part beside the corners: what an open mouth shows behind it, which stays with
+    the head; skinned with the jaw, the part beside the corners went down with the lower lip and left a hole to
+    the background at each corner of the open mouth))."""
     H, W = front.shape
     hull = polygon_mask(convex_hull(face[list(OUTER_LIPS), :2]), H, W)
     # the interior reaches below the lips as far as the jaw drops (JAW_REACH eye widths), behind the chin: a
@@ -250,7 +254,7 @@ def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: T
     g = Gaussians(means.float(), torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
                   torch.stack([sigma, sigma, 0.3 * sigma], -1).float(), torch.ones(n),
                   rgb_to_sh_dc(rgb)[:, None, :].float().contiguous())
-    return g, torch.stack([xs, ys], -1), dark
+    return g, torch.stack([xs, ys], -1), dark, inside
 
 
 def _shifted(mask: Tensor, dx: int, dy: int) -> Tensor:

@@ -196,20 +196,20 @@ def _mouth_layers(face: Tensor, image: Tensor, person: Tensor, regions: Tensor, 
     """The layers behind the face (engine.avatar.mouth.under_layer) and inside the mouth (engine.avatar.teeth),
     coloured from the photo's lips and teeth. -> (Gaussians [M], pixel [M, 2] (x, y, int), region [M], mouth
     side [M], is_tooth [M] bool: teeth and tongue, which are already laid out for a closed mouth, interior [M] bool:
-    the dark inside of the mouth, which stays with the head)."""
+    the layer behind the mouth (its dark inside, and the skin beside its corners), which stays with the head)."""
     H, W = person.shape
     facial = person & torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
     world_per_face_unit = float((face[33, :2] - face[263, :2]).norm()) * z0 / float(K[0, 0])
     opening = inner_lip_mask(face, H, W)
     colours = mouth_colours(image, person & (regions == LIPS) & ~opening, opening)
-    under, under_px, in_mouth = under_layer(face, image, facial, front, K, z0, 0.08 * world_per_face_unit,
-                                            colours["interior"], 0.25 * world_per_face_unit)
+    under, under_px, in_mouth, behind = under_layer(face, image, facial, front, K, z0, 0.08 * world_per_face_unit,
+                                                    colours["interior"], 0.25 * world_per_face_unit)
     under_regions = torch.where(in_mouth, LIPS, regions[under_px[:, 1], under_px[:, 0]])
-    under_sides = torch.where(in_mouth, 1, mouth_sides(face, under_px + 0.5))   # the interior stays with the head
+    under_sides = torch.where(behind, 1, mouth_sides(face, under_px + 0.5))   # behind the mouth: with the head
     inside, inside_px, inside_sides = mouth_insides(face, front, K, z0, colours, image)
     inside_px = torch.stack([inside_px[:, 0].long().clamp(0, W - 1), inside_px[:, 1].long().clamp(0, H - 1)], 1)
     is_tooth = torch.cat([torch.zeros(len(under), dtype=torch.bool), torch.ones(len(inside), dtype=torch.bool)])
-    interior = torch.cat([in_mouth, torch.zeros(len(inside), dtype=torch.bool)])
+    interior = torch.cat([behind, torch.zeros(len(inside), dtype=torch.bool)])
     return (Gaussians.cat([under, inside]), torch.cat([under_px, inside_px]),
             torch.cat([under_regions, torch.full((len(inside),), LIPS)]), torch.cat([under_sides, inside_sides]),
             is_tooth, interior)

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.avatar.mouth import (LOWER_INNER, UPPER_INNER, Level, closed_line_y, inner_lip_contours,
-                                 resting_lip_edges)
+from engine.avatar.mouth import (LOWER_INNER, LOWER_OUTER, UPPER_INNER, Level, arc_y, closed_line_y, closing_shift,
+                                 inner_lip_contours, resting_lip_edges)
 from engine.avatar.regions import polygon_mask
 from engine.render.camera import unproject
 from engine.render.gaussians import Gaussians, luma, rgb_to_sh_dc
@@ -108,13 +108,21 @@ def tooth_unit(face: Tensor) -> float:
 def upper_row_reach(face: Tensor, x: Tensor, eye: float | None = None) -> Tensor:
     """How far [M] (px) below the resting upper lip (`resting_lip_edges`) the upper row reaches at columns x [M] of
     the level face [478, 3] (`Level`): the smile arc, UPPER_SHOW eye widths at the mouth's middle falling to
-    UPPER_SHOW_ENDS at the row's ends, and at least down to the photo's lower lip (a smile shows its teeth there)."""
+    UPPER_SHOW_ENDS at the row's ends, and at least down to the photo's lower lip (a smile shows its teeth there).
+    Where the photo's lips are apart, the closed rest mouth brings the lower lip up (engine.avatar.mouth.
+    closing_shift) and the chin's skin under it less far: the arc then ends 1 px above the lifted lip's outer edge,
+    so that no built tooth lies where the chin's skin now is (its surface deeper than the lip's the row was laid
+    behind: Megamind's laughing photo showed a white crescent under its closed lower lip)."""
     eye = tooth_unit(face) if eye is None else eye
     left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
     centre, half = (left + right) / 2, (right - left) / 2
     arc = ((x - centre) / (ROW_SPAN * max(half, 1e-6))).clamp(-1, 1) ** 2
     built = (UPPER_SHOW - (UPPER_SHOW - UPPER_SHOW_ENDS) * arc) * eye
-    return torch.maximum(built, inner_lip_contours(face, x)[1] - resting_lip_edges(face, x)[0])
+    edge = resting_lip_edges(face, x)[0]
+    outer = torch.from_numpy(arc_y(face, LOWER_OUTER, x)).float()                 # the lower lip's outer edge
+    lift = closing_shift(face, torch.stack([x, outer], 1), torch.full(x.shape, 2))[:, 1]   # <= 0: up
+    built = torch.where(lift < -1e-3, torch.minimum(built, outer + lift - edge - 1.0), built)
+    return torch.maximum(built, inner_lip_contours(face, x)[1] - edge)
 
 
 def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: dict[str, Tensor],
