@@ -194,15 +194,16 @@ def test_the_upper_row_follows_the_smile_arc_and_a_turned_face_keeps_its_teeth_s
 def test_on_parted_lips_the_built_row_stays_above_the_lifted_lower_lip():
     """Lips 6 px apart (inner at y 66 and 72) with a 3 px lower lip (outer edge y 75), eyes 60 px apart: the rest
     mouth closes on y 67.5 and lifts the lower lip's outer edge 4.4 px (to y 70.6), the chin's skin under it
-    less. The arc would hang the row 6.6 px below the resting upper lip (y 68), over that skin; it stops at the
-    photo's lower lip (y 72) instead, which the lifted lip covers. The same face with a 12 px lower lip keeps
-    the arc."""
+    less. The arc would hang the row 6.6 px below the resting upper lip (y 68), over that skin; it stops at
+    UPPER_SHOW_ENDS (4.2 px: the reach before the arc, past the photo's lower lip at 4 px) instead. The same face
+    with a 12 px lower lip keeps the arc."""
     from engine.avatar.mouth import LOWER_OUTER, resting_lip_edges
     from engine.avatar.teeth import upper_row_reach
     K = torch.tensor([[200.0, 0, 60], [0, 200.0, 60], [0, 0, 1]])
     colours = mouth_colours(torch.full((8, 8, 3), 0.5), torch.ones(8, 8, dtype=torch.bool),
                             torch.zeros(8, 8, dtype=torch.bool))
-    for thickness, reach in ((3.0, 4.0), (12.0, UPPER_SHOW * 60.0)):
+    from engine.avatar.teeth import UPPER_SHOW_ENDS
+    for thickness, reach in ((3.0, UPPER_SHOW_ENDS * 60.0), (12.0, UPPER_SHOW * 60.0)):
         face = synthetic_face(gap=6.0)
         for i in LOWER_OUTER[2:]:                                            # not the corners
             face[i, 1] = 72.0 + thickness

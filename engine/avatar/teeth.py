@@ -110,9 +110,10 @@ def upper_row_reach(face: Tensor, x: Tensor, eye: float | None = None) -> Tensor
     the level face [478, 3] (`Level`): the smile arc, UPPER_SHOW eye widths at the mouth's middle falling to
     UPPER_SHOW_ENDS at the row's ends, and at least down to the photo's lower lip (a smile shows its teeth there).
     Where the photo's lips are apart, the closed rest mouth brings the lower lip up (engine.avatar.mouth.
-    closing_shift) and the chin's skin under it less far: the arc then ends 1 px above the lifted lip's outer edge,
-    so that no built tooth lies where the chin's skin now is (its surface deeper than the lip's the row was laid
-    behind: Megamind's laughing photo showed a white crescent under its closed lower lip)."""
+    closing_shift) and the chin's skin under it less far: the arc then ends 1 px above the lifted lip's outer edge
+    (never shorter than UPPER_SHOW_ENDS, the reach before the arc), so that no built tooth lies where the chin's
+    skin now is (its surface deeper than the lip's the row was laid behind: Megamind's laughing photo showed a
+    white crescent under its closed lower lip)."""
     eye = tooth_unit(face) if eye is None else eye
     left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
     centre, half = (left + right) / 2, (right - left) / 2
@@ -121,7 +122,8 @@ def upper_row_reach(face: Tensor, x: Tensor, eye: float | None = None) -> Tensor
     edge = resting_lip_edges(face, x)[0]
     outer = torch.from_numpy(arc_y(face, LOWER_OUTER, x)).float()                 # the lower lip's outer edge
     lift = closing_shift(face, torch.stack([x, outer], 1), torch.full(x.shape, 2))[:, 1]   # <= 0: up
-    built = torch.where(lift < -1e-3, torch.minimum(built, outer + lift - edge - 1.0), built)
+    capped = torch.minimum(built, outer + lift - edge - 1.0).clamp(min=UPPER_SHOW_ENDS * eye)
+    built = torch.where(lift < -1e-3, capped, built)
     return torch.maximum(built, inner_lip_contours(face, x)[1] - edge)
 
 
