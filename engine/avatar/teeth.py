@@ -43,8 +43,8 @@ UPPER_SHOW = 0.11              # the central incisors' edges hang this far below
                                # display", J Prosthet Dent 1978), but a speaker's upper lip rises off the incisors and
                                # the avatar's barely does (0.036 eye widths at full loudness, engine.motion.procedural):
                                # the teeth hang lower instead. At 0.07 the open mouth of a closed-mouth photo showed a
-                               # 2-3 px rim of teeth round a dark hole (tooth share 0.10-0.14 on three held-out
-                               # portraits; 0.23-0.27 at 0.11)
+                               # 2-3 px rim of teeth round a dark hole (tooth share 0.09-0.14 on three held-out
+                               # portraits; 0.18-0.34 at 0.11 with `tooth_unit`, bench/person.py)
 UPPER_SHOW_ENDS = 0.07         # ... and toward the row's ends less (the smile arc: canines and premolars stand higher
                                # than the central incisors); at the centre's height the ends hung as white fangs
 LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
