@@ -342,6 +342,14 @@ def test_one_painter_paints_each_set_of_pixels_as_a_call_of_its_own_would():
     for pixels in sets:
         torch.testing.assert_close(paint(pixels), back_colours(image, person, regions, pixels, pose=pose),
                                    rtol=0, atol=0)
+    # given every pixel's body part (personalize has it from the limbs' depth), the painter paints the same
+    from engine.avatar.limbs import body_parts
+    H, W = person.shape
+    gy, gx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    parts = body_parts(torch.stack([gx, gy], -1).reshape(-1, 2) + 0.5, pose).reshape(H, W)
+    given = BackPainter(image, person, regions, pose=pose, parts=parts)
+    assert bool(given.bare.any())                                              # the bare arms are there
+    torch.testing.assert_close(given(sets[2]), paint(sets[2]), rtol=0, atol=0)
 
 
 def test_a_strip_of_forehead_above_the_face_mesh_is_not_hair_but_a_bald_crown_is_the_crown():

@@ -254,18 +254,19 @@ def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor) ->
     return hanging, covered
 
 
-def _bare_arms(head: _Head, person: Tensor, pose: Tensor | None) -> tuple[Tensor, Tensor]:
+def _bare_arms(head: _Head, person: Tensor, pose: Tensor | None, parts: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
     """(bare [H, W]: the pixels of an arm (engine.avatar.limbs.body_parts, pose [33, >=2] in the photo's
     pixels) that look like the face's skin more than the chest's clothes; torso [H, W]: the pixels whose back
     is the torso's: those body_parts gives to the torso, and an arm's inside the torso's quadrilateral (an arm
     held across the body lies in front of the torso, which is what its back shows). No pose or no face:
-    nothing bare, no torso."""
+    nothing bare, no torso. parts [H, W]: body_parts of every pixel's centre, when the caller has it already."""
     none = torch.zeros_like(person)
     if pose is None or not head.ok:
         return none, none
     ys, xs = person.nonzero(as_tuple=True)
     points = torch.stack([xs, ys], 1).float() + 0.5
-    part = body_parts(points, pose)
+    part = body_parts(points, pose) if parts is None else parts[ys, xs]
     arm = torch.isin(part, torch.tensor(sorted(ARMS)))
     torso = none.clone()
     torso[ys, xs] = (part == TORSO) | (arm & (torso_distance(points, pose) == 0))
@@ -310,17 +311,19 @@ class BackPainter:
     A pixel's colour does not depend on which other pixels are asked for with it, so personalize's back shell,
     rim walls and crack walls, painted by one painter, agree with `back_colours` pixel for pixel.
     image [H, W, 3], person [H, W] bool, regions [H, W] (engine.avatar.regions labels); pose [33, >=2] in the
-    same pixels, or None (then a bare arm beside the torso is the torso's rim as well: `_bare_arms`)."""
+    same pixels, or None (then a bare arm beside the torso is the torso's rim as well: `_bare_arms`); parts
+    [H, W]: the pose's body part of every pixel (engine.avatar.limbs.body_parts), when the caller has it already
+    (personalize does, for the limbs' depth), or None to work it out here."""
 
     def __init__(self, image: Tensor, person: Tensor, regions: Tensor, window_frac: float = 0.35,
-                 tile: int | None = None, seed: int = 0, pose: Tensor | None = None):
+                 tile: int | None = None, seed: int = 0, pose: Tensor | None = None, parts: Tensor | None = None):
         H, W = person.shape
         if image.shape != (H, W, 3) or regions.shape != (H, W):
             raise ValueError(f"image/regions: expected [{H}, {W}, 3] and [{H}, {W}], got {list(image.shape)}, "
                              f"{list(regions.shape)}")
         self.image, self.seed = image, seed
         self.group, self.source, head = _source_groups(image, regions, person)
-        self.bare, self.torso = _bare_arms(head, person, pose)
+        self.bare, self.torso = _bare_arms(head, person, pose, parts)
         self.tile = tile or texture_tile(person)
         cols = person.any(0).nonzero()[:, 0]
         width = int(cols.max() - cols.min() + 1) if cols.numel() else W

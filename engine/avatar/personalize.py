@@ -307,7 +307,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
             body = body_depth(posed, K, W, H, cfg.shell.z0)
             body_meta = {"error_px": round(posed.error_px, 2), "landmarks": len(posed.used)}
     parts = None
-    if body is not None:                    # each pixel's body part: the limbs are round tubes (engine.avatar.depth)
+    if body is not None:                    # each pixel's body part: the limbs' round tubes, and the back's bare arms
         ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
         parts = body_parts(torch.stack([xs, ys], -1).reshape(-1, 2) + 0.5, lm.pose).reshape(H, W)
     depth = surface_depth(person, regions, lm.face, cfg.shell.thickness, cfg.shell.head_roundness, progress, body,
@@ -320,7 +320,7 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     # shell's edge keeps the photo's mix for the photo camera and shows the person away from it (_away_colour)
     share, clean = edge_matte(image, person)
     is_back = ~is_front
-    paint_back = BackPainter(clean, person, regions, pose=lm.pose)     # the back shell, and the walls' back edges
+    paint_back = BackPainter(clean, person, regions, pose=lm.pose, parts=parts)   # the back shell, the walls' backs
     g.sh[is_back, 0] = rgb_to_sh_dc(paint_back(pixel[is_back]))
     # 6. the under-layer (mouth interior, a soft second skin behind the face), teeth and tongue
     sides = torch.zeros(len(g), dtype=torch.long)
