@@ -3,7 +3,7 @@ the photo, with no chroma for a greyscale photo."""
 import pytest
 import torch
 
-from engine.avatar.mouth import split_line_y
+from engine.avatar.mouth import UPPER_INNER, split_line_y
 from engine.avatar.teeth import (IVORY, LOWER_ROW, LOWER_SHOW, TONGUE_BOTTOM, TONGUE_TOP, UPPER_ROW, UPPER_SHOW,
                                  is_greyscale, mouth_colours, mouth_insides)
 from engine.render.gaussians import sh_dc_to_rgb
@@ -89,7 +89,7 @@ def test_a_smiles_own_upper_teeth_paint_the_upper_row_down_to_its_lower_lip():
     lip (the incisors go on behind the lower lip), taking each tooth-like pixel's own colour; a dark pixel in the
     opening, and the crowns below the photo's lip, keep the plain tooth colour. The lower row stands OVERJET
     behind the upper one."""
-    from engine.avatar.teeth import BEHIND, OVERJET
+    from engine.avatar.teeth import BEHIND, OVERJET, SEAM_SHADE
     face = synthetic_face(gap=8.0)
     image = torch.full((120, 120, 3), 0.6)
     image[..., 1:] = 0.4                                                    # skin, not tooth-like
@@ -106,9 +106,9 @@ def test_a_smiles_own_upper_teeth_paint_the_upper_row_down_to_its_lower_lip():
     edge = 66.0 + 0.25 * 8.0 + 0.5                                          # the resting upper lip: y 68.5
     assert float(px[centre, 1].max()) == 74.5                              # 68.5 + 0.11 x 60 = 75.1: rows 1 px apart
     assert float(px[upper, 1].max()) <= edge + UPPER_SHOW * 60.0 + 1e-3
-    behind_lip = centre & (px[:, 1] > 74.0)                                 # under the photo's lower lip: plain
-    assert int(behind_lip.sum()) == 1
-    torch.testing.assert_close(rgb[behind_lip], colours["tooth"][None], atol=1e-5, rtol=0)
+    behind_lip = centre & (px[:, 1] > 74.0)                 # under the photo's lower lip: plain, the built seam
+    assert int(behind_lip.sum()) == 1                       # between the central incisors
+    torch.testing.assert_close(rgb[behind_lip], SEAM_SHADE * colours["tooth"][None], atol=1e-5, rtol=0)
     mid = upper & ((px[:, 0] - 50.5).abs() < 0.6)                          # the column x 50.5: on the seam
     seam = mid & (px[:, 1] > 67.5) & (px[:, 1] < 73.5)
     assert int(seam.sum()) >= 5
@@ -119,7 +119,9 @@ def test_a_smiles_own_upper_teeth_paint_the_upper_row_down_to_its_lower_lip():
                                atol=1e-5, rtol=0)
     dark = upper & (px[:, 0] >= 40.5) & (px[:, 0] < 43.5) & (px[:, 1] >= 72.0) & (px[:, 1] < 73.5)
     assert int(dark.sum()) >= 3
-    torch.testing.assert_close(rgb[dark], colours["tooth"].expand(int(dark.sum()), 3), atol=1e-5, rtol=0)
+    plain = ((rgb[dark] - colours["tooth"]).abs().amax(1) < 1e-5) | \
+        ((rgb[dark] - SEAM_SHADE * colours["tooth"]).abs().amax(1) < 1e-5)         # a crown or a built seam
+    assert bool(plain.all())
     # without a photo: the same rows, plain
     g0, px0, side0 = mouth_insides(face, front, K, 2.5, colours)
     assert torch.equal(px0, px) and not torch.equal(g0.sh, g.sh)
@@ -132,11 +134,11 @@ def test_a_smiles_own_upper_teeth_paint_the_upper_row_down_to_its_lower_lip():
     assert dz == pytest.approx(OVERJET * eye_world, rel=0.02) and BEHIND > 0
 
 
-def test_built_rows_dim_toward_the_corners_and_the_lower_row_is_in_shadow():
-    """A closed-mouth photo's rows are built: lit across the front teeth, dimming to CORNER_SHADE at the ends (the
-    buccal corridor; lit to the end they stood as a white bar at each corner), the lower row LOWER_SHADE of the
-    upper one."""
-    from engine.avatar.teeth import CORNER_FROM, CORNER_SHADE, LOWER_SHADE
+def test_built_rows_fade_into_the_dark_toward_the_corners_and_the_lower_row_is_in_shadow():
+    """A closed-mouth photo's rows are built: lit across the front teeth, fading CORNER_SHADE of the way into the
+    mouth's dark interior at the ends (the buccal corridor; lit to the end they stood as a white bar at each corner,
+    dimmed to grey as fangs), the lower row LOWER_SHADE of the upper one and narrower (LOWER_SPAN)."""
+    from engine.avatar.teeth import CORNER_FROM, CORNER_SHADE, LOWER_SHADE, LOWER_SPAN, ROW_SPAN, SEAM_SHADE
     face = synthetic_face(gap=0.0)
     K = torch.tensor([[200.0, 0, 60], [0, 200.0, 60], [0, 0, 1]])
     colours = mouth_colours(torch.full((8, 8, 3), 0.5), torch.ones(8, 8, dtype=torch.bool),
@@ -150,12 +152,29 @@ def test_built_rows_dim_toward_the_corners_and_the_lower_row_is_in_shadow():
     crown = (rgb - ivory).abs().max(1).values < 1e-4                        # lit crowns, no gap or gum
     front = u <= CORNER_FROM - 0.02
     assert int((front & (side == 1) & crown).sum()) > 30                    # across the front: the crown's own colour
-    end = (u >= 0.92 - 0.015) & (side == 1)
-    ratio = (rgb[end] / ivory).mean(1)                                     # gaps (0.9x) and gum rows aside
-    assert int(end.sum()) > 5 and float(ratio.max()) <= CORNER_SHADE + 0.06           # (gum rows are darker still)
+    end = (x == float(x[side == 1].min())) & (side == 1)       # the row's first column: span x half-width out
+    # there the smoothstep is the whole way: the crown (0.9x at a seam) CORNER_SHADE blended into the interior
+    last = ivory * (1 - CORNER_SHADE) + colours["interior"] * CORNER_SHADE
+    off = (rgb[end] - last).abs().max(1).values
+    assert int(end.sum()) > 5 and float(off.median()) < 0.02
+    assert float(rgb[end].mean(1).max()) < 0.5 * float(ivory.mean())       # darker than the old grey fangs
     lower = (side == 2) & front & ((rgb - LOWER_SHADE * ivory).abs().max(1).values < 1e-4)
     assert int(lower.sum()) > 20
     assert not bool(((side == 2) & crown).any())                            # no lower crown as lit as the upper
+    teeth_x = x[(side == 2) & ((rgb - colours["tongue"]).abs().amax(1) > 1e-4)]
+    lower_half = float(teeth_x.max() - teeth_x.min()) / 2
+    assert lower_half == pytest.approx(half * LOWER_SPAN, abs=1.01) and LOWER_SPAN < ROW_SPAN
+    # the two central incisors meet at the middle: the column there is a seam, those a quarter-crown either side lit
+    corners = face[list(UPPER_INNER), 0]                                   # the mouth's middle, as built
+    mid_x = float(corners.min() + corners.max()) / 2
+    body = (side == 1) & ~((rgb - colours["gum"]).abs().amax(1) < 1e-4)
+    for at, lit in ((0.0, False), (0.17, True), (-0.17, True), (0.45, True)):
+        columns = x[body].unique()
+        nearest = columns[(columns - (mid_x + at * half)).abs().argmin()]
+        col = body & (x == nearest)
+        assert int(col.sum()) > 10
+        want = ivory if lit else SEAM_SHADE * ivory
+        torch.testing.assert_close(rgb[col], want.expand(int(col.sum()), 3), atol=1e-5, rtol=0)
 
 
 def test_the_upper_row_follows_the_smile_arc_and_a_turned_face_keeps_its_teeth_size():

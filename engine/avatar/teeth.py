@@ -25,7 +25,6 @@ and neither does its mouth.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,11 +49,21 @@ UPPER_SHOW_ENDS = 0.07         # ... and toward the row's ends less (the smile a
 LOWER_SHOW = 0.03              # the lower incisors' edges reach this far above it, behind the upper lip when shut
 LOWER_SHADE = 0.8              # the lower row's light: it stands behind the upper one and under its shadow (built
                                # at the upper row's colour, the 2 px of it an open mouth shows read as a white seam)
-CORNER_SHADE = 0.5             # toward the mouth's corners the teeth turn away into the dark between the cheeks
+CORNER_SHADE = 0.8             # toward the mouth's corners the teeth turn away into the dark between the cheeks
 CORNER_FROM = 0.7              # (the buccal corridor, Frush and Fisher, J Prosthet Dent 1958): a built row keeps its
-                               # light across the front teeth (|u| <= CORNER_FROM of the mouth's half-width) and dims
-                               # to CORNER_SHADE x at its ends; lit to the end, it stood as a white bar at the corner
+                               # light across the front teeth (|u| <= CORNER_FROM of the mouth's half-width) and fades
+                               # into the mouth's shadow (colour "interior") toward its ends, CORNER_SHADE of the way
+                               # there at the last tooth. Lit to the end, it stood as a white bar at each corner;
+                               # dimmed to half its light, as grey fangs down the sides of the opening
 ROW_SPAN, TONGUE_SPAN = 0.92, 0.62   # of the mouth's half-width, how far out from its middle the rows and the tongue go
+LOWER_SPAN = 0.72              # the lower row's: the lower arch is narrower than the upper (intercanine widths ~26 vs
+                               # ~34 mm, Bishara et al., Am J Orthod Dentofacial Orthop 1997), so an open mouth's lower
+                               # corners show the dark behind, not a second white bar
+SEAMS = (0.0, 0.34, 0.56, 0.74)  # where the crowns meet, in the mouth's half-widths from its middle: the midline
+                               # between the central incisors, then the laterals and canines. Mesiodistal widths 8.5,
+                               # 6.5 and 7.5 mm (Proffit, tooth dimensions), seen foreshortened by the arch (turned
+                               # ~30 and ~55 degrees: 8.5, 5.6, 4.3 mm), over a 25 mm half mouth (Farkas, ch-ch ~50 mm)
+SEAM_SHADE = 0.9               # a seam's light
 ARCH = 0.05                    # how far back the row's ends sit behind its middle (eye widths)
 BEHIND = 0.035                 # the row's middle behind the lips' surface (eye widths)
 OVERJET = 0.025                # the lower row this much further back than the upper one: the upper incisors close
@@ -147,7 +156,7 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
     # rows of teeth: 1 px apart across the mouth, sloping back toward the corners
     for side, top, bottom, colour in ((1, -UPPER_ROW, UPPER_SHOW, "tooth"), (2, -LOWER_SHOW, LOWER_ROW, "tooth"),
                                       (2, TONGUE_TOP, TONGUE_BOTTOM, "tongue")):
-        span = TONGUE_SPAN if colour == "tongue" else ROW_SPAN
+        span = TONGUE_SPAN if colour == "tongue" else ROW_SPAN if side == 1 else LOWER_SPAN
         xs = torch.arange(centre - span * half, centre + span * half + 1e-3, 1.0)
         # a row of teeth is measured from its own lip's resting edge (the lips close a little over each other),
         # the tongue from the line where they meet
@@ -168,10 +177,13 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
             depth_in_row = ((Y - mid.repeat_interleave(len(rows))[keep]) / eye - (top if side == 1 else bottom))
             gum = (depth_in_row.abs() < 0.012)                                # the row's root edge: gum
             rgb[gum] = colours["gum"]
-            gaps = torch.cos(np.pi * (X - centre) / (0.23 * half)).abs() < 0.12   # seams between crowns
-            rgb[gaps & ~gum] *= 0.9
-            t = ((u.abs() - CORNER_FROM) / (span - CORNER_FROM)).clamp(0, 1)
-            rgb *= (1 - (1 - CORNER_SHADE) * t * t * (3 - 2 * t))[:, None] * (LOWER_SHADE if side == 2 else 1.0)
+            at = centre + torch.tensor(SEAMS + tuple(-s for s in SEAMS[1:])) * half   # both sides of the middle
+            gaps = torch.isin(torch.round(X - xs[0]), torch.round(at - xs[0]))  # the column nearest each seam
+            rgb[gaps & ~gum] *= SEAM_SHADE
+            lit_to = CORNER_FROM * span / ROW_SPAN              # the narrower lower row: its lit part in proportion
+            t = ((u.abs() - lit_to) / (span - lit_to)).clamp(0, 1)
+            shade = (CORNER_SHADE * t * t * (3 - 2 * t))[:, None]
+            rgb = (rgb * (1 - shade) + colours["interior"] * shade) * (LOWER_SHADE if side == 2 else 1.0)
             if side == 1 and shown is not None:                  # the photo's own teeth, where it shows them
                 px = level.back(torch.stack([X, Y], 1)).long()
                 px[:, 0].clamp_(0, W - 1)
