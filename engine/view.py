@@ -2,7 +2,8 @@
 distillation (distill/view.py, which adds what training needs: projections, crops, anchors).
 
     canonical motion [..., K_c, 3] (face units) ─ to_world ─▶ particle motion [..., K, 3] (world units)
-    ─ decoder.deform (engine/deform) ─▶ deformed Gaussians ─ limb bones turn (engine/avatar/limbs)
+    ─ decoder.deform (engine/deform) ─▶ deformed Gaussians ─ stretched skin's splats grow (engine/deform/stretch)
+    ─ limb bones turn (engine/avatar/limbs)
     ─ splat (engine/render/splat) ─▶ rgb, alpha
 
 A view is built once per camera and holds what does not change from frame to frame: the Gaussians facing the
@@ -20,6 +21,7 @@ from engine.avatar.bundle import Avatar
 from engine.avatar.limbs import LimbRig
 from engine.avatar.particles import canonical_slots, face_rows, head_roll, motion_scale, slot_index, turn_rows
 from engine.deform.decoder import GaussianDecoder
+from engine.deform.stretch import FaceStretch
 from engine.render.away import seen_from
 from engine.render.gaussians import Gaussians
 from engine.render.splat import facing, splat
@@ -50,6 +52,7 @@ class AvatarView:
             keep = facing(avatar.normals, g.means, self.viewmat).nonzero().squeeze(1)   # [N'] into the avatar
             self.g0 = g.select(keep)
             self.skin_index, self.skin_weight = avatar.skin_index[keep], avatar.skin_weight[keep]
+        self.stretch = FaceStretch(avatar.particles, avatar.particle_names, self.skin_index, self.skin_weight)
         self.rig = None                                                  # limb bones: arms and legs turn
         if avatar.bones is not None:
             bones = avatar.bones if avatar.normals is None else avatar.bones[keep]
@@ -89,6 +92,7 @@ class AvatarView:
             K[0, 2] -= x0
             K[1, 2] -= y0
         g = decoder.deform(self.g0, self.skin_index, self.skin_weight, motion)
+        g = self.stretch.apply(g, motion)                                # stretched skin's splats grow
         if self.rig is not None:
             g = self.rig.apply(g, motion)
         if not isinstance(self.background, Tensor):
