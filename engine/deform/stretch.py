@@ -54,12 +54,12 @@ class FaceStretch:
         face = face_rows(names)
         rows = face.nonzero().squeeze(1)                                       # [F] the face particles
         self.rows = rows
-        self.touched = face[skin_index].any(1).nonzero().squeeze(1)            # [M] the Gaussians they can grow
+        self.touched = face.to(skin_index.device)[skin_index].any(1).nonzero().squeeze(1)   # [M] Gaussians it grows
         self.skin_index, self.skin_weight = skin_index[self.touched], skin_weight[self.touched]
         if len(rows) <= K_NEIGHBOURS:                                          # no face: nothing ever grows
             self.nbr = None
             return
-        p = particles[rows, :2].double()
+        p = particles[rows, :2].detach().cpu().double()
         dist = torch.cdist(p, p)                                               # [F, F]
         sides = _sides(names)
         side = torch.tensor([sides.get(names[int(r)], 0) for r in rows])
@@ -78,6 +78,9 @@ class FaceStretch:
         out = motion.new_zeros(motion.shape[0])
         if self.nbr is None:
             return out
+        if self.d.device != motion.device:                                     # built on the CPU, used where
+            self.rows, self.nbr, self.d, self.a_inv = (t.to(motion.device)      # the motion is (a GPU in training)
+                                                       for t in (self.rows, self.nbr, self.d, self.a_inv))
         m = motion[:, :2].float()
         moved = self.d + m[self.nbr] - m[self.rows][:, None, :]                # [F, k, 2]
         F = torch.einsum("fki,fkj->fij", moved, self.d) @ self.a_inv           # [F, 2, 2]
