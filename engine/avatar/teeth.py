@@ -114,6 +114,14 @@ def tooth_unit(face: Tensor) -> float:
     return float((face[33] - face[263]).norm())
 
 
+def mouth_middle(face: Tensor) -> tuple[float, float]:
+    """(centre x, half-width) [px] of the upper inner lip of the level face [478, 3]: the line the rows are laid
+    out across."""
+    xs = face[list(UPPER_INNER), 0]
+    left, right = float(xs.min()), float(xs.max())
+    return (left + right) / 2, (right - left) / 2
+
+
 def upper_row_reach(face: Tensor, x: Tensor, eye: float | None = None) -> Tensor:
     """How far [M] (px) below the resting upper lip (`resting_lip_edges`) the upper row reaches at columns x [M] of
     the level face [478, 3] (`Level`): the smile arc, UPPER_SHOW eye widths at the mouth's middle falling to
@@ -124,8 +132,7 @@ def upper_row_reach(face: Tensor, x: Tensor, eye: float | None = None) -> Tensor
     skin now is (its surface deeper than the lip's the row was laid behind: Megamind's laughing photo showed a
     white crescent under its closed lower lip)."""
     eye = tooth_unit(face) if eye is None else eye
-    left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
-    centre, half = (left + right) / 2, (right - left) / 2
+    centre, half = mouth_middle(face)
     arc = ((x - centre) / (ROW_SPAN * max(half, 1e-6))).clamp(-1, 1) ** 2
     built = (UPPER_SHOW - (UPPER_SHOW - UPPER_SHOW_ENDS) * arc) * eye
     edge = resting_lip_edges(face, x)[0]
@@ -148,10 +155,9 @@ def mouth_insides(face: Tensor, front: Tensor, K: Tensor, z0: float, colours: di
     level = Level(face)          # laid out on the level face, then turned with the head: a tilted head's rows
     face = level.face            # run along its own mouth (hung straight down the photo's columns from a mouth
                                  # tilted 30 degrees, the lower row crossed its lower lip)
-    left, right = float(face[list(UPPER_INNER), 0].min()), float(face[list(UPPER_INNER), 0].max())
-    if eye <= 0 or right - left < 2:
+    centre, half = mouth_middle(face)
+    if eye <= 0 or half < 1:
         raise ValueError("face: the mouth corners or eye corners coincide; cannot place the teeth")
-    centre, half = (left + right) / 2, (right - left) / 2
     parts = []
     # rows of teeth: 1 px apart across the mouth, sloping back toward the corners
     for side, top, bottom, colour in ((1, -UPPER_ROW, UPPER_SHOW, "tooth"), (2, -LOWER_SHOW, LOWER_ROW, "tooth"),
