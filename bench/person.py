@@ -32,6 +32,10 @@ Definitions (pixels of the rendered frame; "eye width" = |p33 - p263| of mediapi
               bar <= 0.03.
   blink       eye openness = mean of |p159 - p145| / |p33 - p133| and |p386 - p374| / |p362 - p263|;
               blink_ratio = min / median openness, bar <= 0.30; blinks: runs <= 0.3 x median (count_blinks).
+              blink_ratio_painted_shut (no bar): the frame of median openness with both eyes painted shut
+              (paint_eyes_shut: the openings inpainted from the skin around them, a lash line on the lower lid),
+              its openness over that frame's: what mediapipe reads on a shut eye of this face, the figure's
+              floor (glasses, a cartoon face, downcast or small eyes read 0.4-0.96 painted shut).
   front       the photo-camera render vs the photo (cropped and scaled as personalize did) inside the person
               mask (mediapipe selfie segmentation > 0.5): PSNR >= 30 dB, SSIM >= 0.90 (engine.render.metrics).
               front_ssim_white_outside (no bar): the same with the photo white outside the mask, as the render
@@ -75,6 +79,8 @@ BARS = {"see_through_max": ("<=", 0.01), "back_front_corr": ("<=", 0.15), "tooth
         "front_ssim": (">=", 0.90), "wrist_above_shoulder": ("==", True), "left_arm_moved": ("<", 0.1),
         "personalize_s": (None, None)}
 TEETH_MARK, CUT_MARK = (0, 230, 0), (255, 0, 0)
+PAINT_ABOVE = 0.3           # an eye painted shut: the opening and this x its height above it (the lash band)
+LASH_RGB = (40, 25, 20)     # ... with a lash line of this colour along the lower lid
 WRITTEN: list[str] = []                                  # the pictures this run wrote
 
 
@@ -202,6 +208,36 @@ def tooth_share(img: np.ndarray, lm: np.ndarray) -> tuple[float, np.ndarray, np.
     return (float(teeth.sum() / area.sum()) if area.any() else math.nan), area, teeth
 
 
+def openness(lm: np.ndarray) -> float:
+    """The blink measure's eye openness of one face mesh [478, >=2]: the mean over both eyes of the lid gap
+    (159-145, 386-374) over the eye's corner distance (33-133, 362-263)."""
+    d = lambda a, b: float(np.linalg.norm(lm[a, :2] - lm[b, :2]))
+    return (d(159, 145) / max(d(33, 133), 1e-6) + d(386, 374) / max(d(362, 263), 1e-6)) / 2
+
+
+def paint_eyes_shut(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """img [H, W, 3] uint8 with both eyes painted shut by hand-made rules, from its face mesh lm [478, >=2]: each
+    eye opening (the lower lid arc and the upper one raised by PAINT_ABOVE of the opening's height, widened
+    2 px) filled in from the skin around it (cv2 Telea inpainting), and a dark lash line drawn along the lower
+    arc. What the face tracker reads on that is the blink figure's floor on this face: a rendered blink that
+    closes the lids fully cannot be expected to read much lower."""
+    import cv2
+    from engine.avatar.eyelids import EYES_ARCS
+    mask = np.zeros(img.shape[:2], np.uint8)
+    eye = float(np.linalg.norm(lm[33, :2] - lm[263, :2]))
+    for upper, lower, _ in EYES_ARCS:
+        up, low = lm[list(upper), :2], lm[list(lower), :2]
+        height = float(np.mean(np.abs(low[:, 1] - up[:, 1])))
+        poly = np.concatenate([up - [0.0, PAINT_ABOVE * height], low[::-1]])
+        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    mask = cv2.dilate(mask, np.ones((5, 5), np.uint8))
+    out = cv2.inpaint(np.ascontiguousarray(img), mask, max(3, int(0.07 * eye)), cv2.INPAINT_TELEA)
+    for _, lower, _ in EYES_ARCS:
+        cv2.polylines(out, [np.round(lm[list(lower), :2]).astype(np.int32)], False, LASH_RGB,
+                      max(1, int(round(0.012 * eye))), cv2.LINE_AA)
+    return out
+
+
 def talking(avatar, args, wave: np.ndarray, out: Path) -> dict:
     """Mouth and eye figures of the engine driven by the speech, from the face mesh of every frame."""
     from engine.runtime import AvatarEngine, EngineConfig
@@ -237,11 +273,18 @@ def talking(avatar, args, wave: np.ndarray, out: Path) -> dict:
                     f"f{closed} gap {gap[closed]:.4f}")], 1, out / "lips_closed.png", tile=256)
     if "blink" not in args.skip:
         shut, mid = int(np.nanargmin(eyes)), int(np.nanargmin(np.abs(eyes - np.nanmedian(eyes))))
+        painted = paint_eyes_shut(images[mid], lms[mid])
+        from engine.avatar.landmarks import face_mesh
+        pts, _ = face_mesh(painted)
+        floor = math.nan if pts is None else float(openness(pts.numpy().astype(np.float64)) / eyes[mid])
         res.update({"blink_ratio": round(float(np.nanmin(eyes) / np.nanmedian(eyes)), 4),
                     "openness_median": round(float(np.nanmedian(eyes)), 4), "blinks": pm.count_blinks(eyes),
-                    "blink_frame": shut})
-        grid([label(crop_at(images[i], lms[i][[33, 263], :2].mean(0), 0.8 * unit[i], 256), f"{what} f{i} {eyes[i]:.3f}")
-              for what, i in (("closed", shut), ("median", mid))], 2, out / "eyes_closed.png", tile=256)
+                    "blink_frame": shut, "blink_ratio_painted_shut": round(floor, 4)})
+        tiles = [label(crop_at(images[i], lms[i][[33, 263], :2].mean(0), 0.8 * unit[i], 256), f"{what} f{i} {eyes[i]:.3f}")
+                 for what, i in (("closed", shut), ("median", mid))]
+        tiles.append(label(crop_at(painted, lms[mid][[33, 263], :2].mean(0), 0.8 * unit[mid], 256),
+                           f"painted shut {floor * eyes[mid]:.3f}"))
+        grid(tiles, 3, out / "eyes_closed.png", tile=256)
     return res
 
 
