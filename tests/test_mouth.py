@@ -198,6 +198,29 @@ def test_on_a_closed_mouth_lip_particles_take_their_lips_side_by_name():
     assert 14 in LOWER_LIP and 13 in UPPER_LIP and 61 not in UPPER_LIP + LOWER_LIP
 
 
+def test_closing_brings_a_lower_lip_that_lies_behind_the_upper_forward_to_its_depth():
+    from engine.avatar.mouth import closing_depth
+    from engine.avatar.personalize import _come_forward
+    face = synthetic_face(gap=8.0)                      # nose 50, inner lips 66 / 74, chin 96
+    front = torch.zeros(120, 120)
+    front[70:] = -6.0                                   # the dropped lower lip and chin 6 px deeper than the upper lip
+    pts = torch.tensor([[50.0, 60.0], [50.0, 74.5], [50.0, 85.5], [50.0, 96.5], [50.0, 74.5]])
+    sides = torch.tensor([1, 2, 2, 2, 0])
+    ahead = closing_depth(face, pts, sides, front)
+    # the lower side by the 6 px between the lips, times the lift's weight (96 - y) / 22: 1 at the inner lip (74),
+    # 0 at the chin (96); the upper side and an unsplit point not at all
+    want = torch.tensor([0.0, 6.0 * 21.5 / 22, 6.0 * 10.5 / 22, 0.0, 0.0])
+    torch.testing.assert_close(ahead, want, rtol=1e-5, atol=1e-6)
+    front[70:] = 6.0                                    # a lower lip nearer than the upper: nothing goes back
+    assert closing_depth(face, pts, sides, front).abs().max() == 0
+    # brought forward along the line of sight: nearer by ahead x world_per_px, on the same pixel
+    means = torch.tensor([[0.3, -0.2, 2.0], [0.0, 0.5, 1.5]])
+    before = means[:, :2] / means[:, 2:]
+    _come_forward(means, torch.tensor([10.0, 0.0]), 0.01)
+    torch.testing.assert_close(means[:, 2], torch.tensor([1.9, 1.5]))
+    torch.testing.assert_close(means[:, :2] / means[:, 2:], before)
+
+
 def test_the_closed_rest_mouth_grows_the_stretched_splats_and_splits_only_the_lip_band():
     from engine.avatar.mouth import lip_band
     from engine.avatar.personalize import _close_the_mouth
@@ -212,7 +235,7 @@ def test_the_closed_rest_mouth_grows_the_stretched_splats_and_splits_only_the_li
                   torch.full((n, 3), 0.01), torch.ones(n), torch.zeros(n, 1, 3))
     particles = torch.tensor([[0.5, 0.6, 1.0]])
     keep = _close_the_mouth(face, g, pixel, sides, torch.ones(n, dtype=torch.bool), teeth, particles,
-                            torch.tensor([1]), K)
+                            torch.tensor([1]), K, torch.zeros(120, 120), 1.0)      # a flat front: nothing comes forward
     assert keep.tolist() == [True, True, True, True]
     # the upper side's shift (a quarter of the 8 px gap and half a pixel, 2.5 px at the lip, 0 at the nose)
     # stretches it by 2.5 / 16, the lower's (6.5 px at the lip, 0 at the chin) by 6.5 / 22; above the nose and on

@@ -19,7 +19,9 @@ places. Two fixes, both made from mediapipe's inner-lip contour (face-mesh indic
   slides down by a quarter of the gap and the lower lip up by the rest (UPPER_SHARE), each half a pixel past
   the line where they meet (OVERLAP_PX), fading to nothing at the nose and the chin, and the photo's own
   pixels between the lips are left out of the skin (engine.avatar.teeth builds what is behind).
-  The shift fades, so it stretches the lips; personalize grows their splats by the stretch.
+  The shift fades, so it stretches the lips; personalize grows their splats by the stretch. The lower side
+  also comes forward to the upper lip's depth (`closing_depth`): a wide-open photo mouth has the lower lip
+  well behind the upper, where it would close behind the teeth.
 
 All of it is laid out on the level face (`Level`): the photo's face turned about the mouth's centre until its
 eye line is level, so that on a tilted head "above", "below" and "between the corners" follow the head, not the
@@ -198,6 +200,29 @@ def closing_shift(face: Tensor, pixels: Tensor, sides: Tensor) -> Tensor:
     dy = torch.where(sides == 1, (UPPER_SHARE * gap + lap) * w_up,
                      torch.where(sides == 2, -((1.0 - UPPER_SHARE) * gap + lap) * w_low, torch.zeros_like(x)))
     return level.back(torch.stack([torch.zeros_like(dy), dy], 1), about=False)
+
+
+def closing_depth(face: Tensor, pixels: Tensor, sides: Tensor, front: Tensor) -> Tensor:
+    """How far [M] (pixels of depth, toward the camera) closing the photo's lips brings points at pixels [M, 2] on
+    mouth side sides [M] forward, given the photo's front surface depth front [H, W] (pixels, larger = nearer,
+    engine.avatar.depth). A wide-open photo mouth has its lower lip well behind the upper (the jaw swings down
+    and back): lifted by `closing_shift` alone, it stayed that far back and the teeth laid behind the upper lip
+    stood in front of it (a speaker's photo: teeth between the lips at rest, whose inner-lip gap never went under
+    0.10 eye widths). So the lower side comes forward by the depth between the two inner lips at its column (the
+    upper lip's surface 1 px above its inner edge, the lower's 1 px below), with the lift's own weight (1 at the
+    inner lip, 0 at the chin); never back, and the upper side not at all."""
+    H, W = front.shape
+    level = Level(face)
+    lface, lpx = level.face, level.points(pixels.float())
+    x, y = lpx[:, 0].float(), lpx[:, 1].float()
+    upper, lower = inner_lip_contours(lface, x)
+    def depth_at(yy: Tensor) -> Tensor:
+        p = level.back(torch.stack([x, yy], 1)).floor().long()
+        return front[p[:, 1].clamp(0, H - 1), p[:, 0].clamp(0, W - 1)].float()
+    ahead = (depth_at(upper - 1.0) - depth_at(lower + 1.0)).clamp(min=0)
+    chin = float(lface[CHIN, 1])
+    w_low = ((chin - y) / (chin - lower).clamp(min=1.0)).clamp(0, 1)
+    return torch.where(sides == 2, ahead * w_low, torch.zeros_like(x))
 
 
 def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: Tensor, z0: float,

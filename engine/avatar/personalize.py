@@ -35,7 +35,8 @@ from engine.avatar.inner_lips import refine_inner_lips
 from engine.avatar.landmarks import Landmarks, detect, person_mask_and_pose, pose_in_crop
 from engine.avatar.limbs import body_parts, limb_skinning
 from engine.avatar.matte import edge_matte
-from engine.avatar.mouth import Level, closing_shift, in_gap, lip_band, mouth_sides, particle_sides, under_layer
+from engine.avatar.mouth import (Level, closing_depth, closing_shift, in_gap, lip_band, mouth_sides, particle_sides,
+                                 under_layer)
 from engine.avatar.particles import canonical_slots
 from engine.avatar.photo import MIN_SIDE, crop, load_photo, person_box
 from engine.avatar.regions import BODY, EYES, FACE, HAIR, HANDS, LIPS, region_map
@@ -224,14 +225,23 @@ def shows_both_shoulders(pose: Tensor | None, width: int, height: int) -> bool:
                for j in (11, 12))
 
 
+def _come_forward(means: Tensor, ahead: Tensor, world_per_px: float) -> None:
+    """In place: points [M, 3] (photo camera frame) brought ahead [M] pixels of depth nearer the camera (the shell's
+    depth scale: world_per_px world units a pixel), along their line of sight, so each stays on its pixel."""
+    z = means[:, 2:3]
+    means.mul_(((z - ahead[:, None] * world_per_px) / z).clamp(min=0.5))
+
+
 def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, is_front: Tensor, teeth: Tensor,
-                     particles: Tensor, p_sides: Tensor, K: Tensor) -> Tensor:
-    """Closes the photo's lip gap in the rest pose (engine.avatar.mouth.closing_shift): moves the skin's
-    Gaussians [N] (not the teeth) and the control particles [K, 3] in place, and returns which Gaussians to
-    keep [N] bool: all but the front skin between the photo's inner lips (its teeth or dark mouth, which the
-    built mouth replaces)."""
+                     particles: Tensor, p_sides: Tensor, K: Tensor, front: Tensor, z0: float) -> Tensor:
+    """Closes the photo's lip gap in the rest pose (engine.avatar.mouth.closing_shift, and closing_depth: the
+    lower lip comes forward to the upper's depth; front [H, W] the front surface depth, z0 the shell's distance):
+    moves the skin's Gaussians [N] (not the teeth) and the control particles [K, 3] in place, and returns which
+    Gaussians to keep [N] bool: all but the front skin between the photo's inner lips (its teeth or dark mouth,
+    which the built mouth replaces)."""
     f = K.diagonal()[:2]                                                  # (fx, fy)
     moving = torch.where(teeth, 0, sides)
+    _come_forward(g.means, closing_depth(face, pixel.float() + 0.5, moving, front), z0 / float(f[0]))
     shift = closing_shift(face, pixel.float() + 0.5, moving)              # [N, 2] pixels
     g.means[:, :2] += shift * g.means[:, 2:3] / f
     # the shift fades toward nose and chin, so it stretches the lips and the skin around them; their splats grow
@@ -243,6 +253,7 @@ def _close_the_mouth(face: Tensor, g: Gaussians, pixel: Tensor, sides: Tensor, i
     g.scales = g.scales * (1.0 + stretch)[:, None]
     uv = (K @ (particles / particles[:, 2:]).T).T[:, :2]
     in_column = mouth_sides(face, uv) != 0
+    _come_forward(particles, closing_depth(face, uv, torch.where(in_column, p_sides, 0), front), z0 / float(f[0]))
     p_shift = closing_shift(face, uv, torch.where(in_column, p_sides, 0))
     particles[:, :2] += p_shift * particles[:, 2:3] / f
     return ~(is_front & in_gap(face, pixel.float() + 0.5))
@@ -406,7 +417,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     if lm.face is not None:
         p_sides = particle_sides(lm.face, (K @ (particles / particles[:, 2:]).T).T[:, :2], names)
     if lm.face is not None:                 # the rest mouth is closed, whatever the photo's lips do
-        keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, p_sides, K)
+        keep = _close_the_mouth(lm.face, g, all_px, sides, is_front, teeth, particles, p_sides, K, depth[0],
+                                cfg.shell.z0)
         g, g_regions, sides, normals, all_px = g.select(keep), g_regions[keep], sides[keep], normals[keep], all_px[keep]
         is_front, is_back, teeth, interior = is_front[keep], is_back[keep], teeth[keep], interior[keep]
         torso_only, sheet_eye = torso_only[keep], sheet_eye[keep]
