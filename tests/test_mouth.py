@@ -144,16 +144,18 @@ def synthetic_face(gap: float = 8.0) -> torch.Tensor:
 
 def test_closing_shift_brings_the_lips_together_and_leaves_nose_and_chin():
     face = synthetic_face(gap=8.0)
-    pts = torch.tensor([[50.0, 66.0], [50.0, 74.0], [50.0, 50.0], [50.0, 96.0], [50.0, 58.0], [50.0, 66.0]])
-    sides = torch.tensor([1, 2, 1, 2, 1, 0])
+    pts = torch.tensor([[50.0, 66.0], [50.0, 74.0], [50.0, 50.0], [50.0, 96.0], [50.0, 58.0], [50.0, 66.0],
+                        [50.0, 80.0], [50.0, 89.0]])
+    sides = torch.tensor([1, 2, 1, 2, 1, 0, 2, 2])
     shift = closing_shift(face, pts, sides)
     assert shift[:, 0].abs().max() < 1e-6                              # an upright face: straight down its columns
     dy = shift[:, 1]
     # the upper lip comes down a quarter of the 8 px gap (2 px), the lower lip up the other 6, and each half a
     # pixel past the line where they meet; nothing at the nose and the chin; half-way up to the nose: half of the
-    # upper lip's 2.5 px; side 0: none
+    # upper lip's 2.5 px; side 0: none. The whole lower lip (down to its outer edge at 82) lifts as one, and
+    # half-way from there to the chin (89) by half
     assert UPPER_SHARE == 0.25 and OVERLAP_PX == 0.5
-    assert dy.tolist() == pytest.approx([2.5, -6.5, 0.0, 0.0, 1.25, 0.0], abs=1e-5)
+    assert dy.tolist() == pytest.approx([2.5, -6.5, 0.0, 0.0, 1.25, 0.0, -6.5, -3.25], abs=1e-5)
     assert float(closed_line_y(face, torch.tensor([50.0]))) == pytest.approx(68.0)   # where they meet
     moved = pts[:2, 1] + dy[:2]
     assert float(moved[0] - moved[1]) == pytest.approx(1.0)             # the inner lips meet, 1 px over each other
@@ -207,9 +209,9 @@ def test_closing_brings_a_lower_lip_that_lies_behind_the_upper_forward_to_its_de
     pts = torch.tensor([[50.0, 60.0], [50.0, 74.5], [50.0, 85.5], [50.0, 96.5], [50.0, 74.5]])
     sides = torch.tensor([1, 2, 2, 2, 0])
     ahead = closing_depth(face, pts, sides, front)
-    # the lower side by the 6 px between the lips, times the lift's weight (96 - y) / 22: 1 at the inner lip (74),
-    # 0 at the chin (96); the upper side and an unsplit point not at all
-    want = torch.tensor([0.0, 6.0 * 21.5 / 22, 6.0 * 10.5 / 22, 0.0, 0.0])
+    # the lower side by the 6 px between the lips, times the lift's weight: 1 over the lower lip (74 .. 82), then
+    # (96 - y) / 14 to 0 at the chin (96); the upper side and an unsplit point not at all
+    want = torch.tensor([0.0, 6.0, 6.0 * 10.5 / 14, 0.0, 0.0])
     torch.testing.assert_close(ahead, want, rtol=1e-5, atol=1e-6)
     front[70:] = 6.0                                    # a lower lip nearer than the upper: nothing goes back
     assert closing_depth(face, pts, sides, front).abs().max() == 0
@@ -238,9 +240,9 @@ def test_the_closed_rest_mouth_grows_the_stretched_splats_and_splits_only_the_li
                             torch.tensor([1]), K, torch.zeros(120, 120), 1.0)      # a flat front: nothing comes forward
     assert keep.tolist() == [True, True, True, True]
     # the upper side's shift (a quarter of the 8 px gap and half a pixel, 2.5 px at the lip, 0 at the nose)
-    # stretches it by 2.5 / 16, the lower's (6.5 px at the lip, 0 at the chin) by 6.5 / 22; above the nose and on
-    # the teeth nothing moves or grows
-    want = torch.tensor([1 + 2.5 / 16, 1 + 6.5 / 22, 1.0, 1.0]) * 0.01
+    # stretches it by 2.5 / 16, the lower's (6.5 px over the lower lip, down to 82, 0 at the chin) the skin
+    # under the lip by 6.5 / 14; above the nose and on the teeth nothing moves or grows
+    want = torch.tensor([1 + 2.5 / 16, 1 + 6.5 / 14, 1.0, 1.0]) * 0.01
     torch.testing.assert_close(g.scales[:, 0], want, rtol=1e-4, atol=1e-7)
     # the band skinning splits: lower outer lip flat at y 80 between the corners -> down to 80 + 0.05 x 60
     for i in (61,) + OUTER_LIPS[10:]:

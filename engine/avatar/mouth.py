@@ -181,21 +181,33 @@ def in_gap(face: Tensor, pixels: Tensor) -> Tensor:
     return (x > left) & (x < right) & (y > upper + 0.5) & (y < lower - 0.5)
 
 
+def _lift_weight(face: Tensor, x: Tensor, y: Tensor, lower: Tensor) -> Tensor:
+    """The share [M] of the lower lip's closing lift that points (x, y) [M] of the level face take, the inner
+    lower lip at rows lower [M]: all of it over the whole lower lip, down to its outer contour (the jaw carries
+    the lip as one), then less and less to none at the chin, where the skin between stretches. (A lift fading
+    from the inner lip stretched the lip itself: on a speaker's wide-open photo mouth by 40%, a lower lip twice
+    the upper's height, which the face tracker read as a mouth 0.09 eye widths open.)"""
+    chin = float(face[CHIN, 1])
+    outer = torch.from_numpy(arc_y(face, LOWER_OUTER, x)).float().clamp(min=lower)
+    return ((chin - y) / (chin - outer).clamp(min=1.0)).clamp(0, 1)
+
+
 def closing_shift(face: Tensor, pixels: Tensor, sides: Tensor) -> Tensor:
     """Shift [M, 2] (dx, dy pixels) that closes the photo's lip gap, for points at pixels [M, 2] on mouth side
     sides [M] (engine.avatar.mouth_sides; 0 never moves). On the level face (`Level`) the upper side moves down
     by UPPER_SHARE of the gap at its column, times a weight that is 1 at the inner lip and 0 at the nose bottom,
-    and the lower side moves up by the rest of it, fading to 0 at the chin (both meet on `closed_line_y`, each
-    OVERLAP_PX past it); the shift is that, turned back into the photo (straight down the photo's columns for
-    an upright face, along the face's own up-down for a tilted one)."""
+    and the lower side moves up by the rest of it, the whole lower lip as one, fading to 0 from its outer edge to
+    the chin (`_lift_weight`); both meet on `closed_line_y`, each OVERLAP_PX past it. The shift is that, turned
+    back into the photo (straight down the photo's columns for an upright face, along the face's own up-down for
+    a tilted one)."""
     level = Level(face)
     face, pixels = level.face, level.points(pixels.float())
     x, y = pixels[:, 0].float(), pixels[:, 1].float()
     upper, lower = inner_lip_contours(face, x)
     gap = (lower - upper).clamp(min=0)
-    nose, chin = float(face[NOSE_BOTTOM, 1]), float(face[CHIN, 1])
+    nose = float(face[NOSE_BOTTOM, 1])
     w_up = ((y - nose) / (upper - nose).clamp(min=1.0)).clamp(0, 1)
-    w_low = ((chin - y) / (chin - lower).clamp(min=1.0)).clamp(0, 1)
+    w_low = _lift_weight(face, x, y, lower)
     lap = _overlap(gap)                                       # each lip this far past the line: no seam
     dy = torch.where(sides == 1, (UPPER_SHARE * gap + lap) * w_up,
                      torch.where(sides == 2, -((1.0 - UPPER_SHARE) * gap + lap) * w_low, torch.zeros_like(x)))
@@ -209,8 +221,8 @@ def closing_depth(face: Tensor, pixels: Tensor, sides: Tensor, front: Tensor) ->
     and back): lifted by `closing_shift` alone, it stayed that far back and the teeth laid behind the upper lip
     stood in front of it (a speaker's photo: teeth between the lips at rest, whose inner-lip gap never went under
     0.10 eye widths). So the lower side comes forward by the depth between the two inner lips at its column (the
-    upper lip's surface 1 px above its inner edge, the lower's 1 px below), with the lift's own weight (1 at the
-    inner lip, 0 at the chin); never back, and the upper side not at all."""
+    upper lip's surface 1 px above its inner edge, the lower's 1 px below), with the lift's own weight
+    (`_lift_weight`: 1 over the lower lip, 0 at the chin); never back, and the upper side not at all."""
     H, W = front.shape
     level = Level(face)
     lface, lpx = level.face, level.points(pixels.float())
@@ -220,9 +232,7 @@ def closing_depth(face: Tensor, pixels: Tensor, sides: Tensor, front: Tensor) ->
         p = level.back(torch.stack([x, yy], 1)).floor().long()
         return front[p[:, 1].clamp(0, H - 1), p[:, 0].clamp(0, W - 1)].float()
     ahead = (depth_at(upper - 1.0) - depth_at(lower + 1.0)).clamp(min=0)
-    chin = float(lface[CHIN, 1])
-    w_low = ((chin - y) / (chin - lower).clamp(min=1.0)).clamp(0, 1)
-    return torch.where(sides == 2, ahead * w_low, torch.zeros_like(x))
+    return torch.where(sides == 2, ahead * _lift_weight(lface, x, y, lower), torch.zeros_like(x))
 
 
 def under_layer(face: Tensor, image: Tensor, facial: Tensor, front: Tensor, K: Tensor, z0: float,
