@@ -215,6 +215,9 @@ def test_closing_brings_a_lower_lip_that_lies_behind_the_upper_forward_to_its_de
     torch.testing.assert_close(ahead, want, rtol=1e-5, atol=1e-6)
     front[70:] = 6.0                                    # a lower lip nearer than the upper: nothing goes back
     assert closing_depth(face, pts, sides, front).abs().max() == 0
+    front[:] = 0.0
+    front[67:] = -6.0                                   # a closed photo mouth (lips meeting at 66): they stay
+    assert closing_depth(synthetic_face(gap=0.0), pts, sides, front).abs().max() == 0
     # brought forward along the line of sight: nearer by ahead x world_per_px, on the same pixel
     means = torch.tensor([[0.3, -0.2, 2.0], [0.0, 0.5, 1.5]])
     before = means[:, :2] / means[:, 2:]

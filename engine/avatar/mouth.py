@@ -54,6 +54,8 @@ JAW_REACH = 0.4          # eye widths below the lips the dark interior reaches (
 INTERIOR_RGB = (0.20, 0.07, 0.08)
 OVERLAP_PX = 0.5         # each lip closes this far past the line where they meet (at most half the gap): lips
                          # that only touched left a seam of half-covered pixels; the teeth behind showed through
+FORWARD_GAP_PX = 2.0     # a photo lip gap this wide (px) or wider brings the lower lip all the way forward to the
+                         # upper's depth as it closes (`closing_depth`); a closed photo mouth's lips stay where they meet
 UPPER_SHARE = 0.25       # of the photo's lip gap, the share the upper lip comes down to close it (the lower lip
                          # comes up the rest). Under a half, so that the photo's own upper teeth, which a smile shows
                          # below the upper lip, still show when the jaw drops (engine.avatar.teeth paints them)
@@ -222,7 +224,8 @@ def closing_depth(face: Tensor, pixels: Tensor, sides: Tensor, front: Tensor) ->
     stood in front of it (a speaker's photo: teeth between the lips at rest, whose inner-lip gap never went under
     0.10 eye widths). So the lower side comes forward by the depth between the two inner lips at its column (the
     upper lip's surface 1 px above its inner edge, the lower's 1 px below), with the lift's own weight
-    (`_lift_weight`: 1 over the lower lip, 0 at the chin); never back, and the upper side not at all."""
+    (`_lift_weight`: 1 over the lower lip, 0 at the chin), in full where the photo's gap is FORWARD_GAP_PX or
+    wider and not at all where its lips meet; never back, and the upper side not at all."""
     H, W = front.shape
     level = Level(face)
     lface, lpx = level.face, level.points(pixels.float())
@@ -232,6 +235,7 @@ def closing_depth(face: Tensor, pixels: Tensor, sides: Tensor, front: Tensor) ->
         p = level.back(torch.stack([x, yy], 1)).floor().long()
         return front[p[:, 1].clamp(0, H - 1), p[:, 0].clamp(0, W - 1)].float()
     ahead = (depth_at(upper - 1.0) - depth_at(lower + 1.0)).clamp(min=0)
+    ahead = ahead * ((lower - upper) / FORWARD_GAP_PX).clamp(0, 1)     # lips that already meet stay as they are
     return torch.where(sides == 2, ahead * _lift_weight(lface, x, y, lower), torch.zeros_like(x))
 
 
