@@ -35,7 +35,7 @@ Definitions (pixels of the rendered frame; "eye width" = |p33 - p263| of mediapi
               blink_ratio_painted_shut (no bar): the frame of median openness with both eyes painted shut
               (paint_eyes_shut: the openings inpainted from the skin around them, a lash line on the lower lid),
               its openness over that frame's: what mediapipe reads on a shut eye of this face, the figure's
-              floor (glasses, a cartoon face, downcast or small eyes read 0.4-0.96 painted shut).
+              floor (glasses, a cartoon face, downcast or small eyes read 0.45-1.15 painted shut).
   front       the photo-camera render vs the photo (cropped and scaled as personalize did) inside the person
               mask (mediapipe selfie segmentation > 0.5): PSNR >= 30 dB, SSIM >= 0.90 (engine.render.metrics).
               front_ssim_white_outside (no bar): the same with the photo white outside the mask, as the render
@@ -208,11 +208,10 @@ def tooth_share(img: np.ndarray, lm: np.ndarray) -> tuple[float, np.ndarray, np.
     return (float(teeth.sum() / area.sum()) if area.any() else math.nan), area, teeth
 
 
-def openness(lm: np.ndarray) -> float:
-    """The blink measure's eye openness of one face mesh [478, >=2]: the mean over both eyes of the lid gap
+def openness(lms: np.ndarray) -> np.ndarray:
+    """The blink measure's eye openness [T] of face meshes [T, 478, >=2]: the mean over both eyes of the lid gap
     (159-145, 386-374) over the eye's corner distance (33-133, 362-263)."""
-    d = lambda a, b: float(np.linalg.norm(lm[a, :2] - lm[b, :2]))
-    return (d(159, 145) / max(d(33, 133), 1e-6) + d(386, 374) / max(d(362, 263), 1e-6)) / 2
+    return (pm._dist(lms, 159, 145) / pm._dist(lms, 33, 133) + pm._dist(lms, 386, 374) / pm._dist(lms, 362, 263)) / 2
 
 
 def paint_eyes_shut(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -249,7 +248,7 @@ def talking(avatar, args, wave: np.ndarray, out: Path) -> dict:
         return res
     m = pm.frame_measures(lms)
     gap, res["eye_width_px"] = m["gap"], round(m["unit"], 1)           # a small face: coarse mouth pixels
-    eyes = (pm._dist(lms, 159, 145) / pm._dist(lms, 33, 133) + pm._dist(lms, 386, 374) / pm._dist(lms, 362, 263)) / 2
+    eyes = openness(lms)
     unit = pm._dist(lms, 33, 263)
     if "mouth" not in args.skip:
         half = np.flatnonzero(found & (gap >= 0.5 * np.nanmax(gap)))
@@ -276,7 +275,7 @@ def talking(avatar, args, wave: np.ndarray, out: Path) -> dict:
         painted = paint_eyes_shut(images[mid], lms[mid])
         from engine.avatar.landmarks import face_mesh
         pts, _ = face_mesh(painted)
-        floor = math.nan if pts is None else float(openness(pts.numpy().astype(np.float64)) / eyes[mid])
+        floor = math.nan if pts is None else float(openness(pts.numpy().astype(np.float64)[None])[0] / eyes[mid])
         res.update({"blink_ratio": round(float(np.nanmin(eyes) / np.nanmedian(eyes)), 4),
                     "openness_median": round(float(np.nanmedian(eyes)), 4), "blinks": pm.count_blinks(eyes),
                     "blink_frame": shut, "blink_ratio_painted_shut": round(floor, 4)})

@@ -27,9 +27,9 @@ def drawn_eyes(up: float = 8.0, down: float = 6.0):
 
 def test_openness_is_the_lid_gap_over_the_eye_width_on_both_eyes():
     _, lm = drawn_eyes(8.0, 6.0)
-    assert abs(openness(lm) - 14.0 / 40.0) < 1e-9
+    assert abs(openness(lm[None])[0] - 14.0 / 40.0) < 1e-9
     _, lm = drawn_eyes(2.0, 1.0)
-    assert abs(openness(lm) - 3.0 / 40.0) < 1e-9
+    assert abs(openness(lm[None])[0] - 3.0 / 40.0) < 1e-9
 
 
 def test_painted_eyes_are_skin_with_a_lash_line_on_the_lower_lid():
