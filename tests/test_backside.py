@@ -186,6 +186,38 @@ def test_a_few_pale_hair_pixels_low_on_the_head_do_not_paint_a_band_across_the_n
     assert float((behind[jaw] - hair).norm(dim=-1).max()) < 1e-5              # the crown's brown, no pale band
 
 
+def test_a_short_haired_heads_back_is_the_crowns_hair_not_the_ear_beside_the_face():
+    """A short-haired head: a crown of dark hair across the head, and beside the face only a strip 6 px wide
+    of the HAIR column that passes as hair (the shadow round an ear, in the crown's colour family). The rows at
+    the ear hold more than ROW_SOURCE samples of it but under ROW_SHARE of a row across the hair: behind the
+    face is the crown's colour, not the ear's; a hat band as wide as the head keeps its own rows."""
+    from engine.avatar.backside import ROW_SHARE, ROW_SOURCE
+    image = torch.ones(80, 72, 3)
+    regions = torch.full((80, 72), -1, dtype=torch.long)
+    regions[4:24, 6:66] = HAIR                                                # the crown: 60 px across
+    regions[24:60, 6:66] = HAIR                                               # the column beside the face ...
+    regions[24:60, 18:54] = FACE                                              # ... and the face
+    regions[60:, 2:70] = BODY                                                 # a shirt below
+    person = regions >= 0
+    hair, skin, ear = torch.tensor([0.15, 0.12, 0.1]), torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.4, 0.25, 0.18])
+    image[regions == HAIR] = hair
+    image[regions == FACE] = skin
+    image[regions == BODY] = torch.tensor([0.2, 0.3, 0.7])
+    image[24:60, 6:18] = skin                                                 # beside the face: skin (cheek, neck) ...
+    image[24:60, 54:66] = skin
+    image[24:50, 12:18] = ear                                                 # ... and the shadowed ear, 6 px wide
+    samples = 5 * 3                                                           # 5 rows of the window, every other column
+    assert ROW_SOURCE <= samples < ROW_SHARE * 5 * 30                         # enough for the old rule, not this one
+    ys, xs = torch.nonzero(regions == FACE, as_tuple=True)
+    behind = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    assert float((behind - hair).norm(dim=-1).max()) < 1e-5                   # the crown's colour, all the way down
+    band = torch.tensor([0.6, 0.1, 0.1])                                      # a red hat band across the whole head
+    image[6:20, 6:66] = band
+    top = torch.stack(torch.meshgrid(torch.arange(6, 66), torch.tensor([13]), indexing="xy"), -1).reshape(-1, 2)
+    painted = back_colours(image, person, regions, top)
+    assert float((painted - band).norm(dim=-1).median()) < 0.15               # its own row's colour
+
+
 def test_a_pale_piece_of_the_hair_column_cut_off_from_the_crown_lends_nothing():
     """A neighbour's bare arm at the photo's edge falls in the HAIR column beside the face: nearer the crown's
     pale highlights than the face's darker skin, it looked like hair and, wider than the strip of hair beside the

@@ -33,8 +33,9 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   look more like the clothes or the skin than the crown's hair (a shoulder beside a lowered head, an ear)
   lend nothing to the head, and nor do hair-like pieces cut off from the crown (a neighbour's arm at the
   photo's edge), nor a strip of forehead above the face mesh (`_skin_in_crown`); those like the clothes are
-  body. Its base colour is the hair's median per row,
-  and a row with only a few hair pixels (the hair's edge against the neck) takes the nearest full row's.
+  body. Its base colour is the hair's median per row, and a row with only a few hair pixels (under
+  ROW_SHARE of the hair's width: the hair's edge against the neck, the ear's rim and the shadow under it beside
+  a short-haired head) takes the nearest full row's.
 - long hair (`_hanging_hair`): hair hanging from the crown over the shoulders (BODY pixels that look like the
   crown's hair, in one piece with it) goes on down the back. It covers the upper back from the chin to the
   hair's length in the photo, as wide as the head and as far out as the hair reaches, narrowing and rounded at
@@ -46,6 +47,8 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
 Pixels are (x, y) of the photo; colours [.., 3] in [0, 1]. The same seed gives the same colours.
 """
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -59,7 +62,9 @@ from engine.avatar.silhouette import pieces_holding
 
 HEAD = (FACE, LIPS, EYES, HAIR)
 MIN_SOURCE = 64            # pixels a region needs to serve as a texture source
-ROW_SOURCE = 12            # sampled hair pixels a row of the head's back needs for a median of its own
+ROW_SOURCE = 12            # sampled hair pixels a row of the head's back needs for a median of its own ...
+ROW_SHARE = 0.25           # ... and at least this share of what a row across the whole hair would hold: beside the
+                           # face a row's few "hair" pixels are an ear's rim, a shadow under it, a sideburn
 DETAIL_LIMIT = 0.12        # borrowed detail is soft-limited to this (colour units): texture, not edges
 TILE_FRAC = 0.1            # the texture grid's spacing: this x the person's size (root of its pixel count) ...
 TILE_RANGE = (8, 32)       # ... within these px; the detail is the colour minus its local mean at a quarter of it
@@ -458,9 +463,11 @@ def _rim_base(image: Tensor, rim: Tensor, xs: Tensor, ys: Tensor, fallback: Tens
 def _row_base(image: Tensor, src: Tensor) -> Tensor:
     """Per photo row, the median colour [H, 3] of the src pixels (every other column: the same columns for
     every pixel of a row, as offsets from each x made a comb of medians) in +-6 rows. A row whose window holds
-    fewer than ROW_SOURCE of them takes the nearest row's that holds enough: a handful of pixels is the
-    hair's edge (the pale fringe against the neck, an ear's rim), not its colour, and painted a pale band
-    across the nape. No row holds enough: the source's overall median."""
+    fewer than ROW_SOURCE of them, or under ROW_SHARE of what a window across the source's whole width holds,
+    takes the nearest row's that holds enough: a handful of pixels is the hair's edge (the pale fringe against
+    the neck, an ear's rim, the shadow under the ear), not its colour, and painted a pale band across the nape
+    or the skin's colour across the back of a short-haired head. No row holds enough: the source's overall
+    median."""
     H, W = src.shape
     overall = image[src].median(0).values
     rows = torch.arange(H)
@@ -472,7 +479,9 @@ def _row_base(image: Tensor, src: Tensor) -> Tensor:
     ok &= src[py, px]
     values = torch.where(ok[..., None], image[py, px], torch.tensor(float("nan")))    # [H, S, 3]
     med = values.nanmedian(dim=1).values
-    enough = (ok.sum(1) >= ROW_SOURCE).nonzero()[:, 0]
+    cols = src.any(0).nonzero()[:, 0]
+    across = oy.shape[0] * (int(cols.max() - cols.min()) // 2 + 1) if cols.numel() else 0    # a full window's samples
+    enough = (ok.sum(1) >= max(ROW_SOURCE, math.ceil(ROW_SHARE * across))).nonzero()[:, 0]
     if enough.numel() == 0:
         return overall.expand(H, 3).clone()
     at = torch.searchsorted(enough, rows).clamp(max=len(enough) - 1)         # the next row with enough
