@@ -302,6 +302,30 @@ def test_a_narrow_limbs_rim_is_narrow_and_the_frame_is_no_edge():
     assert not rim[199, 60:140].any()                                          # the frame's bottom edge: no rim
 
 
+def test_the_edge_against_what_the_silhouette_left_out_lends_no_rim_colour():
+    """A jacket whose left part the pose model missed (the silhouette's edge cuts through to the white shirt and
+    the red tie beside it; the piece left out is `unsure`): the back is the jacket of the sure right edge, all
+    across. Without `unsure` the cut edge paints the shirt and tie across the back's left half."""
+    from engine.avatar.backside import BackPainter, near_the_rim
+    size = 96
+    image, person = torch.ones(size, size, 3), torch.zeros(size, size, dtype=torch.bool)
+    person[20:90, 30:86] = True
+    unsure = torch.zeros_like(person)
+    unsure[20:90, 4:30] = True                                                 # the jacket the silhouette left out
+    jacket, shirt, tie = torch.tensor([0.1, 0.1, 0.25]), torch.tensor([0.95, 0.95, 0.95]), torch.tensor([0.8, 0.1, 0.1])
+    image[20:90, 4:86] = jacket
+    image[20:90, 30:36], image[20:90, 36:40] = shirt, tie                      # the cut: shirt, then tie
+    regions = torch.where(person, BODY, 0)
+    rim = near_the_rim(person, 4, unsure)
+    assert not rim[30:80, 30:40].any() and rim[40:70, 82:86].all()             # no rim at the cut; the right edge's
+    assert near_the_rim(person, 4)[40:70, 30:34].all()                         # (a cut like any edge without it)
+    row = torch.stack([torch.arange(30, 86), torch.full((56,), 55)], 1)
+    sure = BackPainter(image, person, regions, unsure=unsure)(row)
+    assert float((sure - jacket).abs().max()) < 0.02
+    plain = BackPainter(image, person, regions)(row)
+    assert float((plain[:10] - jacket).abs().amax(-1).min()) > 0.2             # the shirt and tie on the back
+
+
 SKIN, SHIRT = torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.1, 0.2, 0.6])
 
 

@@ -6,7 +6,9 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
 - base colour of the body: what wraps round it. A garment that goes on round the back shows at the
   silhouette's edge; a badge, a tie, a logo or a shirt opening sits inside the front and does not. So the base
   is taken from the body's pixels near the silhouette (RIM_FRAC of the person's width, RIM_PART of the limb's
-  or torso's half-width; the photo's frame is no edge) in the same rows: the median of the RIM_SAMPLES
+  or torso's half-width; the photo's frame is no edge, nor is the edge against what the segmentation took
+  for a person and the silhouette left out: a neighbour, or a shoulder the pose model missed, whose cut ran
+  through the jacket to the shirt and tie) in the same rows: the median of the RIM_SAMPLES
   nearest on the pixel's left, the same on its right, blended by how near each side is. Wide changes down the
   body (a shirt over trousers, a collar ring) stay in their rows, and a person whose sides differ (a helmet
   held at one side) shades from one to the other across the back, with no seam. Rows where the body does not
@@ -318,10 +320,13 @@ class BackPainter:
     image [H, W, 3], person [H, W] bool, regions [H, W] (engine.avatar.regions labels); pose [33, >=2] in the
     same pixels, or None (then a bare arm beside the torso is the torso's rim as well: `_bare_arms`); parts
     [H, W]: the pose's body part of every pixel (engine.avatar.limbs.body_parts), when the caller has it already
-    (personalize does, for the limbs' depth), or None to work it out here."""
+    (personalize does, for the limbs' depth), or None to work it out here; unsure [H, W] bool: what the
+    segmentation took for a person besides the silhouette (Landmarks.unsure), whose edge lends no rim colour
+    (`near_the_rim`), or None."""
 
     def __init__(self, image: Tensor, person: Tensor, regions: Tensor, window_frac: float = 0.35,
-                 tile: int | None = None, seed: int = 0, pose: Tensor | None = None, parts: Tensor | None = None):
+                 tile: int | None = None, seed: int = 0, pose: Tensor | None = None, parts: Tensor | None = None,
+                 unsure: Tensor | None = None):
         H, W = person.shape
         if image.shape != (H, W, 3) or regions.shape != (H, W):
             raise ValueError(f"image/regions: expected [{H}, {W}, 3] and [{H}, {W}], got {list(image.shape)}, "
@@ -334,7 +339,7 @@ class BackPainter:
         width = int(cols.max() - cols.min() + 1) if cols.numel() else W
         self.reach = max(4, int(window_frac * width / 2))
         self.band = rim_band(width)
-        self.near_rim = near_the_rim(person, self.band)
+        self.near_rim = near_the_rim(person, self.band, unsure)
 
     def __call__(self, pixels: Tensor) -> Tensor:
         image, group, source, bare = self.image, self.group, self.source, self.bare
@@ -413,12 +418,15 @@ def rim_band(width: int) -> int:
     return max(2, int(RIM_FRAC * width))
 
 
-def near_the_rim(person: Tensor, d: int) -> Tensor:
+def near_the_rim(person: Tensor, d: int, unsure: Tensor | None = None) -> Tensor:
     """[H, W] bool: pixels of person [H, W] within d px of its silhouette, and within RIM_PART of the body
     part's half-width there (its deepest point within 4 d px): a narrow arm or leg has a narrow rim. The photo's
-    frame is no edge (a body the frame cuts goes on past it)."""
+    frame is no edge (a body the frame cuts goes on past it), nor is the edge against unsure [H, W] (what the
+    segmentation took for a person and the silhouette left out: engine.avatar.landmarks.Landmarks.unsure): the
+    person may go on there, and where the pose model cut through a jacket the edge's colour is the shirt's."""
     pad = 4 * d
-    grown = F.pad(person.float()[None, None], (pad, pad, pad, pad), mode="replicate")[0, 0]
+    body = person if unsure is None else person | unsure
+    grown = F.pad(body.float()[None, None], (pad, pad, pad, pad), mode="replicate")[0, 0]
     inside = torch.from_numpy(cv2.distanceTransform(grown.numpy().astype(np.uint8), cv2.DIST_L2, 3))
     k = 2 * pad + 1                                                      # a square max, as two 1-D ones
     half_width = F.max_pool2d(F.max_pool2d(inside[None, None], (k, 1), 1, (pad, 0)), (1, k), 1, (0, pad))[0, 0]

@@ -75,6 +75,9 @@ class Landmarks:
     left_hand: Tensor | None          # [21, 3], the person's anatomical left
     right_hand: Tensor | None         # [21, 3]
     notes: list[str] = field(default_factory=list)
+    unsure: Tensor | None = None      # [H, W] bool: what the selfie or pose model takes for a person but `mask`
+                                      # leaves out (ground, props, neighbours, or a piece of this person the
+                                      # pose model missed): the silhouette's edge against it is no sure edge
 
 
 def _points(landmarks, w: int, h: int, with_visibility: bool = False) -> Tensor:
@@ -95,14 +98,14 @@ def detect(image: Tensor, pose_hint: tuple[Tensor, Tensor | None] | None = None)
     rgb = np.ascontiguousarray((image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
     notes: list[str] = []
     with quiet_native_logs():
-        mask, face, n_faces, pose, hands = _run_models(mp, rgb, pose_hint)
+        mask, unsure, face, n_faces, pose, hands = _run_models(mp, rgb, pose_hint)
     if n_faces > 1:
         chosen = "the face of the person whose body pose was found" if pose is not None else "the largest"
         notes.append(f"{n_faces} faces found; using {chosen}")
     if face is None and pose is None:
         raise ValueError("no person found in the photo (no face and no body detected)")
     left, right = _assign_hands(hands, pose)
-    return Landmarks(mask, face, pose, left, right, notes)
+    return Landmarks(mask, face, pose, left, right, notes, unsure)
 
 
 def person_mask(image: Tensor, side: int = 2048) -> Tensor:
@@ -257,16 +260,19 @@ def _pose_low(mp, rgb: np.ndarray, selfie: Tensor | None) -> tuple[Tensor | None
 
 
 def _run_models(mp, rgb: np.ndarray, pose_hint: tuple[Tensor, Tensor | None] | None = None):
-    """Person mask [H, W] (the person alone), face mesh [478, 3] (or None) and face count, pose [33, 4] (or None), hands."""
+    """Person mask [H, W] (the person alone), what the models took for a person besides [H, W] bool, face mesh
+    [478, 3] (or None) and face count, pose [33, 4] (or None), hands."""
     h, w = rgb.shape[:2]
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         selfie = torch.from_numpy(seg.process(rgb).segmentation_mask.astype(np.float32))
     pose, pose_seg = _pose(mp, rgb, selfie, pose_hint)
     face, n_faces = face_mesh(rgb, pose)
     mask = person_alone(selfie, pose_seg, pose, face)
+    taken = selfie if pose_seg is None else torch.maximum(selfie, pose_seg)
+    unsure = (taken > 0.5) & (mask <= 0.5)
     with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2) as hands_model:
         hands = [_points(hl.landmark, w, h) for hl in (hands_model.process(rgb).multi_hand_landmarks or [])]
-    return mask, face, n_faces, pose, hands
+    return mask, unsure, face, n_faces, pose, hands
 
 
 POSE_FACE_CROP = 1.6                 # a face crop from the pose: this x the width of its face points, each side

@@ -331,7 +331,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     # shell's edge keeps the photo's mix for the photo camera and shows the person away from it (_away_colour)
     share, clean = edge_matte(image, person)
     is_back = ~is_front
-    paint_back = BackPainter(clean, person, regions, pose=lm.pose, parts=parts)   # the back shell, the walls' backs
+    paint_back = BackPainter(clean, person, regions, pose=lm.pose, parts=parts,    # the back shell, the walls'
+                             unsure=lm.unsure)                                     # backs
     g.sh[is_back, 0] = rgb_to_sh_dc(paint_back(pixel[is_back]))
     # 6. the under-layer (mouth interior, a soft second skin behind the face), teeth and tongue
     sides = torch.zeros(len(g), dtype=torch.long)
