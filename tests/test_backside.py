@@ -326,6 +326,31 @@ def test_the_edge_against_what_the_silhouette_left_out_lends_no_rim_colour():
     assert float((plain[:10] - jacket).abs().amax(-1).min()) > 0.2             # the shirt and tie on the back
 
 
+def test_rows_cut_by_the_frame_and_a_left_out_piece_take_their_whole_rows_colour():
+    """The same jacket, now running into the photo's right frame as well: its rows have no rim on either side
+    (cut_rows). Their back is what most of the row shows (the jacket), not the window round each pixel (the
+    shirt and tie near the cut). A row that only lacks rim (hair over both shoulders) keeps its window."""
+    from engine.avatar.backside import BackPainter, cut_rows
+    size = 96
+    image, person = torch.ones(size, size, 3), torch.zeros(size, size, dtype=torch.bool)
+    person[20:90, 30:] = True
+    unsure = torch.zeros_like(person)
+    unsure[20:90, 4:30] = True
+    jacket, shirt, tie = torch.tensor([0.1, 0.1, 0.25]), torch.tensor([0.95, 0.95, 0.95]), torch.tensor([0.8, 0.1, 0.1])
+    image[20:90, 4:] = jacket
+    image[20:90, 30:36], image[20:90, 36:40] = shirt, tie
+    regions = torch.where(person, BODY, 0)
+    cut = cut_rows(person, unsure)
+    assert cut[20:90].all() and not cut[:20].any() and not cut[90:].any()
+    assert torch.equal(cut_rows(person), cut)                                  # (the frame alone cuts them too)
+    inner = person.clone()
+    inner[:, -1] = False                                                       # off the frame, no unsure: not cut
+    assert not cut_rows(inner).any()
+    row = torch.stack([torch.arange(30, 96), torch.full((66,), 55)], 1)
+    back = BackPainter(image, person, regions, unsure=unsure)(row)
+    assert float((back - jacket).abs().max()) < 0.02
+
+
 SKIN, SHIRT = torch.tensor([0.9, 0.7, 0.6]), torch.tensor([0.1, 0.2, 0.6])
 
 

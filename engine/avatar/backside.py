@@ -13,8 +13,10 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   body (a shirt over trousers, a collar ring) stay in their rows, and a person whose sides differ (a helmet
   held at one side) shades from one to the other across the back, with no seam. Rows where the body does not
   reach the silhouette (hair over the shoulders) take the median colour of the same region in a wide window
-  of the same rows (window_frac of the person's width), which keeps what most of the surface is. A median over
-  whole rows mixed a jacket and the badge across it into a colour of neither, a streak across the back.
+  of the same rows (window_frac of the person's width), which keeps what most of the surface is; rows
+  whose edge is cut (`cut_rows`: the frame, or a piece the silhouette left out) take their whole row's
+  median. (As the rule, a median over whole rows mixed a jacket and the badge across it into a colour of
+  neither, a streak across the back.)
   A bare arm (`_bare_arms`: an arm part of the pose, nearer the face's skin than the chest's clothes in
   colour) hanging beside the torso is the photo's edge in its rows but not what wraps round the torso: the
   torso's back leaves it out of its rim there (and of its window), so a dress stays a dress behind, while
@@ -340,6 +342,7 @@ class BackPainter:
         self.reach = max(4, int(window_frac * width / 2))
         self.band = rim_band(width)
         self.near_rim = near_the_rim(person, self.band, unsure)
+        self.cut_rows = cut_rows(person, unsure)
 
     def __call__(self, pixels: Tensor) -> Tensor:
         image, group, source, bare = self.image, self.group, self.source, self.bare
@@ -357,7 +360,9 @@ class BackPainter:
             if int(src.sum()) == 0:
                 continue
             base = _base(image, src, xs[rows], ys[rows], self.reach, whole_rows=(k == 1))
-            if k == 2:
+            if k == 2:                      # rows whose edge the frame or a left-out piece cuts: the whole row's
+                cut = self.cut_rows[ys[rows]]
+                base[cut] = _row_base(image, src)[ys[rows][cut]]
                 rim = src & self.near_rim
                 # the torso's back: not from a bare arm beside or across it, which is the photo's edge in those rows
                 on_torso = self.torso[ys[rows], xs[rows]]
@@ -369,6 +374,8 @@ class BackPainter:
                 if bool(on_torso.any()):
                     tx, ty = rx[on_torso], ry[on_torso]
                     fallback = _base(image, clothed, tx, ty, self.reach, whole_rows=False)
+                    cut = self.cut_rows[ty]
+                    fallback[cut] = _row_base(image, clothed)[ty[cut]]
                     base[on_torso] = _rim_base(image, rim & ~bare, tx, ty, fallback, self.band)
             out[rows] = base + _texture(image, src, xs[rows], ys[rows], self.tile, self.seed + k)
         return out.clamp(0, 1)
@@ -432,6 +439,19 @@ def near_the_rim(person: Tensor, d: int, unsure: Tensor | None = None) -> Tensor
     half_width = F.max_pool2d(F.max_pool2d(inside[None, None], (k, 1), 1, (pad, 0)), (1, k), 1, (0, pad))[0, 0]
     depth, half_width = inside[pad:-pad, pad:-pad], half_width[pad:-pad, pad:-pad]
     return person & (depth <= torch.clamp(RIM_PART * half_width, max=float(d)))
+
+
+def cut_rows(person: Tensor, unsure: Tensor | None = None) -> Tensor:
+    """[H] bool: the rows where person [H, W] runs into the photo's left or right frame or next to unsure [H, W]
+    (what the segmentation took for a person and the silhouette left out): their edge is no edge, and a row
+    without rim there takes the median of its whole row (`_row_base`: a jacket the frame and a missed
+    shoulder cut on both sides is what most of the row shows), not of the window round each pixel (the tie
+    and the shirt down the middle)."""
+    cut = person[:, 0] | person[:, -1]
+    if unsure is not None:
+        near = F.max_pool2d(unsure.float()[None, None], 3, 1, 1)[0, 0] > 0
+        cut = cut | (person & near).any(1)
+    return cut
 
 
 def _rim_base(image: Tensor, rim: Tensor, xs: Tensor, ys: Tensor, fallback: Tensor, band: int,
