@@ -69,6 +69,11 @@ def test_rim_walls_blend_the_colour_inside_the_rim_into_the_back_and_skip_the_ha
     assert float((rgb[0] - 0.2).abs().max()) < 0.06 and float((rgb[3] - rgb[0]).abs().max()) < 1e-6
     torch.testing.assert_close(rgb[2], back[2])                               # the back edge: the back's colour
     torch.testing.assert_close(rgb[1], (rgb[0] + back[1]) / 2)                # linear between
+    unsure = torch.zeros(40, 40, dtype=torch.bool)
+    unsure[10:30, 0:5] = True                                                 # left out beside the left edge
+    cut = rim_colours(image, person, px, inward, t, back, unsure=unsure)
+    torch.testing.assert_close(cut[3], back[3])                               # that wall: the back's colour
+    torch.testing.assert_close(cut[:3], rgb[:3])                              # the top edge's as before
 
 
 def knit(size: int = 160, seed: int = 5):

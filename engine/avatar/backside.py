@@ -569,10 +569,18 @@ def inset_colours(image: Tensor, person: Tensor, pixels: Tensor, inward: Tensor,
 
 
 def rim_colours(image: Tensor, person: Tensor, pixels: Tensor, inward: Tensor, t: Tensor, back: Tensor,
-                inset: float = 3.0) -> Tensor:
+                inset: float = 3.0, unsure: Tensor | None = None) -> Tensor:
     """Colours [M, 3] for the discs of the rim walls (engine.avatar.shell.rim_walls) at photo pixels [M, 2]
     (x, y) on the silhouette: a blend from the photo's colour at the front edge (t [M] = 0; `inset_colours`
-    along inward [M, 2]) to the back's colour back [M, 3] at the back edge (t = 1)."""
+    along inward [M, 2]) to the back's colour back [M, 3] at the back edge (t = 1). A wall within 2 px of
+    unsure [H, W] (what the segmentation took for a person and the silhouette left out) is the back's colour
+    all the way: the person goes on there, and the photo's colour at that cut is whatever the cut ran through
+    (a tie beside a missed shoulder showed as a red stripe down the side)."""
     front = inset_colours(image, person, pixels, inward, inset)
+    if unsure is not None:
+        H, W = person.shape
+        near = F.max_pool2d(unsure.float()[None, None], 5, 1, 2)[0, 0] > 0
+        at = near[pixels[:, 1].long().clamp(0, H - 1), pixels[:, 0].long().clamp(0, W - 1)]
+        t = torch.where(at, torch.ones_like(t), t)
     t = t.clamp(0, 1)[:, None]
     return ((1 - t) * front + t * back).clamp(0, 1)

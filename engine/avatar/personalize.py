@@ -373,7 +373,8 @@ def personalize(photo: str | Path, cfg: PersonalizeConfig = PersonalizeConfig(),
     z_front, z_back = (surface_z(d[caps_px[:, 1], caps_px[:, 0]], side, K, cfg.shell.z0)
                        for d, side in ((depth[0], -1.0), (depth[1], 1.0)))
     along = (caps.means[:, 2] - z_front) / (z_back - z_front).clamp(min=1e-9)   # 0 at the front edge, 1 at the back
-    caps.sh[:, 0] = rgb_to_sh_dc(rim_colours(clean, person, caps_px, -caps_n[:, :2], along, paint_back(caps_px)))
+    caps.sh[:, 0] = rgb_to_sh_dc(rim_colours(clean, person, caps_px, -caps_n[:, :2], along, paint_back(caps_px),
+                                             unsure=lm.unsure))
     # and walls over the steps inside each shell (a turned face standing out of its hair): the photo's colour in
     # front, the back's behind
     face_px = torch.isin(regions, torch.tensor([FACE, LIPS, EYES]))
