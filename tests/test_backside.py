@@ -223,6 +223,35 @@ def test_a_short_haired_heads_back_is_the_crowns_hair_not_the_ear_beside_the_fac
     assert float((painted - band).norm(dim=-1).median()) < 0.15               # its own row's colour
 
 
+def receding_hairline(bald: bool = False):
+    """A head whose crown (HAIR, rows 4-23) is 6 rows of dark hair over 14 rows of forehead above the face
+    mesh's top (row 24): the forehead's colour is the face's top rows', lighter than the rest of the face, so
+    the forehead band is most of the crown. bald: the whole crown forehead-coloured."""
+    image = torch.ones(80, 64, 3)
+    regions = torch.full((80, 64), -1, dtype=torch.long)
+    regions[4:24, 12:52] = HAIR
+    regions[24:60, 16:48] = FACE
+    regions[60:, 4:60] = BODY
+    hair, forehead = torch.tensor([0.2, 0.15, 0.12]), torch.tensor([0.8, 0.6, 0.5])
+    image[regions == FACE] = torch.tensor([0.6, 0.4, 0.3])
+    image[24:29, 16:48] = forehead                                            # the face's top rows
+    image[regions == BODY] = torch.tensor([0.1, 0.2, 0.6])
+    image[4:24, 12:52] = forehead
+    if not bald:
+        image[4:10, 12:52] = hair
+    return image, regions >= 0, regions, hair, forehead
+
+
+def test_a_band_of_forehead_under_a_receding_hairline_is_not_the_back_of_the_head():
+    image, person, regions, hair, forehead = receding_hairline()
+    ys, xs = torch.nonzero(regions == FACE, as_tuple=True)
+    behind = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    assert float((behind - hair).norm(dim=-1).max()) < 1e-5                   # the hair's colour, all of it
+    image, person, regions, hair, forehead = receding_hairline(bald=True)
+    behind = back_colours(image, person, regions, torch.stack([xs, ys], 1))
+    assert float((behind - forehead).norm(dim=-1).max()) < 1e-5               # a bald crown is the crown
+
+
 def test_a_pale_piece_of_the_hair_column_cut_off_from_the_crown_lends_nothing():
     """A neighbour's bare arm at the photo's edge falls in the HAIR column beside the face: nearer the crown's
     pale highlights than the face's darker skin, it looked like hair and, wider than the strip of hair beside the

@@ -36,7 +36,8 @@ Gaussian gets a colour built from the photo's pixels of its own kind of surface:
   head, so no face appears behind it. The HAIR region is a column beside the face, so the pixels in it that
   look more like the clothes or the skin than the crown's hair (a shoulder beside a lowered head, an ear)
   lend nothing to the head, and nor do hair-like pieces cut off from the crown (a neighbour's arm at the
-  photo's edge), nor a strip of forehead above the face mesh (`_skin_in_crown`); those like the clothes are
+  photo's edge), nor a strip of forehead above the face mesh (`_skin_in_crown`; under a receding hairline,
+  where the band is most of a small crown, `_forehead_in_crown`); those like the clothes are
   body. Its base colour is the hair's median per row, and a row with only a few hair pixels (under
   ROW_SHARE of the hair's width: the hair's edge against the neck, the ear's rim and the shadow under it beside
   a short-haired head) takes the nearest full row's.
@@ -78,6 +79,9 @@ RIM_PART = 0.3             # ... and no deeper than this share of the body part'
                            # figure's limbs and torso were rim all across, and their back showed the front's layout)
 RIM_SAMPLES = 24           # rim pixels on each side of a back pixel whose median is that side's colour
 SKIN_SPREAD = 0.9          # a crown pixel as near the face's skin as this share of the skin's own pixels may be skin
+FOREHEAD_BAND = 0.125      # x the face's height: its top rows, whose colour is the forehead's
+FOREHEAD_DRIFT = 0.1       # a crown colour part this near the forehead's is forehead ...
+FOREHEAD_SPLIT = 0.12      # ... when the other part lies this far from it
 HANG_MIN = 0.25            # hair reaching this x the face's height below the chin hangs down the back too
 HANG_ROW = 0.05            # a row holds hanging hair with this x the face's width of it (at least 2 px)
 HANG_GAP = 0.25            # the hair's length: its rows from the chin down, gaps up to this x the face's height
@@ -205,6 +209,41 @@ def _skin_in_crown(head: _Head) -> Tensor:                         # head.ok: it
     return torch.from_numpy(pieces_holding(out.numpy(), seeds))
 
 
+def _forehead_in_crown(head: _Head, hair: Tensor) -> Tensor:    # head.ok: its pools are there
+    """The hair pixels [H, W] that are forehead: above a receding hairline the face mesh's top lies well below
+    the hair, and on a small head the crown is a few pixels of hair over a band of forehead that
+    `_skin_in_crown` (the whole face's skin, tightly) does not catch. The crown's colours split in two
+    (two-means, seeded with the crown pixel furthest from the forehead and with the forehead itself: the
+    median of the face's top FOREHEAD_BAND rows). When one part stays within FOREHEAD_DRIFT of the forehead's
+    colour and the other lies FOREHEAD_SPLIT or more from it, the hair pixels nearer the first are forehead.
+    Empty when the top third of the crown's rows is mostly forehead-coloured: a bald head, or blond hair in
+    the skin's light, is what it is."""
+    none = torch.zeros_like(hair)
+    rows = torch.arange(hair.shape[0])[:, None]
+    crown = hair & (rows < head.top)
+    band = head.skin & (rows <= head.top + max(2, int(FOREHEAD_BAND * (head.bottom - head.top))))
+    if int(crown.sum()) < MIN_SOURCE or int(band.sum()) < 8:
+        return none
+    forehead = head.image[band].median(0).values
+    colours = head.image[crown]
+    a, b = colours[(colours - forehead).norm(dim=1).argmax()], forehead.clone()
+    for _ in range(10):
+        near_a = (colours - a).norm(dim=1) < (colours - b).norm(dim=1)
+        if bool(near_a.all()) or not bool(near_a.any()):
+            return none
+        a, b = colours[near_a].mean(0), colours[~near_a].mean(0)
+    if float((b - forehead).norm()) > FOREHEAD_DRIFT or float((a - forehead).norm()) < FOREHEAD_SPLIT:
+        return none
+    ys = crown.nonzero()[:, 0]
+    top = ys < ys.min() + (head.top - ys.min()) / 3
+    if float((~near_a[top]).float().mean()) >= 0.5:
+        return none
+    colours = head.image[hair]
+    out = none.clone()
+    out[hair] = (colours - b).norm(dim=1) < (colours - a).norm(dim=1)
+    return out
+
+
 def _hanging_hair(head: _Head, regions: Tensor, person: Tensor, hair: Tensor) -> tuple[Tensor, Tensor]:
     """Long hair: the BODY pixels below the face's top that look like the crown's hair (as `_hair_alike`) and
     hang from it (one piece with the crown's hair) [H, W], and the photo pixels whose back it covers [H, W].
@@ -301,6 +340,7 @@ def _source_groups(image: Tensor, regions: Tensor, person: Tensor) -> tuple[Tens
     hair = hair | hanging
     if head.ok:
         hair &= ~_skin_in_crown(head)                             # forehead above the face mesh: not hair
+        hair &= ~_forehead_in_crown(head, hair)                   # (and the band of it under a receding hairline)
     group[~person] = 0
     source = group.clone()
     if int(hair.sum()) >= MIN_SOURCE:
