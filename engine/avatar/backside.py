@@ -402,7 +402,8 @@ class BackPainter:
             base = _base(image, src, xs[rows], ys[rows], self.reach, whole_rows=(k == 1))
             if k == 2:                      # rows whose edge the frame or a left-out piece cuts: the whole row's
                 cut = self.cut_rows[ys[rows]]
-                base[cut] = _row_base(image, src)[ys[rows][cut]]
+                if bool(cut.any()):
+                    base[cut] = _row_base(image, src)[ys[rows][cut]]
                 rim = src & self.near_rim
                 # the torso's back: not from a bare arm beside or across it, which is the photo's edge in those rows
                 on_torso = self.torso[ys[rows], xs[rows]]
@@ -415,7 +416,8 @@ class BackPainter:
                     tx, ty = rx[on_torso], ry[on_torso]
                     fallback = _base(image, clothed, tx, ty, self.reach, whole_rows=False)
                     cut = self.cut_rows[ty]
-                    fallback[cut] = _row_base(image, clothed)[ty[cut]]
+                    if bool(cut.any()):
+                        fallback[cut] = _row_base(image, clothed)[ty[cut]]
                     base[on_torso] = _rim_base(image, rim & ~bare, tx, ty, fallback, self.band)
             out[rows] = base + _texture(image, src, xs[rows], ys[rows], self.tile, self.seed + k)
         return out.clamp(0, 1)
@@ -481,6 +483,11 @@ def near_the_rim(person: Tensor, d: int, unsure: Tensor | None = None) -> Tensor
     return person & (depth <= torch.clamp(RIM_PART * half_width, max=float(d)))
 
 
+def _within(mask: Tensor, r: int) -> Tensor:
+    """[H, W] bool: the pixels within r px (a (2r+1) square) of a pixel of mask [H, W]."""
+    return F.max_pool2d(mask.float()[None, None], 2 * r + 1, 1, r)[0, 0] > 0
+
+
 def cut_rows(person: Tensor, unsure: Tensor | None = None) -> Tensor:
     """[H] bool: the rows where person [H, W] runs into the photo's left or right frame or next to unsure [H, W]
     (what the segmentation took for a person and the silhouette left out): their edge is no edge, and a row
@@ -489,8 +496,7 @@ def cut_rows(person: Tensor, unsure: Tensor | None = None) -> Tensor:
     and the shirt down the middle)."""
     cut = person[:, 0] | person[:, -1]
     if unsure is not None:
-        near = F.max_pool2d(unsure.float()[None, None], 3, 1, 1)[0, 0] > 0
-        cut = cut | (person & near).any(1)
+        cut = cut | (person & _within(unsure, 1)).any(1)
     return cut
 
 
@@ -619,7 +625,7 @@ def rim_colours(image: Tensor, person: Tensor, pixels: Tensor, inward: Tensor, t
     front = inset_colours(image, person, pixels, inward, inset)
     if unsure is not None:
         H, W = person.shape
-        near = F.max_pool2d(unsure.float()[None, None], 5, 1, 2)[0, 0] > 0
+        near = _within(unsure, 2)
         at = near[pixels[:, 1].long().clamp(0, H - 1), pixels[:, 0].long().clamp(0, W - 1)]
         t = torch.where(at, torch.ones_like(t), t)
     t = t.clamp(0, 1)[:, None]
