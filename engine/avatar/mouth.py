@@ -18,8 +18,10 @@ places. Two fixes, both made from mediapipe's inner-lip contour (face-mesh indic
   the rest pose, so no /p b m/ could ever be shown. The avatar's rest mouth is closed instead: the upper lip
   slides down by a quarter of the gap and the lower lip up by the rest (UPPER_SHARE), each half a pixel past
   the line where they meet (OVERLAP_PX), fading to nothing at the nose and the chin, and the photo's own
-  pixels between the lips are left out of the skin (engine.avatar.teeth builds what is behind).
-  The shift fades, so it stretches the lips; personalize grows their splats by the stretch. The lower side
+  pixels between the lips are left out of the skin (engine.avatar.teeth builds what is behind). The lower lip
+  moves as one, down to its outer edge (`_lift_weight`), and the shift fades from there to the chin; the upper
+  one fades from its inner edge to the nose. So the upper lip and the skin under the lower lip stretch, and
+  personalize grows their splats by the stretch. The lower side
   also comes forward to the upper lip's depth (`closing_depth`): a wide-open photo mouth has the lower lip
   well behind the upper, where it would close behind the teeth.
 
